@@ -1,0 +1,9 @@
+// Jest runs the compiled JavaScript in dist/ (built by `npm run build`, which `npm test` calls first),
+// so the inference worker thread and the spawned apps run exactly the code that ships.
+const common = { testEnvironment: 'node', rootDir: 'dist' };
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs}/**/*.spec.js'] },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.js'], testTimeout: 120000 },
+  ],
+};

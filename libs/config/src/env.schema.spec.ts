@@ -1,0 +1,27 @@
+import { parseEnv } from './env.schema';
+
+describe('parseEnv', () => {
+  it('fills documented defaults', () => {
+    const env = parseEnv({});
+    expect(env.PORT).toBe(3000);
+    expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(env.MAX_IMAGE_BYTES).toBe(10 * 1024 * 1024);
+    expect(env.REQUEST_WAIT_MS).toBe(30_000);
+    expect(env.QUEUE_EVENTS_ENABLED).toBe(true);
+    expect(env.MODELS_DIR).toBe('models');
+  });
+
+  it('coerces strings and treats empty values as unset', () => {
+    const env = parseEnv({ PORT: '8080', QUEUE_EVENTS_ENABLED: 'false', LOG_LEVEL: '' });
+    expect(env.PORT).toBe(8080);
+    expect(env.QUEUE_EVENTS_ENABLED).toBe(false);
+    expect(env.LOG_LEVEL).toBe('info');
+  });
+
+  it('names every bad variable in one error', () => {
+    expect(() => parseEnv({ PORT: 'eighty', REDIS_URL: 'not a url', MAX_IMAGE_BYTES: '-1' })).toThrow(
+      /PORT[\s\S]*REDIS_URL|REDIS_URL[\s\S]*PORT/,
+    );
+    expect(() => parseEnv({ MAX_IMAGE_BYTES: '-1' })).toThrow(/MAX_IMAGE_BYTES/);
+  });
+});

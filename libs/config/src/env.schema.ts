@@ -1,0 +1,63 @@
+import { cpus } from 'node:os';
+import { z } from 'zod';
+
+const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+const bool = (fallback: boolean) => z.stringbool().default(fallback);
+const cores = Math.max(1, cpus().length);
+
+/**
+ * Every environment variable the product reads, with its default. README's configuration table mirrors this.
+ * Parsed once at start; a bad value stops the process with a message naming the variable.
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  // HTTP (API)
+  PORT: int(0, 65535, 3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  MAX_IMAGE_BYTES: int(1024, 1024 * 1024 * 1024, 10 * 1024 * 1024),
+  MAX_IMAGE_PIXELS: int(1, 1_000_000_000, 50_000_000),
+  REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),
+  JOB_POLL_INTERVAL_MS: int(20, 60_000, 500),
+  /** Off only to prove (in tests) that polling alone completes every request. */
+  QUEUE_EVENTS_ENABLED: bool(true),
+
+  // Redis and queue
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),
+  BLOB_TTL_SECONDS: int(10, 7 * 24 * 3600, 900),
+  JOB_DEADLINE_MS: int(1000, 24 * 3600_000, 300_000),
+  JOB_ATTEMPTS: int(1, 20, 3),
+  COMPLETED_JOB_TTL_SECONDS: int(1, 30 * 24 * 3600, 3600),
+  COMPLETED_JOB_MAX_COUNT: int(0, 1_000_000, 1000),
+  FAILED_JOB_TTL_SECONDS: int(1, 30 * 24 * 3600, 24 * 3600),
+  FAILED_JOB_MAX_COUNT: int(0, 1_000_000, 5000),
+  EVENTS_MAX_LEN: int(0, 1_000_000, 10_000),
+
+  // Worker
+  MODELS_DIR: z.string().min(1).default('models'),
+  WORKER_CONCURRENCY: int(1, 1024, 32),
+  INFERENCE_THREADS: int(1, 64, 1),
+  ORT_INTRA_OP_THREADS: int(1, 256, cores),
+  SHARP_CONCURRENCY: int(1, 256, cores),
+  /** Overrides every model's manifest batch settings when set. */
+  MAX_BATCH_SIZE: z.coerce.number().int().min(1).max(256).optional(),
+  MAX_BATCH_DELAY_MS: z.coerce.number().min(0).max(1000).optional(),
+  LOCK_DURATION_MS: int(1000, 10 * 60_000, 30_000),
+  STALLED_INTERVAL_MS: int(1000, 10 * 60_000, 30_000),
+  WORKER_HEARTBEAT_MS: int(500, 60_000, 5000),
+  SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+/** Parses the environment or throws one error listing every bad variable. */
+export function parseEnv(source: NodeJS.ProcessEnv): Env {
+  // An empty variable means "not set": `FOO= npm start` should fall back to the default.
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
+  const result = envSchema.safeParse(cleaned);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
+  throw new Error(`Invalid configuration:\n${problems}`);
+}

@@ -1,0 +1,95 @@
+/** Error codes shared by API and worker. Every error answer is `{ error: { code, message } }`. */
+export enum ErrorCode {
+  ImageMissing = 'IMAGE_MISSING',
+  ImageEmpty = 'IMAGE_EMPTY',
+  ImageTooLarge = 'IMAGE_TOO_LARGE',
+  ImageUnsupportedFormat = 'IMAGE_UNSUPPORTED_FORMAT',
+  ImageTooManyPixels = 'IMAGE_TOO_MANY_PIXELS',
+  ImageDecodeFailed = 'IMAGE_DECODE_FAILED',
+  InvalidBase64 = 'INVALID_BASE64',
+  UnsupportedMediaType = 'UNSUPPORTED_MEDIA_TYPE',
+  UnknownModel = 'UNKNOWN_MODEL',
+  ModelTaskMismatch = 'MODEL_TASK_MISMATCH',
+  InvalidParameter = 'INVALID_PARAMETER',
+  BadRequest = 'BAD_REQUEST',
+  NotFound = 'NOT_FOUND',
+  JobNotFound = 'JOB_NOT_FOUND',
+  InputExpired = 'INPUT_EXPIRED',
+  DeadlineExceeded = 'DEADLINE_EXCEEDED',
+  QueueFull = 'QUEUE_FULL',
+  ServiceUnavailable = 'SERVICE_UNAVAILABLE',
+  InferenceFailed = 'INFERENCE_FAILED',
+  Internal = 'INTERNAL_ERROR',
+}
+
+/** The HTTP status each code maps to. */
+export const ERROR_HTTP_STATUS: Record<ErrorCode, number> = {
+  [ErrorCode.ImageMissing]: 400,
+  [ErrorCode.ImageEmpty]: 400,
+  [ErrorCode.ImageTooLarge]: 413,
+  [ErrorCode.ImageUnsupportedFormat]: 415,
+  [ErrorCode.ImageTooManyPixels]: 422,
+  [ErrorCode.ImageDecodeFailed]: 422,
+  [ErrorCode.InvalidBase64]: 400,
+  [ErrorCode.UnsupportedMediaType]: 415,
+  [ErrorCode.UnknownModel]: 400,
+  [ErrorCode.ModelTaskMismatch]: 400,
+  [ErrorCode.InvalidParameter]: 400,
+  [ErrorCode.BadRequest]: 400,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.JobNotFound]: 404,
+  [ErrorCode.InputExpired]: 410,
+  [ErrorCode.DeadlineExceeded]: 504,
+  [ErrorCode.QueueFull]: 503,
+  [ErrorCode.ServiceUnavailable]: 503,
+  [ErrorCode.InferenceFailed]: 500,
+  [ErrorCode.Internal]: 500,
+};
+
+/** An error that carries a stable code; thrown by services in both apps. */
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+
+  get httpStatus(): number {
+    return ERROR_HTTP_STATUS[this.code] ?? 500;
+  }
+}
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * A BullMQ job's failedReason is a plain string. Workers encode their errors as JSON in it so the API
+ * can answer with the same code; anything else (a crash, a stalled-job message) reads as INFERENCE_FAILED.
+ */
+export function encodeJobError(error: unknown): string {
+  if (error instanceof AppError) return JSON.stringify({ code: error.code, message: error.message });
+  const message = error instanceof Error ? error.message : String(error);
+  return JSON.stringify({ code: ErrorCode.InferenceFailed, message });
+}
+
+export function decodeJobError(failedReason: string | undefined): ErrorBody {
+  if (failedReason) {
+    try {
+      const parsed = JSON.parse(failedReason) as Partial<ErrorBody>;
+      if (parsed && typeof parsed.code === 'string' && parsed.code in ERROR_HTTP_STATUS_BY_VALUE && typeof parsed.message === 'string') {
+        return { code: parsed.code as ErrorCode, message: parsed.message };
+      }
+    } catch {
+      // not JSON: a BullMQ-generated reason such as "job stalled more than allowable limit"
+    }
+  }
+  return { code: ErrorCode.InferenceFailed, message: failedReason || 'the job failed without a reason' };
+}
+
+const ERROR_HTTP_STATUS_BY_VALUE: Record<string, number> = Object.fromEntries(Object.entries(ERROR_HTTP_STATUS));

@@ -1,0 +1,5 @@
+export * from './queues';
+export * from './errors';
+export * from './jobs';
+export * from './redis-keys';
+export * from './image-limits';

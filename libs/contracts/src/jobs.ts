@@ -1,0 +1,51 @@
+/**
+ * Job payloads and results on INFERENCE_QUEUE. These are the whole contract between API and worker.
+ */
+
+/** Where the worker finds the image bytes of a job. */
+export type ImageRef =
+  /** A short-lived Redis key holding the raw bytes (synchronous requests: nothing is kept afterwards). */
+  { kind: 'blob'; key: string };
+
+export interface ClassifyJobData {
+  /** The HTTP request id, so one request can be followed from API to worker in the logs. */
+  requestId: string;
+  image: ImageRef;
+  /** sha256 (hex) of the image bytes. */
+  imageHash: string;
+  model: string;
+  topk: number;
+  /** When the API put the job on the queue (epoch ms), for queue-time accounting. */
+  enqueuedAt: number;
+  /** Epoch ms after which nobody waits for the answer: the worker does not start the job. */
+  deadlineAt: number;
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+export interface JobTimings {
+  /** From enqueue until a worker started the job. */
+  queuedMs: number;
+  /** Decoding and preprocessing. */
+  decodeMs: number;
+  /** The model run of the batch this job was part of. */
+  inferenceMs: number;
+  /** From enqueue to the result. */
+  totalMs: number;
+}
+
+export interface ClassifyJobResult {
+  model: string;
+  predictions: Prediction[];
+  /** How many images ran in the same model batch as this one. */
+  batchSize: number;
+  timings: JobTimings;
+  /** Which worker process produced the result (host:pid). */
+  workerId: string;
+}
+
+export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'unknown';

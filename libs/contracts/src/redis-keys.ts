@@ -1,0 +1,32 @@
+/**
+ * Every Redis key this product writes outside BullMQ's own `<prefix>:<queue>:*` keys.
+ * docs/ARCHITECTURE.md lists them; keep the two in step.
+ */
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  /** Raw image bytes of a synchronous request, read once by the worker (string, TTL). */
+  blob(jobId: string): string {
+    return `${this.prefix}:blob:${jobId}`;
+  }
+
+  /** A worker's heartbeat: its id, pid, loaded models (string JSON, TTL a few heartbeats). */
+  worker(workerId: string): string {
+    return `${this.prefix}:worker:${workerId}`;
+  }
+
+  workerPattern(): string {
+    return `${this.prefix}:worker:*`;
+  }
+}
+
+/** What a worker publishes in its heartbeat key. */
+export interface WorkerHeartbeat {
+  workerId: string;
+  pid: number;
+  host: string;
+  startedAt: number;
+  models: string[];
+  /** Event-loop delay p99 (ms) over the last heartbeat interval. */
+  eventLoopDelayP99Ms: number;
+}

@@ -1,0 +1,45 @@
+import sharp from 'sharp';
+import type { Metadata } from 'sharp';
+import { AppError, ErrorCode } from '@app/contracts';
+import { detectImageFormat } from './image-format';
+
+export interface ImageInfo {
+  format: string;
+  /** Display size, after EXIF orientation. */
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export interface ImageLimits {
+  maxBytes: number;
+  maxPixels: number;
+}
+
+/**
+ * Cheap checks the API runs before queueing: size, format by magic bytes, and the header's pixel count.
+ * Reads the header only; the full decode happens in the worker.
+ */
+export async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageInfo> {
+  if (bytes.length === 0) throw new AppError(ErrorCode.ImageEmpty, 'the image is empty (0 bytes)');
+  if (bytes.length > limits.maxBytes) {
+    throw new AppError(ErrorCode.ImageTooLarge, `the image is ${bytes.length} bytes; the limit is ${limits.maxBytes} bytes`);
+  }
+  const format = detectImageFormat(bytes);
+  if (!format) {
+    throw new AppError(ErrorCode.ImageUnsupportedFormat, 'the data is not a supported raster image (accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+  }
+  let metadata: Metadata;
+  try {
+    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image header cannot be read: ${(error as Error).message}`);
+  }
+  const width = metadata.autoOrient?.width ?? metadata.width;
+  const height = metadata.autoOrient?.height ?? metadata.height;
+  if (!width || !height) throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image declares no dimensions`);
+  if (width * height > limits.maxPixels) {
+    throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`);
+  }
+  return { format, width, height, bytes: bytes.length };
+}

@@ -1,0 +1,3 @@
+export * from './image-format';
+export * from './image-inspector';
+export * from './model-input';

@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import { CatalogModel, ModelCatalog } from './model-catalog';
+import { InferenceTask, InferenceTaskResult, InferenceThreadInit } from './inference-task';
+
+export interface InferenceRuntimeOptions {
+  /** Worker threads, each with its own copy of every session. */
+  threads: number;
+  /** ORT intra-op threads per session run. threads × intraOpThreads should not exceed the cores left after decoding. */
+  intraOpThreads: number;
+}
+
+/**
+ * The one seam to ONNX Runtime: a pool of worker threads that each hold every model's session.
+ * The main thread only builds tensors and reads results, so its event loop stays free.
+ */
+export class InferenceRuntime {
+  private constructor(
+    private readonly pool: Piscina,
+    readonly options: InferenceRuntimeOptions,
+  ) {}
+
+  /** Starts the threads, loads every model in each, and runs one warm-up batch per model per thread. */
+  static async start(catalog: ModelCatalog, options: InferenceRuntimeOptions): Promise<InferenceRuntime> {
+    const init: InferenceThreadInit = {
+      models: catalog.list().map((model) => ({ name: model.name, path: model.path })),
+      intraOpThreads: options.intraOpThreads,
+    };
+    const pool = new Piscina({
+      filename: join(__dirname, 'inference.thread.js'),
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: Infinity,
+      // One task per thread at a time: a second concurrent run would only fight the first for the same cores.
+      concurrentTasksPerWorker: 1,
+      workerData: init,
+    });
+    const runtime = new InferenceRuntime(pool, options);
+    const warmups: Promise<unknown>[] = [];
+    for (let thread = 0; thread < options.threads; thread++) {
+      for (const model of catalog.list()) {
+        const size = model.input.shape[1] * model.input.shape[2] * model.input.shape[3];
+        const zeros = model.input.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
+        warmups.push(runtime.run(model, zeros, 1));
+      }
+    }
+    try {
+      await Promise.all(warmups);
+    } catch (error) {
+      await pool.destroy();
+      throw error;
+    }
+    return runtime;
+  }
+
+  /** Runs one batch: `input` holds `batchSize` images in the model's NCHW layout and dtype. */
+  async run(model: CatalogModel, input: Float32Array | Uint16Array, batchSize: number): Promise<InferenceTaskResult> {
+    const [, channels, height, width] = model.input.shape;
+    // Copy into a buffer of our own so it can be transferred (the caller's may be a view into a larger one).
+    const data = input.slice().buffer as ArrayBuffer;
+    const task: InferenceTask = {
+      model: model.name,
+      inputName: model.input.name,
+      dtype: model.input.dtype,
+      dims: [batchSize, channels, height, width],
+      data,
+      outputs: model.outputs,
+    };
+    return (await this.pool.run(task, { transferList: [data] })) as InferenceTaskResult;
+  }
+
+  get threads(): number {
+    return this.options.threads;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

@@ -1,0 +1,29 @@
+/** Messages between InferenceRuntime (main thread) and inference.thread (worker thread). */
+export interface InferenceThreadInit {
+  models: { name: string; path: string }[];
+  intraOpThreads: number;
+}
+
+export type TensorDtype = 'float32' | 'float16';
+
+export interface InferenceTask {
+  model: string;
+  inputName: string;
+  dtype: TensorDtype;
+  dims: number[];
+  /** Transferred, not copied. */
+  data: ArrayBuffer;
+  outputs: string[];
+}
+
+export interface TensorData {
+  dims: number[];
+  dtype: string;
+  data: Float32Array | Uint16Array;
+}
+
+export interface InferenceTaskResult {
+  outputs: Record<string, TensorData>;
+  /** Wall time of session.run() inside the thread. */
+  runMs: number;
+}

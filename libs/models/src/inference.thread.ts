@@ -1,0 +1,42 @@
+/**
+ * Runs inside a worker thread (piscina). onnxruntime-node's `session.run()` holds the calling thread for
+ * the whole run, so it must never run on the worker's main event loop, where BullMQ renews job locks.
+ * Each thread loads every model's session once, when the thread starts.
+ */
+import * as ort from 'onnxruntime-node';
+import { workerData } from 'piscina';
+import type { InferenceTask, InferenceTaskResult, InferenceThreadInit, TensorData } from './inference-task';
+
+async function createHandler(): Promise<(task: InferenceTask) => Promise<InferenceTaskResult>> {
+  const init = workerData as InferenceThreadInit;
+  const sessions = new Map<string, ort.InferenceSession>();
+  for (const model of init.models) {
+    const session = await ort.InferenceSession.create(model.path, {
+      intraOpNumThreads: init.intraOpThreads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      // Some exported graphs list initializers as inputs; ORT warns once per initializer. Keep errors only.
+      logSeverityLevel: 3,
+    });
+    sessions.set(model.name, session);
+  }
+
+  return async (task: InferenceTask): Promise<InferenceTaskResult> => {
+    const session = sessions.get(task.model);
+    if (!session) throw new Error(`model ${task.model} is not loaded in this inference thread`);
+    const data = task.dtype === 'float16' ? new Uint16Array(task.data) : new Float32Array(task.data);
+    const feeds = { [task.inputName]: new ort.Tensor(task.dtype, data, task.dims) };
+    const started = performance.now();
+    const results = await session.run(feeds, task.outputs);
+    const runMs = performance.now() - started;
+    const outputs: Record<string, TensorData> = {};
+    for (const name of task.outputs) {
+      const tensor = results[name];
+      outputs[name] = { dims: [...tensor.dims], dtype: tensor.type, data: tensor.data as Float32Array | Uint16Array };
+    }
+    return { outputs, runMs };
+  };
+}
+
+export default createHandler();

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+/**
+ * models/manifest.json: one entry per model. Adding a model is an entry here; a new task type is one
+ * post-processor registered in postprocess/index.ts.
+ */
+const tripleSchema = z.tuple([z.number(), z.number(), z.number()]);
+
+export const preprocessSchema = z.object({
+  /** center-crop: resize the shorter side to `shorterSide`, then take the centred width×height. stretch: resize to width×height ignoring aspect. letterbox: fit inside, pad right/bottom. */
+  resize: z.enum(['center-crop', 'stretch', 'letterbox']),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  shorterSide: z.number().int().positive().optional(),
+  padValue: z.number().min(0).max(255).default(0),
+  /** Channel order of the tensor. */
+  channels: z.enum(['RGB', 'BGR']),
+  /** tensor = (pixel * scale - mean[c]) / std[c], with mean and std in the tensor's channel order. */
+  scale: z.number().default(1),
+  mean: tripleSchema.default([0, 0, 0]),
+  std: tripleSchema.default([1, 1, 1]),
+});
+export type PreprocessSpec = z.infer<typeof preprocessSchema>;
+
+export const modelTaskSchema = z.enum(['classification']);
+export type ModelTask = z.infer<typeof modelTaskSchema>;
+
+export const manifestEntrySchema = z.object({
+  name: z.string().regex(/^[a-z0-9_]+$/),
+  description: z.string(),
+  task: modelTaskSchema,
+  file: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  input: z.object({
+    name: z.string(),
+    dtype: z.enum(['float32', 'float16']),
+    /** NCHW; a batch dimension of -1 is dynamic. */
+    shape: z.tuple([z.number().int(), z.literal(3), z.number().int().positive(), z.number().int().positive()]),
+  }),
+  outputs: z.array(z.string()).min(1),
+  preprocess: preprocessSchema,
+  postprocess: z.object({
+    /** classification: `softmax` when the output is logits, `none` when it already holds probabilities. */
+    activation: z.enum(['softmax', 'none']).default('none'),
+  }),
+  labels: z.string().optional(),
+  batch: z.object({ maxSize: z.number().int().min(1).default(8), maxDelayMs: z.number().min(0).default(2) }).default({ maxSize: 8, maxDelayMs: 2 }),
+  licence: z.string(),
+  source: z.string(),
+});
+export type ManifestEntry = z.infer<typeof manifestEntrySchema>;
+
+export const manifestSchema = z.object({ models: z.array(manifestEntrySchema).min(1) });
