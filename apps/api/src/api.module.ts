@@ -1,0 +1,53 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { BullModule } from '@nestjs/bullmq';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { AppConfig, AppConfigModule } from '@app/config';
+import { INFERENCE_QUEUE } from '@app/contracts';
+import { LoggingModule } from '@app/logging';
+import { bullRootOptions, RedisModule } from '@app/redis';
+import { ClassifyController } from './classify/classify.controller';
+import { ClassifyService } from './classify/classify.service';
+import { ApiExceptionFilter } from './common/api-exception.filter';
+import { generateRequestId } from './common/request-id';
+import { InferenceQueue } from './jobs/inference-queue';
+import { JobWaiter } from './jobs/job-waiter';
+import { JobsController } from './jobs/jobs.controller';
+import { ModelDirectory } from './models/model-directory';
+import { ModelsController } from './models/models.controller';
+import { ImageUploadReader } from './uploads/image-upload.reader';
+
+@Module({})
+export class ApiModule {
+  static forRoot(logger: Logger): DynamicModule {
+    return {
+      module: ApiModule,
+      imports: [
+        AppConfigModule,
+        LoggingModule.forRoot(logger),
+        // One access-log line per request (action http.request) with the request id the worker also logs.
+        LoggerModule.forRoot({
+          pinoHttp: {
+            logger,
+            genReqId: generateRequestId,
+            customProps: () => ({ action: 'http.request' }),
+            customSuccessMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
+            customErrorMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
+            serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
+          },
+        }),
+        RedisModule,
+        BullModule.forRootAsync(bullRootOptions),
+        BullModule.registerQueueAsync({
+          name: INFERENCE_QUEUE,
+          inject: [AppConfig],
+          // Bounded event stream: BullMQ trims it to about this many entries.
+          useFactory: (config: AppConfig) => ({ streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } } }),
+        }),
+      ],
+      controllers: [ClassifyController, JobsController, ModelsController],
+      providers: [ClassifyService, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+    };
+  }
+}

@@ -1,0 +1,99 @@
+import { Controller, HttpCode, Post, Query, Req, Res } from '@nestjs/common';
+import {
+  ApiAcceptedResponse,
+  ApiBadRequestResponse,
+  ApiBody,
+  ApiConsumes,
+  ApiOkResponse,
+  ApiOperation,
+  ApiPayloadTooLargeResponse,
+  ApiQuery,
+  ApiTags,
+  ApiUnprocessableEntityResponse,
+  ApiUnsupportedMediaTypeResponse,
+  ApiServiceUnavailableResponse,
+  ApiGatewayTimeoutResponse,
+  ApiInternalServerErrorResponse,
+} from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ErrorCode } from '@app/contracts';
+import { ErrorResponseDto } from '../common/error.dto';
+import { requestIdOf } from '../common/request-id';
+import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { ClassifyResponseDto, IMAGE_REQUEST_BODY, JobAcceptedDto, LegacyPredictResponseDto } from './classify.dto';
+import { ClassifyService } from './classify.service';
+
+@ApiTags('classify')
+@Controller()
+export class ClassifyController {
+  constructor(
+    private readonly classifier: ClassifyService,
+    private readonly uploads: ImageUploadReader,
+  ) {}
+
+  @Post('v1/classify')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Classify one image (ImageNet top-k); waits for the worker up to REQUEST_WAIT_MS' })
+  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
+  @ApiBody(IMAGE_REQUEST_BODY)
+  @ApiQuery({ name: 'model', required: false, description: 'classification model name (GET /v1/models)', example: 'mobilenet_v2' })
+  @ApiQuery({ name: 'topk', required: false, description: 'how many labels, 1–20', example: 5 })
+  @ApiOkResponse({ type: ClassifyResponseDto })
+  @ApiAcceptedResponse({ type: JobAcceptedDto, description: 'not finished within the wait limit; poll the Location URL' })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_MISSING, IMAGE_EMPTY, INVALID_BASE64, UNKNOWN_MODEL, INVALID_PARAMETER' })
+  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE' })
+  @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'IMAGE_UNSUPPORTED_FORMAT, UNSUPPORTED_MEDIA_TYPE' })
+  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED' })
+  @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, SERVICE_UNAVAILABLE' })
+  @ApiGatewayTimeoutResponse({ type: ErrorResponseDto, description: 'DEADLINE_EXCEEDED' })
+  @ApiInternalServerErrorResponse({ type: ErrorResponseDto, description: 'INFERENCE_FAILED' })
+  async classify(
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+    @Query('model') model?: string,
+    @Query('topk') topk?: string,
+  ): Promise<ClassifyResponseDto | JobAcceptedDto> {
+    const upload = await this.uploads.read(request);
+    const outcome = await this.classifier.classify({
+      requestId: requestIdOf(request),
+      bytes: upload.bytes,
+      model: model ?? upload.fields.model,
+      topk: topk ?? upload.fields.topk,
+    });
+    switch (outcome.kind) {
+      case 'completed':
+        return {
+          id: outcome.jobId,
+          model: outcome.result.model,
+          predictions: outcome.result.predictions,
+          batchSize: outcome.result.batchSize,
+          timings: { ...outcome.result.timings, totalMs: outcome.totalMs },
+        };
+      case 'failed':
+        throw new AppError(outcome.error.code, outcome.error.message);
+      case 'pending': {
+        const url = `/v1/jobs/${outcome.jobId}`;
+        reply.status(202).header('location', url);
+        return { id: outcome.jobId, state: 'waiting', url };
+      }
+    }
+  }
+
+  @Post('predict')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Compatibility with the original work-queue client: multipart field "image", top 5 of the default model' })
+  @ApiConsumes('multipart/form-data')
+  @ApiBody({ schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary' } } } })
+  @ApiOkResponse({ type: LegacyPredictResponseDto })
+  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  async predict(@Req() request: FastifyRequest): Promise<LegacyPredictResponseDto> {
+    const upload = await this.uploads.read(request);
+    const outcome = await this.classifier.classify({ requestId: requestIdOf(request), bytes: upload.bytes });
+    if (outcome.kind === 'completed') {
+      return { success: true, predictions: outcome.result.predictions.map(({ label, probability }) => ({ label, probability })) };
+    }
+    if (outcome.kind === 'failed') throw new AppError(outcome.error.code, outcome.error.message);
+    throw new AppError(ErrorCode.DeadlineExceeded, `no answer within the wait limit; the result will be at /v1/jobs/${outcome.jobId}`, { jobId: outcome.jobId });
+  }
+}
+

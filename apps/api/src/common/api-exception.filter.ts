@@ -1,0 +1,62 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+
+/** Fastify's own error codes (body parsing, multipart limits) mapped to ours. */
+const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413 },
+  FST_REQ_FILE_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413 },
+  FST_PARTS_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
+  FST_FILES_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
+  FST_FIELDS_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: ErrorCode.UnsupportedMediaType, status: 415 },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: ErrorCode.ImageMissing, status: 400 },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: ErrorCode.BadRequest, status: 400 },
+  FST_INVALID_MULTIPART_CONTENT_TYPE: { code: ErrorCode.BadRequest, status: 400 },
+};
+
+const STATUS_CODES: Record<number, ErrorCode> = {
+  400: ErrorCode.BadRequest,
+  404: ErrorCode.NotFound,
+  413: ErrorCode.ImageTooLarge,
+  415: ErrorCode.UnsupportedMediaType,
+  503: ErrorCode.ServiceUnavailable,
+};
+
+/** Every error leaves the API as `{ error: { code, message } }` with the matching status. */
+@Catch()
+export class ApiExceptionFilter implements ExceptionFilter {
+  constructor(@Inject(APP_LOGGER) private readonly logger: Logger) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    const request = host.switchToHttp().getRequest<FastifyRequest>();
+    const { status, body } = this.describe(exception);
+    const requestId = (request?.raw as { id?: string } | undefined)?.id;
+    if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
+    else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
+    void reply.status(status).send({ error: body });
+  }
+
+  private describe(exception: unknown): { status: number; body: ErrorBody } {
+    if (exception instanceof AppError) {
+      return { status: exception.httpStatus, body: { code: exception.code, message: exception.message, ...(exception.details ? { details: exception.details } : {}) } };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const response = exception.getResponse();
+      const message = typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
+      return { status, body: { code: STATUS_CODES[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.BadRequest), message } };
+    }
+    const fastifyError = exception as { code?: string; statusCode?: number; message?: string };
+    const mapped = fastifyError?.code ? FASTIFY_CODES[fastifyError.code] : undefined;
+    if (mapped) return { status: mapped.status, body: { code: mapped.code, message: fastifyError.message ?? mapped.code } };
+    if (typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+      const status = fastifyError.statusCode;
+      return { status, body: { code: STATUS_CODES[status] ?? ErrorCode.BadRequest, message: fastifyError.message ?? 'bad request' } };
+    }
+    return { status: 500, body: { code: ErrorCode.Internal, message: 'internal error' } };
+  }
+}

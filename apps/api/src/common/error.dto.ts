@@ -1,0 +1,13 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { ErrorCode } from '@app/contracts';
+
+export class ErrorDetailDto {
+  @ApiProperty({ enum: ErrorCode, example: ErrorCode.UnknownModel }) code!: ErrorCode;
+  @ApiProperty({ example: 'unknown model "resnet"; valid models: mobilenet_v2, squeezenet1_1' }) message!: string;
+  @ApiProperty({ required: false, type: Object }) details?: Record<string, unknown>;
+}
+
+/** Every error answer has this shape. */
+export class ErrorResponseDto {
+  @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
+}

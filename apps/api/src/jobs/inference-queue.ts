@@ -1,0 +1,62 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectQueue } from '@nestjs/bullmq';
+import { Job, JobsOptions, Queue } from 'bullmq';
+import type Redis from 'ioredis';
+import { AppConfig } from '@app/config';
+import { ClassifyJobData, INFERENCE_QUEUE, InferenceJobName, JobPriority, JobState, RedisKeys } from '@app/contracts';
+import { REDIS_CLIENT } from '@app/redis';
+
+/** The API's seam to the inference queue: puts work on it and reads job state back. */
+@Injectable()
+export class InferenceQueue {
+  constructor(
+    @InjectQueue(INFERENCE_QUEUE) readonly queue: Queue,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** Stores the bytes under a short-lived key and queues the job (the job itself stays small in Redis). */
+  async enqueueClassify(jobId: string, bytes: Buffer, data: Omit<ClassifyJobData, 'image'>): Promise<void> {
+    const key = this.keys.blob(jobId);
+    await this.redis.set(key, bytes, 'EX', this.config.values.BLOB_TTL_SECONDS);
+    const payload: ClassifyJobData = { ...data, image: { kind: 'blob', key } };
+    await this.queue.add(InferenceJobName.Classify, payload, { ...this.retention(), jobId, priority: JobPriority.Interactive });
+  }
+
+  async getJob(jobId: string): Promise<Job | undefined> {
+    return (await this.queue.getJob(jobId)) ?? undefined;
+  }
+
+  async getState(job: Job): Promise<JobState> {
+    return toJobState(await job.getState());
+  }
+
+  /** Every job is removed after its age/count limit so finished work never piles up in Redis. */
+  private retention(): JobsOptions {
+    const env = this.config.values;
+    return {
+      attempts: env.JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 500 },
+      removeOnComplete: { age: env.COMPLETED_JOB_TTL_SECONDS, count: env.COMPLETED_JOB_MAX_COUNT },
+      removeOnFail: { age: env.FAILED_JOB_TTL_SECONDS, count: env.FAILED_JOB_MAX_COUNT },
+    };
+  }
+}
+
+/** BullMQ has more states than clients need to know. */
+export function toJobState(state: string): JobState {
+  switch (state) {
+    case 'completed':
+    case 'failed':
+    case 'active':
+      return state;
+    case 'waiting':
+    case 'prioritized':
+    case 'delayed':
+    case 'waiting-children':
+      return 'waiting';
+    default:
+      return 'unknown';
+  }
+}

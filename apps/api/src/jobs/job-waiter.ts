@@ -1,0 +1,129 @@
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { QueueEvents } from 'bullmq';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { decodeJobError, ErrorBody, ErrorCode, INFERENCE_QUEUE } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { redisOptionsFromUrl } from '@app/redis';
+import { InferenceQueue } from './inference-queue';
+
+export type JobOutcome =
+  | { state: 'completed'; result: unknown }
+  | { state: 'failed'; error: ErrorBody }
+  | { state: 'timeout' };
+
+interface Waiter {
+  settle: (outcome: JobOutcome) => void;
+  /** Re-check the job in Redis (an event said something happened, or the poll timer fired). */
+  check: () => void;
+}
+
+/**
+ * Waits for a job to finish. Primary signal: one shared QueueEvents subscription (Redis stream) that
+ * wakes the waiter of the job it names. Backup: polling the job's state, because events are best-effort
+ * (a reconnect or a trimmed stream loses them). The waiter is registered before the first state check,
+ * so a completion can never fall between the two.
+ */
+@Injectable()
+export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
+  private events?: QueueEvents;
+  private readonly waiters = new Map<string, Set<Waiter>>();
+
+  constructor(
+    private readonly jobs: InferenceQueue,
+    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onModuleInit(): void {
+    const env = this.config.values;
+    if (!env.QUEUE_EVENTS_ENABLED) {
+      this.logger.warn({ action: 'queue_events.disabled' }, 'QueueEvents disabled: waiting for jobs by polling only');
+      return;
+    }
+    this.events = new QueueEvents(INFERENCE_QUEUE, { connection: redisOptionsFromUrl(env.REDIS_URL), prefix: env.QUEUE_PREFIX });
+    this.events.on('completed', ({ jobId, returnvalue }) => this.notify(jobId, { state: 'completed', result: returnvalue }));
+    // A failed event may be one attempt of several: let the waiter confirm the final state.
+    this.events.on('failed', ({ jobId }) => this.wake(jobId));
+    this.events.on('error', (error) => this.logger.warn({ action: 'queue_events.error', err: error }, 'QueueEvents error; polling covers the gap'));
+  }
+
+  /** Resolves when the job completes or fails for good, or with `timeout` after timeoutMs. */
+  wait(jobId: string, timeoutMs: number): Promise<JobOutcome> {
+    return new Promise((resolve) => {
+      let done = false;
+      let pollTimer: NodeJS.Timeout | undefined;
+      let checking = false;
+      const deadline = setTimeout(() => waiter.settle({ state: 'timeout' }), timeoutMs);
+
+      const waiter: Waiter = {
+        settle: (outcome) => {
+          if (done) return;
+          done = true;
+          clearTimeout(deadline);
+          if (pollTimer) clearTimeout(pollTimer);
+          this.unregister(jobId, waiter);
+          resolve(outcome);
+        },
+        check: () => {
+          if (done || checking) return;
+          checking = true;
+          void this.readOutcome(jobId)
+            .then((outcome) => outcome && waiter.settle(outcome))
+            .catch((error) => this.logger.warn({ action: 'job.poll_failed', jobId, err: error }, 'job state check failed; will retry'))
+            .finally(() => {
+              checking = false;
+              schedulePoll();
+            });
+        },
+      };
+      const schedulePoll = () => {
+        if (done) return;
+        if (pollTimer) clearTimeout(pollTimer);
+        pollTimer = setTimeout(waiter.check, this.config.values.JOB_POLL_INTERVAL_MS);
+      };
+
+      this.register(jobId, waiter);
+      waiter.check();
+    });
+  }
+
+  /** The job's final outcome, or undefined while it is still waiting or running. */
+  private async readOutcome(jobId: string): Promise<JobOutcome | undefined> {
+    const job = await this.jobs.getJob(jobId);
+    if (!job) return { state: 'failed', error: { code: ErrorCode.JobNotFound, message: `job ${jobId} no longer exists` } };
+    const state = await this.jobs.getState(job);
+    if (state === 'completed') return { state: 'completed', result: job.returnvalue };
+    if (state === 'failed') return { state: 'failed', error: decodeJobError(job.failedReason) };
+    return undefined;
+  }
+
+  private notify(jobId: string, outcome: JobOutcome): void {
+    for (const waiter of this.waiters.get(jobId) ?? []) waiter.settle(outcome);
+  }
+
+  private wake(jobId: string): void {
+    for (const waiter of this.waiters.get(jobId) ?? []) waiter.check();
+  }
+
+  private register(jobId: string, waiter: Waiter): void {
+    let set = this.waiters.get(jobId);
+    if (!set) this.waiters.set(jobId, (set = new Set()));
+    set.add(waiter);
+  }
+
+  private unregister(jobId: string, waiter: Waiter): void {
+    const set = this.waiters.get(jobId);
+    set?.delete(waiter);
+    if (set && set.size === 0) this.waiters.delete(jobId);
+  }
+
+  /** Requests still waiting (bounded by the HTTP server's connection limits). */
+  get pending(): number {
+    return this.waiters.size;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.events?.close();
+  }
+}

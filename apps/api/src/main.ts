@@ -1,0 +1,44 @@
+import 'reflect-metadata';
+import multipart from '@fastify/multipart';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger as NestPino } from 'nestjs-pino';
+import { parseEnv } from '@app/config';
+import { RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
+import { createLogger } from '@app/logging';
+import { ApiModule } from './api.module';
+import { setupSwagger } from './swagger';
+
+async function bootstrap(): Promise<void> {
+  const logger = createLogger('api');
+  let env;
+  try {
+    env = parseEnv(process.env);
+  } catch (error) {
+    logger.fatal({ action: 'config.invalid' }, (error as Error).message);
+    process.exit(2);
+  }
+  // A base64 JSON body is 4/3 of the image plus a little for the other fields.
+  const jsonBodyLimit = Math.ceil((env.MAX_IMAGE_BYTES * 4) / 3) + 64 * 1024;
+  const adapter = new FastifyAdapter({ bodyLimit: jsonBodyLimit, trustProxy: true, return503OnClosing: true });
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
+  app.useLogger(app.get(NestPino));
+
+  const fastify = app.getHttpAdapter().getInstance();
+  await fastify.register(multipart, {
+    // Enforced while streaming: a larger file fails with 413 before it is buffered.
+    limits: { fileSize: env.MAX_IMAGE_BYTES, files: 1, fields: 20, fieldSize: 4096, parts: 25, headerPairs: 100 },
+  });
+  // Raw image bodies arrive as a Buffer, capped at MAX_IMAGE_BYTES by Fastify while reading.
+  fastify.addContentTypeParser(RAW_IMAGE_CONTENT_TYPES, { parseAs: 'buffer', bodyLimit: env.MAX_IMAGE_BYTES }, (_request, body, done) => done(null, body));
+
+  setupSwagger(app);
+  app.enableShutdownHooks();
+  await app.listen(env.PORT, env.HOST);
+  logger.info({ action: 'api.listening', host: env.HOST, port: env.PORT, url: await app.getUrl() }, `API listening on ${env.HOST}:${env.PORT}`);
+}
+
+bootstrap().catch((error) => {
+  createLogger('api').fatal({ action: 'api.start_failed', err: error }, `API failed to start: ${(error as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,71 @@
+import { Injectable } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { AppError, ErrorCode } from '@app/contracts';
+import { AppConfig } from '@app/config';
+
+export interface ImageUpload {
+  bytes: Buffer;
+  /** Text fields that came with the image (multipart fields or JSON properties other than the image). */
+  fields: Record<string, string>;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
+
+/**
+ * Reads one image from a request in any of the accepted forms: multipart field `image`, a raw
+ * image/* body, or JSON `{ "image": "<base64>" }`. Size limits are enforced while reading
+ * (multipart fileSize, Fastify bodyLimit), never after buffering an unbounded body.
+ */
+@Injectable()
+export class ImageUploadReader {
+  constructor(private readonly config: AppConfig) {}
+
+  async read(request: FastifyRequest, fieldName = 'image'): Promise<ImageUpload> {
+    if (request.isMultipart()) return this.readMultipart(request, fieldName);
+    const body = request.body as unknown;
+    if (Buffer.isBuffer(body)) return { bytes: body, fields: {} };
+    if (body && typeof body === 'object') return this.readJson(body as Record<string, unknown>, fieldName);
+    throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw image/jpeg|png|webp body, or JSON {"${fieldName}": "<base64>"}`);
+  }
+
+  private async readMultipart(request: FastifyRequest, fieldName: string): Promise<ImageUpload> {
+    let bytes: Buffer | undefined;
+    const fields: Record<string, string> = {};
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== fieldName || bytes) {
+          // Drain to keep the stream moving, then refuse: exactly one image is expected.
+          part.file.resume();
+          throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send exactly one file in field "${fieldName}"`);
+        }
+        bytes = await part.toBuffer();
+      } else {
+        fields[part.fieldname] = String(part.value);
+      }
+    }
+    if (!bytes) throw new AppError(ErrorCode.ImageMissing, `the multipart body has no file field "${fieldName}"`);
+    return { bytes, fields };
+  }
+
+  private readJson(body: Record<string, unknown>, fieldName: string): ImageUpload {
+    const value = body[fieldName];
+    if (typeof value !== 'string') throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": a base64 string`);
+    const fields: Record<string, string> = {};
+    for (const [key, field] of Object.entries(body)) {
+      if (key !== fieldName && (typeof field === 'string' || typeof field === 'number')) fields[key] = String(field);
+    }
+    return { bytes: this.decodeBase64(value), fields };
+  }
+
+  private decodeBase64(text: string): Buffer {
+    const compact = text.replace(DATA_URL_PREFIX, '').replace(/\s+/g, '');
+    if (compact.length === 0) throw new AppError(ErrorCode.ImageEmpty, 'the base64 image is empty');
+    if (compact.length % 4 !== 0 || !BASE64.test(compact)) throw new AppError(ErrorCode.InvalidBase64, 'the image is not valid base64');
+    const maxBytes = this.config.values.MAX_IMAGE_BYTES;
+    if ((compact.length / 4) * 3 > maxBytes + 2) {
+      throw new AppError(ErrorCode.ImageTooLarge, `the image is larger than the ${maxBytes}-byte limit`);
+    }
+    return Buffer.from(compact, 'base64');
+  }
+}

@@ -1,0 +1,65 @@
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { hostname } from 'node:os';
+import { IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import type Redis from 'ioredis';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { RedisKeys, WorkerHeartbeat } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { REDIS_CLIENT } from '@app/redis';
+import { ModelHost } from '../inference/model-host';
+import { workerId } from '../worker-id';
+
+/**
+ * Publishes this worker's presence, loaded models and event-loop delay in Redis with a TTL of three
+ * beats (the API reads them for /v1/models), and logs the delay: it must stay far below lockDuration/2.
+ */
+@Injectable()
+export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
+  private timer?: NodeJS.Timeout;
+  private readonly delay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly models: ModelHost,
+    private readonly keys: RedisKeys,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onModuleInit(): void {
+    this.delay.enable();
+    const interval = this.config.values.WORKER_HEARTBEAT_MS;
+    this.timer = setInterval(() => void this.beat(interval), interval);
+    this.timer.unref();
+  }
+
+  private async beat(interval: number): Promise<void> {
+    const heartbeat: WorkerHeartbeat = {
+      workerId,
+      pid: process.pid,
+      host: hostname(),
+      startedAt: this.startedAt,
+      models: this.models.loadedModels,
+      eventLoopDelayP99Ms: Math.round(this.delay.percentile(99) / 1e4) / 100,
+    };
+    const maxMs = Math.round(this.delay.max / 1e4) / 100;
+    this.delay.reset();
+    if (heartbeat.models.length > 0) {
+      this.logger.debug({ action: 'worker.heartbeat', workerId, eventLoopDelayP99Ms: heartbeat.eventLoopDelayP99Ms, eventLoopDelayMaxMs: maxMs }, 'heartbeat');
+      if (maxMs > this.config.values.LOCK_DURATION_MS / 4) {
+        this.logger.warn({ action: 'worker.event_loop_blocked', workerId, eventLoopDelayMaxMs: maxMs }, 'event loop blocked long enough to endanger job locks');
+      }
+      await this.redis
+        .set(this.keys.worker(workerId), JSON.stringify(heartbeat), 'PX', interval * 3)
+        .catch((error) => this.logger.warn({ action: 'worker.heartbeat_failed', err: error }, 'heartbeat failed'));
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.delay.disable();
+    await this.redis.del(this.keys.worker(workerId)).catch(() => undefined);
+  }
+}

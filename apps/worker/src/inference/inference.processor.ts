@@ -1,0 +1,66 @@
+import { Inject, OnApplicationBootstrap } from '@nestjs/common';
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import { Job, UnrecoverableError } from 'bullmq';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { AppError, ClassifyJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { ClassifyHandler } from '../classify/classify.handler';
+import { ModelHost } from './model-host';
+import { workerId } from '../worker-id';
+
+/**
+ * Consumes INFERENCE_QUEUE. BullMQ hands each job to exactly one worker (a Redis-side atomic move from
+ * wait to active plus a lock this worker renews). Concurrency is at least the largest batch so the
+ * batcher has jobs to group. Not started until the models are loaded (autorun: false).
+ */
+@Processor(INFERENCE_QUEUE, { autorun: false })
+export class InferenceProcessor extends WorkerHost implements OnApplicationBootstrap {
+  constructor(
+    private readonly config: AppConfig,
+    private readonly models: ModelHost,
+    private readonly classify: ClassifyHandler,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.models.start();
+    const env = this.config.values;
+    const largestBatch = Math.max(...this.models.catalog.list().map((model) => model.maxBatchSize));
+    this.worker.concurrency = Math.max(env.WORKER_CONCURRENCY, largestBatch);
+    this.worker.opts.lockDuration = env.LOCK_DURATION_MS;
+    this.worker.opts.stalledInterval = env.STALLED_INTERVAL_MS;
+    this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
+    void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
+    this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
+  }
+
+  async process(job: Job): Promise<unknown> {
+    const startedAt = Date.now();
+    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, model: job.data?.model, attempt: job.attemptsMade + 1, workerId };
+    this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');
+    try {
+      if (typeof job.data?.deadlineAt === 'number' && startedAt > job.data.deadlineAt) {
+        throw new AppError(ErrorCode.DeadlineExceeded, 'the client stopped waiting for this job before a worker reached it');
+      }
+      let result: unknown;
+      switch (job.name) {
+        case InferenceJobName.Classify:
+          result = await this.classify.handle(job as Job<ClassifyJobData>, startedAt);
+          break;
+        default:
+          throw new AppError(ErrorCode.Internal, `no handler for job name "${job.name}"`);
+      }
+      this.logger.info({ action: 'job.completed', ...context, ms: Date.now() - startedAt, batchSize: (result as { batchSize?: number }).batchSize }, 'job completed');
+      return result;
+    } catch (error) {
+      const encoded = encodeJobError(error);
+      this.logger.warn({ action: 'job.failed', ...context, ms: Date.now() - startedAt, error: encoded }, 'job failed');
+      // Bad input will not get better on retry; infrastructure errors (Redis, a crashed thread) may.
+      if (error instanceof AppError) throw new UnrecoverableError(encoded);
+      throw new Error(encoded);
+    }
+  }
+}

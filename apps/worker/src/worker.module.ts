@@ -1,0 +1,29 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { BullModule } from '@nestjs/bullmq';
+import type { Logger } from 'pino';
+import { AppConfigModule } from '@app/config';
+import { INFERENCE_QUEUE } from '@app/contracts';
+import { LoggingModule } from '@app/logging';
+import { bullRootOptions, RedisModule } from '@app/redis';
+import { ClassifyHandler } from './classify/classify.handler';
+import { HeartbeatService } from './heartbeat/heartbeat.service';
+import { ImageSource } from './inference/image-source';
+import { InferenceProcessor } from './inference/inference.processor';
+import { ModelHost } from './inference/model-host';
+
+@Module({})
+export class WorkerModule {
+  static forRoot(logger: Logger): DynamicModule {
+    return {
+      module: WorkerModule,
+      imports: [
+        AppConfigModule,
+        LoggingModule.forRoot(logger),
+        RedisModule,
+        BullModule.forRootAsync(bullRootOptions),
+        BullModule.registerQueue({ name: INFERENCE_QUEUE }),
+      ],
+      providers: [ModelHost, ImageSource, ClassifyHandler, InferenceProcessor, HeartbeatService],
+    };
+  }
+}
