@@ -2,8 +2,10 @@
 // so the inference worker thread and the spawned apps run exactly the code that ships.
 const common = { testEnvironment: 'node', rootDir: 'dist' };
 module.exports = {
+  // e2e tests start real processes; unit tests finish in milliseconds either way.
+  testTimeout: 180000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs}/**/*.spec.js'] },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.js'], testTimeout: 120000 },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.js'] },
   ],
 };

@@ -10,7 +10,7 @@ import { bullRootOptions, RedisModule } from '@app/redis';
 import { ClassifyController } from './classify/classify.controller';
 import { ClassifyService } from './classify/classify.service';
 import { ApiExceptionFilter } from './common/api-exception.filter';
-import { generateRequestId } from './common/request-id';
+import { reuseRequestId } from './common/request-id';
 import { InferenceQueue } from './jobs/inference-queue';
 import { JobWaiter } from './jobs/job-waiter';
 import { JobsController } from './jobs/jobs.controller';
@@ -30,11 +30,11 @@ export class ApiModule {
         LoggerModule.forRoot({
           pinoHttp: {
             logger,
-            genReqId: generateRequestId,
-            customProps: () => ({ action: 'http.request' }),
+            genReqId: reuseRequestId,
+            customProps: (req) => ({ action: 'http.request', requestId: (req as { id?: string }).id }),
             customSuccessMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
             customErrorMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
-            serializers: { req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
+            serializers: { req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
           },
         }),
         RedisModule,

@@ -7,6 +7,7 @@ import { parseEnv } from '@app/config';
 import { RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
 import { createLogger } from '@app/logging';
 import { ApiModule } from './api.module';
+import { generateRequestId } from './common/request-id';
 import { setupSwagger } from './swagger';
 
 async function bootstrap(): Promise<void> {
@@ -20,11 +21,16 @@ async function bootstrap(): Promise<void> {
   }
   // A base64 JSON body is 4/3 of the image plus a little for the other fields.
   const jsonBodyLimit = Math.ceil((env.MAX_IMAGE_BYTES * 4) / 3) + 64 * 1024;
-  const adapter = new FastifyAdapter({ bodyLimit: jsonBodyLimit, trustProxy: true, return503OnClosing: true });
+  const adapter = new FastifyAdapter({ bodyLimit: jsonBodyLimit, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
+  // Echo the request id so a client can quote it; the same id is in the API's and the worker's logs.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    done();
+  });
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.
     limits: { fileSize: env.MAX_IMAGE_BYTES, files: 1, fields: 20, fieldSize: 4096, parts: 25, headerPairs: 100 },

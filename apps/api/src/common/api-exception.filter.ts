@@ -34,7 +34,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     const request = host.switchToHttp().getRequest<FastifyRequest>();
     const { status, body } = this.describe(exception);
-    const requestId = (request?.raw as { id?: string } | undefined)?.id;
+    const requestId = request?.id;
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
     void reply.status(status).send({ error: body });

@@ -1,0 +1,121 @@
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { request } from '../support/http';
+import { TestRedis } from '../support/test-redis';
+
+const castle = fixture('castle_image.jpg');
+const dog = fixture('dog_beagle_jemma.png');
+const common = { ORT_INTRA_OP_THREADS: '1', SHARP_CONCURRENCY: '1' };
+
+function classify(api: AppProcess, body: Buffer, type: string, path = '/v1/classify?topk=1') {
+  return request(`${api.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+}
+
+describe('several APIs and workers on one Redis', () => {
+  let redis: TestRedis;
+  const apps: AppProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+  });
+
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.stop()));
+    await redis?.stop();
+  });
+
+  it('2 APIs + 3 workers, 60 concurrent requests: every answer right, every job processed exactly once', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'scale' };
+    const started = await Promise.all([
+      AppProcess.start('api', env),
+      AppProcess.start('api', env),
+      AppProcess.start('worker', env),
+      AppProcess.start('worker', env),
+      AppProcess.start('worker', env),
+    ]);
+    apps.push(...started);
+    const apis = started.slice(0, 2);
+    const workers = started.slice(2);
+
+    const requests = Array.from({ length: 60 }, (_, i) => {
+      const isDog = i % 3 === 0;
+      return classify(apis[i % 2], isDog ? dog : castle, isDog ? 'image/png' : 'image/jpeg').then((response) => ({ response, expected: isDog ? 'beagle' : 'castle' }));
+    });
+    const results = await Promise.all(requests);
+    for (const { response, expected } of results) {
+      expect(response.status).toBe(200);
+      expect(response.body.predictions[0].label).toBe(expected);
+    }
+
+    const jobIds = results.map(({ response }) => response.body.id as string);
+    expect(new Set(jobIds).size).toBe(60);
+    // Each job id must appear in exactly one job.started line across all workers.
+    const startedLines = workers.flatMap((worker) => worker.logsWith('job.started').map((line) => ({ jobId: line.jobId as string, pid: worker.pid })));
+    for (const jobId of jobIds) expect(startedLines.filter((line) => line.jobId === jobId)).toHaveLength(1);
+    expect(startedLines).toHaveLength(60);
+    // and each answer names the worker that logged it
+    for (const { response } of results) {
+      const processedBy = startedLines.find((line) => line.jobId === response.body.id)!.pid;
+      const job = await request(`${apis[0].url}/v1/jobs/${response.body.id}`);
+      expect(job.body.result.workerId).toContain(`:${processedBy}`);
+    }
+    await Promise.all(started.map((app) => app.stop()));
+    for (const app of started) expect(app.exited).toBe(true);
+    apps.length = 0;
+  });
+
+  it('with QueueEvents off, every request still completes by polling', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'polling' };
+    const worker = await AppProcess.start('worker', env);
+    const api = await AppProcess.start('api', { ...env, QUEUE_EVENTS_ENABLED: 'false', JOB_POLL_INTERVAL_MS: '100', REQUEST_WAIT_MS: '20000' });
+    apps.push(worker, api);
+    expect(api.logsWith('queue_events.disabled')).toHaveLength(1);
+    const results = await Promise.all(Array.from({ length: 12 }, () => classify(api, castle, 'image/jpeg')));
+    for (const response of results) {
+      expect(response.status).toBe(200);
+      expect(response.body.predictions[0].label).toBe('castle');
+    }
+  });
+
+  it('a request that outlives the wait limit gets 202 + Location, and the job finishes later', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'slow' };
+    // No worker yet: the job must wait past REQUEST_WAIT_MS.
+    const api = await AppProcess.start('api', { ...env, REQUEST_WAIT_MS: '300' });
+    apps.push(api);
+    const accepted = await classify(api, castle, 'image/jpeg');
+    expect(accepted.status).toBe(202);
+    const location = accepted.headers.get('location');
+    expect(location).toBe(`/v1/jobs/${accepted.body.id}`);
+    expect(accepted.body.state).toBe('waiting');
+    expect((await request(`${api.url}${location}`)).body.state).toBe('waiting');
+
+    const worker = await AppProcess.start('worker', env);
+    apps.push(worker);
+    let job: any;
+    for (let i = 0; i < 100; i++) {
+      job = (await request(`${api.url}${location}`)).body;
+      if (job.state === 'completed') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(job.state).toBe('completed');
+    expect(job.result.predictions[0].label).toBe('castle');
+  });
+
+  it('finished jobs do not pile up: completed jobs beyond the retention count are removed', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'retention' };
+    const worker = await AppProcess.start('worker', env);
+    const api = await AppProcess.start('api', { ...env, COMPLETED_JOB_MAX_COUNT: '3' });
+    apps.push(worker, api);
+    for (let i = 0; i < 8; i++) expect((await classify(api, castle, 'image/jpeg')).status).toBe(200);
+    const client = redis.client();
+    try {
+      expect(await client.zcard('retention:inference:completed')).toBeLessThanOrEqual(3);
+      // the image bytes of finished jobs are gone too
+      expect(await client.keys('retention:blob:*')).toEqual([]);
+      const eventsMaxLen = await client.hget('retention:inference:meta', 'opts.maxLenEvents');
+      expect(Number(eventsMaxLen)).toBeGreaterThan(0);
+    } finally {
+      client.disconnect();
+    }
+  });
+});

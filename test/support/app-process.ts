@@ -1,0 +1,101 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { freePort } from './free-port';
+
+export const REPO_ROOT = join(__dirname, '..', '..', '..');
+
+export type LogLine = Record<string, unknown> & { action?: string; msg?: string };
+
+/** One real API or worker process (the built dist/), with its JSON log lines collected. */
+export class AppProcess {
+  readonly logs: LogLine[] = [];
+  private exitPromise: Promise<number | null>;
+
+  private constructor(
+    readonly kind: 'api' | 'worker',
+    private readonly child: ChildProcess,
+    readonly port: number | undefined,
+  ) {
+    let buffer = '';
+    const collect = (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.logs.push({ msg: line });
+        }
+      }
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exitPromise = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  static async start(kind: 'api' | 'worker', env: Record<string, string>, readyTimeoutMs = 60_000): Promise<AppProcess> {
+    const port = kind === 'api' ? await freePort() : undefined;
+    const child = spawn(process.execPath, [join(REPO_ROOT, `dist/apps/${kind}/src/main.js`)], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        LOG_LEVEL: 'info',
+        HOST: '127.0.0.1',
+        ...(port ? { PORT: String(port) } : {}),
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const app = new AppProcess(kind, child, port);
+    await app.waitForLog((line) => line.action === (kind === 'api' ? 'api.listening' : 'worker.ready'), readyTimeoutMs);
+    return app;
+  }
+
+  /** Resolves with the first log line (already seen or future) that matches. */
+  async waitForLog(match: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = 0;
+    while (Date.now() < deadline) {
+      for (; seen < this.logs.length; seen++) if (match(this.logs[seen])) return this.logs[seen];
+      if (this.exited) throw new Error(`${this.kind} exited before the expected log line:\n${this.tail()}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`${this.kind} did not log the expected line within ${timeoutMs} ms:\n${this.tail()}`);
+  }
+
+  logsWith(action: string): LogLine[] {
+    return this.logs.filter((line) => line.action === action);
+  }
+
+  tail(lines = 20): string {
+    return this.logs
+      .slice(-lines)
+      .map((line) => JSON.stringify(line))
+      .join('\n');
+  }
+
+  /** Sends a signal and waits for the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
+    if (this.exited) return this.child.exitCode;
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const code = await this.exitPromise;
+    clearTimeout(timer);
+    return code;
+  }
+}

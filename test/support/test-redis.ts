@@ -1,0 +1,49 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import Redis from 'ioredis';
+import { freePort } from './free-port';
+
+/**
+ * A redis-server of the test's own on a free loopback port, keeping nothing on disk.
+ * Tests never flush or touch a Redis they did not start.
+ */
+export class TestRedis {
+  private constructor(
+    private readonly process: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<TestRedis> {
+    const port = await freePort();
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const redis = new TestRedis(child, port);
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    for (let i = 0; i < 100; i++) {
+      try {
+        await client.connect();
+        await client.ping();
+        client.disconnect();
+        return redis;
+      } catch {
+        client.disconnect();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    child.kill('SIGKILL');
+    throw new Error(`redis-server did not start on port ${port}`);
+  }
+
+  client(): Redis {
+    return new Redis({ port: this.port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once('exit', resolve));
+    this.process.kill('SIGTERM');
+    await exited;
+  }
+}
