@@ -5,7 +5,7 @@ module.exports = {
   // e2e tests start real processes; unit tests finish in milliseconds either way.
   testTimeout: 180000,
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs}/**/*.spec.js'] },
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs,bench}/**/*.spec.js'] },
     { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.js'] },
   ],
 };

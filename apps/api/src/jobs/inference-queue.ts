@@ -32,6 +32,10 @@ export class InferenceQueue {
     return toJobState(await job.getState());
   }
 
+  async getStateById(jobId: string): Promise<JobState> {
+    return toJobState(await this.queue.getJobState(jobId));
+  }
+
   /** Every job is removed after its age/count limit so finished work never piles up in Redis. */
   private retention(): JobsOptions {
     const env = this.config.values;

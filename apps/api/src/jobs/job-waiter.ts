@@ -88,14 +88,17 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
-  /** The job's final outcome, or undefined while it is still waiting or running. */
+  /**
+   * The job's final outcome, or undefined while it is still waiting or running. The state is read first:
+   * a job object fetched before its state could be "completed" with no return value yet.
+   */
   private async readOutcome(jobId: string): Promise<JobOutcome | undefined> {
-    const job = await this.jobs.getJob(jobId);
+    const state = await this.jobs.getStateById(jobId);
+    if (state === 'waiting' || state === 'active') return undefined;
+    const job = state === 'unknown' ? undefined : await this.jobs.getJob(jobId);
     if (!job) return { state: 'failed', error: { code: ErrorCode.JobNotFound, message: `job ${jobId} no longer exists` } };
-    const state = await this.jobs.getState(job);
     if (state === 'completed') return { state: 'completed', result: job.returnvalue };
-    if (state === 'failed') return { state: 'failed', error: decodeJobError(job.failedReason) };
-    return undefined;
+    return { state: 'failed', error: decodeJobError(job.failedReason) };
   }
 
   private notify(jobId: string, outcome: JobOutcome): void {

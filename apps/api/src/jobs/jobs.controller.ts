@@ -27,9 +27,10 @@ export class JobsController {
   @ApiOkResponse({ type: JobStatusDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'JOB_NOT_FOUND' })
   async get(@Param('id') id: string): Promise<JobStatusDto> {
-    const job = JOB_ID.test(id) ? await this.jobs.getJob(id) : undefined;
+    // State first, then the job: a job read before its state could look completed without its result.
+    const state = JOB_ID.test(id) ? await this.jobs.getStateById(id) : 'unknown';
+    const job = state === 'unknown' ? undefined : await this.jobs.getJob(id);
     if (!job) throw new AppError(ErrorCode.JobNotFound, `no job with id "${id}" (finished jobs are kept for a limited time)`);
-    const state = await this.jobs.getState(job);
     return {
       id,
       name: job.name,
