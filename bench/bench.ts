@@ -91,7 +91,7 @@ async function redisCommandCount(redis: TestRedis): Promise<number> {
 async function service(redis: TestRedis, env: Record<string, string>, prefix: string, measureLatency: boolean) {
   const fullEnv = { REDIS_URL: redis.url, QUEUE_PREFIX: prefix, LOG_LEVEL: 'debug', ORT_INTRA_OP_THREADS: String(intraOpThreads), ...env };
   const worker = await AppProcess.start('worker', fullEnv);
-  const api = await AppProcess.start('api', { ...fullEnv, LOG_LEVEL: 'warn' });
+  const api = await AppProcess.start('api', { ...fullEnv, LOG_LEVEL: 'info' });
   try {
     await autocannonRun(api.url, 4, 30);
     const out: Record<string, unknown> = {};
@@ -117,7 +117,8 @@ async function seedProtocol(redis: TestRedis) {
   const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads });
   const executor = new ModelExecutor(catalog, runtime);
   const client = redis.client();
-  const server = new SeedModelServer(client.duplicate(), executor, catalog.get(MODEL));
+  const serverClient = client.duplicate();
+  const server = new SeedModelServer(serverClient, executor, catalog.get(MODEL));
   server.start();
   try {
     const one = await runConcurrently(N.seedLatency, 1, (i) => seedClassify(client, IMAGES[i % IMAGES.length].bytes));
@@ -125,6 +126,7 @@ async function seedProtocol(redis: TestRedis) {
     return { p50OneClientMs: round(percentile(one.latencies, 50)), throughput32: round((N.seedThroughput / many.wallMs) * 1000) };
   } finally {
     await server.stop();
+    serverClient.disconnect();
     client.disconnect();
     await runtime.close();
   }
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
       ['service p50/p97.5/p99 1 client (ms)', `${svc.oneClient.p50} / ${svc.oneClient.p95} / ${svc.oneClient.p99}`],
       ['service p50/p97.5/p99 32 clients (ms)', `${svc.clients32.p50} / ${svc.clients32.p95} / ${svc.clients32.p99}`],
       ['service mean batch size at 32 clients', svc.meanBatchSize],
-      ['service Redis commands per request', svc.redisCommandsPerRequest],
+      ['service Redis commands per request (incl. inside Lua)', svc.redisCommandsPerRequest],
       ['worker event-loop delay max (ms)', svc.workerEventLoopDelayMaxMs ?? 'n/a'],
       ['service throughput, MAX_BATCH_SIZE=1 (req/s)', noBatch.clients32.throughput],
       ['seed protocol p50 1 client (ms)', seed.p50OneClientMs],
@@ -193,7 +195,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -65,6 +65,24 @@ describe('several APIs and workers on one Redis', () => {
     apps.length = 0;
   });
 
+  it('32 concurrent requests are batched: some model batches hold more than one image, every answer right', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'batching', MAX_BATCH_DELAY_MS: '20' };
+    const worker = await AppProcess.start('worker', env);
+    const api = await AppProcess.start('api', env);
+    apps.push(worker, api);
+    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => classify(api, i % 2 ? dog : castle, i % 2 ? 'image/png' : 'image/jpeg')));
+    results.forEach((response, i) => {
+      expect(response.status).toBe(200);
+      expect(response.body.predictions[0].label).toBe(i % 2 ? 'beagle' : 'castle');
+    });
+    const batchSizes = results.map((response) => response.body.batchSize as number);
+    expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+    expect(Math.max(...batchSizes)).toBeLessThanOrEqual(8);
+    // the worker's logs agree with what the answers say
+    const logged = worker.logsWith('job.completed').map((line) => line.batchSize);
+    expect(Math.max(...(logged as number[]))).toBe(Math.max(...batchSizes));
+  });
+
   it('with QueueEvents off, every request still completes by polling', async () => {
     const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'polling' };
     const worker = await AppProcess.start('worker', env);

@@ -21,6 +21,7 @@ export class TestRedis {
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const redis = new TestRedis(child, port);
     const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined); // refused until the server is up: expected while we wait
     for (let i = 0; i < 100; i++) {
       try {
         await client.connect();

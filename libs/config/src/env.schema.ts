@@ -40,7 +40,8 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1024, 32),
   INFERENCE_THREADS: int(1, 64, 1),
   ORT_INTRA_OP_THREADS: int(1, 256, cores),
-  SHARP_CONCURRENCY: int(1, 256, cores),
+  /** libvips threads per image. 1 by default: images decode in parallel on libuv's pool instead, which scales better and leaves cores for ONNX Runtime. */
+  SHARP_CONCURRENCY: int(1, 256, 1),
   /** Overrides every model's manifest batch settings when set. */
   MAX_BATCH_SIZE: z.coerce.number().int().min(1).max(256).optional(),
   MAX_BATCH_DELAY_MS: z.coerce.number().min(0).max(1000).optional(),
