@@ -39,6 +39,9 @@ function stopAll(code) {
 }
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
+// `kill <npm pid>` kills npm without passing the signal on: when our parent is gone, stop as if signalled.
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && stopAll(0), 1000).unref();
 
 const env = { ...process.env };
 if (!env.REDIS_URL) {
