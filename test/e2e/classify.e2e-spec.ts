@@ -102,7 +102,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
     }
   });
 
-  it('GET /v1/models lists both classifiers as loaded by the worker', async () => {
+  it('GET /v1/models lists every manifest model as loaded by the worker', async () => {
     // The heartbeat runs every few seconds.
     let body: any;
     for (let i = 0; i < 40; i++) {
@@ -110,7 +110,8 @@ describe('POST /v1/classify (real Redis, real models)', () => {
       if (body.models.every((m: any) => m.loaded)) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilenet_v2', 'squeezenet1_1']);
+    expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
+    expect(body.models.find((m: any) => m.name === 'yolox_nano').task).toBe('object-detection');
     expect(body.models.every((m: any) => m.loaded && m.sha256.length === 64)).toBe(true);
     expect(body.workers).toHaveLength(1);
   });
@@ -153,6 +154,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
       ['pixel count over the limit', () => postImage(url('/v1/classify'), bigPng, 'huge.png'), 422, 'IMAGE_TOO_MANY_PIXELS'],
       ['truncated JPEG', () => request(url('/v1/classify'), { method: 'POST', headers: jpeg, body: castle.subarray(0, 20_000) }), 422, 'IMAGE_DECODE_FAILED'],
       ['unknown model', () => request(url('/v1/classify?model=resnet50'), { method: 'POST', headers: jpeg, body: castle }), 400, 'UNKNOWN_MODEL'],
+      ['a detector asked to classify', () => request(url('/v1/classify?model=yunet'), { method: 'POST', headers: jpeg, body: castle }), 400, 'MODEL_TASK_MISMATCH'],
       ['topk 0', () => request(url('/v1/classify?topk=0'), { method: 'POST', headers: jpeg, body: castle }), 400, 'INVALID_PARAMETER'],
       ['topk 21', () => request(url('/v1/classify?topk=21'), { method: 'POST', headers: jpeg, body: castle }), 400, 'INVALID_PARAMETER'],
       ['topk not a number', () => request(url('/v1/classify?topk=five'), { method: 'POST', headers: jpeg, body: castle }), 400, 'INVALID_PARAMETER'],

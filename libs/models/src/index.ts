@@ -7,3 +7,4 @@ export * from './inference-batcher';
 export * from './model-executor';
 export * from './float16';
 export * from './postprocess/classification';
+export * from './postprocess/detection';

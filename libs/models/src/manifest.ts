@@ -22,7 +22,7 @@ export const preprocessSchema = z.object({
 });
 export type PreprocessSpec = z.infer<typeof preprocessSchema>;
 
-export const modelTaskSchema = z.enum(['classification']);
+export const modelTaskSchema = z.enum(['classification', 'object-detection', 'face-detection']);
 export type ModelTask = z.infer<typeof modelTaskSchema>;
 
 export const manifestEntrySchema = z.object({
@@ -42,6 +42,9 @@ export const manifestEntrySchema = z.object({
   postprocess: z.object({
     /** classification: `softmax` when the output is logits, `none` when it already holds probabilities. */
     activation: z.enum(['softmax', 'none']).default('none'),
+    /** detection: keep boxes scoring at least this, then NMS at this IoU. */
+    scoreThreshold: z.number().min(0).max(1).default(0.3),
+    iouThreshold: z.number().min(0).max(1).default(0.45),
   }),
   labels: z.string().optional(),
   batch: z.object({ maxSize: z.number().int().min(1).default(8), maxDelayMs: z.number().min(0).default(2) }).default({ maxSize: 8, maxDelayMs: 2 }),
