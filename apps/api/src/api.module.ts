@@ -7,6 +7,13 @@ import { AppConfig, AppConfigModule } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
+import { StorageModule } from '@app/storage';
+import { AnalysesController } from './analyses/analyses.controller';
+import { AnalysisJobs } from './analyses/analysis-jobs';
+import { AnalysisService } from './analyses/analysis.service';
+import { ImageEventsHub } from './images/image-events.hub';
+import { ImagesController } from './images/images.controller';
+import { ImagesService } from './images/images.service';
 import { ClassifyController } from './classify/classify.controller';
 import { ClassifyService } from './classify/classify.service';
 import { ApiExceptionFilter } from './common/api-exception.filter';
@@ -38,6 +45,7 @@ export class ApiModule {
           },
         }),
         RedisModule,
+        StorageModule,
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueueAsync({
           name: INFERENCE_QUEUE,
@@ -46,8 +54,8 @@ export class ApiModule {
           useFactory: (config: AppConfig) => ({ streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } } }),
         }),
       ],
-      controllers: [ClassifyController, JobsController, ModelsController],
-      providers: [ClassifyService, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+      controllers: [ClassifyController, AnalysesController, ImagesController, JobsController, ModelsController],
+      providers: [ClassifyService, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };
   }
 }

@@ -19,9 +19,8 @@ async function bootstrap(): Promise<void> {
     logger.fatal({ action: 'config.invalid' }, (error as Error).message);
     process.exit(2);
   }
-  // A base64 JSON body is 4/3 of the image plus a little for the other fields.
-  const jsonBodyLimit = Math.ceil((env.MAX_IMAGE_BYTES * 4) / 3) + 64 * 1024;
-  const adapter = new FastifyAdapter({ bodyLimit: jsonBodyLimit, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
+  // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
+  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
   app.useLogger(app.get(NestPino));
 
@@ -33,7 +32,7 @@ async function bootstrap(): Promise<void> {
   });
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.
-    limits: { fileSize: env.MAX_IMAGE_BYTES, files: 1, fields: 20, fieldSize: 4096, parts: 25, headerPairs: 100 },
+    limits: { fileSize: env.MAX_IMAGE_BYTES, files: env.MAX_IMAGES_PER_REQUEST, fields: 20, fieldSize: 4096, parts: env.MAX_IMAGES_PER_REQUEST + 20, headerPairs: 100 },
   });
   // Raw image bodies arrive as a Buffer, capped at MAX_IMAGE_BYTES by Fastify while reading.
   fastify.addContentTypeParser(RAW_IMAGE_CONTENT_TYPES, { parseAs: 'buffer', bodyLimit: env.MAX_IMAGE_BYTES }, (_request, body, done) => done(null, body));

@@ -5,6 +5,8 @@ import { AppConfigModule } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
+import { StorageModule } from '@app/storage';
+import { AnalyzeHandler } from './analyze/analyze.handler';
 import { ClassifyHandler } from './classify/classify.handler';
 import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageSource } from './inference/image-source';
@@ -20,10 +22,11 @@ export class WorkerModule {
         AppConfigModule,
         LoggingModule.forRoot(logger),
         RedisModule,
+        StorageModule,
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),
       ],
-      providers: [ModelHost, ImageSource, ClassifyHandler, InferenceProcessor, HeartbeatService],
+      providers: [ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, InferenceProcessor, HeartbeatService],
     };
   }
 }

@@ -23,6 +23,15 @@ export const envSchema = z.object({
   /** Off only to prove (in tests) that polling alone completes every request. */
   QUEUE_EVENTS_ENABLED: bool(true),
 
+  /** Images one analysis request may carry, and the cap on a whole JSON body (base64 images inside). */
+  MAX_IMAGES_PER_REQUEST: int(1, 1000, 16),
+  MAX_JSON_BODY_BYTES: int(1024, 1024 * 1024 * 1024, 32 * 1024 * 1024),
+  STORAGE_DIR: z.string().min(1).default('data/images'),
+  RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
+  /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */
+  FAILED_RESULT_TTL_SECONDS: int(10, 30 * 24 * 3600, 3600),
+  SSE_MAX_MS: int(1000, 3600_000, 300_000),
+
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),

@@ -5,7 +5,9 @@
 /** Where the worker finds the image bytes of a job. */
 export type ImageRef =
   /** A short-lived Redis key holding the raw bytes (synchronous requests: nothing is kept afterwards). */
-  { kind: 'blob'; key: string };
+  | { kind: 'blob'; key: string }
+  /** The content-addressed image store (STORAGE_DIR), by sha256. */
+  | { kind: 'store'; hash: string };
 
 export interface ClassifyJobData {
   /** The HTTP request id, so one request can be followed from API to worker in the logs. */
@@ -49,3 +51,27 @@ export interface ClassifyJobResult {
 }
 
 export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'unknown';
+
+export interface AnalyzeJobData {
+  requestId: string;
+  imageHash: string;
+  model: string;
+  enqueuedAt: number;
+}
+
+/** What the result store keeps for one (image, model) pair: a result, or the error that will not change on retry. */
+export type AnalysisRecord =
+  | { state: 'completed'; model: string; task: string; result: unknown; computedAt: string; workerId: string; inferenceMs: number }
+  | { state: 'failed'; model: string; task: string; error: { code: string; message: string }; computedAt: string; workerId: string };
+
+export type AnalysisState = 'waiting' | 'active' | 'completed' | 'failed' | 'unknown';
+
+/** Image metadata kept next to the stored bytes. */
+export interface ImageMetadata {
+  hash: string;
+  bytes: number;
+  format: string;
+  width: number;
+  height: number;
+  firstSeen: string;
+}

@@ -4,6 +4,13 @@ export const INFERENCE_QUEUE = 'inference';
 /** Job names on INFERENCE_QUEUE; the worker dispatches on these. */
 export enum InferenceJobName {
   Classify = 'classify',
+  /** One (image hash, model) pair of an analysis; result kept in the result store. */
+  Analyze = 'analyze',
+}
+
+/** Deterministic job id: the same (image, model) pair is one job, whichever API adds it and however often. */
+export function analyzeJobId(imageHash: string, model: string): string {
+  return `an-${imageHash}-${model}`;
 }
 
 /**

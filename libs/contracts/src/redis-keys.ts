@@ -15,6 +15,26 @@ export class RedisKeys {
     return `${this.prefix}:worker:${workerId}`;
   }
 
+  /** One model's result (or permanent failure) for one image: AnalysisRecord JSON, TTL RESULT_TTL_SECONDS. */
+  result(imageHash: string, model: string): string {
+    return `${this.prefix}:result:${imageHash}:${model}`;
+  }
+
+  /** Image metadata (ImageMetadata fields), kept as long as the stored image. */
+  image(imageHash: string): string {
+    return `${this.prefix}:image:${imageHash}`;
+  }
+
+  /** The set of models ever requested for an image (what GET /v1/images/:hash reports). */
+  imageModels(imageHash: string): string {
+    return `${this.prefix}:image:${imageHash}:models`;
+  }
+
+  /** Pub/sub channel: a model finished for this image (message: model name). */
+  imageEvents(imageHash: string): string {
+    return `${this.prefix}:events:image:${imageHash}`;
+  }
+
   workerPattern(): string {
     return `${this.prefix}:worker:*`;
   }

@@ -6,5 +6,4 @@ export * from './inference-runtime';
 export * from './inference-batcher';
 export * from './model-executor';
 export * from './float16';
-export * from './postprocess/classification';
-export * from './postprocess/detection';
+export * from './postprocess';

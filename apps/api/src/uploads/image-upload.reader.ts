@@ -29,6 +29,46 @@ export class ImageUploadReader {
     throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw image/jpeg|png|webp body, or JSON {"${fieldName}": "<base64>"}`);
   }
 
+  /**
+   * Several images and repeatable text fields: multipart files in `fieldName` (any number up to
+   * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`.
+   */
+  async readMany(request: FastifyRequest, fieldName = 'images'): Promise<{ images: Buffer[]; fields: Record<string, string[]> }> {
+    const maxImages = this.config.values.MAX_IMAGES_PER_REQUEST;
+    const images: Buffer[] = [];
+    const fields: Record<string, string[]> = {};
+    if (request.isMultipart()) {
+      for await (const part of request.parts()) {
+        if (part.type === 'file') {
+          if (part.fieldname !== fieldName && part.fieldname !== 'image') {
+            part.file.resume();
+            throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
+          }
+          if (images.length >= maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
+          images.push(await part.toBuffer());
+        } else {
+          (fields[part.fieldname] ??= []).push(String(part.value));
+        }
+      }
+    } else {
+      const body = request.body as Record<string, unknown> | undefined;
+      if (!body || typeof body !== 'object' || Buffer.isBuffer(body)) {
+        throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
+      }
+      const list = body[fieldName];
+      if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": an array of base64 strings`);
+      if (list.length > maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
+      for (const item of list as string[]) images.push(this.decodeBase64(item));
+      for (const [key, value] of Object.entries(body)) {
+        if (key === fieldName) continue;
+        const values = Array.isArray(value) ? value : [value];
+        fields[key] = values.filter((v) => typeof v === 'string' || typeof v === 'number').map(String);
+      }
+    }
+    if (images.length === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
+    return { images, fields };
+  }
+
   private async readMultipart(request: FastifyRequest, fieldName: string): Promise<ImageUpload> {
     let bytes: Buffer | undefined;
     const fields: Record<string, string> = {};

@@ -2,20 +2,26 @@ import { Inject, Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { AppError, ErrorCode, ImageRef } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
+import { CONTENT_STORE, ContentStore } from '@app/storage';
 
 /** Fetches a job's image bytes from wherever the API put them. */
 @Injectable()
 export class ImageSource {
-  constructor(@Inject(REDIS_CLIENT) private readonly redis: Redis) {}
+  constructor(
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @Inject(CONTENT_STORE) private readonly store: ContentStore,
+  ) {}
 
   async read(ref: ImageRef): Promise<Buffer> {
-    const bytes = await this.redis.getBuffer(ref.key);
-    if (!bytes) throw new AppError(ErrorCode.InputExpired, 'the image of this job has expired before a worker reached it');
+    const bytes = ref.kind === 'blob' ? await this.redis.getBuffer(ref.key) : await this.store.get(ref.hash);
+    if (!bytes) {
+      throw new AppError(ErrorCode.InputExpired, ref.kind === 'blob' ? 'the image of this job has expired before a worker reached it' : `image ${ref.hash} is not in the image store`);
+    }
     return bytes;
   }
 
-  /** Drops bytes nobody needs any more (a retry after this point would find INPUT_EXPIRED, but the job has its result). */
+  /** Drops short-lived bytes nobody needs any more; stored images stay. */
   async release(ref: ImageRef): Promise<void> {
-    await this.redis.del(ref.key);
+    if (ref.kind === 'blob') await this.redis.del(ref.key);
   }
 }

@@ -3,8 +3,9 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
+import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { ModelHost } from './model-host';
 import { workerId } from '../worker-id';
@@ -20,6 +21,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly config: AppConfig,
     private readonly models: ModelHost,
     private readonly classify: ClassifyHandler,
+    private readonly analyze: AnalyzeHandler,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -39,16 +41,20 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
 
   async process(job: Job): Promise<unknown> {
     const startedAt = Date.now();
-    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, model: job.data?.model, attempt: job.attemptsMade + 1, workerId };
+    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
     this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');
     try {
       if (typeof job.data?.deadlineAt === 'number' && startedAt > job.data.deadlineAt) {
+        // Synchronous jobs only: analysis jobs carry no deadline, their results are fetched later.
         throw new AppError(ErrorCode.DeadlineExceeded, 'the client stopped waiting for this job before a worker reached it');
       }
       let result: unknown;
       switch (job.name) {
         case InferenceJobName.Classify:
           result = await this.classify.handle(job as Job<ClassifyJobData>, startedAt);
+          break;
+        case InferenceJobName.Analyze:
+          result = await this.analyze.handle(job as Job<AnalyzeJobData>);
           break;
         default:
           throw new AppError(ErrorCode.Internal, `no handler for job name "${job.name}"`);

@@ -1,0 +1,54 @@
+import { Controller, HttpCode, Post, Req } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiOperation, ApiPayloadTooLargeResponse, ApiProperty, ApiTags, ApiUnsupportedMediaTypeResponse } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { ErrorResponseDto } from '../common/error.dto';
+import { requestIdOf } from '../common/request-id';
+import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { AnalysisService } from './analysis.service';
+
+class ModelStatusDto {
+  @ApiProperty({ enum: ['waiting', 'active', 'completed', 'failed'] }) state!: string;
+  @ApiProperty({ description: 'true when the result was already stored: nothing new was computed' }) cached!: boolean;
+  @ApiProperty({ example: '/v1/images/<hash>/results/yolox_nano' }) url!: string;
+}
+
+class SubmittedImageDto {
+  @ApiProperty({ description: 'sha256 of the image bytes: its id from now on' }) hash!: string;
+  @ApiProperty({ type: 'object', additionalProperties: { $ref: '#/components/schemas/ModelStatusDto' } }) models!: Record<string, ModelStatusDto>;
+}
+
+export class AnalysisAcceptedDto {
+  @ApiProperty({ type: [SubmittedImageDto] }) images!: SubmittedImageDto[];
+}
+
+@ApiTags('analyses')
+@Controller('v1/analyses')
+export class AnalysesController {
+  constructor(
+    private readonly analyses: AnalysisService,
+    private readonly uploads: ImageUploadReader,
+  ) {}
+
+  @Post()
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Queue every (image, model) pair; read results later by image hash. Known pairs are answered from the result store.' })
+  @ApiConsumes('multipart/form-data', 'application/json')
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['images', 'models'],
+      properties: {
+        images: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'multipart: repeat the field; JSON: base64 strings' },
+        models: { type: 'string', example: 'mobilenet_v2,yolox_nano,yunet', description: 'comma list or repeated field (JSON: array)' },
+      },
+    },
+  })
+  @ApiAcceptedResponse({ type: AnalysisAcceptedDto })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'UNKNOWN_MODEL (lists the valid ones), INVALID_PARAMETER, IMAGE_MISSING; nothing is stored or queued' })
+  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto })
+  @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto })
+  async submit(@Req() request: FastifyRequest): Promise<AnalysisAcceptedDto> {
+    const { images, fields } = await this.uploads.readMany(request, 'images');
+    return { images: await this.analyses.submit(requestIdOf(request), images, fields.models ?? []) };
+  }
+}

@@ -1,0 +1,61 @@
+import { Injectable } from '@nestjs/common';
+import { AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority } from '@app/contracts';
+import { AppConfig } from '@app/config';
+import { AnalysisStore } from '@app/storage';
+import { InferenceQueue } from '../jobs/inference-queue';
+
+export interface ModelStatus {
+  state: AnalysisState;
+  cached: boolean;
+  url: string;
+}
+
+/**
+ * The (image hash, model) pairs as jobs: one deterministic job id per pair, so a pair that is queued or
+ * running is joined rather than added again, from any API process (BullMQ ignores an add whose id exists).
+ */
+@Injectable()
+export class AnalysisJobs {
+  constructor(
+    private readonly jobs: InferenceQueue,
+    private readonly results: AnalysisStore,
+    private readonly config: AppConfig,
+  ) {}
+
+  static resultUrl(hash: string, model: string): string {
+    return `/v1/images/${hash}/results/${model}`;
+  }
+
+  /** Where the pair stands now; queues it when it has neither a result nor a job (new, or expired). */
+  async ensure(hash: string, model: string, requestId: string): Promise<ModelStatus> {
+    const url = AnalysisJobs.resultUrl(hash, model);
+    const stored = await this.results.getResult(hash, model);
+    if (stored) return { state: stored.state, cached: true, url };
+    const jobId = analyzeJobId(hash, model);
+    const data: AnalyzeJobData = { requestId, imageHash: hash, model, enqueuedAt: Date.now() };
+    const env = this.config.values;
+    await this.jobs.queue.add(InferenceJobName.Analyze, data, {
+      jobId,
+      priority: JobPriority.Bulk,
+      attempts: env.JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 500 },
+      // The result store keeps the answer; finished jobs leave so an expired result can be queued again.
+      removeOnComplete: true,
+      removeOnFail: true,
+    });
+    const state = await this.jobs.getStateById(jobId);
+    // Finished between our result check and now: the result store has it.
+    if (state === 'completed' || state === 'unknown' || state === 'failed') {
+      const now = await this.results.getResult(hash, model);
+      if (now) return { state: now.state, cached: false, url };
+    }
+    return { state: state === 'unknown' ? 'waiting' : state, cached: false, url };
+  }
+
+  /** State without queueing anything. */
+  async peek(hash: string, model: string): Promise<AnalysisState> {
+    const stored = await this.results.getResult(hash, model);
+    if (stored) return stored.state;
+    return this.jobs.getStateById(analyzeJobId(hash, model));
+  }
+}

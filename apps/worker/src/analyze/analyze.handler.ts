@@ -1,0 +1,71 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Job } from 'bullmq';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { AnalysisRecord, AnalyzeJobData, AppError } from '@app/contracts';
+import { prepareModelInput } from '@app/imaging';
+import { APP_LOGGER } from '@app/logging';
+import { postprocess } from '@app/models';
+import { AnalysisStore } from '@app/storage';
+import { ImageSource } from '../inference/image-source';
+import { ModelHost } from '../inference/model-host';
+import { workerId } from '../worker-id';
+
+/**
+ * analyze jobs: one model on one stored image; the result goes to the result store under (hash, model).
+ * Idempotent: a result already there (a redelivered job, or a racing resubmission) is not recomputed.
+ * Bad input is remembered as a failure for FAILED_RESULT_TTL_SECONDS.
+ */
+@Injectable()
+export class AnalyzeHandler {
+  constructor(
+    private readonly models: ModelHost,
+    private readonly images: ImageSource,
+    private readonly results: AnalysisStore,
+    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async handle(job: Job<AnalyzeJobData>): Promise<{ state: string; batchSize: number; reused: boolean }> {
+    const { imageHash, model: modelName } = job.data;
+    const existing = await this.results.getResult(imageHash, modelName);
+    if (existing) {
+      this.logger.info({ action: 'analysis.reused', jobId: job.id, imageHash, model: modelName }, 'result already stored; not recomputed');
+      return { state: existing.state, batchSize: 0, reused: true };
+    }
+    const model = this.models.catalog.get(modelName);
+    const env = this.config.values;
+    try {
+      const bytes = await this.images.read({ kind: 'store', hash: imageHash });
+      const input = await prepareModelInput(bytes, model.preprocess, env.MAX_IMAGE_PIXELS);
+      const run = await this.models.executor.run(model.name, input.tensor);
+      const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
+      const record: AnalysisRecord = {
+        state: 'completed',
+        model: model.name,
+        task: model.task,
+        result: postprocess(model, run.output, geometry),
+        computedAt: new Date().toISOString(),
+        workerId,
+        inferenceMs: Math.round(run.batchMs * 100) / 100,
+      };
+      await this.results.putResult(imageHash, record, env.RESULT_TTL_SECONDS);
+      this.logger.info({ action: 'analysis.stored', jobId: job.id, requestId: job.data.requestId, imageHash, model: model.name }, 'analysis result stored');
+      return { state: 'completed', batchSize: run.batchSize, reused: false };
+    } catch (error) {
+      if (error instanceof AppError) {
+        // Input that cannot be analysed will not improve on retry: remember the answer for a while.
+        const record: AnalysisRecord = {
+          state: 'failed',
+          model: model.name,
+          task: model.task,
+          error: { code: error.code, message: error.message },
+          computedAt: new Date().toISOString(),
+          workerId,
+        };
+        await this.results.putResult(imageHash, record, env.FAILED_RESULT_TTL_SECONDS);
+      }
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,4 @@
+export * from './content-store';
+export * from './file-content-store';
+export * from './analysis-store';
+export * from './storage.module';
