@@ -11,9 +11,10 @@ COPY test ./test
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 MODELS_DIR=/app/models
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 MODELS_DIR=/app/models STORAGE_DIR=/data/images
 WORKDIR /app
-RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/* \
+  && mkdir -p /data/images && chown node:node /data/images
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
