@@ -120,6 +120,29 @@ describe('several APIs and workers on one Redis', () => {
     expect(job.result.predictions[0].label).toBe('castle');
   });
 
+  it('a /v1/classify job queued after analysis jobs runs before them (priority)', async () => {
+    const storage = require('node:fs').mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'iiq-prio-'));
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'prio', STORAGE_DIR: storage };
+    const api = await AppProcess.start('api', env);
+    apps.push(api);
+    // No worker yet: queue bulk work first.
+    const form = new FormData();
+    for (const name of ['cat_kitten_224.png', 'dog_beagle_jemma.png', 'face_obama_1.jpg']) form.append('images', new Blob([fixture(name)]), name);
+    form.append('models', 'mobilenet_v2,squeezenet1_1,yunet');
+    expect((await request(`${api.url}/v1/analyses`, { method: 'POST', body: form })).status).toBe(202);
+    const classified = classify(api, castle, 'image/jpeg');
+    await api.waitForLog((line) => line.action === 'job.enqueued');
+    // One job at a time, so the order the worker takes them in is the queue's order.
+    const worker = await AppProcess.start('worker', { ...env, WORKER_CONCURRENCY: '1', MAX_BATCH_SIZE: '1' });
+    apps.push(worker);
+    const response = await classified;
+    expect(response.status).toBe(200);
+    const first = worker.logsWith('job.started')[0];
+    expect(first.jobName).toBe('classify');
+    await worker.waitForLog(() => worker.logsWith('job.completed').length >= 10, 60_000);
+    require('node:fs').rmSync(storage, { recursive: true, force: true });
+  });
+
   it('finished jobs do not pile up: completed jobs beyond the retention count are removed', async () => {
     const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'retention' };
     const worker = await AppProcess.start('worker', env);
