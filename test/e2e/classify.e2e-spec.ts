@@ -110,7 +110,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
       if (body.models.every((m: any) => m.loaded)) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
+    expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilefacenet', 'mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
     expect(body.models.find((m: any) => m.name === 'yolox_nano').task).toBe('object-detection');
     expect(body.models.every((m: any) => m.loaded && m.sha256.length === 64)).toBe(true);
     expect(body.workers).toHaveLength(1);

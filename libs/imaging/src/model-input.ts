@@ -64,6 +64,8 @@ interface ResizePlan {
 
 export function planResize(width: number, height: number, spec: PreprocessSpec): ResizePlan {
   switch (spec.resize) {
+    case 'face-align':
+      throw new Error('face-align input is made from detected landmarks (alignFaceTensor), not from a whole image');
     case 'stretch':
       return { resize: { width: spec.width, height: spec.height, fit: 'fill' }, scaleX: spec.width / width, scaleY: spec.height / height };
     case 'center-crop': {

@@ -7,8 +7,9 @@ import { z } from 'zod';
 const tripleSchema = z.tuple([z.number(), z.number(), z.number()]);
 
 export const preprocessSchema = z.object({
+  /** face-align: warp 5 landmarks onto the ArcFace template (the face pipeline does this; needs a detector first). */
   /** center-crop: resize the shorter side to `shorterSide`, then take the centred width×height. stretch: resize to width×height ignoring aspect. letterbox: fit inside, pad right/bottom. */
-  resize: z.enum(['center-crop', 'stretch', 'letterbox']),
+  resize: z.enum(['center-crop', 'stretch', 'letterbox', 'face-align']),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
   shorterSide: z.number().int().positive().optional(),
@@ -22,7 +23,7 @@ export const preprocessSchema = z.object({
 });
 export type PreprocessSpec = z.infer<typeof preprocessSchema>;
 
-export const modelTaskSchema = z.enum(['classification', 'object-detection', 'face-detection']);
+export const modelTaskSchema = z.enum(['classification', 'object-detection', 'face-detection', 'face-embedding']);
 export type ModelTask = z.infer<typeof modelTaskSchema>;
 
 export const manifestEntrySchema = z.object({

@@ -60,9 +60,10 @@ export class AnalysisService {
   /** `models` as repeated fields and/or comma lists; every name must exist. */
   parseModels(fields: string[]): string[] {
     const names = [...new Set(fields.flatMap((field) => field.split(',')).map((name) => name.trim()).filter((name) => name.length > 0))];
-    const valid = this.directory.catalog.names;
+    // Embedders need aligned faces, not whole images: they run inside POST /v1/faces.
+    const valid = this.directory.catalog.list().filter((model) => model.task !== 'face-embedding').map((model) => model.name);
     if (names.length === 0) throw new AppError(ErrorCode.InvalidParameter, `name at least one model in "models"; valid models: ${valid.join(', ')}`, { validModels: valid });
-    const unknown = names.filter((name) => !this.directory.catalog.has(name));
+    const unknown = names.filter((name) => !valid.includes(name));
     if (unknown.length > 0) {
       throw new AppError(ErrorCode.UnknownModel, `unknown model${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')}; valid models: ${valid.join(', ')}`, {
         unknownModels: unknown,
