@@ -9,6 +9,8 @@ import { LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
+import { FacesController } from './faces/faces.controller';
+import { FacesService } from './faces/faces.service';
 import { AnalysisJobs } from './analyses/analysis-jobs';
 import { AnalysisService } from './analyses/analysis.service';
 import { ImageEventsHub } from './images/image-events.hub';
@@ -54,8 +56,8 @@ export class ApiModule {
           useFactory: (config: AppConfig) => ({ streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } } }),
         }),
       ],
-      controllers: [ClassifyController, AnalysesController, ImagesController, JobsController, ModelsController],
-      providers: [ClassifyService, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+      controllers: [ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
+      providers: [ClassifyService, FacesService, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };
   }
 }

@@ -7,6 +7,8 @@ import { LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
+import { FaceIndex } from './faces/face-index';
+import { MatchFacesHandler } from './faces/match-faces.handler';
 import { ClassifyHandler } from './classify/classify.handler';
 import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageSource } from './inference/image-source';
@@ -26,7 +28,7 @@ export class WorkerModule {
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),
       ],
-      providers: [ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, InferenceProcessor, HeartbeatService],
+      providers: [ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
     };
   }
 }

@@ -75,3 +75,39 @@ export interface ImageMetadata {
   height: number;
   firstSeen: string;
 }
+
+export interface MatchFacesJobData {
+  requestId: string;
+  imageHash: string;
+  enqueuedAt: number;
+}
+
+export interface FaceBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export interface FaceMatch {
+  imageHash: string;
+  faceId: string;
+  similarity: number;
+}
+
+export interface FaceView {
+  faceId: string;
+  box: FaceBox;
+  landmarks: [number, number][];
+  score: number;
+  matches: FaceMatch[];
+}
+
+export interface FacesView {
+  imageHash: string;
+  faces: FaceView[];
+  /** Faces found but smaller than FACE_MIN_SIZE: not matched. */
+  skippedFaces: { box: FaceBox; score: number; reason: string }[];
+  matchedImages: string[];
+  message?: string;
+}

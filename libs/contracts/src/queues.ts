@@ -6,6 +6,12 @@ export enum InferenceJobName {
   Classify = 'classify',
   /** One (image hash, model) pair of an analysis; result kept in the result store. */
   Analyze = 'analyze',
+  /** Detect, embed and match every face of one stored image. */
+  MatchFaces = 'match-faces',
+}
+
+export function matchFacesJobId(imageHash: string): string {
+  return `faces-${imageHash}`;
 }
 
 /** Deterministic job id: the same (image, model) pair is one job, whichever API adds it and however often. */

@@ -35,6 +35,35 @@ export class RedisKeys {
     return `${this.prefix}:events:image:${imageHash}`;
   }
 
+  /** Face index: sequence counter and the append-only log of added faces and tombstones (stream, id <seq>-1). */
+  faceSeq(): string {
+    return `${this.prefix}:faces:seq`;
+  }
+
+  faceLog(): string {
+    return `${this.prefix}:faces:log`;
+  }
+
+  /** One face: image hash, seq, box, landmarks, score (hash). */
+  face(faceId: string): string {
+    return `${this.prefix}:face:${faceId}`;
+  }
+
+  /** A face's matches: other face id → cosine similarity (zset). */
+  faceMatches(faceId: string): string {
+    return `${this.prefix}:face:${faceId}:matches`;
+  }
+
+  /** An image's face-matching record (JSON: face ids, skipped faces); present once the image was processed. */
+  imageFaces(imageHash: string): string {
+    return `${this.prefix}:image:${imageHash}:faces`;
+  }
+
+  /** An image's match set: other image hash → best similarity (zset), kept symmetric. */
+  imageMatches(imageHash: string): string {
+    return `${this.prefix}:image:${imageHash}:matches`;
+  }
+
   workerPattern(): string {
     return `${this.prefix}:worker:*`;
   }

@@ -2,3 +2,4 @@ export * from './content-store';
 export * from './file-content-store';
 export * from './analysis-store';
 export * from './storage.module';
+export * from './face-store';

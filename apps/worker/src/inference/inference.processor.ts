@@ -3,10 +3,11 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalyzeJobData, AppError, ClassifyJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
+import { MatchFacesHandler } from '../faces/match-faces.handler';
 import { ModelHost } from './model-host';
 import { workerId } from '../worker-id';
 
@@ -22,6 +23,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly models: ModelHost,
     private readonly classify: ClassifyHandler,
     private readonly analyze: AnalyzeHandler,
+    private readonly matchFaces: MatchFacesHandler,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -55,6 +57,9 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
           break;
         case InferenceJobName.Analyze:
           result = await this.analyze.handle(job as Job<AnalyzeJobData>);
+          break;
+        case InferenceJobName.MatchFaces:
+          result = await this.matchFaces.handle(job as Job<MatchFacesJobData>);
           break;
         default:
           throw new AppError(ErrorCode.Internal, `no handler for job name "${job.name}"`);

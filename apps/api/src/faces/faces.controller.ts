@@ -1,0 +1,63 @@
+import { Controller, Delete, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ErrorCode, FacesView } from '@app/contracts';
+import { ErrorResponseDto } from '../common/error.dto';
+import { requestIdOf } from '../common/request-id';
+import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { FacesOutcome, FacesService } from './faces.service';
+
+@ApiTags('faces')
+@Controller()
+export class FacesController {
+  constructor(
+    private readonly faces: FacesService,
+    private readonly uploads: ImageUploadReader,
+  ) {}
+
+  @Post('v1/faces')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Find the faces of an image and every stored image with the same person; waits up to FACE_WAIT_MS' })
+  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
+  @ApiBody({
+    schema: {
+      type: 'object',
+      properties: { image: { type: 'string', format: 'binary', description: 'multipart field, raw body, or base64 in JSON' } },
+    },
+  })
+  @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] }], skippedFaces, matchedImages, message? }' })
+  @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
+  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const body = request.body as Record<string, unknown> | undefined;
+    if (body && !Buffer.isBuffer(body) && typeof body === 'object' && 'url' in body) {
+      throw new AppError(ErrorCode.BadRequest, 'fetching images by URL is not available yet: upload the image (multipart field "image", raw body, or base64 JSON)');
+    }
+    const upload = await this.uploads.read(request);
+    return this.answer(await this.faces.submit(requestIdOf(request), upload.bytes), reply);
+  }
+
+  @Get('v1/images/:hash/matches')
+  @ApiOperation({ summary: "The image's faces and current match set (it grows as later images match)" })
+  @ApiOkResponse({ description: 'as POST /v1/faces' })
+  @ApiAcceptedResponse({ description: 'still being processed' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  async matches(@Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    return this.answer(await this.faces.matches(hash), reply);
+  }
+
+  @Delete('v1/images/:hash/faces')
+  @ApiOperation({ summary: "Forget an image's faces: out of the index and out of every other image's match set" })
+  @ApiOkResponse({ description: '{ imageHash, removedFaces, updatedImages }' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  forget(@Param('hash') hash: string) {
+    return this.faces.forget(hash);
+  }
+
+  private answer(outcome: FacesOutcome, reply: FastifyReply): FacesView | { imageHash: string; state: string; url: string } {
+    if (outcome.kind === 'done') return outcome.view;
+    const url = `/v1/images/${outcome.imageHash}/matches`;
+    reply.status(202).header('location', url);
+    return { imageHash: outcome.imageHash, state: 'waiting', url };
+  }
+}

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId } from '@app/contracts';
+import { inspectImage } from '@app/imaging';
+import { APP_LOGGER } from '@app/logging';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FaceStore, isSha256 } from '@app/storage';
+import { InferenceQueue } from '../jobs/inference-queue';
+import { JobWaiter } from '../jobs/job-waiter';
+
+export type FacesOutcome = { kind: 'done'; view: FacesView; cached: boolean } | { kind: 'pending'; imageHash: string; jobId: string };
+
+/** Face matching: store the image once, one job per image, wait up to FACE_WAIT_MS for its faces and matches. */
+@Injectable()
+export class FacesService {
+  constructor(
+    private readonly faces: FaceStore,
+    private readonly results: AnalysisStore,
+    @Inject(CONTENT_STORE) private readonly store: ContentStore,
+    private readonly jobs: InferenceQueue,
+    private readonly waiter: JobWaiter,
+    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async submit(requestId: string, bytes: Buffer): Promise<FacesOutcome> {
+    const env = this.config.values;
+    const info = await inspectImage(bytes, { maxBytes: env.MAX_IMAGE_BYTES, maxPixels: env.MAX_IMAGE_PIXELS });
+    const imageHash = createHash('sha256').update(bytes).digest('hex');
+    const known = await this.faces.view(imageHash);
+    if (known) {
+      this.logger.info({ action: 'faces.cached', requestId, imageHash }, 'faces answered from stored data');
+      return { kind: 'done', view: known, cached: true };
+    }
+    await this.store.put(imageHash, bytes);
+    await this.results.registerImage({ hash: imageHash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() }, []);
+    const jobId = matchFacesJobId(imageHash);
+    const data: MatchFacesJobData = { requestId, imageHash, enqueuedAt: Date.now() };
+    // One job per image: concurrent submissions of the same image join it.
+    await this.jobs.queue.add(InferenceJobName.MatchFaces, data, {
+      jobId,
+      priority: JobPriority.Interactive,
+      attempts: env.JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 500 },
+      removeOnComplete: true,
+      removeOnFail: { age: env.FAILED_RESULT_TTL_SECONDS, count: env.FAILED_JOB_MAX_COUNT },
+    });
+    this.logger.info({ action: 'job.enqueued', requestId, jobId, imageHash }, 'match-faces job queued');
+    const outcome = await this.waiter.wait(jobId, env.FACE_WAIT_MS);
+    const view = await this.faces.view(imageHash);
+    if (view) return { kind: 'done', view, cached: false };
+    if (outcome.state === 'failed' && outcome.error.code !== ErrorCode.JobNotFound) throw new AppError(outcome.error.code, outcome.error.message);
+    return { kind: 'pending', imageHash, jobId };
+  }
+
+  async matches(imageHash: string): Promise<FacesOutcome> {
+    this.checkHash(imageHash);
+    const view = await this.faces.view(imageHash);
+    if (view) return { kind: 'done', view, cached: true };
+    const jobId = matchFacesJobId(imageHash);
+    const state = await this.jobs.getStateById(jobId);
+    if (state === 'waiting' || state === 'active') return { kind: 'pending', imageHash, jobId };
+    if (state === 'failed') {
+      const job = await this.jobs.getJob(jobId);
+      const error = decodeJobError(job?.failedReason);
+      throw new AppError(error.code, error.message);
+    }
+    throw new AppError(ErrorCode.NotFound, `no face data for image ${imageHash}: submit it to POST /v1/faces`);
+  }
+
+  async forget(imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number }> {
+    this.checkHash(imageHash);
+    if (!(await this.faces.hasImageFaces(imageHash))) throw new AppError(ErrorCode.NotFound, `no face data for image ${imageHash}`);
+    const removed = await this.faces.deleteImageFaces(imageHash);
+    this.logger.info({ action: 'faces.forgotten', imageHash, ...removed }, 'image faces removed from the index and every match set');
+    return { imageHash, ...removed };
+  }
+
+  private checkHash(hash: string): void {
+    if (!isSha256(hash)) throw new AppError(ErrorCode.InvalidParameter, 'an image id is the lowercase hex sha256 of the image (64 characters)');
+  }
+}
