@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { createServer, Server } from 'node:http';
+import { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +22,7 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
   beforeAll(async () => {
     redis = await TestRedis.start();
     storageDir = mkdtempSync(join(tmpdir(), 'iiq-faces-'));
-    const env = { REDIS_URL: redis.url, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1', FACE_WAIT_MS: '30000' };
+    const env = { REDIS_URL: redis.url, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1', FACE_WAIT_MS: '30000', FETCH_ALLOW_HOSTS: '127.0.0.1', FETCH_TIMEOUT_MS: '3000' };
     const started = await Promise.all([AppProcess.start('api', env), AppProcess.start('api', env), AppProcess.start('worker', env), AppProcess.start('worker', env)]);
     apis = started.slice(0, 2);
     workers = started.slice(2);
@@ -133,10 +135,91 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
     expect(response.body.matchedImages.length).toBeGreaterThan(0);
   });
 
-  it('refuses bad ids and URL submissions it cannot serve yet, with 4xx', async () => {
+  it('refuses bad ids on every faces route with 400', async () => {
     expect((await request(`${apis[0].url}/v1/images/..%2F..%2Fetc%2Fpasswd/matches`)).status).toBe(400);
     expect((await request(`${apis[0].url}/v1/images/..%2F..%2Fetc%2Fpasswd/faces`, { method: 'DELETE' })).status).toBe(400);
-    const byUrl = await request(`${apis[0].url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'http://127.0.0.2/x.jpg' }) });
-    expect(byUrl.status).toBe(400);
+  });
+
+  describe('URL intake (a local server on 127.0.0.1, allowed by FETCH_ALLOW_HOSTS; nothing else is contacted)', () => {
+    let server: Server;
+    let base: string;
+    const timers = new Set<NodeJS.Timeout>();
+
+    beforeAll(async () => {
+      server = createServer((req, res) => {
+        const port = (server.address() as AddressInfo).port;
+        if (req.url === '/biden.jpg') return res.end(fixture('face_biden_1.jpg'));
+        if (req.url === '/to-biden') return res.writeHead(302, { location: '/biden.jpg' }).end();
+        if (req.url === '/to-other-loopback') return res.writeHead(302, { location: `http://127.0.0.2:${port}/biden.jpg` }).end();
+        if (req.url === '/loop') return res.writeHead(302, { location: '/loop' }).end();
+        if (req.url === '/endless') {
+          // a trickle that never ends: bounded here too (stops when the client leaves or after 20 s)
+          res.writeHead(200, { 'content-type': 'image/jpeg' });
+          const timer = setInterval(() => res.write(Buffer.alloc(16)), 50);
+          timers.add(timer);
+          const stop = () => {
+            clearInterval(timer);
+            timers.delete(timer);
+            res.destroy();
+          };
+          res.on('close', stop);
+          setTimeout(stop, 20_000).unref();
+          return;
+        }
+        if (req.url === '/huge') {
+          // 12 MiB without a content-length: the limit must be enforced while streaming
+          res.writeHead(200, { 'content-type': 'image/jpeg' });
+          const chunk = Buffer.alloc(256 * 1024, 1);
+          let sent = 0;
+          const pump = () => {
+            while (sent < 48 && !res.destroyed) {
+              sent++;
+              if (!res.write(chunk)) return res.once('drain', pump);
+            }
+            res.end();
+          };
+          res.on('close', () => (sent = 48));
+          return pump();
+        }
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+
+    afterAll(async () => {
+      for (const timer of timers) clearInterval(timer);
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+
+    const byUrl = (url: string) =>
+      request(`${apis[0].url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
+
+    it('fetches from the allowed local server, following a redirect, and matches', async () => {
+      const response = await byUrl(`${base}/to-biden`);
+      expect(response.status).toBe(200);
+      expect(response.body.imageHash).toBe(hashOf('face_biden_1.jpg'));
+      expect(response.body.faces).toHaveLength(1);
+    });
+
+    const refusals: [string, () => string, number, string][] = [
+      ['a loopback address outside the allowance (127.0.0.2)', () => base.replace('127.0.0.1', '127.0.0.2') + '/biden.jpg', 400, 'URL_NOT_ALLOWED'],
+      ['IPv6 loopback [::1]', () => base.replace('127.0.0.1', '[::1]') + '/biden.jpg', 400, 'URL_NOT_ALLOWED'],
+      ['a redirect from the allowed server to another loopback address', () => `${base}/to-other-loopback`, 400, 'URL_NOT_ALLOWED'],
+      ['file:///etc/passwd', () => 'file:///etc/passwd', 400, 'URL_NOT_ALLOWED'],
+      ['the metadata address in decimal form', () => 'http://2852039166/latest/meta-data/', 400, 'URL_NOT_ALLOWED'],
+      ['a redirect loop', () => `${base}/loop`, 422, 'URL_FETCH_FAILED'],
+      ['an endless response', () => `${base}/endless`, 422, 'URL_FETCH_FAILED'],
+      ['an oversized body', () => `${base}/huge`, 413, 'IMAGE_TOO_LARGE'],
+    ];
+    for (const [name, url, status, code] of refusals) {
+      it(`refuses ${name} with ${status} ${code}`, async () => {
+        const response = await byUrl(url());
+        expect(response.status).toBe(status);
+        expect(response.body.error.code).toBe(code);
+        expect(response.body.error.message.length).toBeGreaterThan(10);
+      });
+    }
   });
 });

@@ -11,6 +11,7 @@ import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
 import { FacesController } from './faces/faces.controller';
 import { FacesService } from './faces/faces.service';
+import { ImageFetcher } from './url-intake/image-fetcher';
 import { AnalysisJobs } from './analyses/analysis-jobs';
 import { AnalysisService } from './analyses/analysis.service';
 import { ImageEventsHub } from './images/image-events.hub';
@@ -57,7 +58,7 @@ export class ApiModule {
         }),
       ],
       controllers: [ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
-      providers: [ClassifyService, FacesService, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+      providers: [ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };
   }
 }

@@ -43,6 +43,12 @@ export const envSchema = z.object({
   FACE_DETECTOR: z.string().default('yunet'),
   FACE_EMBEDDER: z.string().default('mobilefacenet'),
 
+  /** URL intake: hosts or CIDRs allowed even though private/loopback (comma list); everything else must be public. */
+  FETCH_ALLOW_HOSTS: z.string().default(''),
+  FETCH_CONNECT_TIMEOUT_MS: int(100, 60_000, 3000),
+  FETCH_TIMEOUT_MS: int(100, 120_000, 10_000),
+  FETCH_MAX_REDIRECTS: int(0, 10, 3),
+
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),

@@ -5,6 +5,7 @@ import { AppError, ErrorCode, FacesView } from '@app/contracts';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
 import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { ImageFetcher } from '../url-intake/image-fetcher';
 import { FacesOutcome, FacesService } from './faces.service';
 
 @ApiTags('faces')
@@ -13,6 +14,7 @@ export class FacesController {
   constructor(
     private readonly faces: FacesService,
     private readonly uploads: ImageUploadReader,
+    private readonly fetcher: ImageFetcher,
   ) {}
 
   @Post('v1/faces')
@@ -22,7 +24,10 @@ export class FacesController {
   @ApiBody({
     schema: {
       type: 'object',
-      properties: { image: { type: 'string', format: 'binary', description: 'multipart field, raw body, or base64 in JSON' } },
+      properties: {
+        image: { type: 'string', format: 'binary', description: 'multipart field, raw body, or base64 in JSON' },
+        url: { type: 'string', description: 'JSON only: a public http(s) URL of the image (FETCH_ALLOW_HOSTS opens private ones)' },
+      },
     },
   })
   @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] }], skippedFaces, matchedImages, message? }' })
@@ -30,11 +35,15 @@ export class FacesController {
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const body = request.body as Record<string, unknown> | undefined;
+    const requestId = requestIdOf(request);
+    let bytes: Buffer;
     if (body && !Buffer.isBuffer(body) && typeof body === 'object' && 'url' in body) {
-      throw new AppError(ErrorCode.BadRequest, 'fetching images by URL is not available yet: upload the image (multipart field "image", raw body, or base64 JSON)');
+      if (typeof body.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
+      bytes = await this.fetcher.fetch(body.url, requestId);
+    } else {
+      bytes = (await this.uploads.read(request)).bytes;
     }
-    const upload = await this.uploads.read(request);
-    return this.answer(await this.faces.submit(requestIdOf(request), upload.bytes), reply);
+    return this.answer(await this.faces.submit(requestId, bytes), reply);
   }
 
   @Get('v1/images/:hash/matches')

@@ -1,0 +1,138 @@
+import { lookup as dnsLookup, LookupAddress } from 'node:dns';
+import http, { IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { isIP, LookupFunction } from 'node:net';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { AppConfig } from '@app/config';
+import { AppError, ErrorCode } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { AddressPolicy } from './address-policy';
+
+/**
+ * Fetches an image by URL, hostile by default: http/https only; every address a name resolves to is
+ * checked and the connection is pinned to a checked one (our lookup hands it to the socket), and the
+ * address actually connected to is checked again; every redirect hop is checked the same way (at most
+ * FETCH_MAX_REDIRECTS); connect and total time limits; the body is counted while it streams and cut off
+ * past MAX_IMAGE_BYTES.
+ */
+@Injectable()
+export class ImageFetcher {
+  private readonly policy: AddressPolicy;
+
+  constructor(
+    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {
+    this.policy = new AddressPolicy(config.values.FETCH_ALLOW_HOSTS);
+  }
+
+  async fetch(rawUrl: string, requestId: string): Promise<Buffer> {
+    const env = this.config.values;
+    const deadline = Date.now() + env.FETCH_TIMEOUT_MS;
+    let url = this.parse(rawUrl);
+    for (let hop = 0; ; hop++) {
+      const response = await this.get(url, deadline, requestId);
+      if (response.kind === 'body') return response.body;
+      if (hop >= env.FETCH_MAX_REDIRECTS) throw this.refuse(requestId, ErrorCode.UrlFetchFailed, `more than ${env.FETCH_MAX_REDIRECTS} redirects`);
+      url = this.parse(new URL(response.location, url).toString());
+    }
+  }
+
+  private parse(rawUrl: string): URL {
+    let url: URL;
+    try {
+      url = new URL(rawUrl);
+    } catch {
+      throw new AppError(ErrorCode.UrlNotAllowed, 'not a valid absolute URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError(ErrorCode.UrlNotAllowed, `only http and https URLs are fetched, not ${url.protocol}`);
+    if (url.username || url.password) throw new AppError(ErrorCode.UrlNotAllowed, 'URLs with credentials are not fetched');
+    return url;
+  }
+
+  /** A lookup that only ever yields addresses the policy allows (unless the hostname itself is allow-listed). */
+  private readonly guardedLookup: LookupFunction = (hostname, options, callback) => {
+    dnsLookup(hostname, { all: true, family: options.family as number | undefined }, (error, addresses: LookupAddress[]) => {
+      if (error) return callback(error, '', 4);
+      const allowed = this.policy.hostAllowed(hostname) ? addresses : addresses.filter((entry) => this.policy.check(entry.address).allowed);
+      if (allowed.length === 0) {
+        const ranges = addresses.map((entry) => `${entry.address} (${this.policy.check(entry.address).range})`).join(', ');
+        return callback(Object.assign(new Error(`${hostname} resolves only to addresses that are not public: ${ranges}`), { code: 'EURLNOTALLOWED' }), '', 4);
+      }
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, allowed);
+      callback(null, allowed[0].address, allowed[0].family);
+    });
+  };
+
+  private get(url: URL, deadline: number, requestId: string): Promise<{ kind: 'body'; body: Buffer } | { kind: 'redirect'; location: string }> {
+    const env = this.config.values;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host) && !this.policy.hostAllowed(host)) {
+      const verdict = this.policy.check(host);
+      if (!verdict.allowed) return Promise.reject(this.refuse(requestId, ErrorCode.UrlNotAllowed, `address ${host} is ${verdict.range}, not public`));
+    }
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) return Promise.reject(this.refuse(requestId, ErrorCode.UrlFetchFailed, `no answer within ${env.FETCH_TIMEOUT_MS} ms`));
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (error: AppError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(totalTimer);
+        request.destroy();
+        reject(error);
+      };
+      const request = client.get(url, { lookup: this.guardedLookup, headers: { accept: 'image/*', 'user-agent': 'image-inference-queue' }, timeout: env.FETCH_CONNECT_TIMEOUT_MS });
+      const totalTimer = setTimeout(() => fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `no complete answer within ${env.FETCH_TIMEOUT_MS} ms`)), remaining);
+      request.on('timeout', () => fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `no connection within ${env.FETCH_CONNECT_TIMEOUT_MS} ms`)));
+      request.on('socket', (socket) =>
+        socket.once('connect', () => {
+          // The address actually connected to must pass too (defence in depth against resolver tricks).
+          const remote = socket.remoteAddress ?? '';
+          if (!this.policy.hostAllowed(host) && !this.policy.check(remote).allowed) fail(this.refuse(requestId, ErrorCode.UrlNotAllowed, `connected address ${remote} is not public`));
+        }),
+      );
+      request.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EURLNOTALLOWED') fail(this.refuse(requestId, ErrorCode.UrlNotAllowed, error.message));
+        else fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `cannot fetch ${url.host}: ${error.message}`));
+      });
+      request.on('response', (response: IncomingMessage) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 300 && status < 400 && response.headers.location) {
+          response.resume();
+          settled = true;
+          clearTimeout(totalTimer);
+          resolve({ kind: 'redirect', location: response.headers.location });
+          return;
+        }
+        if (status !== 200) {
+          response.resume();
+          return fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `${url.host} answered HTTP ${status}`));
+        }
+        const declared = Number(response.headers['content-length'] ?? 0);
+        if (declared > env.MAX_IMAGE_BYTES) return fail(this.refuse(requestId, ErrorCode.ImageTooLarge, `the image is ${declared} bytes; the limit is ${env.MAX_IMAGE_BYTES}`));
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > env.MAX_IMAGE_BYTES) return fail(this.refuse(requestId, ErrorCode.ImageTooLarge, `the response passed the ${env.MAX_IMAGE_BYTES}-byte limit`));
+          chunks.push(chunk);
+        });
+        response.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(totalTimer);
+          resolve({ kind: 'body', body: Buffer.concat(chunks) });
+        });
+        response.on('error', (error) => fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `the response broke off: ${error.message}`)));
+      });
+    });
+  }
+
+  private refuse(requestId: string, code: ErrorCode, reason: string): AppError {
+    this.logger.info({ action: 'url.refused', requestId, code, reason }, 'URL fetch refused');
+    return new AppError(code, reason);
+  }
+}
