@@ -10,6 +10,7 @@ import { prepareModelInput } from '@app/imaging';
 import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
+import { benchFaceIndex } from './faces-bench';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
 
@@ -133,7 +134,14 @@ async function seedProtocol(redis: TestRedis) {
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
-  if (mode && mode !== 'classify') throw new Error(`unknown bench "${mode}" (available: classify)`);
+  if (mode && mode !== 'classify' && mode !== 'faces') throw new Error(`unknown bench "${mode}" (available: classify, faces)`);
+  if (mode === 'faces') {
+    const faces = benchFaceIndex();
+    console.log(Object.entries(faces).map(([key, value]) => `${key.padEnd(28)}  ${value}`).join('\n'));
+    mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(REPO_ROOT, 'bench', 'results', 'faces-latest.json'), JSON.stringify({ when: new Date().toISOString(), ...faces }, null, 2) + '\n');
+    return;
+  }
   const redis = await TestRedis.start();
   try {
     console.error('bench: in-process…');
