@@ -56,7 +56,7 @@ export class AppProcess {
         HOME: process.env.HOME ?? '',
         LOG_LEVEL: 'info',
         HOST: '127.0.0.1',
-        ...(port ? { PORT: String(port) } : {}),
+        ...(port ? { PORT: String(port) } : { WORKER_HTTP_PORT: '0' }),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

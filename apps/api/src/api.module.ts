@@ -11,6 +11,10 @@ import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
 import { FacesController } from './faces/faces.controller';
 import { FacesService } from './faces/faces.service';
+import { ApiMetrics } from './ops/api-metrics';
+import { HealthController } from './ops/health.controller';
+import { MetricsController } from './ops/metrics.controller';
+import { TerminusModule } from '@nestjs/terminus';
 import { ImageFetcher } from './url-intake/image-fetcher';
 import { AnalysisJobs } from './analyses/analysis-jobs';
 import { AnalysisService } from './analyses/analysis.service';
@@ -49,6 +53,7 @@ export class ApiModule {
         }),
         RedisModule,
         StorageModule,
+        TerminusModule.forRoot({ errorLogStyle: 'json' }),
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueueAsync({
           name: INFERENCE_QUEUE,
@@ -57,8 +62,8 @@ export class ApiModule {
           useFactory: (config: AppConfig) => ({ streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } } }),
         }),
       ],
-      controllers: [ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
-      providers: [ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+      controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
+      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
     };
   }
 }

@@ -8,6 +8,7 @@ import { RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
 import { createLogger } from '@app/logging';
 import { ApiModule } from './api.module';
 import { generateRequestId } from './common/request-id';
+import { ApiMetrics } from './ops/api-metrics';
 import { setupSwagger } from './swagger';
 
 async function bootstrap(): Promise<void> {
@@ -36,6 +37,14 @@ async function bootstrap(): Promise<void> {
   });
   // Raw image bodies arrive as a Buffer, capped at MAX_IMAGE_BYTES by Fastify while reading.
   fastify.addContentTypeParser(RAW_IMAGE_CONTENT_TYPES, { parseAs: 'buffer', bodyLimit: env.MAX_IMAGE_BYTES }, (_request, body, done) => done(null, body));
+
+  // Request histogram by route template (not raw URL: bounded label values).
+  const metrics = app.get(ApiMetrics);
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions?.url ?? 'unmatched';
+    metrics.httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    done();
+  });
 
   setupSwagger(app);
   app.enableShutdownHooks();

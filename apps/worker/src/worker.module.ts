@@ -9,6 +9,8 @@ import { StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
 import { FaceIndex } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
+import { WorkerHttp } from './ops/worker-http';
+import { WorkerMetrics } from './ops/worker-metrics';
 import { ClassifyHandler } from './classify/classify.handler';
 import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageSource } from './inference/image-source';
@@ -28,7 +30,7 @@ export class WorkerModule {
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),
       ],
-      providers: [ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
+      providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
     };
   }
 }

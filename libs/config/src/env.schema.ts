@@ -49,6 +49,10 @@ export const envSchema = z.object({
   FETCH_TIMEOUT_MS: int(100, 120_000, 10_000),
   FETCH_MAX_REDIRECTS: int(0, 10, 3),
 
+  /** Back-pressure: waiting jobs beyond which new work is refused at once (503 + Retry-After). */
+  MAX_QUEUE_DEPTH: int(1, 10_000_000, 1000),
+  WORKER_HTTP_PORT: int(0, 65535, 3001),
+
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),

@@ -16,6 +16,8 @@ export class ModelExecutor {
   constructor(
     private readonly catalog: ModelCatalog,
     private readonly runtime: InferenceRuntime,
+    /** Told about every batch run (for metrics). */
+    private readonly onBatch: (model: string, size: number, seconds: number) => void = () => undefined,
   ) {
     for (const model of catalog.list()) {
       this.batchers.set(
@@ -52,6 +54,7 @@ export class ModelExecutor {
     });
     const data = model.input.dtype === 'float16' ? float32ToFloat16Array(batch) : batch;
     const result = await this.runtime.run(model, data, inputs.length);
+    this.onBatch(model.name, inputs.length, result.runMs / 1000);
     const perImage: ModelOutputs[] = inputs.map(() => ({}));
     for (const [name, tensor] of Object.entries(result.outputs)) {
       const values = tensor.data instanceof Uint16Array ? float16ToFloat32Array(tensor.data) : tensor.data;

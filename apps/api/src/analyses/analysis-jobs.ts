@@ -31,6 +31,7 @@ export class AnalysisJobs {
     const url = AnalysisJobs.resultUrl(hash, model);
     const stored = await this.results.getResult(hash, model);
     if (stored) return { state: stored.state, cached: true, url };
+    await this.jobs.assertCapacity();
     const jobId = analyzeJobId(hash, model);
     const data: AnalyzeJobData = { requestId, imageHash: hash, model, enqueuedAt: Date.now() };
     const env = this.config.values;
@@ -50,6 +51,10 @@ export class AnalysisJobs {
       if (now) return { state: now.state, cached: false, url };
     }
     return { state: state === 'unknown' ? 'waiting' : state, cached: false, url };
+  }
+
+  assertCapacity(): Promise<void> {
+    return this.jobs.assertCapacity();
   }
 
   /** State without queueing anything. */

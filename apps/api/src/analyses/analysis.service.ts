@@ -7,6 +7,7 @@ import { inspectImage, ImageInfo } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
 import { ModelDirectory } from '../models/model-directory';
+import { ApiMetrics } from '../ops/api-metrics';
 import { AnalysisJobs, ModelStatus } from './analysis-jobs';
 
 export interface SubmittedImage {
@@ -23,6 +24,7 @@ export class AnalysisService {
     private readonly results: AnalysisStore,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
     private readonly config: AppConfig,
+    private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -40,6 +42,8 @@ export class AnalysisService {
         throw error;
       }
     }
+    // Refuse before storing anything when the queue is full.
+    await this.pairs.assertCapacity();
     const firstSeen = new Date().toISOString();
     const answered = new Map<string, SubmittedImage>();
     for (const { hash, bytes, info } of checked) {
@@ -49,6 +53,7 @@ export class AnalysisService {
       const statuses: Record<string, ModelStatus> = {};
       for (const model of models) statuses[model] = await this.pairs.ensure(hash, model, requestId);
       answered.set(hash, { hash, models: statuses });
+      this.metrics.cacheHits.inc({ kind: 'analysis' }, models.filter((m) => statuses[m].cached).length);
       this.logger.info(
         { action: 'analysis.submitted', requestId, imageHash: hash, newImage: written, models, cached: models.filter((m) => statuses[m].cached) },
         'image analysis submitted',

@@ -8,6 +8,7 @@ import { APP_LOGGER } from '@app/logging';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
 import { ModelDirectory } from '../models/model-directory';
+import { ApiMetrics } from '../ops/api-metrics';
 
 export const DEFAULT_CLASSIFIER = 'mobilenet_v2';
 
@@ -31,6 +32,7 @@ export class ClassifyService {
     private readonly waiter: JobWaiter,
     private readonly models: ModelDirectory,
     private readonly config: AppConfig,
+    private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -58,6 +60,7 @@ export class ClassifyService {
     const totalMs = Math.round((performance.now() - started) * 100) / 100;
     switch (outcome.state) {
       case 'completed':
+        this.metrics.endToEnd.observe({ model: model.name }, totalMs / 1000);
         return { kind: 'completed', jobId, result: outcome.result as ClassifyJobResult, totalMs };
       case 'failed':
         return { kind: 'failed', jobId, error: outcome.error };

@@ -33,10 +33,17 @@ export class ApiExceptionFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     const request = host.switchToHttp().getRequest<FastifyRequest>();
+    // Terminus' readiness report (status, info, error, details) is what probes and operators read: keep it.
+    if (exception instanceof HttpException && isHealthReport(exception.getResponse())) {
+      void reply.status(exception.getStatus()).send(exception.getResponse());
+      return;
+    }
     const { status, body } = this.describe(exception);
     const requestId = request?.id;
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
+    const retryAfter = body.details?.retryAfterSeconds;
+    if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     void reply.status(status).send({ error: body });
   }
 
@@ -59,4 +66,8 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     return { status: 500, body: { code: ErrorCode.Internal, message: 'internal error' } };
   }
+}
+
+function isHealthReport(response: unknown): boolean {
+  return typeof response === 'object' && response !== null && 'status' in response && 'details' in response && 'info' in response;
 }

@@ -8,6 +8,7 @@ import { APP_LOGGER } from '@app/logging';
 import { AnalysisStore, CONTENT_STORE, ContentStore, FaceStore, isSha256 } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
+import { ApiMetrics } from '../ops/api-metrics';
 
 export type FacesOutcome = { kind: 'done'; view: FacesView; cached: boolean } | { kind: 'pending'; imageHash: string; jobId: string };
 
@@ -21,6 +22,7 @@ export class FacesService {
     private readonly jobs: InferenceQueue,
     private readonly waiter: JobWaiter,
     private readonly config: AppConfig,
+    private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -31,8 +33,10 @@ export class FacesService {
     const known = await this.faces.view(imageHash);
     if (known) {
       this.logger.info({ action: 'faces.cached', requestId, imageHash }, 'faces answered from stored data');
+      this.metrics.cacheHits.inc({ kind: 'faces' });
       return { kind: 'done', view: known, cached: true };
     }
+    await this.jobs.assertCapacity();
     await this.store.put(imageHash, bytes);
     await this.results.registerImage({ hash: imageHash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() }, []);
     const jobId = matchFacesJobId(imageHash);

@@ -3,7 +3,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Job, JobsOptions, Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { ClassifyJobData, INFERENCE_QUEUE, InferenceJobName, JobPriority, JobState, RedisKeys } from '@app/contracts';
+import { AppError, ClassifyJobData, ErrorCode, INFERENCE_QUEUE, InferenceJobName, JobPriority, JobState, RedisKeys } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
 
 /** The API's seam to the inference queue: puts work on it and reads job state back. */
@@ -16,8 +16,29 @@ export class InferenceQueue {
     private readonly config: AppConfig,
   ) {}
 
+  private depthCache = { value: 0, at: 0 };
+
+  /** Jobs waiting for a worker (read at most every 100 ms: this runs on every submission). */
+  async waitingDepth(): Promise<number> {
+    if (Date.now() - this.depthCache.at > 100) {
+      const counts = await this.queue.getJobCounts('wait', 'prioritized', 'paused');
+      this.depthCache = { value: Object.values(counts).reduce((a, b) => a + b, 0), at: Date.now() };
+    }
+    return this.depthCache.value;
+  }
+
+  /** Back-pressure: refuse new work at once instead of letting the queue grow without bound. */
+  async assertCapacity(): Promise<void> {
+    const depth = await this.waitingDepth();
+    const limit = this.config.values.MAX_QUEUE_DEPTH;
+    if (depth >= limit) {
+      throw new AppError(ErrorCode.QueueFull, `the queue holds ${depth} waiting jobs (limit ${limit}); try again shortly`, { retryAfterSeconds: 2 });
+    }
+  }
+
   /** Stores the bytes under a short-lived key and queues the job (the job itself stays small in Redis). */
   async enqueueClassify(jobId: string, bytes: Buffer, data: Omit<ClassifyJobData, 'image'>): Promise<void> {
+    await this.assertCapacity();
     const key = this.keys.blob(jobId);
     await this.redis.set(key, bytes, 'EX', this.config.values.BLOB_TTL_SECONDS);
     const payload: ClassifyJobData = { ...data, image: { kind: 'blob', key } };

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AppError, ErrorCode } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
+import { ApiMetrics } from '../ops/api-metrics';
 import { AddressPolicy } from './address-policy';
 
 /**
@@ -22,6 +23,7 @@ export class ImageFetcher {
 
   constructor(
     private readonly config: AppConfig,
+    private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     this.policy = new AddressPolicy(config.values.FETCH_ALLOW_HOSTS);
@@ -133,6 +135,7 @@ export class ImageFetcher {
 
   private refuse(requestId: string, code: ErrorCode, reason: string): AppError {
     this.logger.info({ action: 'url.refused', requestId, code, reason }, 'URL fetch refused');
+    this.metrics.urlRefusals.inc({ code });
     return new AppError(code, reason);
   }
 }

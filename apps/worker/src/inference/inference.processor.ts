@@ -9,6 +9,7 @@ import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
 import { ModelHost } from './model-host';
+import { WorkerMetrics } from '../ops/worker-metrics';
 import { workerId } from '../worker-id';
 
 /**
@@ -24,6 +25,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly classify: ClassifyHandler,
     private readonly analyze: AnalyzeHandler,
     private readonly matchFaces: MatchFacesHandler,
+    private readonly metrics: WorkerMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -64,10 +66,12 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
         default:
           throw new AppError(ErrorCode.Internal, `no handler for job name "${job.name}"`);
       }
+      this.metrics.jobs.inc({ name: job.name, outcome: 'completed' });
       this.logger.info({ action: 'job.completed', ...context, ms: Date.now() - startedAt, batchSize: (result as { batchSize?: number }).batchSize }, 'job completed');
       return result;
     } catch (error) {
       const encoded = encodeJobError(error);
+      this.metrics.jobs.inc({ name: job.name, outcome: 'failed' });
       this.logger.warn({ action: 'job.failed', ...context, ms: Date.now() - startedAt, error: encoded }, 'job failed');
       // Bad input will not get better on retry; infrastructure errors (Redis, a crashed thread) may.
       if (error instanceof AppError) throw new UnrecoverableError(encoded);

@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { AppConfig } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
 import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
+import { WorkerMetrics } from '../ops/worker-metrics';
 
 /**
  * Owns the worker's models: verifies every weight file's sha256, loads each session once in the
@@ -17,6 +18,7 @@ export class ModelHost implements OnModuleDestroy {
 
   constructor(
     private readonly config: AppConfig,
+    private readonly metrics: WorkerMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     const env = config.values;
@@ -32,7 +34,7 @@ export class ModelHost implements OnModuleDestroy {
     const started = performance.now();
     await this.catalog.verifyWeights();
     this.runtime = await InferenceRuntime.start(this.catalog, { threads: env.INFERENCE_THREADS, intraOpThreads: env.ORT_INTRA_OP_THREADS });
-    this.executorInstance = new ModelExecutor(this.catalog, this.runtime);
+    this.executorInstance = new ModelExecutor(this.catalog, this.runtime, (model, size, seconds) => this.metrics.observeBatch(model, size, seconds));
     for (const model of this.catalog.list()) {
       this.logger.info(
         { action: 'model.loaded', model: model.name, file: model.file, sha256: model.sha256, maxBatchSize: model.maxBatchSize, maxBatchDelayMs: model.maxBatchDelayMs },

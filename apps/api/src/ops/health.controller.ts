@@ -1,0 +1,69 @@
+import { Controller, Get, Inject } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import type Redis from 'ioredis';
+import { AppConfig } from '@app/config';
+import { REDIS_CLIENT } from '@app/redis';
+import { InferenceQueue } from '../jobs/inference-queue';
+import { ModelDirectory } from '../models/model-directory';
+
+/** Liveness (the process answers) and readiness (Redis, a worker with models, room in the queue), via @nestjs/terminus. */
+@ApiTags('health')
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly indicators: HealthIndicatorService,
+    private readonly directory: ModelDirectory,
+    private readonly jobs: InferenceQueue,
+    private readonly config: AppConfig,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+  ) {}
+
+  @Get('live')
+  @HealthCheck()
+  @ApiOperation({ summary: 'The process is up' })
+  live() {
+    return this.health.check([]);
+  }
+
+  @Get('ready')
+  @HealthCheck()
+  @ApiOperation({ summary: 'Redis answers, at least one worker has its models loaded, the queue is under MAX_QUEUE_DEPTH' })
+  ready() {
+    return this.health.check([
+      async () => {
+        const indicator = this.indicators.check('redis');
+        try {
+          await withTimeout(this.redis.ping(), 1000);
+          return indicator.up();
+        } catch (error) {
+          return indicator.down({ message: (error as Error).message });
+        }
+      },
+      async () => {
+        const indicator = this.indicators.check('workers');
+        try {
+          const workers = (await withTimeout(this.directory.liveWorkers(), 1000)).filter((worker) => worker.models.length > 0);
+          return workers.length > 0 ? indicator.up({ count: workers.length }) : indicator.down({ count: 0, message: 'no live worker with models loaded' });
+        } catch (error) {
+          return indicator.down({ message: (error as Error).message });
+        }
+      },
+      async () => {
+        const indicator = this.indicators.check('queue');
+        try {
+          const depth = await withTimeout(this.jobs.waitingDepth(), 1000);
+          const limit = this.config.values.MAX_QUEUE_DEPTH;
+          return depth < limit ? indicator.up({ waiting: depth, limit }) : indicator.down({ waiting: depth, limit });
+        } catch (error) {
+          return indicator.down({ message: (error as Error).message });
+        }
+      },
+    ]);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
+}

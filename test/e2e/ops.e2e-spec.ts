@@ -1,0 +1,90 @@
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { postImage, request } from '../support/http';
+import { TestRedis } from '../support/test-redis';
+
+const castle = fixture('castle_image.jpg');
+const until = async (check: () => Promise<boolean>, timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return false;
+};
+
+describe('operations: health, metrics, back-pressure', () => {
+  let redis: TestRedis;
+  const apps: AppProcess[] = [];
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+  });
+
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.stop()));
+    await redis?.stop();
+  });
+
+  it('readiness follows the worker; metrics show traffic in both processes', async () => {
+    const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'ops', ORT_INTRA_OP_THREADS: '1', WORKER_HEARTBEAT_MS: '500' };
+    const api = await AppProcess.start('api', env);
+    apps.push(api);
+    expect((await request(`${api.url}/health/live`)).status).toBe(200);
+    const notReady = await request(`${api.url}/health/ready`);
+    expect(notReady.status).toBe(503);
+    expect(notReady.body.error.workers.status).toBe('down');
+
+    const worker = await AppProcess.start('worker', env);
+    apps.push(worker);
+    const port = (await worker.waitForLog((line) => line.action === 'worker.http_listening')).port;
+    expect(await until(async () => (await request(`${api.url}/health/ready`)).status === 200)).toBe(true);
+    const workerReady = await request(`http://127.0.0.1:${port}/health/ready`);
+    expect(workerReady.status).toBe(200);
+    expect(workerReady.body.info.models.status).toBe('up');
+
+    for (let i = 0; i < 3; i++) expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(200);
+    const apiMetrics = (await request(`${api.url}/metrics`)).body as string;
+    expect(apiMetrics).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/v1\/classify"[^}]*status_code="200"[^}]*\} 3/);
+    expect(apiMetrics).toMatch(/inference_end_to_end_seconds_count\{[^}]*model="mobilenet_v2"[^}]*\} 3/);
+    expect(apiMetrics).toMatch(/queue_jobs\{[^}]*state="completed"[^}]*\} 3/);
+    expect(apiMetrics).toContain('nodejs_eventloop_lag_p99_seconds');
+    expect(apiMetrics).toContain('result_cache_hits_total');
+    const workerMetrics = (await request(`http://127.0.0.1:${port}/metrics`)).body as string;
+    expect(workerMetrics).toMatch(/inference_batch_size_count\{[^}]*model="mobilenet_v2"[^}]*\} [1-9]/);
+    expect(workerMetrics).toMatch(/worker_jobs_total\{[^}]*name="classify",outcome="completed"[^}]*\} 3/);
+
+    await worker.stop();
+    expect(await until(async () => (await request(`${api.url}/health/ready`)).status === 503)).toBe(true);
+  });
+
+  it('a full queue refuses new work at once with 503 QUEUE_FULL and Retry-After', async () => {
+    // No worker: jobs stay queued. Each request gives up after 200 ms (202) and leaves its job waiting.
+    const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'full', MAX_QUEUE_DEPTH: '2', REQUEST_WAIT_MS: '200' };
+    const api = await AppProcess.start('api', env);
+    apps.push(api);
+    expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(202);
+    expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(202);
+    await new Promise((resolve) => setTimeout(resolve, 150)); // past the 100 ms depth cache
+    const started = Date.now();
+    const refused = await postImage(`${api.url}/v1/classify`, castle);
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.code).toBe('QUEUE_FULL');
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(Date.now() - started).toBeLessThan(1000);
+    const ready = await request(`${api.url}/health/ready`);
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.queue.status).toBe('down');
+  });
+
+  it('readiness reports Redis down when it stops', async () => {
+    const own = await TestRedis.start();
+    const api = await AppProcess.start('api', { REDIS_URL: own.url, QUEUE_PREFIX: 'down' });
+    apps.push(api);
+    await own.stop();
+    const ready = await request(`${api.url}/health/ready`);
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.redis.status).toBe('down');
+    expect((await request(`${api.url}/health/live`)).status).toBe(200);
+  });
+});
