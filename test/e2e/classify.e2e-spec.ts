@@ -119,7 +119,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
   it('serves Swagger UI and an OpenAPI document naming every route', async () => {
     expect((await request(url('/docs'))).status).toBe(200);
     const openapi = await request(url('/docs/json'));
-    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/predict', '/v1/analyses', '/v1/classify', '/v1/faces', '/v1/images/{hash}', '/v1/images/{hash}/events', '/v1/images/{hash}/faces', '/v1/images/{hash}/matches', '/v1/images/{hash}/results/{model}', '/v1/jobs/{id}', '/v1/models']);
+    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/health/live', '/health/ready', '/predict', '/v1/analyses', '/v1/classify', '/v1/faces', '/v1/images/{hash}', '/v1/images/{hash}/events', '/v1/images/{hash}/faces', '/v1/images/{hash}/matches', '/v1/images/{hash}/results/{model}', '/v1/jobs/{id}', '/v1/models']);
     expect(openapi.body.paths['/v1/classify'].post.responses['400']).toBeDefined();
   });
 
