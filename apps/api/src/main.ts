@@ -5,7 +5,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { Logger as NestPino } from 'nestjs-pino';
 import { parseEnv } from '@app/config';
 import { RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
-import { createLogger } from '@app/logging';
+import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { ApiModule } from './api.module';
 import { generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
@@ -47,7 +47,17 @@ async function bootstrap(): Promise<void> {
   });
 
   setupSwagger(app);
-  app.enableShutdownHooks();
+  // While closing: answers tell clients to drop the connection, and connections that fall idle are closed,
+  // so keep-alive clients cannot hold the server open (in-flight requests still finish).
+  let closing = false;
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) void reply.header('connection', 'close');
+    done(null, payload);
+  });
+  exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS, () => {
+    closing = true;
+    setInterval(() => fastify.server.closeIdleConnections(), 100).unref();
+  });
   await app.listen(env.PORT, env.HOST);
   logger.info({ action: 'api.listening', host: env.HOST, port: env.PORT, url: await app.getUrl() }, `API listening on ${env.HOST}:${env.PORT}`);
 }

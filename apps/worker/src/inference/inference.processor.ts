@@ -1,4 +1,4 @@
-import { Inject, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, OnApplicationBootstrap } from '@nestjs/common';
 import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
@@ -18,7 +18,7 @@ import { workerId } from '../worker-id';
  * batcher has jobs to group. Not started until the models are loaded (autorun: false).
  */
 @Processor(INFERENCE_QUEUE, { autorun: false })
-export class InferenceProcessor extends WorkerHost implements OnApplicationBootstrap {
+export class InferenceProcessor extends WorkerHost implements OnApplicationBootstrap, BeforeApplicationShutdown {
   constructor(
     private readonly config: AppConfig,
     private readonly models: ModelHost,
@@ -41,6 +41,16 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
     void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
+  }
+
+  /**
+   * First step of a shutdown: take no new jobs and let the running ones (the current batch) finish, while
+   * models and Redis are still there. Nothing is left active, so nothing stalls.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    const started = Date.now();
+    await this.worker.close();
+    this.logger.info({ action: 'worker.closed', workerId, ms: Date.now() - started }, 'worker finished its jobs and stopped consuming');
   }
 
   async process(job: Job): Promise<unknown> {

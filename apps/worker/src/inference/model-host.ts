@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import sharp from 'sharp';
 import { AppConfig } from '@app/config';
@@ -11,7 +11,7 @@ import { WorkerMetrics } from '../ops/worker-metrics';
  * inference threads and exposes the batching executor. `start()` runs before the queue is consumed.
  */
 @Injectable()
-export class ModelHost implements OnModuleDestroy {
+export class ModelHost implements OnApplicationShutdown {
   private runtime?: InferenceRuntime;
   private executorInstance?: ModelExecutor;
   readonly catalog: ModelCatalog;
@@ -56,7 +56,8 @@ export class ModelHost implements OnModuleDestroy {
     return this.executorInstance ? this.catalog.names : [];
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Last: the queue worker has already finished its jobs (beforeApplicationShutdown). */
+  async onApplicationShutdown(): Promise<void> {
     await this.runtime?.close();
   }
 }

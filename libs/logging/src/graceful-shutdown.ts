@@ -1,0 +1,34 @@
+import type { INestApplicationContext } from '@nestjs/common';
+import type { Logger } from 'pino';
+
+/**
+ * On SIGTERM/SIGINT: close the Nest app (every shutdown hook runs, in order) and exit 0; if that takes longer
+ * than `graceMs`, log it and exit 1. Used instead of Nest's enableShutdownHooks, which re-raises the signal
+ * after closing (so the process would not exit 0).
+ */
+export function exitGracefullyOnSignals(app: INestApplicationContext, logger: Logger, graceMs: number, beforeClose: () => void = () => undefined): void {
+  let closing = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ action: 'shutdown.started', signal, graceMs }, `${signal}: finishing in-flight work`);
+    const started = Date.now();
+    beforeClose();
+    setTimeout(() => {
+      logger.error({ action: 'shutdown.timeout', graceMs }, 'graceful shutdown took too long; exiting');
+      process.exit(1);
+    }, graceMs).unref();
+    app.close().then(
+      () => {
+        logger.info({ action: 'shutdown.completed', ms: Date.now() - started }, 'stopped cleanly');
+        process.exit(0);
+      },
+      (error) => {
+        logger.error({ action: 'shutdown.failed', err: error }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
