@@ -144,6 +144,9 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     const events = await readEvents(`${apiA.url}/v1/images/${hash}/events`);
     expect(events.filter((e) => e.event === 'result')).toHaveLength(1);
     expect(events[0].data.result.faces).toHaveLength(1);
+    // the worker's log line may trail the result by a moment: wait for it, then make sure no second one follows
+    await worker.waitForLog((line) => line.action === 'analysis.stored' && line.imageHash === hash);
+    await new Promise((resolve) => setTimeout(resolve, 300));
     expect(analysesStored(hash, 'yunet')).toBe(1);
     expect(readdirSync(join(storageDir, hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
   });
@@ -184,6 +187,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     }
     expect(result.status).toBe(200);
     expect(result.body.result.predictions[0].label).toBe('beagle');
+    await worker.waitForLog(() => analysesStored(hash, 'mobilenet_v2') >= 2);
     expect(analysesStored(hash, 'mobilenet_v2')).toBe(2);
   });
 

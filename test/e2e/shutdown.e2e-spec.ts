@@ -33,13 +33,18 @@ describe('graceful shutdown (SIGTERM)', () => {
     const exitCode = api.stop('SIGTERM');
     const results = await Promise.all(burst);
     for (const result of results) {
-      // Every accepted request is answered; any refusal happens before acceptance (503 or connection refused).
       if (result.status === 200) expect(result.label).toBe('castle');
-      else expect([503, 0]).toContain(result.status);
-      if (result.status === 0) expect(result.error).toBe('ECONNREFUSED');
+      else if (result.status !== 0) expect(result.status).toBe(503);
+      // refused before the server took the request: closed port, or a keep-alive connection closed as it was reused
+      else expect(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']).toContain(result.error);
     }
     expect(results.filter((r) => r.status === 200).length).toBeGreaterThan(0);
     expect(await exitCode).toBe(0);
+    // None lost: every classify request the API accepted (and logged when answered) reached its client. The
+    // 503s Fastify sends while closing are answered before the access log, so answers may outnumber log lines.
+    const accepted = api.logsWith('http.request').filter((line) => (line.req as { url?: string })?.url?.startsWith('/v1/classify'));
+    expect(accepted.length).toBeGreaterThan(0);
+    expect(accepted.length).toBeLessThanOrEqual(results.filter((r) => r.status !== 0).length);
     expect(api.logsWith('shutdown.completed')).toHaveLength(1);
   });
 
