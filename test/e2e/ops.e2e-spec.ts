@@ -77,6 +77,29 @@ describe('operations: health, metrics, back-pressure', () => {
     expect(ready.body.error.queue.status).toBe('down');
   });
 
+  it('API keys: 401 without a valid key (health, metrics, docs stay open); 429 with Retry-After past the rate limit', async () => {
+    const api = await AppProcess.start('api', { REDIS_URL: redis.url, QUEUE_PREFIX: 'auth', API_KEYS: 'alpha-key, beta-key', RATE_LIMIT_MAX: '4', RATE_LIMIT_WINDOW_MS: '60000' });
+    apps.push(api);
+    const models = (headers: Record<string, string> = {}) => request(`${api.url}/v1/models`, { headers });
+    const missing = await models();
+    expect(missing.status).toBe(401);
+    expect(missing.body.error.code).toBe('UNAUTHORIZED');
+    expect((await models({ authorization: 'Bearer wrong-key' })).status).toBe(401);
+    expect((await models({ 'x-api-key': 'alpha-ke' })).status).toBe(401);
+    expect((await models({ authorization: 'Bearer alpha-key' })).status).toBe(200);
+    expect((await models({ 'x-api-key': 'beta-key' })).status).toBe(200);
+    expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(401);
+    for (const path of ['/health/live', '/metrics', '/docs']) expect((await request(`${api.url}${path}`)).status).toBe(200);
+
+    // alpha-key has used 1 of 4: three more pass, the next is limited; beta-key has its own budget.
+    for (let i = 0; i < 3; i++) expect((await models({ authorization: 'Bearer alpha-key' })).status).toBe(200);
+    const limited = await models({ authorization: 'Bearer alpha-key' });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('RATE_LIMITED');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await models({ 'x-api-key': 'beta-key' })).status).toBe(200);
+  });
+
   it('readiness reports Redis down when it stops', async () => {
     const own = await TestRedis.start();
     const api = await AppProcess.start('api', { REDIS_URL: own.url, QUEUE_PREFIX: 'down' });

@@ -1,5 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
+import { ApiKeyGuard, rateLimitTracker } from './auth/api-keys';
 import { BullModule } from '@nestjs/bullmq';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
@@ -54,6 +56,15 @@ export class ApiModule {
         RedisModule,
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
+        // Per API key (or per address without keys), in this API process; @Public() routes are not limited.
+        ThrottlerModule.forRootAsync({
+          inject: [AppConfig],
+          useFactory: (config: AppConfig) => ({
+            throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
+            getTracker: rateLimitTracker,
+            skipIf: (context) => Boolean(context.getClass().name === 'HealthController' || context.getClass().name === 'MetricsController'),
+          }),
+        }),
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueueAsync({
           name: INFERENCE_QUEUE,
@@ -63,7 +74,9 @@ export class ApiModule {
         }),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
-      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
+      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter },
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_GUARD, useClass: ThrottlerGuard }],
     };
   }
 }

@@ -53,6 +53,12 @@ export const envSchema = z.object({
   MAX_QUEUE_DEPTH: int(1, 10_000_000, 1000),
   WORKER_HTTP_PORT: int(0, 65535, 3001),
 
+  /** Comma list of API keys; when set, every route but health, docs and metrics needs one. Kept only as sha256 hashes. */
+  API_KEYS: z.string().default(''),
+  /** Requests per key (or per client address without keys) per RATE_LIMIT_WINDOW_MS; 0 turns limiting off. */
+  RATE_LIMIT_MAX: int(0, 10_000_000, 6000),
+  RATE_LIMIT_WINDOW_MS: int(1000, 3600_000, 60_000),
+
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),

@@ -19,7 +19,9 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
 
 const STATUS_CODES: Record<number, ErrorCode> = {
   400: ErrorCode.BadRequest,
+  401: ErrorCode.Unauthorized,
   404: ErrorCode.NotFound,
+  429: ErrorCode.RateLimited,
   413: ErrorCode.ImageTooLarge,
   415: ErrorCode.UnsupportedMediaType,
   503: ErrorCode.ServiceUnavailable,

@@ -1,3 +1,4 @@
+import { Public } from '../auth/api-keys';
 import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
@@ -9,6 +10,7 @@ import { ModelDirectory } from '../models/model-directory';
 
 /** Liveness (the process answers) and readiness (Redis, a worker with models, room in the queue), via @nestjs/terminus. */
 @ApiTags('health')
+@Public()
 @Controller('health')
 export class HealthController {
   constructor(

@@ -1,7 +1,9 @@
+import { Public } from '../auth/api-keys';
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiExcludeEndpoint } from '@nestjs/swagger';
 import { ApiMetrics } from './api-metrics';
 
+@Public()
 @Controller()
 export class MetricsController {
   constructor(private readonly metrics: ApiMetrics) {}
