@@ -1,0 +1,82 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { envSchema } from '@app/config';
+import { REPO_ROOT } from '../support/app-process';
+
+/** No container engine or cluster here: parse the manifests and check their wiring against the app itself. */
+const appVariables = new Set(Object.keys(envSchema.shape));
+const read = (path: string) =>
+  parseAllDocuments(readFileSync(join(REPO_ROOT, path), 'utf8'), { merge: true }).map((doc) => {
+    expect(doc.errors).toEqual([]);
+    return doc.toJS();
+  });
+
+describe('docker-compose.yml', () => {
+  const [compose] = read('docker-compose.yml');
+  const services = compose.services as Record<string, any>;
+
+  it('runs Redis with persistence, 2 APIs behind one port, 2 workers, and a shared image volume', () => {
+    expect(Object.keys(services).sort()).toEqual(['api-1', 'api-2', 'gateway', 'redis', 'worker-1', 'worker-2']);
+    expect(services.redis.command.join(' ')).toContain('--appendonly yes');
+    expect(services.redis.volumes[0]).toMatch(/:\/data$/);
+    expect(services.gateway.ports).toEqual(['3000:3000']);
+    for (const name of ['api-1', 'api-2']) expect(services[name].command).toEqual(['api']);
+    for (const name of ['worker-1', 'worker-2']) expect(services[name].command).toEqual(['worker']);
+    for (const name of ['api-1', 'api-2', 'worker-1', 'worker-2']) {
+      expect(services[name].volumes).toContain('images:/data/images');
+      expect(services[name].environment.STORAGE_DIR).toBe('/data/images');
+      expect(services[name].environment.REDIS_URL).toBe('redis://redis:6379');
+    }
+    const nginx = readFileSync(join(REPO_ROOT, 'docker/nginx.conf'), 'utf8');
+    expect(nginx).toContain('server api-1:3000');
+    expect(nginx).toContain('server api-2:3000');
+  });
+
+  it('names only variables the app reads', () => {
+    for (const service of Object.values(services)) {
+      if (!['api', 'worker'].includes(service.command?.[0])) continue;
+      for (const name of Object.keys(service.environment)) expect(appVariables.has(name) ? name : `unknown variable ${name}`).toBe(name);
+    }
+  });
+});
+
+describe('deploy/k8s', () => {
+  const docs = readdirSync(join(REPO_ROOT, 'deploy/k8s')).flatMap((file) => read(`deploy/k8s/${file}`));
+  const byKind = (kind: string) => docs.filter((doc) => doc.kind === kind);
+  const deployment = (role: string) => byKind('Deployment').find((doc) => doc.metadata.labels.role === role);
+
+  it('has api and worker Deployments, a Service, ConfigMap, Secret, HPA for the API and a KEDA ScaledObject for workers', () => {
+    expect(deployment('api')).toBeDefined();
+    expect(deployment('worker')).toBeDefined();
+    expect(byKind('Service')).toHaveLength(1);
+    expect(byKind('ConfigMap')).toHaveLength(1);
+    expect(byKind('Secret')).toHaveLength(1);
+    expect(byKind('HorizontalPodAutoscaler')[0].spec.scaleTargetRef.name).toBe(deployment('api').metadata.name);
+    expect(byKind('ScaledObject')[0].spec.scaleTargetRef.name).toBe(deployment('worker').metadata.name);
+    expect(byKind('ScaledObject')[0].spec.triggers[0].metadata.listName).toBe('iiq:inference:wait');
+  });
+
+  it('wires ports and probes to the health routes the apps serve', () => {
+    const config = byKind('ConfigMap')[0].data;
+    for (const [role, port] of [['api', config.PORT], ['worker', config.WORKER_HTTP_PORT]]) {
+      const container = deployment(role).spec.template.spec.containers[0];
+      expect(container.args).toEqual([role]);
+      expect(String(container.ports[0].containerPort)).toBe(port);
+      expect(container.readinessProbe.httpGet.path).toBe('/health/ready');
+      expect(container.livenessProbe.httpGet.path).toBe('/health/live');
+      expect(container.readinessProbe.httpGet.port).toBe(container.ports[0].name);
+      expect(container.resources.requests.cpu).toBeDefined();
+      expect(container.volumeMounts[0].mountPath).toBe(config.STORAGE_DIR);
+    }
+    const service = byKind('Service')[0];
+    expect(service.spec.selector).toEqual(deployment('api').spec.selector.matchLabels);
+    expect(service.spec.ports[0].targetPort).toBe('http');
+  });
+
+  it('ConfigMap and Secret name only variables the app reads, with values the app accepts', () => {
+    const variables = { ...byKind('ConfigMap')[0].data, ...byKind('Secret')[0].stringData };
+    for (const name of Object.keys(variables)) expect(appVariables.has(name) ? name : `unknown variable ${name}`).toBe(name);
+    expect(envSchema.safeParse(variables).success).toBe(true);
+  });
+});
