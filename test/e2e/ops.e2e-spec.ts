@@ -100,6 +100,21 @@ describe('operations: health, metrics, back-pressure', () => {
     expect((await models({ 'x-api-key': 'beta-key' })).status).toBe(200);
   });
 
+  it('bull-board at /admin/queues only with the admin credentials', async () => {
+    const api = await AppProcess.start('api', { REDIS_URL: redis.url, QUEUE_PREFIX: 'board', ADMIN_PASSWORD: 's3cret-board' });
+    apps.push(api);
+    expect((await request(`${api.url}/admin/queues`)).status).toBe(401);
+    const wrong = Buffer.from('admin:nope').toString('base64');
+    expect((await request(`${api.url}/admin/queues`, { headers: { authorization: `Basic ${wrong}` } })).status).toBe(401);
+    const right = Buffer.from('admin:s3cret-board').toString('base64');
+    const page = await request(`${api.url}/admin/queues`, { headers: { authorization: `Basic ${right}` } });
+    expect(page.status).toBe(200);
+    expect(String(page.body)).toContain('<');
+    const queues = await request(`${api.url}/admin/queues/api/queues`, { headers: { authorization: `Basic ${right}` } });
+    expect(queues.status).toBe(200);
+    expect(JSON.stringify(queues.body)).toContain('inference');
+  });
+
   it('readiness reports Redis down when it stops', async () => {
     const own = await TestRedis.start();
     const api = await AppProcess.start('api', { REDIS_URL: own.url, QUEUE_PREFIX: 'down' });

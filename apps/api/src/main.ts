@@ -4,11 +4,14 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
 import { parseEnv } from '@app/config';
-import { RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
+import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { ApiModule } from './api.module';
 import { generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
+import { mountQueueDashboard } from './ops/queue-dashboard';
+import { getQueueToken } from '@nestjs/bullmq';
+import type { Queue } from 'bullmq';
 import { setupSwagger } from './swagger';
 
 async function bootstrap(): Promise<void> {
@@ -45,6 +48,10 @@ async function bootstrap(): Promise<void> {
     metrics.httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
     done();
   });
+
+  if (env.ADMIN_PASSWORD) {
+    await mountQueueDashboard(fastify, app.get<Queue>(getQueueToken(INFERENCE_QUEUE)), env.ADMIN_USER, env.ADMIN_PASSWORD);
+  }
 
   setupSwagger(app);
   // While closing: answers tell clients to drop the connection, and connections that fall idle are closed,

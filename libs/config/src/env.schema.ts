@@ -59,6 +59,10 @@ export const envSchema = z.object({
   RATE_LIMIT_MAX: int(0, 10_000_000, 6000),
   RATE_LIMIT_WINDOW_MS: int(1000, 3600_000, 60_000),
 
+  /** bull-board at /admin/queues with HTTP Basic auth; off while ADMIN_PASSWORD is empty. */
+  ADMIN_USER: z.string().default('admin'),
+  ADMIN_PASSWORD: z.string().default(''),
+
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),
