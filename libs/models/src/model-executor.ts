@@ -14,7 +14,7 @@ export class ModelExecutor {
   private readonly batchers = new Map<string, InferenceBatcher<Float32Array, ModelOutputs>>();
 
   constructor(
-    private readonly catalog: ModelCatalog,
+    catalog: ModelCatalog,
     private readonly runtime: InferenceRuntime,
     /** Told about every batch run (for metrics). */
     private readonly onBatch: (model: string, size: number, seconds: number) => void = () => undefined,

@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
 import { AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority } from '@app/contracts';
-import { AppConfig } from '@app/config';
 import { AnalysisStore } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 
@@ -19,7 +18,6 @@ export class AnalysisJobs {
   constructor(
     private readonly jobs: InferenceQueue,
     private readonly results: AnalysisStore,
-    private readonly config: AppConfig,
   ) {}
 
   static resultUrl(hash: string, model: string): string {
@@ -34,16 +32,9 @@ export class AnalysisJobs {
     await this.jobs.assertCapacity();
     const jobId = analyzeJobId(hash, model);
     const data: AnalyzeJobData = { requestId, imageHash: hash, model, enqueuedAt: Date.now() };
-    const env = this.config.values;
-    await this.jobs.queue.add(InferenceJobName.Analyze, data, {
-      jobId,
-      priority: JobPriority.Bulk,
-      attempts: env.JOB_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 500 },
-      // The result store keeps the answer; finished jobs leave so an expired result can be queued again.
-      removeOnComplete: true,
-      removeOnFail: true,
-    });
+    // The result store keeps answers and permanent failures, so finished jobs leave at once and an expired
+    // result can be queued again.
+    await this.jobs.addDeduplicated(InferenceJobName.Analyze, data, jobId, JobPriority.Bulk, 0);
     const state = await this.jobs.getStateById(jobId);
     // Finished between our result check and now: the result store has it.
     if (state === 'completed' || state === 'unknown' || state === 'failed') {

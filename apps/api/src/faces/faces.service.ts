@@ -42,14 +42,7 @@ export class FacesService {
     const jobId = matchFacesJobId(imageHash);
     const data: MatchFacesJobData = { requestId, imageHash, enqueuedAt: Date.now() };
     // One job per image: concurrent submissions of the same image join it.
-    await this.jobs.queue.add(InferenceJobName.MatchFaces, data, {
-      jobId,
-      priority: JobPriority.Interactive,
-      attempts: env.JOB_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 500 },
-      removeOnComplete: true,
-      removeOnFail: { age: env.FAILED_RESULT_TTL_SECONDS, count: env.FAILED_JOB_MAX_COUNT },
-    });
+    await this.jobs.addDeduplicated(InferenceJobName.MatchFaces, data, jobId, JobPriority.Interactive, env.FAILED_RESULT_TTL_SECONDS);
     this.logger.info({ action: 'job.enqueued', requestId, jobId, imageHash }, 'match-faces job queued');
     const outcome = await this.waiter.wait(jobId, env.FACE_WAIT_MS);
     const view = await this.faces.view(imageHash);

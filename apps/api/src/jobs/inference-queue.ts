@@ -45,6 +45,23 @@ export class InferenceQueue {
     await this.queue.add(InferenceJobName.Classify, payload, { ...this.retention(), jobId, priority: JobPriority.Interactive });
   }
 
+  /**
+   * Adds a job whose id is derived from what it works on, so adding it again while it exists joins it
+   * (BullMQ ignores an add with an existing id). Its result lives in a store of its own, so the job leaves
+   * Redis when it completes; a failure stays for `keepFailedSeconds` (0: leaves at once) to be read back.
+   */
+  async addDeduplicated(name: InferenceJobName, data: object, jobId: string, priority: number, keepFailedSeconds: number): Promise<void> {
+    const env = this.config.values;
+    await this.queue.add(name, data, {
+      jobId,
+      priority,
+      attempts: env.JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 500 },
+      removeOnComplete: true,
+      removeOnFail: keepFailedSeconds > 0 ? { age: keepFailedSeconds, count: env.FAILED_JOB_MAX_COUNT } : true,
+    });
+  }
+
   async getJob(jobId: string): Promise<Job | undefined> {
     return (await this.queue.getJob(jobId)) ?? undefined;
   }
