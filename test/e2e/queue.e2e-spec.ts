@@ -143,6 +143,27 @@ describe('several APIs and workers on one Redis', () => {
     require('node:fs').rmSync(storage, { recursive: true, force: true });
   });
 
+  it('a job whose deadline passed while it waited is not run: it fails with DEADLINE_EXCEEDED', async () => {
+    const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'deadline' };
+    // The client stops waiting after 200 ms; the job's deadline is 1 s; no worker for 1.5 s.
+    const api = await AppProcess.start('api', { ...env, REQUEST_WAIT_MS: '200', JOB_DEADLINE_MS: '1000' });
+    apps.push(api);
+    const accepted = await classify(api, castle, 'image/jpeg');
+    expect(accepted.status).toBe(202);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const worker = await AppProcess.start('worker', env);
+    apps.push(worker);
+    let job: any;
+    for (let i = 0; i < 100; i++) {
+      job = (await request(`${api.url}/v1/jobs/${accepted.body.id}`)).body;
+      if (job.state === 'failed' || job.state === 'completed') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(job.state).toBe('failed');
+    expect(job.error.code).toBe('DEADLINE_EXCEEDED');
+    expect(worker.logsWith('job.completed')).toHaveLength(0);
+  });
+
   it('finished jobs do not pile up: completed jobs beyond the retention count are removed', async () => {
     const env = { ...common, REDIS_URL: redis.url, QUEUE_PREFIX: 'retention' };
     const worker = await AppProcess.start('worker', env);
