@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { AppConfig, AppConfigModule } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
-import { bullRootOptions, RedisModule } from '@app/redis';
+import { bullRootOptions, RedisModule, redisOptionsFromUrl } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
 import { FacesController } from './faces/faces.controller';
@@ -53,7 +53,7 @@ export class ApiModule {
             serializers: { req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
           },
         }),
-        RedisModule,
+        RedisModule.forRoot({ failFast: true }),
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
         // Per API key (or per address without keys), in this API process; @Public() routes are not limited.
@@ -70,7 +70,11 @@ export class ApiModule {
           name: INFERENCE_QUEUE,
           inject: [AppConfig],
           // Bounded event stream: BullMQ trims it to about this many entries.
-          useFactory: (config: AppConfig) => ({ streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } } }),
+          useFactory: (config: AppConfig) => ({
+            streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } },
+            // The producer fails fast while Redis is down (the request gets 503), rather than queueing commands.
+            connection: { ...redisOptionsFromUrl(config.values.REDIS_URL), enableOfflineQueue: false },
+          }),
         }),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],

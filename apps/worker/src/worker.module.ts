@@ -25,7 +25,7 @@ export class WorkerModule {
       imports: [
         AppConfigModule,
         LoggingModule.forRoot(logger),
-        RedisModule,
+        RedisModule.forRoot({ failFast: false }),
         StorageModule,
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),

@@ -1,4 +1,4 @@
-import { Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { DynamicModule, Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import Redis from 'ioredis';
 import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
@@ -16,18 +16,41 @@ class RedisCloser implements OnApplicationShutdown {
   }
 }
 
+export interface RedisModuleOptions {
+  /**
+   * API: no offline queue, so while Redis is down calls fail at once and the request gets 503 instead of
+   * hanging. Worker: false, so a short blip delays its writes rather than failing its jobs.
+   */
+  failFast: boolean;
+}
+
 /** One ioredis connection for the product's own keys (RedisKeys); BullMQ keeps its own connections. */
 @Global()
-@Module({
-  providers: [
-    {
-      provide: REDIS_CLIENT,
-      inject: [AppConfig],
-      useFactory: (config: AppConfig) => new Redis({ ...redisOptionsFromUrl(config.values.REDIS_URL), maxRetriesPerRequest: 2 }),
-    },
-    { provide: RedisKeys, inject: [AppConfig], useFactory: (config: AppConfig) => new RedisKeys(config.values.QUEUE_PREFIX) },
-    RedisCloser,
-  ],
-  exports: [REDIS_CLIENT, RedisKeys],
-})
-export class RedisModule {}
+@Module({})
+export class RedisModule {
+  static forRoot(options: RedisModuleOptions): DynamicModule {
+    return {
+      module: RedisModule,
+      providers: [
+        {
+          provide: REDIS_CLIENT,
+          inject: [AppConfig],
+          useFactory: async (config: AppConfig) => {
+            const client = new Redis({
+              ...redisOptionsFromUrl(config.values.REDIS_URL),
+              lazyConnect: true,
+              maxRetriesPerRequest: options.failFast ? 1 : 20,
+              enableOfflineQueue: !options.failFast,
+            });
+            // Connected before anything uses it (with no offline queue, early commands would fail).
+            await client.connect();
+            return client;
+          },
+        },
+        { provide: RedisKeys, inject: [AppConfig], useFactory: (config: AppConfig) => new RedisKeys(config.values.QUEUE_PREFIX) },
+        RedisCloser,
+      ],
+      exports: [REDIS_CLIENT, RedisKeys],
+    };
+  }
+}

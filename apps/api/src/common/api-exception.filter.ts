@@ -59,6 +59,9 @@ export class ApiExceptionFilter implements ExceptionFilter {
       const message = typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
       return { status, body: { code: STATUS_CODES[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.BadRequest), message } };
     }
+    if (isRedisUnavailable(exception)) {
+      return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message: 'the queue store (Redis) is unreachable; try again shortly', details: { retryAfterSeconds: 2 } } };
+    }
     const fastifyError = exception as { code?: string; statusCode?: number; message?: string };
     const mapped = fastifyError?.code ? FASTIFY_CODES[fastifyError.code] : undefined;
     if (mapped) return { status: mapped.status, body: { code: mapped.code, message: fastifyError.message ?? mapped.code } };
@@ -72,4 +75,13 @@ export class ApiExceptionFilter implements ExceptionFilter {
 
 function isHealthReport(response: unknown): boolean {
   return typeof response === 'object' && response !== null && 'status' in response && 'details' in response && 'info' in response;
+}
+
+/** ioredis' ways of saying "not connected" (offline queue disabled, retries exhausted, socket gone). */
+function isRedisUnavailable(exception: unknown): boolean {
+  if (!(exception instanceof Error)) return false;
+  return (
+    exception.name === 'MaxRetriesPerRequestError' ||
+    /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ENOTFOUND.*redis/i.test(exception.message)
+  );
 }

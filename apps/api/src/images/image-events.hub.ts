@@ -17,7 +17,7 @@ export class ImageEventsHub implements OnApplicationShutdown {
 
   private connection(): Redis {
     if (!this.subscriber) {
-      this.subscriber = this.redis.duplicate();
+      this.subscriber = this.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true });
       this.subscriber.on('message', (channel: string, model: string) => this.listeners.get(channel)?.forEach((listener) => listener(model)));
       this.subscriber.on('error', () => undefined); // reconnects by itself; followers poll meanwhile
     }
