@@ -3,7 +3,7 @@ import multipart from '@fastify/multipart';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { parseEnv } from '@app/config';
+import { parseEnvOrExit } from '@app/config';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { ApiModule } from './api.module';
@@ -16,13 +16,7 @@ import { setupSwagger } from './swagger';
 
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
-  let env;
-  try {
-    env = parseEnv(process.env);
-  } catch (error) {
-    logger.fatal({ action: 'config.invalid' }, (error as Error).message);
-    process.exit(2);
-  }
+  const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
   const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });

@@ -102,3 +102,13 @@ export function parseEnv(source: NodeJS.ProcessEnv): Env {
   const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
   throw new Error(`Invalid configuration:\n${problems}`);
 }
+
+/** For entry points: the parsed environment, or the problems reported through `fatal` and exit code 2. */
+export function parseEnvOrExit(fatal: (message: string) => void): Env {
+  try {
+    return parseEnv(process.env);
+  } catch (error) {
+    fatal((error as Error).message);
+    process.exit(2);
+  }
+}

@@ -5,7 +5,8 @@ import { AppConfig } from '@app/config';
 import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore, FaceStore, isSha256 } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FaceStore } from '@app/storage';
+import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
 import { ApiMetrics } from '../ops/api-metrics';
@@ -52,7 +53,7 @@ export class FacesService {
   }
 
   async matches(imageHash: string): Promise<FacesOutcome> {
-    this.checkHash(imageHash);
+    requireImageHash(imageHash);
     const view = await this.faces.view(imageHash);
     if (view) return { kind: 'done', view, cached: true };
     const jobId = matchFacesJobId(imageHash);
@@ -67,14 +68,10 @@ export class FacesService {
   }
 
   async forget(imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number }> {
-    this.checkHash(imageHash);
+    requireImageHash(imageHash);
     if (!(await this.faces.hasImageFaces(imageHash))) throw new AppError(ErrorCode.NotFound, `no face data for image ${imageHash}`);
     const removed = await this.faces.deleteImageFaces(imageHash);
     this.logger.info({ action: 'faces.forgotten', imageHash, ...removed }, 'image faces removed from the index and every match set');
     return { imageHash, ...removed };
-  }
-
-  private checkHash(hash: string): void {
-    if (!isSha256(hash)) throw new AppError(ErrorCode.InvalidParameter, 'an image id is the lowercase hex sha256 of the image (64 characters)');
   }
 }

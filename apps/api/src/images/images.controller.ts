@@ -3,6 +3,7 @@ import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkR
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
+import { requireImageHash } from '../common/image-hash';
 import { ImagesService } from './images.service';
 
 @ApiTags('images')
@@ -38,7 +39,7 @@ export class ImagesController {
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   async events(@Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    this.images.checkHash(hash);
+    requireImageHash(hash);
     let started = false;
     let closed = false;
     request.raw.on('close', () => (closed = true));

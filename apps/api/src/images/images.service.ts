@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AnalysisRecord, AnalysisState, AppError, ErrorCode, ImageMetadata } from '@app/contracts';
-import { AnalysisStore, CONTENT_STORE, ContentStore, isSha256 } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
+import { requireImageHash } from '../common/image-hash';
 import { AppConfig } from '@app/config';
 import { ModelDirectory } from '../models/model-directory';
 import { AnalysisJobs } from '../analyses/analysis-jobs';
@@ -28,13 +29,8 @@ export class ImagesService {
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
   ) {}
 
-  /** Hashes are sha256 hex, nothing else: this also keeps paths like ../../etc/passwd out. */
-  checkHash(hash: string): void {
-    if (!isSha256(hash)) throw new AppError(ErrorCode.InvalidParameter, 'an image id is the lowercase hex sha256 of the image (64 characters)');
-  }
-
   async describe(hash: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {
-    this.checkHash(hash);
+    requireImageHash(hash);
     const image = await this.results.getImage(hash);
     if (!image) throw new AppError(ErrorCode.NotFound, `no image ${hash}`);
     const models = await this.results.modelsOf(hash);
@@ -49,7 +45,7 @@ export class ImagesService {
 
   /** One model's result; an expired or never-run pair of a stored image is queued again. */
   async result(hash: string, model: string, requestId: string): Promise<ResultLookup> {
-    this.checkHash(hash);
+    requireImageHash(hash);
     this.directory.catalog.get(model);
     const record = await this.results.getResult(hash, model);
     if (record) return { kind: 'ready', record };
@@ -66,7 +62,7 @@ export class ImagesService {
    * pub/sub, with polling every second as the backup; gives up after SSE_MAX_MS or when `closed` says so.
    */
   async follow(hash: string, requestId: string, emit: (model: string, view: ModelView) => void, closed: () => boolean): Promise<'done' | 'timeout' | 'closed'> {
-    this.checkHash(hash);
+    requireImageHash(hash);
     if (!(await this.results.getImage(hash))) throw new AppError(ErrorCode.NotFound, `no image ${hash}`);
     const pending = new Set(await this.results.modelsOf(hash));
     let wake: () => void = () => undefined;
