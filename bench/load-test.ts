@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import autocannon from 'autocannon';
+import { CliFlags } from './cli-flags';
 import { isLoopbackHost } from './loopback';
 
 interface Options {
@@ -30,33 +31,19 @@ const MAX_DURATION_SECONDS = 600;
 const CONTENT_TYPES: Record<string, string> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp' };
 
 function parseArgs(argv: string[]): Options {
-  const args = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const key = argv[i];
-    if (!key.startsWith('--')) throw new Error(`unexpected argument ${key}`);
-    const next = argv[i + 1];
-    if (next === undefined || next.startsWith('--')) args.set(key.slice(2), 'true');
-    else args.set(key.slice(2), argv[++i]);
-  }
-  const number = (name: string, fallback?: number) => {
-    const value = args.get(name);
-    if (value === undefined) return fallback;
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number`);
-    return parsed;
-  };
+  const args = new CliFlags(argv);
   const duration = args.get('duration');
   const durationSeconds = duration ? parseDuration(duration) : undefined;
-  const requests = number('requests');
+  const requests = args.positive('requests');
   return {
     url: args.get('url') ?? 'http://127.0.0.1:3000',
     image: args.get('image') ?? 'test/fixtures/castle_image.jpg',
     path: args.get('path') ?? '/v1/classify',
     model: args.get('model'),
-    concurrency: number('concurrency', 32)!,
+    concurrency: args.positive('concurrency', 32),
     requests: requests ?? (durationSeconds ? undefined : 2000),
     durationSeconds,
-    rate: number('rate'),
+    rate: args.positive('rate'),
     maxErrorRate: Number(args.get('max-error-rate') ?? 0.01),
     allowRemote: args.get('allow-remote') === 'true',
   };
@@ -82,6 +69,8 @@ async function main(): Promise<void> {
   const contentType = CONTENT_TYPES[extname(options.image).toLowerCase()] ?? 'application/octet-stream';
 
   const statuses = new Map<number, number>();
+  let finished!: (error: Error | null, result: autocannon.Result) => void;
+  const done = new Promise<autocannon.Result>((resolve, reject) => (finished = (error, result) => (error ? reject(error) : resolve(result))));
   const instance = autocannon(
     {
       url: target.toString(),
@@ -89,19 +78,18 @@ async function main(): Promise<void> {
       headers: { 'content-type': contentType },
       body,
       connections: options.concurrency,
-      amount: options.requests,
-      duration: options.requests ? undefined : options.durationSeconds,
-      overallRate: options.rate,
+      // Only the bound in use: autocannon rejects a `duration: undefined` key (and then never finishes).
+      ...(options.requests ? { amount: options.requests } : { duration: options.durationSeconds }),
+      ...(options.rate ? { overallRate: options.rate } : {}),
       timeout: 60,
     },
-    () => undefined,
+    (error, result) => finished(error, result),
   );
   instance.on('response', (_client: unknown, statusCode: number) => statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1));
   // A hard stop in case the target stops answering: nothing here runs unbounded.
   const cap = setTimeout(() => instance.stop(), ((options.durationSeconds ?? MAX_DURATION_SECONDS) + 60) * 1000);
   autocannon.track(instance, { renderProgressBar: process.stderr.isTTY, renderResultsTable: false, renderLatencyTable: false });
-  const result = await new Promise<autocannon.Result>((resolve) => instance.on('done', resolve));
-  clearTimeout(cap);
+  const result = await done.finally(() => clearTimeout(cap));
 
   const sent = result.requests.total;
   const ok = statuses.get(200) ?? 0;

@@ -77,4 +77,4 @@ for (const app of ['worker', 'api']) {
     stopAll(code || 1);
   });
 }
-say('launcher.started', `API on http://localhost:${env.PORT || 3000} (Swagger UI at /docs); Ctrl-C stops everything`);
+say('launcher.started', `open http://localhost:${env.PORT || 3000} in a browser (Swagger UI at /docs); Ctrl-C stops everything`);

@@ -74,6 +74,11 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
       expect(described.status).toBe(200);
       expect(described.body.image).toMatchObject({ hash, bytes: fixture(name).length, format: name.endsWith('.png') ? 'png' : 'jpeg' });
       byName[name] = described.body.models;
+      // The stored bytes come back unchanged, typed by their real format and marked nosniff.
+      const content = await fetch(`${apiB.url}/v1/images/${hash}/content`);
+      expect(content.headers.get('content-type')).toBe(name.endsWith('.png') ? 'image/png' : 'image/jpeg');
+      expect(content.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(Buffer.from(await content.arrayBuffer()).equals(fixture(name))).toBe(true);
     }
 
     for (const model of ['mobilenet_v2', 'squeezenet1_1']) {

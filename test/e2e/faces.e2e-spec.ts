@@ -135,6 +135,25 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
     expect(response.body.matchedImages.length).toBeGreaterThan(0);
   });
 
+  it('answers list at most FACE_MATCHES_MAX matches, strongest first, with the full counts', async () => {
+    const capped = await AppProcess.start('api', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, FACE_WAIT_MS: '30000', FACE_MATCHES_MAX: '1' });
+    try {
+      // Three copies of one photo that differ only after the JPEG's end: three images, one face each, all matching.
+      const copies = ['cap-a', 'cap-b', 'cap-c'].map((tail) => Buffer.concat([fixture('face_biden_2.jpg'), Buffer.from(tail)]));
+      for (const bytes of copies) expect((await postImage(`${capped.url}/v1/faces`, bytes, 'copy.jpg')).status).toBe(200);
+      const view = (await request(`${capped.url}/v1/images/${sha256(copies[0])}/matches`)).body;
+      expect(view.faces[0].matches).toHaveLength(1);
+      expect(view.faces[0].matchCount).toBeGreaterThanOrEqual(2);
+      expect(view.matchedImages).toHaveLength(1);
+      expect(view.matchedImageCount).toBeGreaterThanOrEqual(2);
+      // The uncapped API lists them all from the same stored sets.
+      const full = (await request(`${apis[0].url}/v1/images/${sha256(copies[0])}/matches`)).body;
+      expect(full.matchedImages.length).toBe(full.matchedImageCount);
+    } finally {
+      await capped.stop();
+    }
+  });
+
   it('refuses bad ids on every faces route with 400', async () => {
     expect((await request(`${apis[0].url}/v1/images/..%2F..%2Fetc%2Fpasswd/matches`)).status).toBe(400);
     expect((await request(`${apis[0].url}/v1/images/..%2F..%2Fetc%2Fpasswd/faces`, { method: 'DELETE' })).status).toBe(400);
@@ -201,6 +220,17 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
       expect(response.status).toBe(200);
       expect(response.body.imageHash).toBe(hashOf('face_biden_1.jpg'));
       expect(response.body.faces).toHaveLength(1);
+    });
+
+    it('POST /v1/analyses takes URLs too, under the same rules', async () => {
+      const analyse = (url: string) =>
+        request(`${apis[0].url}/v1/analyses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls: [url], models: ['yunet'] }) });
+      const accepted = await analyse(`${base}/to-biden`);
+      expect(accepted.status).toBe(202);
+      expect(accepted.body.images[0].hash).toBe(hashOf('face_biden_1.jpg'));
+      const refused = await analyse(base.replace('127.0.0.1', '127.0.0.2') + '/biden.jpg');
+      expect(refused.status).toBe(400);
+      expect(refused.body.error.code).toBe('URL_NOT_ALLOWED');
     });
 
     const refusals: [string, () => string, number, string][] = [

@@ -32,7 +32,8 @@ export class AppProcess {
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
-    this.exitPromise = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': it comes after the last output, so every log line is in `logs` once stop() resolves.
+    this.exitPromise = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   }
 
   get pid(): number {

@@ -30,3 +30,62 @@ export function multipart(fields: Record<string, string | { bytes: Buffer; filen
 export function postImage(url: string, bytes: Buffer, filename = 'image.jpg'): Promise<HttpResult> {
   return request(url, { method: 'POST', body: multipart({ image: { bytes, filename } }) });
 }
+
+export interface RawResponse {
+  status: number;
+  /** The response head as sent (status line and headers), to look for injected headers. */
+  head: string;
+  body: any;
+}
+
+/**
+ * Hand-written HTTP/1.1 over a socket to 127.0.0.1, for what fetch refuses to send: control characters in
+ * headers, unnormalised paths, and huge bodies the server answers before reading (writing stops as soon as
+ * the answer starts; a reset after the answer is expected and ignored).
+ */
+export function rawHttp(port: number, head: string, body?: Buffer, timeoutMs = 30_000): Promise<RawResponse> {
+  const { connect } = require('node:net') as typeof import('node:net');
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    let answered = false;
+    const timer = setTimeout(() => finish(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const text = Buffer.concat(received).toString('latin1');
+      const split = text.indexOf('\r\n\r\n');
+      if (split < 0) return reject(error ?? new Error(`no HTTP answer: ${JSON.stringify(text.slice(0, 200))}`));
+      const responseHead = text.slice(0, split);
+      let parsed: unknown = text.slice(split + 4);
+      try {
+        parsed = JSON.parse(parsed as string);
+      } catch {
+        // not JSON
+      }
+      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(responseHead)?.[1] ?? 0), head: responseHead, body: parsed });
+    };
+    socket.on('data', (data) => {
+      answered = true;
+      received.push(data);
+      const text = Buffer.concat(received).toString('latin1');
+      const split = text.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, split))?.[1];
+      if (split >= 0 && length !== undefined && Buffer.byteLength(text.slice(split + 4), 'latin1') >= Number(length)) finish();
+    });
+    socket.on('end', () => finish());
+    socket.on('error', (error) => (answered ? finish() : finish(error)));
+    socket.write(head.endsWith('\r\n\r\n') ? head : `${head}\r\n\r\n`);
+    if (!body) return;
+    // Paced, so an early answer is read before the server closes on the rest of the body (a close with
+    // unread data sends a reset, which can discard an answer the client has not read yet).
+    // It also waits a moment after the head, as curl does for large bodies: a server refusing by Content-Length answers at once.
+    void (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let offset = 0; offset < body.length && !answered && !socket.destroyed; offset += 262_144) {
+        if (!socket.write(body.subarray(offset, offset + 262_144))) await new Promise((resolve) => socket.once('drain', resolve));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+  });
+}

@@ -16,10 +16,15 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts a server, on `port` when given (to bring the same Redis address back after stop()). */
-  static async start(port?: number): Promise<TestRedis> {
+  /**
+   * Starts a server, on `port` when given (to bring the same Redis address back after stop()). With
+   * `appendOnlyDir` it persists like the compose setup (AOF, fsync every second) into that folder, so a
+   * restart on the same folder brings the data back.
+   */
+  static async start(port?: number, options: { appendOnlyDir?: string } = {}): Promise<TestRedis> {
     port ??= await freePort();
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const persistence = options.appendOnlyDir ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', options.appendOnlyDir] : ['--appendonly', 'no'];
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     const redis = new TestRedis(child, port);
     const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined); // refused until the server is up: expected while we wait

@@ -1,6 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
+import type Redis from 'ioredis';
+import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
 import { ApiKeyGuard, rateLimitTracker } from './auth/api-keys';
 import { BullModule } from '@nestjs/bullmq';
 import { LoggerModule } from 'nestjs-pino';
@@ -8,7 +10,7 @@ import type { Logger } from 'pino';
 import { AppConfig, AppConfigModule } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
-import { bullRootOptions, RedisModule, redisOptionsFromUrl } from '@app/redis';
+import { bullRootOptions, REDIS_CLIENT, RedisModule, redisOptionsFromUrl } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
 import { FacesController } from './faces/faces.controller';
@@ -56,10 +58,12 @@ export class ApiModule {
         RedisModule.forRoot({ failFast: true }),
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
-        // Per API key (or per address without keys), in this API process; @Public() routes are not limited.
+        // Per API key (or per address without keys), counted in Redis so all API processes share one budget;
+        // health and metrics are not limited.
         ThrottlerModule.forRootAsync({
-          inject: [AppConfig],
-          useFactory: (config: AppConfig) => ({
+          inject: [AppConfig, REDIS_CLIENT],
+          useFactory: (config: AppConfig, redis: Redis) => ({
+            storage: new RedisThrottlerStorage(redis, config.values.QUEUE_PREFIX),
             throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
             getTracker: rateLimitTracker,
             skipIf: (context) => Boolean(context.getClass().name === 'HealthController' || context.getClass().name === 'MetricsController'),

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+import { join } from 'node:path';
 import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
@@ -13,6 +15,8 @@ import { mountQueueDashboard } from './ops/queue-dashboard';
 import { getQueueToken } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import { setupSwagger } from './swagger';
+
+const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
@@ -47,6 +51,18 @@ async function bootstrap(): Promise<void> {
     await mountQueueDashboard(fastify, app.get<Queue>(getQueueToken(INFERENCE_QUEUE)), env.ADMIN_USER, env.ADMIN_PASSWORD);
   }
 
+  // The web page at /: static files copied into dist at build time. Same-origin only, no inline code.
+  await fastify.register(fastifyStatic, {
+    root: join(__dirname, '..', 'web'),
+    prefix: '/',
+    wildcard: false,
+    decorateReply: false,
+    setHeaders: (reply) => {
+      reply.header('content-security-policy', WEB_PAGE_CSP);
+      reply.header('x-content-type-options', 'nosniff');
+      reply.header('referrer-policy', 'no-referrer');
+    },
+  });
   setupSwagger(app);
   // While closing: answers tell clients to drop the connection, and connections that fall idle are closed,
   // so keep-alive clients cannot hold the server open (in-flight requests still finish).

@@ -10,4 +10,9 @@ export class AppConfig {
   constructor(configService: ConfigService) {
     this.values = configService.getOrThrow<Env>('app');
   }
+
+  /** What the API checks on every uploaded image before queueing it. */
+  get imageLimits(): { maxBytes: number; maxPixels: number; maxFrames: number } {
+    return { maxBytes: this.values.MAX_IMAGE_BYTES, maxPixels: this.values.MAX_IMAGE_PIXELS, maxFrames: this.values.MAX_IMAGE_FRAMES };
+  }
 }

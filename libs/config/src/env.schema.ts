@@ -18,6 +18,8 @@ export const envSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   MAX_IMAGE_BYTES: int(1024, 1024 * 1024 * 1024, 10 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1, 1_000_000_000, 50_000_000),
+  /** Frames (pages) an animated GIF/WebP or multi-page TIFF may declare; only the first is used, but thousands are a parsing cost and a common attack. */
+  MAX_IMAGE_FRAMES: int(1, 100_000, 100),
   REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),
   JOB_POLL_INTERVAL_MS: int(20, 60_000, 500),
   /** Off only to prove (in tests) that polling alone completes every request. */
@@ -40,6 +42,8 @@ export const envSchema = z.object({
   FACE_MATCH_THRESHOLD: z.coerce.number().min(-1).max(1).default(0.45),
   FACE_MIN_SIZE: int(1, 10_000, 20),
   FACE_WAIT_MS: int(100, 10 * 60_000, 5000),
+  /** Matches listed per face (and matching images per image) in an answer, strongest first; the stored sets stay complete. */
+  FACE_MATCHES_MAX: int(1, 10_000, 100),
   FACE_DETECTOR: z.string().default('yunet'),
   FACE_EMBEDDER: z.string().default('mobilefacenet'),
 

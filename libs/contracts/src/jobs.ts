@@ -100,7 +100,10 @@ export interface FaceView {
   box: FaceBox;
   landmarks: [number, number][];
   score: number;
+  /** The strongest matches, at most FACE_MATCHES_MAX of them. */
   matches: FaceMatch[];
+  /** How many faces match in all. */
+  matchCount: number;
 }
 
 export interface FacesView {
@@ -108,6 +111,8 @@ export interface FacesView {
   faces: FaceView[];
   /** Faces found but smaller than FACE_MIN_SIZE: not matched. */
   skippedFaces: { box: FaceBox; score: number; reason: string }[];
+  /** Matching images, strongest first, at most FACE_MATCHES_MAX. */
   matchedImages: string[];
+  matchedImageCount: number;
   message?: string;
 }

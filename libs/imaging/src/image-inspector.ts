@@ -14,6 +14,8 @@ export interface ImageInfo {
 export interface ImageLimits {
   maxBytes: number;
   maxPixels: number;
+  /** Frames an animated or multi-page image may declare (only the first is decoded). */
+  maxFrames: number;
 }
 
 /**
@@ -40,6 +42,10 @@ export async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<
   if (!width || !height) throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image declares no dimensions`);
   if (width * height > limits.maxPixels) {
     throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`);
+  }
+  const frames = metadata.pages ?? 1;
+  if (frames > limits.maxFrames) {
+    throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
   }
   return { format, width, height, bytes: bytes.length };
 }

@@ -137,29 +137,39 @@ export class FaceStore {
     return (await this.redis.exists(this.keys.imageFaces(imageHash))) === 1;
   }
 
-  /** The image's faces with their current matches, or undefined when it has not been processed. */
-  async view(imageHash: string): Promise<FacesView | undefined> {
+  /**
+   * The image's faces with their best `limit` matches each (strongest first) and the total counts, or
+   * undefined when it has not been processed. The stored match sets stay complete; only the answer is capped.
+   */
+  async view(imageHash: string, limit: number): Promise<FacesView | undefined> {
     const raw = await this.redis.get(this.keys.imageFaces(imageHash));
     if (!raw) return undefined;
     const record = JSON.parse(raw) as ImageFacesRecord;
     const faces = await Promise.all(
       record.faceIds.map(async (faceId) => {
-        const [meta, matches] = await Promise.all([
+        const [meta, matches, matchCount] = await Promise.all([
           this.redis.hget(this.keys.face(faceId), 'meta'),
-          this.redis.zrevrange(this.keys.faceMatches(faceId), 0, -1, 'WITHSCORES'),
+          this.redis.zrevrange(this.keys.faceMatches(faceId), 0, limit - 1, 'WITHSCORES'),
+          this.redis.zcard(this.keys.faceMatches(faceId)),
         ]);
         const parsed = meta ? JSON.parse(meta) : { box: null, landmarks: [], score: 0 };
+        // One round trip for every matched face's image, not one each.
+        const lookup = this.redis.pipeline();
+        for (let i = 0; i < matches.length; i += 2) lookup.hget(this.keys.face(matches[i]), 'imageHash');
+        const images = ((await lookup.exec()) ?? []).map(([, value]) => value as string | null);
         const list: FaceMatch[] = [];
         for (let i = 0; i < matches.length; i += 2) {
-          const other = matches[i];
-          const otherImage = await this.redis.hget(this.keys.face(other), 'imageHash');
-          if (otherImage) list.push({ imageHash: otherImage, faceId: other, similarity: round(Number(matches[i + 1])) });
+          const otherImage = images[i / 2];
+          if (otherImage) list.push({ imageHash: otherImage, faceId: matches[i], similarity: round(Number(matches[i + 1])) });
         }
-        return { faceId, box: parsed.box, landmarks: parsed.landmarks, score: parsed.score, matches: list };
+        return { faceId, box: parsed.box, landmarks: parsed.landmarks, score: parsed.score, matches: list, matchCount };
       }),
     );
-    const matchedImages = await this.redis.zrevrange(this.keys.imageMatches(imageHash), 0, -1);
-    return { imageHash, faces, skippedFaces: record.skippedFaces, matchedImages, ...(matchedImages.length === 0 ? { message: 'no matches found' } : {}) };
+    const [matchedImages, matchedImageCount] = await Promise.all([
+      this.redis.zrevrange(this.keys.imageMatches(imageHash), 0, limit - 1),
+      this.redis.zcard(this.keys.imageMatches(imageHash)),
+    ]);
+    return { imageHash, faces, skippedFaces: record.skippedFaces, matchedImages, matchedImageCount, ...(matchedImageCount === 0 ? { message: 'no matches found' } : {}) };
   }
 
   async deleteImageFaces(imageHash: string): Promise<{ removedFaces: number; updatedImages: number }> {

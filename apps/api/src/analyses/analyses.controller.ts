@@ -1,9 +1,11 @@
 import { Controller, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiOperation, ApiPayloadTooLargeResponse, ApiProperty, ApiTags, ApiUnsupportedMediaTypeResponse } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
+import { AppError, ErrorCode } from '@app/contracts';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
 import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { ImageFetcher } from '../url-intake/image-fetcher';
 import { AnalysisService } from './analysis.service';
 
 class ModelStatusDto {
@@ -27,6 +29,7 @@ export class AnalysesController {
   constructor(
     private readonly analyses: AnalysisService,
     private readonly uploads: ImageUploadReader,
+    private readonly fetcher: ImageFetcher,
   ) {}
 
   @Post()
@@ -40,6 +43,7 @@ export class AnalysesController {
       properties: {
         images: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'multipart: repeat the field; JSON: base64 strings' },
         models: { type: 'string', example: 'mobilenet_v2,yolox_nano,yunet', description: 'comma list or repeated field (JSON: array)' },
+        urls: { type: 'array', items: { type: 'string' }, description: 'JSON only, instead of images: public http(s) URLs to fetch (FETCH_ALLOW_HOSTS opens private ones)' },
       },
     },
   })
@@ -48,7 +52,20 @@ export class AnalysesController {
   @ApiPayloadTooLargeResponse({ type: ErrorResponseDto })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto })
   async submit(@Req() request: FastifyRequest): Promise<AnalysisAcceptedDto> {
+    const body = request.body as Record<string, unknown> | undefined;
+    if (body && typeof body === 'object' && !Buffer.isBuffer(body) && 'urls' in body) return this.submitUrls(requestIdOf(request), body);
     const { images, fields } = await this.uploads.readMany(request, 'images');
     return { images: await this.analyses.submit(requestIdOf(request), images, fields.models ?? []) };
+  }
+
+  /** JSON `{ urls: [...], models }`: each URL is fetched under the URL-intake rules, then handled like an upload. */
+  private async submitUrls(requestId: string, body: Record<string, unknown>): Promise<AnalysisAcceptedDto> {
+    const { urls, models } = body;
+    if (!Array.isArray(urls) || urls.length === 0 || urls.some((url) => typeof url !== 'string')) throw new AppError(ErrorCode.ImageMissing, '"urls" must be a non-empty array of URL strings');
+    this.uploads.assertImageCount(urls.length);
+    const modelFields = (Array.isArray(models) ? models : [models]).filter((m): m is string => typeof m === 'string');
+    const images: Buffer[] = [];
+    for (const url of urls as string[]) images.push(await this.fetcher.fetch(url, requestId));
+    return { images: await this.analyses.submit(requestId, images, modelFields) };
   }
 }

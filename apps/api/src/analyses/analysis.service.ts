@@ -35,7 +35,7 @@ export class AnalysisService {
     const checked: { hash: string; bytes: Buffer; info: ImageInfo }[] = [];
     for (const [index, bytes] of images.entries()) {
       try {
-        const info = await inspectImage(bytes, { maxBytes: env.MAX_IMAGE_BYTES, maxPixels: env.MAX_IMAGE_PIXELS });
+        const info = await inspectImage(bytes, this.config.imageLimits);
         checked.push({ hash: createHash('sha256').update(bytes).digest('hex'), bytes, info });
       } catch (error) {
         if (error instanceof AppError) throw new AppError(error.code, `image ${index + 1} of ${images.length}: ${error.message}`, { imageIndex: index });

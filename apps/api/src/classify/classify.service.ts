@@ -41,7 +41,7 @@ export class ClassifyService {
     const env = this.config.values;
     const model = this.models.catalog.get(request.model || DEFAULT_CLASSIFIER, 'classification');
     const topk = parseTopK(request.topk);
-    const image = await inspectImage(request.bytes, { maxBytes: env.MAX_IMAGE_BYTES, maxPixels: env.MAX_IMAGE_PIXELS });
+    const image = await inspectImage(request.bytes, this.config.imageLimits);
     const jobId = randomUUID();
     const now = Date.now();
     await this.jobs.enqueueClassify(jobId, request.bytes, {

@@ -2,20 +2,31 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@n
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
+import { AppConfig, Env } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
 
-/** Fastify's own error codes (body parsing, multipart limits) mapped to ours. */
-const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413 },
-  FST_REQ_FILE_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413 },
-  FST_PARTS_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
-  FST_FILES_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
-  FST_FIELDS_LIMIT: { code: ErrorCode.BadRequest, status: 413 },
+type Limits = Pick<Env, 'MAX_IMAGE_BYTES' | 'MAX_JSON_BODY_BYTES' | 'MAX_IMAGES_PER_REQUEST'>;
+
+/** Fastify's own error codes (body parsing, multipart limits) mapped to ours, with messages that name the limit. */
+const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number; message?: (limits: Limits) => string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    code: ErrorCode.ImageTooLarge,
+    status: 413,
+    message: (l) => `the request body is larger than allowed: ${mb(l.MAX_IMAGE_BYTES)} for an image body (MAX_IMAGE_BYTES), ${mb(l.MAX_JSON_BODY_BYTES)} for JSON (MAX_JSON_BODY_BYTES)`,
+  },
+  FST_REQ_FILE_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413, message: (l) => `an uploaded file is larger than the ${mb(l.MAX_IMAGE_BYTES)} limit (MAX_IMAGE_BYTES)` },
+  FST_PARTS_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: (l) => `the multipart body has too many parts: at most ${l.MAX_IMAGES_PER_REQUEST} files and 20 fields` },
+  FST_FILES_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: (l) => `too many files in one request: at most ${l.MAX_IMAGES_PER_REQUEST} (MAX_IMAGES_PER_REQUEST)` },
+  FST_FIELDS_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: () => 'too many form fields in one request (at most 20)' },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: ErrorCode.UnsupportedMediaType, status: 415 },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: ErrorCode.ImageMissing, status: 400 },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: ErrorCode.BadRequest, status: 400 },
   FST_INVALID_MULTIPART_CONTENT_TYPE: { code: ErrorCode.BadRequest, status: 400 },
 };
+
+function mb(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${+(bytes / (1024 * 1024)).toFixed(1)} MB` : `${bytes} bytes`;
+}
 
 const STATUS_CODES: Record<number, ErrorCode> = {
   400: ErrorCode.BadRequest,
@@ -30,7 +41,10 @@ const STATUS_CODES: Record<number, ErrorCode> = {
 /** Every error leaves the API as `{ error: { code, message } }` with the matching status. */
 @Catch()
 export class ApiExceptionFilter implements ExceptionFilter {
-  constructor(@Inject(APP_LOGGER) private readonly logger: Logger) {}
+  constructor(
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+    private readonly config: AppConfig,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
@@ -64,7 +78,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     const fastifyError = exception as { code?: string; statusCode?: number; message?: string };
     const mapped = fastifyError?.code ? FASTIFY_CODES[fastifyError.code] : undefined;
-    if (mapped) return { status: mapped.status, body: { code: mapped.code, message: fastifyError.message ?? mapped.code } };
+    if (mapped) return { status: mapped.status, body: { code: mapped.code, message: mapped.message?.(this.config.values) ?? fastifyError.message ?? mapped.code } };
     if (typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
       const status = fastifyError.statusCode;
       return { status, body: { code: STATUS_CODES[status] ?? ErrorCode.BadRequest, message: fastifyError.message ?? 'bad request' } };

@@ -30,7 +30,7 @@ export class FacesController {
       },
     },
   })
-  @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] }], skippedFaces, matchedImages, message? }' })
+  @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] (strongest FACE_MATCHES_MAX), matchCount }], skippedFaces, matchedImages, matchedImageCount, message? }' })
   @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {

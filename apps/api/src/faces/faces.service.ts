@@ -29,9 +29,9 @@ export class FacesService {
 
   async submit(requestId: string, bytes: Buffer): Promise<FacesOutcome> {
     const env = this.config.values;
-    const info = await inspectImage(bytes, { maxBytes: env.MAX_IMAGE_BYTES, maxPixels: env.MAX_IMAGE_PIXELS });
+    const info = await inspectImage(bytes, this.config.imageLimits);
     const imageHash = createHash('sha256').update(bytes).digest('hex');
-    const known = await this.faces.view(imageHash);
+    const known = await this.view(imageHash);
     if (known) {
       this.logger.info({ action: 'faces.cached', requestId, imageHash }, 'faces answered from stored data');
       this.metrics.cacheHits.inc({ kind: 'faces' });
@@ -46,7 +46,7 @@ export class FacesService {
     await this.jobs.addDeduplicated(InferenceJobName.MatchFaces, data, jobId, JobPriority.Interactive, env.FAILED_RESULT_TTL_SECONDS);
     this.logger.info({ action: 'job.enqueued', requestId, jobId, imageHash }, 'match-faces job queued');
     const outcome = await this.waiter.wait(jobId, env.FACE_WAIT_MS);
-    const view = await this.faces.view(imageHash);
+    const view = await this.view(imageHash);
     if (view) return { kind: 'done', view, cached: false };
     if (outcome.state === 'failed' && outcome.error.code !== ErrorCode.JobNotFound) throw new AppError(outcome.error.code, outcome.error.message);
     return { kind: 'pending', imageHash, jobId };
@@ -54,7 +54,7 @@ export class FacesService {
 
   async matches(imageHash: string): Promise<FacesOutcome> {
     requireImageHash(imageHash);
-    const view = await this.faces.view(imageHash);
+    const view = await this.view(imageHash);
     if (view) return { kind: 'done', view, cached: true };
     const jobId = matchFacesJobId(imageHash);
     const state = await this.jobs.getStateById(jobId);
@@ -65,6 +65,11 @@ export class FacesService {
       throw new AppError(error.code, error.message);
     }
     throw new AppError(ErrorCode.NotFound, `no face data for image ${imageHash}: submit it to POST /v1/faces`);
+  }
+
+  /** The stored faces and matches, capped to FACE_MATCHES_MAX per list. */
+  private view(imageHash: string): Promise<FacesView | undefined> {
+    return this.faces.view(imageHash, this.config.values.FACE_MATCHES_MAX);
   }
 
   async forget(imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number }> {

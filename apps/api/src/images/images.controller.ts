@@ -20,6 +20,22 @@ export class ImagesController {
     return this.images.describe(hash);
   }
 
+  @Get(':hash/content')
+  @ApiOperation({ summary: 'The stored image bytes (for galleries and previews); content-addressed, so cacheable forever' })
+  @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif')
+  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  @ApiNotFoundResponse({ type: ErrorResponseDto })
+  async content(@Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
+    const { bytes, format } = await this.images.content(hash);
+    // Only magic-byte-checked raster images are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
+    void reply
+      .header('content-type', `image/${format}`)
+      .header('x-content-type-options', 'nosniff')
+      .header('content-security-policy', "default-src 'none'; sandbox")
+      .header('cache-control', 'private, max-age=31536000, immutable');
+    return bytes;
+  }
+
   @Get(':hash/results/:model')
   @ApiOperation({ summary: "One model's result for an image; an expired result is computed again (202 meanwhile)" })
   @ApiOkResponse({ description: '{ state: completed, model, task, result, computedAt, workerId } or { state: failed, error }' })

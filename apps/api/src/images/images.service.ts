@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AnalysisRecord, AnalysisState, AppError, ErrorCode, ImageMetadata } from '@app/contracts';
 import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
+import { detectImageFormat } from '@app/imaging';
 import { requireImageHash } from '../common/image-hash';
 import { AppConfig } from '@app/config';
 import { ModelDirectory } from '../models/model-directory';
@@ -41,6 +42,15 @@ export class ImagesService {
       views[model] = record ? viewOf(hash, record) : { state: await this.pairs.peek(hash, model), url: AnalysisJobs.resultUrl(hash, model) };
     }
     return { image, models: views };
+  }
+
+  /** The stored bytes of an image and their format (checked by magic bytes when stored). */
+  async content(hash: string): Promise<{ bytes: Buffer; format: string }> {
+    requireImageHash(hash);
+    const bytes = await this.store.get(hash);
+    const format = bytes && detectImageFormat(bytes);
+    if (!bytes || !format) throw new AppError(ErrorCode.NotFound, `no stored image ${hash}`);
+    return { bytes, format };
   }
 
   /** One model's result; an expired or never-run pair of a stored image is queued again. */

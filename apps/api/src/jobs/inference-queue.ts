@@ -51,23 +51,17 @@ export class InferenceQueue {
    * Redis when it completes; a failure stays for `keepFailedSeconds` (0: leaves at once) to be read back.
    */
   async addDeduplicated(name: InferenceJobName, data: object, jobId: string, priority: number, keepFailedSeconds: number): Promise<void> {
-    const env = this.config.values;
     await this.queue.add(name, data, {
+      ...this.retention(),
       jobId,
       priority,
-      attempts: env.JOB_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 500 },
       removeOnComplete: true,
-      removeOnFail: keepFailedSeconds > 0 ? { age: keepFailedSeconds, count: env.FAILED_JOB_MAX_COUNT } : true,
+      removeOnFail: keepFailedSeconds > 0 ? { age: keepFailedSeconds, count: this.config.values.FAILED_JOB_MAX_COUNT } : true,
     });
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
     return (await this.queue.getJob(jobId)) ?? undefined;
-  }
-
-  async getState(job: Job): Promise<JobState> {
-    return toJobState(await job.getState());
   }
 
   async getStateById(jobId: string): Promise<JobState> {

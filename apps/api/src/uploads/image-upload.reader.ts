@@ -34,7 +34,6 @@ export class ImageUploadReader {
    * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`.
    */
   async readMany(request: FastifyRequest, fieldName = 'images'): Promise<{ images: Buffer[]; fields: Record<string, string[]> }> {
-    const maxImages = this.config.values.MAX_IMAGES_PER_REQUEST;
     const images: Buffer[] = [];
     const fields: Record<string, string[]> = {};
     if (request.isMultipart()) {
@@ -44,7 +43,7 @@ export class ImageUploadReader {
             part.file.resume();
             throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
           }
-          if (images.length >= maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
+          this.assertImageCount(images.length + 1);
           images.push(await part.toBuffer());
         } else {
           (fields[part.fieldname] ??= []).push(String(part.value));
@@ -57,7 +56,7 @@ export class ImageUploadReader {
       }
       const list = body[fieldName];
       if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": an array of base64 strings`);
-      if (list.length > maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
+      this.assertImageCount(list.length);
       for (const item of list as string[]) images.push(this.decodeBase64(item));
       for (const [key, value] of Object.entries(body)) {
         if (key === fieldName) continue;
@@ -67,6 +66,12 @@ export class ImageUploadReader {
     }
     if (images.length === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
     return { images, fields };
+  }
+
+  /** MAX_IMAGES_PER_REQUEST, for every way a request can carry images (files, base64 list, URLs). */
+  assertImageCount(count: number): void {
+    const maxImages = this.config.values.MAX_IMAGES_PER_REQUEST;
+    if (count > maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
   }
 
   private async readMultipart(request: FastifyRequest, fieldName: string): Promise<ImageUpload> {

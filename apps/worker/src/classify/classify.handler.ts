@@ -24,7 +24,6 @@ export class ClassifyHandler {
     const input = await prepareModelInput(bytes, model.preprocess, this.config.values.MAX_IMAGE_PIXELS);
     const run = await this.models.executor.run(model.name, input.tensor);
     const predictions = classificationPredictions(run.output[model.outputs[0]], model.postprocess.activation, topk, model.labelList);
-    await this.images.release(job.data.image);
     const finishedAt = Date.now();
     return {
       model: model.name,

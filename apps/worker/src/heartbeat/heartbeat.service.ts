@@ -35,6 +35,11 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
     this.timer.unref();
   }
 
+  /** Announces the worker at once (e.g. right after its models load) instead of at the next interval. */
+  beatNow(): Promise<void> {
+    return this.beat(this.config.values.WORKER_HEARTBEAT_MS);
+  }
+
   private async beat(interval: number): Promise<void> {
     const heartbeat: WorkerHeartbeat = {
       workerId,

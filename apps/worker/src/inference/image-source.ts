@@ -21,7 +21,7 @@ export class ImageSource {
   }
 
   /** Drops short-lived bytes nobody needs any more; stored images stay. */
-  async release(ref: ImageRef): Promise<void> {
-    if (ref.kind === 'blob') await this.redis.del(ref.key);
+  async release(ref: ImageRef | undefined): Promise<void> {
+    if (ref?.kind === 'blob') await this.redis.del(ref.key);
   }
 }

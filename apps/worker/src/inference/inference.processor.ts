@@ -8,6 +8,8 @@ import { APP_LOGGER } from '@app/logging';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
+import { HeartbeatService } from '../heartbeat/heartbeat.service';
+import { ImageSource } from './image-source';
 import { ModelHost } from './model-host';
 import { WorkerMetrics } from '../ops/worker-metrics';
 import { workerId } from '../worker-id';
@@ -26,6 +28,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly analyze: AnalyzeHandler,
     private readonly matchFaces: MatchFacesHandler,
     private readonly metrics: WorkerMetrics,
+    private readonly images: ImageSource,
+    private readonly heartbeat: HeartbeatService,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -39,7 +43,14 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.opts.lockDuration = env.LOCK_DURATION_MS;
     this.worker.opts.stalledInterval = env.STALLED_INTERVAL_MS;
     this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
+    // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
+    // running the job but before that record must leave the bytes for the retry (at-least-once).
+    this.worker.on('completed', (job: Job) => {
+      this.images.release(job.data?.image).catch((error) => this.logger.warn({ action: 'job.release_failed', jobId: job.id, err: error }, 'image bytes left to their TTL'));
+    });
     void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
+    // Readiness and /v1/models see the loaded models now, not one heartbeat interval later.
+    await this.heartbeat.beatNow();
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
   }
 
