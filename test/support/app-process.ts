@@ -16,22 +16,25 @@ export class AppProcess {
     private readonly child: ChildProcess,
     readonly port: number | undefined,
   ) {
-    let buffer = '';
-    const collect = (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        try {
-          this.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.logs.push({ msg: line });
+    // One line buffer per stream: a stderr chunk arriving between two halves of a stdout line must not cut it.
+    const collectLines = (stream: NodeJS.ReadableStream | null) => {
+      let buffer = '';
+      stream?.on('data', (chunk: Buffer) => {
+        buffer += chunk.toString();
+        let newline: number;
+        while ((newline = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          try {
+            this.logs.push(JSON.parse(line) as LogLine);
+          } catch {
+            this.logs.push({ msg: line });
+          }
         }
-      }
+      });
     };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
+    collectLines(child.stdout);
+    collectLines(child.stderr);
     // 'close', not 'exit': it comes after the last output, so every log line is in `logs` once stop() resolves.
     this.exitPromise = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   }
