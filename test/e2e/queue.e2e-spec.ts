@@ -78,7 +78,8 @@ describe('several APIs and workers on one Redis', () => {
     const batchSizes = results.map((response) => response.body.batchSize as number);
     expect(Math.max(...batchSizes)).toBeGreaterThan(1);
     expect(Math.max(...batchSizes)).toBeLessThanOrEqual(8);
-    // the worker's logs agree with what the answers say
+    // the worker's logs agree with what the answers say (once its last lines, which can trail the answers, are in)
+    await worker.waitForLog(() => worker.logsWith('job.completed').length >= results.length, 10_000);
     const logged = worker.logsWith('job.completed').map((line) => line.batchSize);
     expect(Math.max(...(logged as number[]))).toBe(Math.max(...batchSizes));
   });
