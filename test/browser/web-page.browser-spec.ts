@@ -126,9 +126,17 @@ describe('web page', () => {
     await choose(['@faces']);
     await submitFiles(['face_obama_1.jpg']);
     await finishedCards(1);
+    // The second photo with the face detector too: it is uploaded once, and face matching names the stored image by hash.
+    await choose(['yunet', '@faces']);
+    const posts: { url: string; type: string | undefined; body: string | null }[] = [];
+    page.on('request', (sent) => sent.method() === 'POST' && posts.push({ url: new URL(sent.url()).pathname, type: sent.headers()['content-type'], body: sent.postData() }));
     await submitFiles(['face_obama_2.jpg']);
     await finishedCards(2);
     const [second, first] = await page.locator('.card').all(); // newest first
+    expect(posts.map((post) => post.url)).toEqual(['/v1/analyses', '/v1/faces']);
+    expect(posts[0].type).toMatch(/^multipart\/form-data/);
+    expect(JSON.parse(posts[1].body ?? '{}')).toEqual({ imageHash: await second.getAttribute('data-hash') });
+    expect(await second.locator('[data-model=yunet] .face-count').textContent()).toBe('1 face found.');
     const firstHash = await first.getAttribute('data-hash');
     await second.locator(`.gallery li[data-hash="${firstHash}"] img[src^="blob:"]`).waitFor({ timeout: 10_000 });
     expect(await second.locator('.face-summary').textContent()).toBe('1 face, 1 matching image.');

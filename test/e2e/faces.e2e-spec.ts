@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
-import { postImage, request } from '../support/http';
+import { multipart, postImage, request } from '../support/http';
 import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
 
@@ -159,6 +159,25 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
     } finally {
       await capped.stop();
     }
+  });
+
+  it('an image already stored by an analysis is matched by its hash, without sending it again', async () => {
+    const biden = Buffer.concat([fixture('face_biden_2.jpg'), Buffer.from('stored-by-analysis')]);
+    const analysis = await request(`${apis[0].url}/v1/analyses`, { method: 'POST', body: multipart({ images: { bytes: biden, filename: 'biden.jpg' }, models: 'yunet' }) });
+    expect(analysis.status).toBe(202);
+    const byHash = (imageHash: unknown) =>
+      request(`${apis[1].url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imageHash }) });
+    const matched = await byHash(sha256(biden));
+    expect(matched.status).toBe(200);
+    expect(matched.body.imageHash).toBe(sha256(biden));
+    expect(matched.body.faces).toHaveLength(1);
+    expect(matched.body.matchedImages).toEqual(expect.arrayContaining([hashOf('face_biden_1.jpg'), hashOf('face_biden_2.jpg')]));
+    expect(matched.body.matchedImages).not.toContain(hashOf('face_obama_2.jpg'));
+    // Not stored, not an id, not a string: each refused with its own code.
+    const unknown = await byHash('0'.repeat(64));
+    expect({ status: unknown.status, code: unknown.body.error.code }).toEqual({ status: 404, code: 'NOT_FOUND' });
+    expect(unknown.body.error.message).toContain('send the image itself');
+    for (const bad of ['../../etc/passwd', 42]) expect((await byHash(bad)).body.error.code).toBe('INVALID_PARAMETER');
   });
 
   it('refuses bad ids on every faces route with 400', async () => {

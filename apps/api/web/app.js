@@ -391,23 +391,22 @@ class Card {
 }
 
 // ---------- running the work ----------
-async function analyse(card, source, models, tasks) {
+/** Sends the image for analysis; resolves with the stored image (its hash and each model's state). */
+async function submitAnalysis(card, source, models) {
   for (const model of models) card.setState(model, model, 'waiting', 'uploading…');
   let accepted;
-  try {
-    if (source.file) {
-      const form = new FormData();
-      form.append('images', source.file, source.file.name);
-      form.append('models', models.join(','));
-      accepted = await api('/v1/analyses', { method: 'POST', body: form });
-    } else {
-      accepted = await api('/v1/analyses', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls: [source.url], models }) });
-    }
-  } catch (error) {
-    for (const model of models) card.fail(model, model, error);
-    return;
+  if (source.file) {
+    const form = new FormData();
+    form.append('images', source.file, source.file.name);
+    form.append('models', models.join(','));
+    accepted = await api('/v1/analyses', { method: 'POST', body: form });
+  } else {
+    accepted = await api('/v1/analyses', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls: [source.url], models }) });
   }
-  const image = accepted.body.images[0];
+  return accepted.body.images[0];
+}
+
+async function followAnalysis(card, image, source, models, tasks) {
   await identify(card, image.hash, source);
   for (const model of models) card.setState(model, model, image.models[model].state, image.models[model].state === 'active' ? 'running…' : 'queued…');
   await follow(card, image.hash, models, tasks);
@@ -482,11 +481,14 @@ async function follow(card, hash, models, tasks) {
 /** Cards showing face matches, refreshed when a later image's faces arrive. */
 const faceCards = new Set();
 
-async function matchFaces(card, source) {
-  card.setState(FACE_MATCHING, 'Face matching', 'waiting', 'uploading…');
+/** Face matching for a source, or for `stored` (an image the analysis upload already stored), which is then not sent again. */
+async function matchFaces(card, source, stored) {
+  card.setState(FACE_MATCHING, 'Face matching', 'waiting', stored ? 'queued…' : 'uploading…');
   try {
     let answer;
-    if (source.file) {
+    if (stored) {
+      answer = await api('/v1/faces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imageHash: stored.hash }) });
+    } else if (source.file) {
       const form = new FormData();
       form.append('image', source.file, source.file.name);
       answer = await api('/v1/faces', { method: 'POST', body: form });
@@ -509,6 +511,21 @@ async function matchFaces(card, source) {
   } catch (error) {
     card.fail(FACE_MATCHING, 'Face matching', error);
   }
+}
+
+/** Everything chosen for one image, with one upload: when both are chosen, face matching uses the image the analysis stored. */
+async function run(card, source, models, tasks, faces) {
+  let stored;
+  if (models.length) {
+    try {
+      stored = await submitAnalysis(card, source, models);
+    } catch (refusal) {
+      for (const model of models) card.fail(model, model, refusal);
+      if (faces) card.fail(FACE_MATCHING, 'Face matching', refusal);
+      return;
+    }
+  }
+  await Promise.all([stored ? followAnalysis(card, stored, source, models, tasks) : undefined, faces ? matchFaces(card, source, stored) : undefined]);
 }
 
 async function submit(event) {
@@ -535,7 +552,7 @@ async function submit(event) {
   const lane = async () => {
     for (let next = cards.shift(); next; next = cards.shift()) {
       const { card, source } = next;
-      await Promise.all([models.length ? analyse(card, source, models, tasks) : undefined, faces ? matchFaces(card, source) : undefined]);
+      await run(card, source, models, tasks, faces);
       card.settle();
     }
   };

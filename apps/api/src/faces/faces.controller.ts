@@ -27,6 +27,7 @@ export class FacesController {
       properties: {
         image: { type: 'string', format: 'binary', description: 'multipart field, raw body, or base64 in JSON' },
         url: { type: 'string', description: 'JSON only: a public http(s) URL of the image (FETCH_ALLOW_HOSTS opens private ones)' },
+        imageHash: { type: 'string', description: 'JSON only: the sha256 of an image already stored (e.g. by POST /v1/analyses), so it is not sent again' },
       },
     },
   })
@@ -36,10 +37,15 @@ export class FacesController {
   async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const body = request.body as Record<string, unknown> | undefined;
     const requestId = requestIdOf(request);
+    const json = body && !Buffer.isBuffer(body) && typeof body === 'object' ? body : undefined;
+    if (json && 'imageHash' in json) {
+      if (typeof json.imageHash !== 'string') throw new AppError(ErrorCode.InvalidParameter, '"imageHash" must be a string');
+      return this.answer(await this.faces.submitStored(requestId, json.imageHash), reply);
+    }
     let bytes: Buffer;
-    if (body && !Buffer.isBuffer(body) && typeof body === 'object' && 'url' in body) {
-      if (typeof body.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
-      bytes = await this.fetcher.fetch(body.url, requestId);
+    if (json && 'url' in json) {
+      if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
+      bytes = await this.fetcher.fetch(json.url, requestId);
     } else {
       bytes = (await this.uploads.read(request)).bytes;
     }

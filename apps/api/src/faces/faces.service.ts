@@ -52,6 +52,14 @@ export class FacesService {
     return { kind: 'pending', imageHash, jobId };
   }
 
+  /** Face matching for an image already stored (by an analysis or an earlier upload), so a client need not send it twice. */
+  async submitStored(requestId: string, imageHash: string): Promise<FacesOutcome> {
+    requireImageHash(imageHash);
+    const bytes = await this.store.get(imageHash);
+    if (!bytes) throw new AppError(ErrorCode.NotFound, `no stored image ${imageHash}: send the image itself`);
+    return this.submit(requestId, bytes);
+  }
+
   async matches(imageHash: string): Promise<FacesOutcome> {
     requireImageHash(imageHash);
     const view = await this.view(imageHash);
