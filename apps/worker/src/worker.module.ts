@@ -13,6 +13,7 @@ import { WorkerHttp } from './ops/worker-http';
 import { WorkerMetrics } from './ops/worker-metrics';
 import { ClassifyHandler } from './classify/classify.handler';
 import { HeartbeatService } from './heartbeat/heartbeat.service';
+import { ImageInference } from './inference/image-inference';
 import { ImageSource } from './inference/image-source';
 import { InferenceProcessor } from './inference/inference.processor';
 import { ModelHost } from './inference/model-host';
@@ -30,7 +31,7 @@ export class WorkerModule {
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),
       ],
-      providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
+      providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ImageInference, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
     };
   }
 }

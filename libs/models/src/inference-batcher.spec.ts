@@ -25,20 +25,71 @@ describe('InferenceBatcher', () => {
     expect(outputs.every((r) => r.batchSize === 3)).toBe(true);
   });
 
-  it('flushes a partial batch after maxBatchDelayMs', async () => {
+  it('waits up to maxBatchDelayMs for an announced item, then runs the partial batch', async () => {
     jest.useFakeTimers();
     try {
       const { calls, run } = controlledRunner();
       const batcher = new InferenceBatcher({ maxBatchSize: 8, maxBatchDelayMs: 5, maxInFlight: 1 }, run);
+      const late = batcher.expect(); // still decoding, and will not make it in time
       void batcher.submit(1);
       void batcher.submit(2);
       jest.advanceTimersByTime(4);
       expect(calls).toHaveLength(0);
       jest.advanceTimersByTime(1);
       expect(calls.map((call) => call.inputs)).toEqual([[1, 2]]);
+      late.cancel();
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  it('runs as soon as every announced item has arrived, without waiting out the delay', async () => {
+    const { calls, run } = controlledRunner();
+    const batcher = new InferenceBatcher({ maxBatchSize: 8, maxBatchDelayMs: 60_000, maxInFlight: 1 }, run);
+    const [a, b] = [batcher.expect(), batcher.expect()];
+    const first = a.submit(1);
+    await tick();
+    expect(calls).toHaveLength(0); // b is on its way
+    const second = b.submit(2);
+    await tick();
+    expect(calls.map((call) => call.inputs)).toEqual([[1, 2]]);
+    calls[0].release();
+    expect((await Promise.all([first, second])).map((r) => r.output)).toEqual([10, 20]);
+  });
+
+  it('an announced item that never comes (cancelled) releases the batch at once', async () => {
+    const { calls, run } = controlledRunner();
+    const batcher = new InferenceBatcher({ maxBatchSize: 8, maxBatchDelayMs: 60_000, maxInFlight: 1 }, run);
+    const [a, b] = [batcher.expect(), batcher.expect()];
+    void a.submit(1);
+    a.cancel(); // after submit: no effect
+    await tick();
+    expect(calls).toHaveLength(0);
+    b.cancel();
+    b.cancel(); // twice: counted once
+    await tick();
+    expect(calls.map((call) => call.inputs)).toEqual([[1]]);
+    // nothing is announced any more, so the next item runs without waiting
+    calls[0].release();
+    void batcher.submit(2);
+    await tick();
+    await tick();
+    expect(calls.map((call) => call.inputs)).toEqual([[1], [2]]);
+  });
+
+  it('a lone item with nothing announced does not wait for company; items submitted in the same tick share a batch', async () => {
+    const { calls, run } = controlledRunner();
+    const batcher = new InferenceBatcher({ maxBatchSize: 8, maxBatchDelayMs: 60_000, maxInFlight: 1 }, run);
+    const faces = [1, 2, 3].map((x) => batcher.submit(x)); // e.g. every face of one photo, submitted together
+    await tick();
+    expect(calls.map((call) => call.inputs)).toEqual([[1, 2, 3]]);
+    calls[0].release();
+    await Promise.all(faces);
+    const lone = batcher.submit(4);
+    await tick();
+    expect(calls.map((call) => call.inputs)).toEqual([[1, 2, 3], [4]]);
+    calls[1].release();
+    expect((await lone).batchSize).toBe(1);
   });
 
   it('collects items that arrive while a batch runs into the next batch, up to maxBatchSize', async () => {

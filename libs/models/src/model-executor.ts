@@ -1,4 +1,4 @@
-import { BatchedResult, InferenceBatcher } from './inference-batcher';
+import { Arrival, BatchedResult, InferenceBatcher } from './inference-batcher';
 import { InferenceRuntime } from './inference-runtime';
 import { CatalogModel, ModelCatalog } from './model-catalog';
 import { float16ToFloat32Array, float32ToFloat16Array } from './float16';
@@ -32,9 +32,21 @@ export class ModelExecutor {
 
   /** `tensor` is one image in the model's CHW layout, float32 (converted here when the model wants float16). */
   run(modelName: string, tensor: Float32Array): Promise<BatchedResult<ModelOutputs>> {
+    return this.batcher(modelName).submit(tensor);
+  }
+
+  /**
+   * Announces an image for this model that is still being read and decoded, so a batch forming meanwhile
+   * waits for it (up to the model's maxBatchDelayMs); submit it through the arrival, or cancel if it fails first.
+   */
+  expect(modelName: string): Arrival<Float32Array, ModelOutputs> {
+    return this.batcher(modelName).expect();
+  }
+
+  private batcher(modelName: string): InferenceBatcher<Float32Array, ModelOutputs> {
     const batcher = this.batchers.get(modelName);
     if (!batcher) throw new Error(`model ${modelName} is not loaded`);
-    return batcher.submit(tensor);
+    return batcher;
   }
 
   /** Items waiting for a batch, over all models. */

@@ -3,11 +3,10 @@ import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalysisRecord, AnalyzeJobData, AppError } from '@app/contracts';
-import { prepareModelInput } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { postprocess } from '@app/models';
 import { AnalysisStore } from '@app/storage';
-import { ImageSource } from '../inference/image-source';
+import { ImageInference } from '../inference/image-inference';
 import { ModelHost } from '../inference/model-host';
 import { workerId } from '../worker-id';
 
@@ -20,7 +19,7 @@ import { workerId } from '../worker-id';
 export class AnalyzeHandler {
   constructor(
     private readonly models: ModelHost,
-    private readonly images: ImageSource,
+    private readonly inference: ImageInference,
     private readonly results: AnalysisStore,
     private readonly config: AppConfig,
     @Inject(APP_LOGGER) private readonly logger: Logger,
@@ -36,9 +35,7 @@ export class AnalyzeHandler {
     const model = this.models.catalog.get(modelName);
     const env = this.config.values;
     try {
-      const bytes = await this.images.read({ kind: 'store', hash: imageHash });
-      const input = await prepareModelInput(bytes, model.preprocess, env.MAX_IMAGE_PIXELS);
-      const run = await this.models.executor.run(model.name, input.tensor);
+      const { input, run } = await this.inference.run(model, { kind: 'store', hash: imageHash });
       const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
       const record: AnalysisRecord = {
         state: 'completed',

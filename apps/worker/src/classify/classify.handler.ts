@@ -1,10 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { AppConfig } from '@app/config';
 import { ClassifyJobData, ClassifyJobResult } from '@app/contracts';
-import { prepareModelInput } from '@app/imaging';
 import { classificationPredictions } from '@app/models';
-import { ImageSource } from '../inference/image-source';
+import { ImageInference } from '../inference/image-inference';
 import { ModelHost } from '../inference/model-host';
 import { workerId } from '../worker-id';
 
@@ -13,16 +11,13 @@ import { workerId } from '../worker-id';
 export class ClassifyHandler {
   constructor(
     private readonly models: ModelHost,
-    private readonly images: ImageSource,
-    private readonly config: AppConfig,
+    private readonly inference: ImageInference,
   ) {}
 
   async handle(job: Job<ClassifyJobData>, startedAt: number): Promise<ClassifyJobResult> {
     const { model: modelName, topk, enqueuedAt } = job.data;
     const model = this.models.catalog.get(modelName, 'classification');
-    const bytes = await this.images.read(job.data.image);
-    const input = await prepareModelInput(bytes, model.preprocess, this.config.values.MAX_IMAGE_PIXELS);
-    const run = await this.models.executor.run(model.name, input.tensor);
+    const { input, run } = await this.inference.run(model, job.data.image);
     const predictions = classificationPredictions(run.output[model.outputs[0]], model.postprocess.activation, topk, model.labelList);
     const finishedAt = Date.now();
     return {
