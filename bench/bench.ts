@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { prepareModelInput } from '@app/imaging';
 import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
+import { inferImage } from '../apps/worker/src/inference/infer-image';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { benchFaceIndex } from './faces-bench';
@@ -31,11 +32,8 @@ async function inProcess() {
     const model = catalog.get(MODEL);
     const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads });
     const executor = new ModelExecutor(catalog, runtime);
-    const pipeline = async (i: number) => {
-      const image = IMAGES[i % IMAGES.length];
-      const input = await prepareModelInput(image.bytes, model.preprocess, 50_000_000);
-      return executor.run(MODEL, input.tensor);
-    };
+    // The worker's own decode → announce → batch path, minus Redis and the queue.
+    const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, 50_000_000)).run;
     for (let i = 0; i < 10; i++) await pipeline(i);
     if (maxBatchSize === 1) {
       const sequential = await runConcurrently(N.latency1, 1, pipeline);
