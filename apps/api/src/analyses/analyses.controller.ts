@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { AppError, ErrorCode } from '@app/contracts';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
-import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { ImageUploadReader, jsonObjectBody } from '../uploads/image-upload.reader';
 import { ImageFetcher } from '../url-intake/image-fetcher';
 import { AnalysisService } from './analysis.service';
 
@@ -52,8 +52,8 @@ export class AnalysesController {
   @ApiPayloadTooLargeResponse({ type: ErrorResponseDto })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto })
   async submit(@Req() request: FastifyRequest): Promise<AnalysisAcceptedDto> {
-    const body = request.body as Record<string, unknown> | undefined;
-    if (body && typeof body === 'object' && !Buffer.isBuffer(body) && 'urls' in body) return this.submitUrls(requestIdOf(request), body);
+    const json = jsonObjectBody(request);
+    if (json && 'urls' in json) return this.submitUrls(requestIdOf(request), json);
     const { images, fields } = await this.uploads.readMany(request, 'images');
     return { images: await this.analyses.submit(requestIdOf(request), images, fields.models ?? []) };
   }

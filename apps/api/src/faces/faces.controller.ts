@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorCode, FacesView } from '@app/contracts';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
-import { ImageUploadReader } from '../uploads/image-upload.reader';
+import { ImageUploadReader, jsonObjectBody } from '../uploads/image-upload.reader';
 import { ImageFetcher } from '../url-intake/image-fetcher';
 import { FacesOutcome, FacesService } from './faces.service';
 
@@ -35,9 +35,8 @@ export class FacesController {
   @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
-    const body = request.body as Record<string, unknown> | undefined;
     const requestId = requestIdOf(request);
-    const json = body && !Buffer.isBuffer(body) && typeof body === 'object' ? body : undefined;
+    const json = jsonObjectBody(request);
     if (json && 'imageHash' in json) {
       if (typeof json.imageHash !== 'string') throw new AppError(ErrorCode.InvalidParameter, '"imageHash" must be a string');
       return this.answer(await this.faces.submitStored(requestId, json.imageHash), reply);

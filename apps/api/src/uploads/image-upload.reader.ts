@@ -10,6 +10,12 @@ export interface ImageUpload {
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The request's parsed JSON object, or undefined for multipart, raw image bodies (Buffers) and no body. */
+export function jsonObjectBody(request: FastifyRequest): Record<string, unknown> | undefined {
+  const body = request.body as unknown;
+  return body && typeof body === 'object' && !Buffer.isBuffer(body) ? (body as Record<string, unknown>) : undefined;
+}
 const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
 
 /**
@@ -23,9 +29,9 @@ export class ImageUploadReader {
 
   async read(request: FastifyRequest, fieldName = 'image'): Promise<ImageUpload> {
     if (request.isMultipart()) return this.readMultipart(request, fieldName);
-    const body = request.body as unknown;
-    if (Buffer.isBuffer(body)) return { bytes: body, fields: {} };
-    if (body && typeof body === 'object') return this.readJson(body as Record<string, unknown>, fieldName);
+    if (Buffer.isBuffer(request.body)) return { bytes: request.body, fields: {} };
+    const json = jsonObjectBody(request);
+    if (json) return this.readJson(json, fieldName);
     throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw image/jpeg|png|webp body, or JSON {"${fieldName}": "<base64>"}`);
   }
 
@@ -50,8 +56,8 @@ export class ImageUploadReader {
         }
       }
     } else {
-      const body = request.body as Record<string, unknown> | undefined;
-      if (!body || typeof body !== 'object' || Buffer.isBuffer(body)) {
+      const body = jsonObjectBody(request);
+      if (!body) {
         throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
       }
       const list = body[fieldName];
