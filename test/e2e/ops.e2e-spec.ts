@@ -98,6 +98,10 @@ describe('operations: health, metrics, back-pressure', () => {
     expect(limited.body.error.code).toBe('RATE_LIMITED');
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
     expect((await models({ 'x-api-key': 'beta-key' })).status).toBe(200);
+    // Probes and scrapes are never limited (budgets are per route: more calls than the limit on each).
+    for (const path of ['/health/live', '/metrics']) {
+      for (let i = 0; i < 6; i++) expect((await request(`${api.url}${path}`, { headers: { authorization: 'Bearer alpha-key' } })).status).toBe(200);
+    }
   });
 
   it('npm run load-test drives a running API to the requested count and reports every answer', async () => {

@@ -59,14 +59,13 @@ export class ApiModule {
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
         // Per API key (or per address without keys), counted in Redis so all API processes share one budget;
-        // health and metrics are not limited.
+        // health and metrics opt out with @SkipThrottle().
         ThrottlerModule.forRootAsync({
           inject: [AppConfig, REDIS_CLIENT],
           useFactory: (config: AppConfig, redis: Redis) => ({
             storage: new RedisThrottlerStorage(redis, config.values.QUEUE_PREFIX),
             throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
             getTracker: rateLimitTracker,
-            skipIf: (context) => Boolean(context.getClass().name === 'HealthController' || context.getClass().name === 'MetricsController'),
           }),
         }),
         BullModule.forRootAsync(bullRootOptions),

@@ -1,4 +1,5 @@
 import { Public } from '../auth/api-keys';
+import { SkipThrottle } from '@nestjs/throttler';
 import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
@@ -11,6 +12,7 @@ import { ModelDirectory } from '../models/model-directory';
 /** Liveness (the process answers) and readiness (Redis, a worker with models, room in the queue), via @nestjs/terminus. */
 @ApiTags('health')
 @Public()
+@SkipThrottle()
 @Controller('health')
 export class HealthController {
   constructor(

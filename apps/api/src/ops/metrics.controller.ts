@@ -1,9 +1,11 @@
 import { Public } from '../auth/api-keys';
+import { SkipThrottle } from '@nestjs/throttler';
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiExcludeEndpoint } from '@nestjs/swagger';
 import { ApiMetrics } from './api-metrics';
 
 @Public()
+@SkipThrottle()
 @Controller()
 export class MetricsController {
   constructor(private readonly metrics: ApiMetrics) {}
