@@ -2,12 +2,15 @@ import { Public } from '../auth/api-keys';
 import { SkipThrottle } from '@nestjs/throttler';
 import { Controller, Get, Inject } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { HealthCheck, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
 import { REDIS_CLIENT } from '@app/redis';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { ModelDirectory } from '../models/model-directory';
+
+/** Terminus' per-check session (its class is not exported). */
+type Indicator = ReturnType<HealthIndicatorService['check']>;
 
 /** Liveness (the process answers) and readiness (Redis, a worker with models, room in the queue), via @nestjs/terminus. */
 @ApiTags('health')
@@ -36,35 +39,32 @@ export class HealthController {
   @ApiOperation({ summary: 'Redis answers, at least one worker has its models loaded, the queue is under MAX_QUEUE_DEPTH' })
   ready() {
     return this.health.check([
-      async () => {
-        const indicator = this.indicators.check('redis');
-        try {
-          await withTimeout(this.redis.ping(), 1000);
-          return indicator.up();
-        } catch (error) {
-          return indicator.down({ message: (error as Error).message });
-        }
-      },
-      async () => {
-        const indicator = this.indicators.check('workers');
-        try {
-          const workers = (await withTimeout(this.directory.liveWorkers(), 1000)).filter((worker) => worker.models.length > 0);
-          return workers.length > 0 ? indicator.up({ count: workers.length }) : indicator.down({ count: 0, message: 'no live worker with models loaded' });
-        } catch (error) {
-          return indicator.down({ message: (error as Error).message });
-        }
-      },
-      async () => {
-        const indicator = this.indicators.check('queue');
-        try {
-          const depth = await withTimeout(this.jobs.waitingDepth(), 1000);
-          const limit = this.config.values.MAX_QUEUE_DEPTH;
-          return depth < limit ? indicator.up({ waiting: depth, limit }) : indicator.down({ waiting: depth, limit });
-        } catch (error) {
-          return indicator.down({ message: (error as Error).message });
-        }
-      },
+      this.probe('redis', async (indicator) => {
+        await this.redis.ping();
+        return indicator.up();
+      }),
+      this.probe('workers', async (indicator) => {
+        const workers = (await this.directory.liveWorkers()).filter((worker) => worker.models.length > 0);
+        return workers.length > 0 ? indicator.up({ count: workers.length }) : indicator.down({ count: 0, message: 'no live worker with models loaded' });
+      }),
+      this.probe('queue', async (indicator) => {
+        const depth = await this.jobs.waitingDepth();
+        const limit = this.config.values.MAX_QUEUE_DEPTH;
+        return depth < limit ? indicator.up({ waiting: depth, limit }) : indicator.down({ waiting: depth, limit });
+      }),
     ]);
+  }
+
+  /** One readiness check, answered within 1 s; a check that throws or takes longer is reported down with the reason. */
+  private probe(name: string, check: (indicator: Indicator) => Promise<HealthIndicatorResult>): () => Promise<HealthIndicatorResult> {
+    return async () => {
+      const indicator = this.indicators.check(name);
+      try {
+        return await withTimeout(check(indicator), 1000);
+      } catch (error) {
+        return indicator.down({ message: (error as Error).message });
+      }
+    };
   }
 }
 
