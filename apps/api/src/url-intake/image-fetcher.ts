@@ -79,10 +79,15 @@ export class ImageFetcher {
     const client = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       let settled = false;
-      const fail = (error: AppError) => {
-        if (settled) return;
+      /** Settles once: later events (a late chunk, a timer) find the promise already settled. */
+      const settle = (): boolean => {
+        if (settled) return false;
         settled = true;
         clearTimeout(totalTimer);
+        return true;
+      };
+      const fail = (error: AppError) => {
+        if (!settle()) return;
         request.destroy();
         reject(error);
       };
@@ -104,9 +109,7 @@ export class ImageFetcher {
         const status = response.statusCode ?? 0;
         if (status >= 300 && status < 400 && response.headers.location) {
           response.resume();
-          settled = true;
-          clearTimeout(totalTimer);
-          resolve({ kind: 'redirect', location: response.headers.location });
+          if (settle()) resolve({ kind: 'redirect', location: response.headers.location });
           return;
         }
         if (status !== 200) {
@@ -123,10 +126,7 @@ export class ImageFetcher {
           chunks.push(chunk);
         });
         response.on('end', () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(totalTimer);
-          resolve({ kind: 'body', body: Buffer.concat(chunks) });
+          if (settle()) resolve({ kind: 'body', body: Buffer.concat(chunks) });
         });
         response.on('error', (error) => fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `the response broke off: ${error.message}`)));
       });
