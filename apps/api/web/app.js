@@ -2,6 +2,7 @@
 // API key (when one is entered) in the x-api-key header, so it works the same with keys on or off.
 const KEY_STORAGE = 'iiq.apiKey';
 const FACE_MATCHING = '@faces';
+const FACE_TITLE = 'Face matching';
 const TASK_TITLES = {
   classification: 'Classification: top 5 labels',
   'object-detection': 'Objects: boxes and labels',
@@ -98,6 +99,12 @@ async function api(path, init = {}) {
   return { status: response.status, body };
 }
 
+function postJson(path, value) {
+  return api(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Image bytes from the API as an object URL (an <img src> could not carry the API key). */
 async function imageUrl(hash) {
   const response = await fetch(`/v1/images/${hash}/content`, { headers: headers() });
@@ -176,7 +183,7 @@ async function loadModels() {
         );
       }
     }
-    fieldset.append(el('h3', { text: 'Face matching' }));
+    fieldset.append(el('h3', { text: FACE_TITLE }));
     fieldset.append(
       el('label', {}, el('input', { type: 'checkbox', name: 'model', value: FACE_MATCHING }), el('span', { text: 'Find the same person' }), el('small', { text: 'across every image stored so far' })),
     );
@@ -330,9 +337,7 @@ class Card {
   }
 
   renderFaces(view) {
-    const key = FACE_MATCHING;
-    const title = 'Face matching';
-    const section = this.setState(key, title, 'completed', 'done');
+    const section = this.setState(FACE_MATCHING, FACE_TITLE, 'completed', 'done');
     this.layers.face.replaceChildren();
     this.drawBoxes('face', view.faces, (_, i) => `Face ${i + 1}`);
     const blocks = view.faces.map((face, i) => {
@@ -379,13 +384,13 @@ class Card {
     try {
       const { body } = await api(`/v1/images/${this.hash}/faces`, { method: 'DELETE' });
       this.layers.face.replaceChildren();
-      const section = this.setState(FACE_MATCHING, 'Face matching', 'forgotten', 'forgotten');
+      const section = this.setState(FACE_MATCHING, FACE_TITLE, 'forgotten', 'forgotten');
       faceCards.delete(this);
       for (const other of faceCards) void other.refreshFaces();
       section.body.replaceChildren(el('p', { text: `Forgotten: ${plural(body.removedFaces, 'face')} removed from the index and from ${plural(body.updatedImages, 'other image')}’ matches.` }));
     } catch (error) {
       button.disabled = false;
-      this.fail(FACE_MATCHING, 'Face matching', error);
+      this.fail(FACE_MATCHING, FACE_TITLE, error);
     }
   }
 }
@@ -401,7 +406,7 @@ async function submitAnalysis(card, source, models) {
     form.append('models', models.join(','));
     accepted = await api('/v1/analyses', { method: 'POST', body: form });
   } else {
-    accepted = await api('/v1/analyses', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls: [source.url], models }) });
+    accepted = await postJson('/v1/analyses', { urls: [source.url], models });
   }
   return accepted.body.images[0];
 }
@@ -473,7 +478,7 @@ async function follow(card, hash, models, tasks) {
     } catch {
       // keep trying until the deadline
     }
-    if (pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 1000));
+    if (pending.size > 0) await sleep(1000);
   }
   for (const model of pending) card.fail(model, model, new ApiError('DEADLINE_EXCEEDED', 'no result within 2 minutes; it may still arrive: submit again later'));
 }
@@ -483,24 +488,24 @@ const faceCards = new Set();
 
 /** Face matching for a source, or for `stored` (an image the analysis upload already stored), which is then not sent again. */
 async function matchFaces(card, source, stored) {
-  card.setState(FACE_MATCHING, 'Face matching', 'waiting', stored ? 'queued…' : 'uploading…');
+  card.setState(FACE_MATCHING, FACE_TITLE, 'waiting', stored ? 'queued…' : 'uploading…');
   try {
     let answer;
     if (stored) {
-      answer = await api('/v1/faces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imageHash: stored.hash }) });
+      answer = await postJson('/v1/faces', { imageHash: stored.hash });
     } else if (source.file) {
       const form = new FormData();
       form.append('image', source.file, source.file.name);
       answer = await api('/v1/faces', { method: 'POST', body: form });
     } else {
-      answer = await api('/v1/faces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: source.url }) });
+      answer = await postJson('/v1/faces', { url: source.url });
     }
     const hash = answer.body.imageHash;
     await identify(card, hash, source);
     const deadline = Date.now() + 120_000;
     while (answer.status === 202 && Date.now() < deadline) {
-      card.setState(FACE_MATCHING, 'Face matching', 'active', 'running…');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      card.setState(FACE_MATCHING, FACE_TITLE, 'active', 'running…');
+      await sleep(1000);
       answer = await api(`/v1/images/${hash}/matches`);
     }
     if (answer.status === 202) throw new ApiError('DEADLINE_EXCEEDED', 'no answer within 2 minutes');
@@ -509,7 +514,7 @@ async function matchFaces(card, source, stored) {
     for (const other of faceCards) if (other !== card && other.hash !== card.hash) void other.refreshFaces();
     faceCards.add(card);
   } catch (error) {
-    card.fail(FACE_MATCHING, 'Face matching', error);
+    card.fail(FACE_MATCHING, FACE_TITLE, error);
   }
 }
 
@@ -521,7 +526,7 @@ async function run(card, source, models, tasks, faces) {
       stored = await submitAnalysis(card, source, models);
     } catch (refusal) {
       for (const model of models) card.fail(model, model, refusal);
-      if (faces) card.fail(FACE_MATCHING, 'Face matching', refusal);
+      if (faces) card.fail(FACE_MATCHING, FACE_TITLE, refusal);
       return;
     }
   }
