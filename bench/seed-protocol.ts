@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { prepareModelInput } from '@app/imaging';
 import { CatalogModel, classificationPredictions, ModelExecutor } from '@app/models';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * The original work-queue assignment's protocol, re-created for comparison: the web server RPUSHes
@@ -63,8 +64,4 @@ export async function seedClassify(redis: Redis, image: Buffer, timeoutMs = 30_0
     }
   }
   throw new Error('seed protocol request timed out');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -19,6 +19,7 @@ import { rssBytes } from '../test/support/load';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
 import { percentile, round } from './stats';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 interface Options {
   minutes: number;
@@ -122,7 +123,7 @@ async function unfinishedAnalyses(baseUrl: string, hashes: string[]): Promise<st
       if (answer.status !== 200 || states.length === 0 || states.some((state) => state !== 'completed')) still.push(hash);
     }
     open = still;
-    if (open.length > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+    if (open.length > 0) await sleep(500);
   }
   return open;
 }
@@ -188,10 +189,10 @@ async function main(): Promise<void> {
   sample();
   const trafficTimer = setInterval(tick, 1000 / options.rate);
   const sampleTimer = setInterval(sample, options.sampleSeconds * 1000);
-  await new Promise((resolve) => setTimeout(resolve, durationMs));
+  await sleep(durationMs);
   clearInterval(trafficTimer);
   const drainDeadline = Date.now() + 60_000;
-  while (inFlight > 0 && Date.now() < drainDeadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  while (inFlight > 0 && Date.now() < drainDeadline) await sleep(100);
   clearInterval(sampleTimer);
   sample();
   if (inFlight > 0) failures.push(`${inFlight} requests still unanswered 60 s after the load stopped`);

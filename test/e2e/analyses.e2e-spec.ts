@@ -6,6 +6,7 @@ import { AppProcess } from '../support/app-process';
 import { expectedTop5, fixture } from '../support/fixtures';
 import { multipart, request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const ALL_MODELS = ['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet'];
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -111,7 +112,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     expect(again.status).toBe(202);
     expect(again.body.images[0].hash).toBe(hash);
     for (const model of ALL_MODELS) expect(again.body.images[0].models[model]).toMatchObject({ state: 'completed', cached: true });
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
     expect(worker.logsWith('job.started').length).toBe(before);
     expect(analysesStored(hash, 'mobilenet_v2')).toBe(1);
   });
@@ -151,7 +152,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     expect(events[0].data.result.faces).toHaveLength(1);
     // the worker's log line may trail the result by a moment: wait for it, then make sure no second one follows
     await worker.waitForLog((line) => line.action === 'analysis.stored' && line.imageHash === hash);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect(analysesStored(hash, 'yunet')).toBe(1);
     expect(readdirSync(join(storageDir, hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
   });
@@ -187,7 +188,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     expect([200, 202]).toContain(first.status);
     let result = first;
     for (let i = 0; i < 100 && result.status !== 200; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       result = await request(`${apiA.url}/v1/images/${hash}/results/mobilenet_v2`);
     }
     expect(result.status).toBe(200);

@@ -2,6 +2,7 @@ import { AppProcess } from '../support/app-process';
 import { expectedTop5, fixture } from '../support/fixtures';
 import { multipart, postImage, request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** One API + one worker on the test's own Redis: the synchronous classification path end to end. */
 describe('POST /v1/classify (real Redis, real models)', () => {
@@ -119,7 +120,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
     for (let i = 0; i < 40; i++) {
       body = (await request(url('/v1/models'))).body;
       if (body.models.every((m: any) => m.loaded)) break;
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await sleep(250);
     }
     expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilefacenet', 'mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
     expect(body.models.find((m: any) => m.name === 'yolox_nano').task).toBe('object-detection');

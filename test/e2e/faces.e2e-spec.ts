@@ -9,6 +9,7 @@ import { fixture } from '../support/fixtures';
 import { multipart, postImage, request } from '../support/http';
 import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const hashOf = (name: string) => sha256(fixture(name));
@@ -93,14 +94,14 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
   it('submitting the same image again answers from stored data without new inference', async () => {
     // Count this image's lines only, after a pause: a log line can trail the answer it belongs to.
     const processedObama2 = () => facesProcessed().filter((line) => line.imageHash === hashOf('face_obama_2.jpg')).length;
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     const before = processedObama2();
     const again = await submit('face_obama_2.jpg', apis[1]);
     expect(again.status).toBe(200);
     expect(again.body.faces).toHaveLength(1);
     // it now also matches the two-person photo that came later
     expect([...again.body.matchedImages].sort()).toEqual([hashOf('face_obama_1.jpg'), hashOf('faces_obama_biden.jpg')].sort());
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect(processedObama2()).toBe(before);
   });
 
@@ -120,7 +121,7 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
       .filter((line) => line.imageHash === sha256(one) || line.imageHash === sha256(two))
       .map((line) => line.pid);
     await until(() => processedBy().length >= 2, 10_000, 'both workers to log their faces.matched line');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect(processedBy()).toHaveLength(2);
   });
 

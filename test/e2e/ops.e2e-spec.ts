@@ -5,6 +5,7 @@ import { fixture } from '../support/fixtures';
 import { postImage, request } from '../support/http';
 import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const castle = fixture('castle_image.jpg');
 
@@ -60,7 +61,7 @@ describe('operations: health, metrics, back-pressure', () => {
     apps.push(api);
     expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(202);
     expect((await postImage(`${api.url}/v1/classify`, castle)).status).toBe(202);
-    await new Promise((resolve) => setTimeout(resolve, 150)); // past the 100 ms depth cache
+    await sleep(150); // past the 100 ms depth cache
     const started = Date.now();
     const refused = await postImage(`${api.url}/v1/classify`, castle);
     expect(refused.status).toBe(503);

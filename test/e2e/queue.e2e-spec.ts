@@ -2,6 +2,7 @@ import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const castle = fixture('castle_image.jpg');
 const dog = fixture('dog_beagle_jemma.png');
@@ -115,7 +116,7 @@ describe('several APIs and workers on one Redis', () => {
     for (let i = 0; i < 100; i++) {
       job = (await request(`${api.url}${location}`)).body;
       if (job.state === 'completed') break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
     expect(job.state).toBe('completed');
     expect(job.result.predictions[0].label).toBe('castle');
@@ -151,14 +152,14 @@ describe('several APIs and workers on one Redis', () => {
     apps.push(api);
     const accepted = await classify(api, castle, 'image/jpeg');
     expect(accepted.status).toBe(202);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await sleep(1500);
     const worker = await AppProcess.start('worker', env);
     apps.push(worker);
     let job: any;
     for (let i = 0; i < 100; i++) {
       job = (await request(`${api.url}/v1/jobs/${accepted.body.id}`)).body;
       if (job.state === 'failed' || job.state === 'completed') break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
     expect(job.state).toBe('failed');
     expect(job.error.code).toBe('DEADLINE_EXCEEDED');

@@ -6,6 +6,7 @@ import { fixture } from '../support/fixtures';
 import { multipart, request } from '../support/http';
 import { ClassifyOutcome, classifyOnce, classifySamples, until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * Redis stops for 10 s under a steady load, then comes back on the same address with its append-only file
@@ -123,8 +124,4 @@ async function completedJob(api: AppProcess, jobId: string): Promise<any> {
     `job ${jobId} to complete`,
   );
   return body;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

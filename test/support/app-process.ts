@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort } from './free-port';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const REPO_ROOT = join(__dirname, '..', '..', '..');
 
@@ -77,7 +78,7 @@ export class AppProcess {
     while (Date.now() < deadline) {
       for (; seen < this.logs.length; seen++) if (match(this.logs[seen])) return this.logs[seen];
       if (this.exited) throw new Error(`${this.kind} exited before the expected log line:\n${this.tail()}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
+      await sleep(25);
     }
     throw new Error(`${this.kind} did not log the expected line within ${timeoutMs} ms:\n${this.tail()}`);
   }

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
 /** Small helpers over Node's fetch for the e2e tests (loopback only). */
 export interface HttpResult<T = any> {
   status: number;
@@ -81,10 +83,10 @@ export function rawHttp(port: number, head: string, body?: Buffer, timeoutMs = 3
     // unread data sends a reset, which can discard an answer the client has not read yet).
     // It also waits a moment after the head, as curl does for large bodies: a server refusing by Content-Length answers at once.
     void (async () => {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       for (let offset = 0; offset < body.length && !answered && !socket.destroyed; offset += 262_144) {
         if (!socket.write(body.subarray(offset, offset + 262_144))) await new Promise((resolve) => socket.once('drain', resolve));
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        await sleep(5);
       }
     })();
   });

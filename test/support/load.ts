@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { runConcurrently } from '../../bench/stats';
 import { fixture, expectedTop5 } from './fixtures';
 import { request } from './http';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A photo with the label the model must put first (from the verified expected results). */
 export interface LabelledImage {
@@ -63,7 +65,7 @@ export async function classifyLoad(baseUrl: string, options: { total: number; co
 /** Resident memory of a process in bytes (Linux /proc), or undefined once it has gone. */
 export function rssBytes(pid: number): number | undefined {
   try {
-    const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8') as string;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const match = /VmRSS:\s+(\d+) kB/.exec(status);
     return match ? Number(match[1]) * 1024 : undefined;
   } catch {
@@ -93,7 +95,7 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs: 
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    await sleep(everyMs);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

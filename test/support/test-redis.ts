@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePort } from './free-port';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * A redis-server of the test's own on a free loopback port, keeping nothing on disk.
@@ -36,7 +37,7 @@ export class TestRedis {
         return redis;
       } catch {
         client.disconnect();
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await sleep(50);
       }
     }
     child.kill('SIGKILL');
