@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { fixture } from '../test/support/fixtures';
-import { multipart, request } from '../test/support/http';
+import { HttpResult, multipart, request } from '../test/support/http';
 import { rssBytes } from '../test/support/load';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
@@ -49,6 +49,11 @@ function freshVariant(bytes: Buffer): Buffer {
   return Buffer.concat([bytes, randomBytes(16)]);
 }
 
+/** What was wrong with an answer, for the failure list: its status and the start of its body. */
+function unexpected(answer: HttpResult): string {
+  return `${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`;
+}
+
 interface Step {
   kind: string;
   send: (baseUrl: string) => Promise<string | undefined>; // undefined = right answer, else what was wrong
@@ -66,7 +71,7 @@ function trafficMix(): { steps: Step[]; analysed: string[] } {
     kind: `classify ${model}`,
     send: async (base) => {
       const answer = await request(`${base}/v1/classify?topk=1&model=${model}`, { method: 'POST', headers: { 'content-type': type }, body: bytes, signal: AbortSignal.timeout(60_000) });
-      return answer.status === 200 && answer.body.predictions[0].label === label ? undefined : `${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`;
+      return answer.status === 200 && answer.body.predictions[0].label === label ? undefined : unexpected(answer);
     },
   });
   const analyse = (kind: string, bytes: () => Buffer, models: string): Step => ({
@@ -74,7 +79,7 @@ function trafficMix(): { steps: Step[]; analysed: string[] } {
     send: async (base) => {
       const form = multipart({ images: { bytes: bytes(), filename: 'image.jpg' }, models });
       const answer = await request(`${base}/v1/analyses`, { method: 'POST', body: form, signal: AbortSignal.timeout(60_000) });
-      if (answer.status !== 202 && answer.status !== 200) return `${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`;
+      if (answer.status !== 202 && answer.status !== 200) return unexpected(answer);
       analysed.push(answer.body.images[0].hash);
       if (analysed.length > 1000) analysed.shift();
       return undefined;
@@ -84,7 +89,7 @@ function trafficMix(): { steps: Step[]; analysed: string[] } {
     kind,
     send: async (base) => {
       const answer = await request(`${base}/v1/faces`, { method: 'POST', body: multipart({ image: { bytes: bytes(), filename: 'face.jpg' } }), signal: AbortSignal.timeout(60_000) });
-      return answer.status === 200 && answer.body.faces.length >= 1 ? undefined : `${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`;
+      return answer.status === 200 && answer.body.faces.length >= 1 ? undefined : unexpected(answer);
     },
   });
   const readResult: Step = {
@@ -93,7 +98,7 @@ function trafficMix(): { steps: Step[]; analysed: string[] } {
       const hash = analysed[Math.floor(Math.random() * analysed.length)];
       if (!hash) return undefined;
       const answer = await request(`${base}/v1/images/${hash}`, { signal: AbortSignal.timeout(60_000) });
-      return answer.status === 200 ? undefined : `${answer.status} ${JSON.stringify(answer.body).slice(0, 200)}`;
+      return answer.status === 200 ? undefined : unexpected(answer);
     },
   };
   const steps = [
