@@ -59,7 +59,7 @@ export const envSchema = z.object({
 
   /** Comma list of API keys; when set, every route but health, docs and metrics needs one. Kept only as sha256 hashes. */
   API_KEYS: z.string().default(''),
-  /** Requests per key (or per client address without keys) per RATE_LIMIT_WINDOW_MS; 0 turns limiting off. */
+  /** Requests per key (or per client address without keys) and route per RATE_LIMIT_WINDOW_MS; 0 turns limiting off. */
   RATE_LIMIT_MAX: int(0, 10_000_000, 6000),
   RATE_LIMIT_WINDOW_MS: int(1000, 3600_000, 60_000),
 
