@@ -18,7 +18,8 @@ async function readEvents(url: string, timeoutMs = 60_000): Promise<{ event: str
   const text = await response.text();
   return text
     .split('\n\n')
-    .filter((block) => block.trim().length > 0)
+    // Blocks of comment lines only (": heartbeat") carry no event.
+    .filter((block) => /^(event|data):/m.test(block))
     .map((block) => {
       const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
       const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null');
@@ -127,7 +128,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     expect(refused.body.error.code).toBe('UNKNOWN_MODEL');
     expect(refused.body.error.message).toContain('resnet50');
     expect(refused.body.error.details.validModels.sort()).toEqual([...ALL_MODELS].sort());
-    expect(existsSync(join(storageDir, hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
+    expect(existsSync(join(storageDir, 'default', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
     const client = redis.client();
     try {
       expect(await client.keys(`*${hash}*`)).toEqual([]);
@@ -154,7 +155,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     await worker.waitForLog((line) => line.action === 'analysis.stored' && line.imageHash === hash);
     await sleep(300);
     expect(analysesStored(hash, 'yunet')).toBe(1);
-    expect(readdirSync(join(storageDir, hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
+    expect(readdirSync(join(storageDir, 'default', hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
   });
 
   it('a corrupt image fails only its own jobs, with a clear error', async () => {
@@ -180,7 +181,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     const hash = sha256(dog);
     const client = redis.client();
     try {
-      expect(await client.del(`iiq:result:${hash}:mobilenet_v2`)).toBe(1);
+      expect(await client.del(`iiq:{default}:result:${hash}:mobilenet_v2`)).toBe(1);
     } finally {
       client.disconnect();
     }

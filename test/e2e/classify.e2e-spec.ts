@@ -102,13 +102,20 @@ describe('POST /v1/classify (real Redis, real models)', () => {
     expect(job.body.result.workerId).toContain(String(worker.pid));
   });
 
-  it('the request id travels from API to worker logs', async () => {
-    const response = await request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'image/jpeg', 'x-request-id': 'trace-me-123' }, body: castle });
+  it('the server-made request id travels from API to worker logs; a client id is kept beside it, never instead of it', async () => {
+    const send = () => request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'image/jpeg', 'x-request-id': 'trace-me-123' }, body: castle });
+    const [response, again] = [await send(), await send()];
     expect(response.status).toBe(200);
-    expect(response.headers.get('x-request-id')).toBe('trace-me-123');
-    const started = await worker.waitForLog((line) => line.action === 'job.completed' && line.requestId === 'trace-me-123');
+    const requestId = response.headers.get('x-request-id')!;
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    // The same client id twice: two requests, two server ids, so one client cannot pose as another request.
+    expect(again.headers.get('x-request-id')).not.toBe(requestId);
+    expect(response.headers.get('x-client-request-id')).toBe('trace-me-123');
+    const started = await worker.waitForLog((line) => line.action === 'job.completed' && line.requestId === requestId);
     expect(started.jobId).toBe(response.body.id);
-    expect(api.logs.some((line) => line.action === 'job.enqueued' && line.requestId === 'trace-me-123' && line.jobId === response.body.id)).toBe(true);
+    expect(api.logs.some((line) => line.action === 'job.enqueued' && line.requestId === requestId && line.jobId === response.body.id)).toBe(true);
+    const access = await api.waitForLog((line) => line.action === 'http.request' && line.requestId === requestId);
+    expect(access.clientRequestId).toBe('trace-me-123');
     for (const line of [...api.logs, ...worker.logs].filter((l) => l.action)) {
       expect(line).toEqual(expect.objectContaining({ service: expect.any(String), script: 'main.js', time: expect.any(String) }));
     }

@@ -9,10 +9,15 @@ export interface LabelledImage {
   name: string;
   bytes: Buffer;
   label: string;
+  /**
+   * The top-k each sample is asked with: different for each, so a job's own record (its `topk`) says which
+   * photo it carried, even when its client never saw the answer.
+   */
+  topk: number;
 }
 
 export function classifySamples(model = 'mobilenet_v2'): LabelledImage[] {
-  return ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name) => ({ name, bytes: fixture(name), label: expectedTop5(model, name)[0].label }));
+  return ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name, i) => ({ name, bytes: fixture(name), label: expectedTop5(model, name)[0].label, topk: i + 1 }));
 }
 
 export interface ClassifyOutcome {
@@ -33,7 +38,7 @@ export async function classifyOnce(baseUrl: string, sample: LabelledImage, index
   const sentAt = Date.now();
   const outcome: ClassifyOutcome = { index, sample: sample.name, expected: sample.label, sentAt, ms: 0, status: 0 };
   try {
-    const response = await request(`${baseUrl}/v1/classify?topk=1`, {
+    const response = await request(`${baseUrl}/v1/classify?topk=${sample.topk}`, {
       method: 'POST',
       headers: { 'content-type': sample.name.endsWith('.png') ? 'image/png' : 'image/jpeg' },
       body: sample.bytes,

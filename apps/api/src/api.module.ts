@@ -2,8 +2,10 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import type Redis from 'ioredis';
+import type { FastifyRequest } from 'fastify';
 import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
-import { ApiKeyGuard, rateLimitTracker } from './auth/api-keys';
+import { ApiKeyGuard, TenantResolver } from './auth/api-keys';
+import { AuthModule } from './auth/auth.module';
 import { BullModule } from '@nestjs/bullmq';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
@@ -28,13 +30,14 @@ import { ImagesService } from './images/images.service';
 import { ClassifyController } from './classify/classify.controller';
 import { ClassifyService } from './classify/classify.service';
 import { ApiExceptionFilter } from './common/api-exception.filter';
-import { reuseRequestId } from './common/request-id';
+import { clientRequestIdOf, reuseRequestId } from './common/request-id';
 import { InferenceQueue } from './jobs/inference-queue';
 import { JobWaiter } from './jobs/job-waiter';
 import { JobsController } from './jobs/jobs.controller';
 import { ModelDirectory } from './models/model-directory';
 import { ModelsController } from './models/models.controller';
 import { ImageUploadReader } from './uploads/image-upload.reader';
+import { UploadBudget } from './uploads/upload-budget';
 
 @Module({})
 export class ApiModule {
@@ -49,7 +52,7 @@ export class ApiModule {
           pinoHttp: {
             logger,
             genReqId: reuseRequestId,
-            customProps: (req) => ({ action: 'http.request', requestId: (req as { id?: string }).id }),
+            customProps: (req) => ({ action: 'http.request', requestId: (req as { id?: string }).id, clientRequestId: clientRequestIdOf(req) }),
             customSuccessMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
             customErrorMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
             serializers: { req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
@@ -58,14 +61,16 @@ export class ApiModule {
         RedisModule.forRoot({ failFast: true }),
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
-        // Per API key (or per address without keys), counted in Redis so all API processes share one budget;
+        AuthModule,
+        // Per valid API key (else per client address), counted in Redis so all API processes share one budget;
         // health and metrics opt out with @SkipThrottle().
         ThrottlerModule.forRootAsync({
-          inject: [AppConfig, REDIS_CLIENT],
-          useFactory: (config: AppConfig, redis: Redis) => ({
+          imports: [AuthModule],
+          inject: [AppConfig, REDIS_CLIENT, TenantResolver],
+          useFactory: (config: AppConfig, redis: Redis, tenants: TenantResolver) => ({
             storage: new RedisThrottlerStorage(redis, config.values.QUEUE_PREFIX),
             throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
-            getTracker: rateLimitTracker,
+            getTracker: (request) => tenants.tracker(request as FastifyRequest),
           }),
         }),
         BullModule.forRootAsync(bullRootOptions),
@@ -81,9 +86,10 @@ export class ApiModule {
         }),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
-      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, { provide: APP_FILTER, useClass: ApiExceptionFilter },
-        { provide: APP_GUARD, useClass: ApiKeyGuard },
-        { provide: APP_GUARD, useClass: ThrottlerGuard }],
+      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },
+        // In this order: the rate limit counts requests with a missing or wrong key too (per address).
+        { provide: APP_GUARD, useClass: ThrottlerGuard },
+        { provide: APP_GUARD, useClass: ApiKeyGuard }],
     };
   }
 }

@@ -6,10 +6,12 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
 import { parseEnvOrExit } from '@app/config';
-import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
+import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
+import { REDIS_CLIENT } from '@app/redis';
+import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { ApiModule } from './api.module';
-import { generateRequestId } from './common/request-id';
+import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
 import { mountQueueDashboard } from './ops/queue-dashboard';
 import { getQueueToken } from '@nestjs/bullmq';
@@ -22,14 +24,17 @@ async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
-  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
+  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
-  // Echo the request id so a client can quote it; the same id is in the API's and the worker's logs.
+  // The server's request id, which a client can quote: the same id is in the API's and the worker's logs. A
+  // client's own well-formed X-Request-Id is echoed as X-Client-Request-Id and logged beside it.
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
+    const clientId = clientRequestIdOf(request);
+    if (clientId) void reply.header('x-client-request-id', clientId);
     done();
   });
   await fastify.register(multipart, {
@@ -48,7 +53,12 @@ async function bootstrap(): Promise<void> {
   });
 
   if (env.ADMIN_PASSWORD) {
-    await mountQueueDashboard(fastify, app.get<Queue>(getQueueToken(INFERENCE_QUEUE)), env.ADMIN_USER, env.ADMIN_PASSWORD);
+    await mountQueueDashboard(fastify, app.get<Queue>(getQueueToken(INFERENCE_QUEUE)), app.get<Redis>(REDIS_CLIENT), app.get(RedisKeys), {
+      user: env.ADMIN_USER,
+      password: env.ADMIN_PASSWORD,
+      maxFailures: env.ADMIN_LOGIN_MAX_FAILURES,
+      windowMs: env.ADMIN_LOGIN_WINDOW_MS,
+    });
   }
 
   // The web page at /: static files copied into dist at build time. Same-origin only, no inline code.
@@ -77,6 +87,15 @@ async function bootstrap(): Promise<void> {
   });
   await app.listen(env.PORT, env.HOST);
   logger.info({ action: 'api.listening', host: env.HOST, port: env.PORT, url: await app.getUrl() }, `API listening on ${env.HOST}:${env.PORT}`);
+}
+
+/**
+ * TRUST_PROXY as Fastify's trustProxy: off when empty (X-Forwarded-For is ignored, the socket's address is the
+ * client), a hop count, or the addresses/CIDRs of the proxies allowed to set it.
+ */
+function trustProxySetting(value: string): boolean | number | string {
+  if (value === '') return false;
+  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 bootstrap().catch((error) => {

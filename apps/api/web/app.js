@@ -258,6 +258,32 @@ class Card {
     this.hash = hash;
     this.node.dataset.hash = hash;
     this.meta.textContent = meta ? `${meta.format.toUpperCase()} · ${meta.width}×${meta.height} · ${(meta.bytes / 1024).toFixed(0)} kB · id ${hash.slice(0, 12)}…` : `id ${hash.slice(0, 12)}…`;
+    if (!this.eraseButton) {
+      this.eraseButton = el('button', { type: 'button', class: 'secondary erase', text: 'Delete this image' });
+      this.eraseButton.addEventListener('click', () => this.erase());
+      this.meta.after(this.eraseButton);
+    }
+  }
+
+  /** Erases the image on the server (results, faces, matches, bytes) and says what went. */
+  async erase() {
+    const button = this.eraseButton;
+    button.disabled = true;
+    try {
+      const { body } = await api(`/v1/images/${this.hash}`, { method: 'DELETE' });
+      faceCards.delete(this);
+      for (const other of faceCards) void other.refreshFaces();
+      this.layers.object.replaceChildren();
+      this.layers.face.replaceChildren();
+      this.outputs.replaceChildren(el('p', { class: 'erased', role: 'status', text: `Deleted from the server: ${plural(body.removedResults, 'result')}, ${plural(body.removedFaces, 'face')}, the stored image.` }));
+      this.sections.clear();
+      button.remove();
+      this.node.dataset.state = 'erased';
+      this.settle();
+    } catch (error) {
+      button.disabled = false;
+      showError(error);
+    }
   }
 
   /** A titled block for one model (or face matching), replaced as its state changes. */

@@ -1,5 +1,6 @@
 import { cpus } from 'node:os';
 import { z } from 'zod';
+import { parseApiKeys } from './api-keys';
 
 const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().default(fallback);
@@ -28,6 +29,15 @@ export const envSchema = z.object({
   /** Images one analysis request may carry, and the cap on a whole JSON body (base64 images inside). */
   MAX_IMAGES_PER_REQUEST: int(1, 1000, 16),
   MAX_JSON_BODY_BYTES: int(1024, 1024 * 1024 * 1024, 32 * 1024 * 1024),
+  /** URLs one request may ask the API to fetch (POST /v1/analyses `urls`). */
+  MAX_URLS_PER_REQUEST: int(1, 1000, 8),
+  /**
+   * Image bytes one API process holds at once while multi-image uploads and URL fetches are read, checked and
+   * stored, across all requests: each image reserves MAX_IMAGE_BYTES first. 64 MiB = six 10 MiB images.
+   */
+  MAX_UPLOAD_BYTES_IN_FLIGHT: int(1024 * 1024, 64 * 1024 * 1024 * 1024, 64 * 1024 * 1024),
+  /** How long an image waits for room in that budget before the request gets 503 + Retry-After. */
+  UPLOAD_BUDGET_WAIT_MS: int(0, 10 * 60_000, 10_000),
   STORAGE_DIR: z.string().min(1).default('data/images'),
   RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */
@@ -57,8 +67,30 @@ export const envSchema = z.object({
   MAX_QUEUE_DEPTH: int(1, 10_000_000, 1000),
   WORKER_HTTP_PORT: int(0, 65535, 3001),
 
-  /** Comma list of API keys; when set, every route but health, docs and metrics needs one. Kept only as sha256 hashes. */
-  API_KEYS: z.string().default(''),
+  /**
+   * Comma list of `tenant:key` pairs or bare keys (a tenant of their own); when set, every route but health, docs
+   * and metrics needs a key, and each tenant sees only its own records. Kept only as sha256 hashes.
+   */
+  API_KEYS: z
+    .string()
+    .default('')
+    .superRefine((value, context) => {
+      try {
+        parseApiKeys(value);
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+    }),
+  /**
+   * Which peers may set X-Forwarded-For (the client address used for rate limits without keys and for admin
+   * login throttling): empty trusts none; a comma list of addresses or CIDRs (your proxies), or a hop count.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .refine((value) => value === '' || /^\d+$/.test(value) || value.split(',').every((entry) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(entry.trim())), {
+      message: 'a hop count, or a comma list of IP addresses or CIDRs',
+    }),
   /** Requests per key (or per client address without keys) and route per RATE_LIMIT_WINDOW_MS; 0 turns limiting off. */
   RATE_LIMIT_MAX: int(0, 10_000_000, 6000),
   RATE_LIMIT_WINDOW_MS: int(1000, 3600_000, 60_000),
@@ -66,6 +98,9 @@ export const envSchema = z.object({
   /** bull-board at /admin/queues with HTTP Basic auth; off while ADMIN_PASSWORD is empty. */
   ADMIN_USER: z.string().default('admin'),
   ADMIN_PASSWORD: z.string().default(''),
+  /** Failed dashboard logins one client address may make per ADMIN_LOGIN_WINDOW_MS before it is refused (429) until the window ends. */
+  ADMIN_LOGIN_MAX_FAILURES: int(1, 1_000_000, 10),
+  ADMIN_LOGIN_WINDOW_MS: int(1000, 24 * 3600_000, 15 * 60_000),
 
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),

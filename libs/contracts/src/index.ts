@@ -3,3 +3,4 @@ export * from './errors';
 export * from './jobs';
 export * from './redis-keys';
 export * from './image-limits';
+export * from './tenant';

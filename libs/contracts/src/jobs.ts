@@ -1,20 +1,23 @@
+import { TenantId } from './tenant';
+
 /**
  * Job payloads and results on INFERENCE_QUEUE. These are the whole contract between API and worker.
+ * Every payload names its tenant: the worker reads and writes that tenant's records only.
  */
 
 /** Where the worker finds the image bytes of a job. */
 export type ImageRef =
   /** A short-lived Redis key holding the raw bytes (synchronous requests: nothing is kept afterwards). */
   | { kind: 'blob'; key: string }
-  /** The content-addressed image store (STORAGE_DIR), by sha256. */
-  | { kind: 'store'; hash: string };
+  /** The content-addressed image store (STORAGE_DIR), by tenant and sha256. */
+  | { kind: 'store'; tenant: TenantId; hash: string };
 
 export interface ClassifyJobData {
   /** The HTTP request id, so one request can be followed from API to worker in the logs. */
   requestId: string;
+  /** Who asked: GET /v1/jobs/:id answers only this tenant. */
+  tenant: TenantId;
   image: ImageRef;
-  /** sha256 (hex) of the image bytes. */
-  imageHash: string;
   model: string;
   topk: number;
   /** When the API put the job on the queue (epoch ms), for queue-time accounting. */
@@ -54,6 +57,7 @@ export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'unknown'
 
 export interface AnalyzeJobData {
   requestId: string;
+  tenant: TenantId;
   imageHash: string;
   model: string;
   enqueuedAt: number;
@@ -78,6 +82,7 @@ export interface ImageMetadata {
 
 export interface MatchFacesJobData {
   requestId: string;
+  tenant: TenantId;
   imageHash: string;
   enqueuedAt: number;
 }

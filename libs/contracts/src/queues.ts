@@ -1,3 +1,5 @@
+import { TenantId, tenantScopedId } from './tenant';
+
 /** The one BullMQ queue that carries image-inference work from the API to the workers. */
 export const INFERENCE_QUEUE = 'inference';
 
@@ -10,13 +12,26 @@ export enum InferenceJobName {
   MatchFaces = 'match-faces',
 }
 
-export function matchFacesJobId(imageHash: string): string {
-  return `faces-${imageHash}`;
+/** One match-faces job per (tenant, image): concurrent submissions of the same image join it. */
+export function matchFacesJobId(tenant: TenantId, imageHash: string): string {
+  return `faces-${tenantScopedId(tenant, imageHash)}`;
 }
 
-/** Deterministic job id: the same (image, model) pair is one job, whichever API adds it and however often. */
-export function analyzeJobId(imageHash: string, model: string): string {
-  return `an-${imageHash}-${model}`;
+/**
+ * Deterministic job id: the same (tenant, image, model) triple is one job, whichever API adds it and however
+ * often. Opaque (a digest), so the queue's event stream names no image hash and no tenant.
+ */
+export function analyzeJobId(tenant: TenantId, imageHash: string, model: string): string {
+  return `an-${tenantScopedId(tenant, imageHash, model)}`;
+}
+
+/**
+ * The id of the `index`-th face found in a tenant's image: `<24 hex of a digest of tenant and image>-<index>`.
+ * Deterministic, so a redelivered job inserts nothing new, and erasure can find every face of an image by its
+ * stem even before the image's face record is written.
+ */
+export function faceIdStem(tenant: TenantId, imageHash: string): string {
+  return tenantScopedId(tenant, imageHash, 'faces').slice(0, 24);
 }
 
 /**

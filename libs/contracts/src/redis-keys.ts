@@ -1,3 +1,5 @@
+import { TenantId } from './tenant';
+
 /**
  * Every Redis key this product writes outside BullMQ's own `<prefix>:<queue>:*` keys.
  * docs/ARCHITECTURE.md lists them; keep the two in step.
@@ -5,7 +7,7 @@
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  /** Raw image bytes of a synchronous request, read once by the worker (string, TTL). */
+  /** Raw image bytes of a synchronous request, read once by the worker (string, TTL). Job ids are random. */
   blob(jobId: string): string {
     return `${this.prefix}:blob:${jobId}`;
   }
@@ -15,12 +17,47 @@ export class RedisKeys {
     return `${this.prefix}:worker:${workerId}`;
   }
 
+  workerPattern(): string {
+    return `${this.prefix}:worker:*`;
+  }
+
+  /** Tenants that have stored faces (set of names), so a starting worker can load their face indexes. */
+  faceTenants(): string {
+    return `${this.prefix}:faces:tenants`;
+  }
+
+  /** Failed admin (dashboard) logins of one client address (counter with the throttle window's expiry). */
+  adminFailures(client: string): string {
+    return `${this.prefix}:admin-failures:${client}`;
+  }
+
+  /** The keys of one tenant's records. */
+  tenant(tenant: TenantId): TenantKeys {
+    return new TenantKeys(this.prefix, tenant);
+  }
+}
+
+/**
+ * One tenant's keys: `<prefix>:{<tenant>}:…`. The tenant is the Redis Cluster hash tag, so every key a
+ * tenant's script or transaction touches lives in one slot, and tenants spread across slots.
+ */
+export class TenantKeys {
+  /** What every key of this tenant starts with (Lua scripts build face and image keys from it). */
+  readonly prefix: string;
+
+  constructor(
+    globalPrefix: string,
+    readonly tenant: TenantId,
+  ) {
+    this.prefix = `${globalPrefix}:{${tenant}}`;
+  }
+
   /** One model's result (or permanent failure) for one image: AnalysisRecord JSON, TTL RESULT_TTL_SECONDS. */
   result(imageHash: string, model: string): string {
     return `${this.prefix}:result:${imageHash}:${model}`;
   }
 
-  /** Image metadata (ImageMetadata fields), kept as long as the stored image. */
+  /** Image metadata (ImageMetadata fields); its presence is what "the tenant has this image" means. */
   image(imageHash: string): string {
     return `${this.prefix}:image:${imageHash}`;
   }
@@ -62,10 +99,6 @@ export class RedisKeys {
   /** An image's match set: other image hash → best similarity (zset), kept symmetric. */
   imageMatches(imageHash: string): string {
     return `${this.prefix}:image:${imageHash}:matches`;
-  }
-
-  workerPattern(): string {
-    return `${this.prefix}:worker:*`;
   }
 }
 

@@ -1,9 +1,17 @@
-/** Where images live, addressed by the sha256 of their bytes. Another backend (S3, GCS) implements this. */
+import { TenantId } from '@app/contracts';
+
+/**
+ * Where images live: per tenant, addressed by the sha256 of their bytes. Each tenant has its own copy, so
+ * erasing one tenant's image never touches another's, and whether a write happened says nothing about other
+ * tenants. Another backend (S3, GCS) implements this with the tenant as a key prefix.
+ */
 export interface ContentStore {
   /** Stores the bytes under their hash if absent; returns true when this call wrote them. */
-  put(hash: string, bytes: Buffer): Promise<boolean>;
-  get(hash: string): Promise<Buffer | undefined>;
-  has(hash: string): Promise<boolean>;
+  put(tenant: TenantId, hash: string, bytes: Buffer): Promise<boolean>;
+  get(tenant: TenantId, hash: string): Promise<Buffer | undefined>;
+  has(tenant: TenantId, hash: string): Promise<boolean>;
+  /** Deletes the tenant's copy; returns true when there was one. */
+  remove(tenant: TenantId, hash: string): Promise<boolean>;
 }
 
 export const CONTENT_STORE = Symbol('CONTENT_STORE');

@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { asTenantId, TenantId } from '@app/contracts';
 import { FileContentStore } from './file-content-store';
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+const alice = asTenantId('alice');
+const bob = asTenantId('bob');
 
 describe('FileContentStore', () => {
   let dir: string;
@@ -15,27 +18,43 @@ describe('FileContentStore', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('stores once under a sharded path and reads back', async () => {
+  it('stores once per tenant under a sharded path and reads back', async () => {
     const bytes = Buffer.from('image bytes');
     const hash = sha(bytes);
-    expect(await store.put(hash, bytes)).toBe(true);
-    expect(await store.put(hash, bytes)).toBe(false);
-    expect(store.pathOf(hash)).toBe(join(dir, hash.slice(0, 2), hash.slice(2, 4), hash));
-    expect(await store.get(hash)).toEqual(bytes);
-    expect(await store.get(sha(Buffer.from('absent')))).toBeUndefined();
+    expect(await store.put(alice, hash, bytes)).toBe(true);
+    expect(await store.put(alice, hash, bytes)).toBe(false);
+    expect(store.pathOf(alice, hash)).toBe(join(dir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash));
+    expect(await store.get(alice, hash)).toEqual(bytes);
+    expect(await store.get(alice, sha(Buffer.from('absent')))).toBeUndefined();
+  });
+
+  it("keeps tenants apart: one tenant's copy is neither visible to nor removed with another's", async () => {
+    const bytes = Buffer.from('the same photo');
+    const hash = sha(bytes);
+    await store.put(alice, hash, bytes);
+    expect(await store.has(bob, hash)).toBe(false);
+    expect(await store.get(bob, hash)).toBeUndefined();
+    expect(await store.put(bob, hash, bytes)).toBe(true);
+    expect(await store.remove(alice, hash)).toBe(true);
+    expect(await store.remove(alice, hash)).toBe(false);
+    expect(existsSync(store.pathOf(alice, hash))).toBe(false);
+    expect(await store.get(bob, hash)).toEqual(bytes);
   });
 
   it('concurrent writers of the same image leave one complete file and no temporaries', async () => {
     const bytes = Buffer.alloc(256 * 1024, 7);
     const hash = sha(bytes);
-    await Promise.all(Array.from({ length: 8 }, () => store.put(hash, bytes)));
-    expect(await store.get(hash)).toEqual(bytes);
-    expect(readdirSync(join(dir, hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
+    await Promise.all(Array.from({ length: 8 }, () => store.put(alice, hash, bytes)));
+    expect(await store.get(alice, hash)).toEqual(bytes);
+    expect(readdirSync(join(dir, 'alice', hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
   });
 
-  it('refuses anything that is not a sha256, so no path can be smuggled in', async () => {
+  it('refuses anything that is not a sha256 or a tenant name, so no path can be smuggled in', async () => {
     for (const bad of ['../../etc/passwd', 'A'.repeat(64), 'abc', `${'a'.repeat(63)}/`]) {
-      expect(() => store.pathOf(bad)).toThrow(/sha256/);
+      expect(() => store.pathOf(alice, bad)).toThrow(/sha256/);
+    }
+    for (const badTenant of ['..', '.', 'a/b', '', '../x']) {
+      expect(() => store.pathOf(badTenant as TenantId, sha(Buffer.from('x')))).toThrow(/tenant/);
     }
   });
 });

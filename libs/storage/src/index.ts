@@ -3,3 +3,4 @@ export * from './file-content-store';
 export * from './analysis-store';
 export * from './storage.module';
 export * from './face-store';
+export * from './image-erasure';

@@ -4,18 +4,24 @@ import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
 import { AnalysisStore } from './analysis-store';
-import { CONTENT_STORE } from './content-store';
+import { CONTENT_STORE, ContentStore } from './content-store';
 import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
+import { ImageErasure } from './image-erasure';
 
-/** The image store (STORAGE_DIR on disk) and the analysis store (Redis), for both apps. */
+/** The image store (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
 @Global()
 @Module({
   providers: [
     { provide: CONTENT_STORE, inject: [AppConfig], useFactory: (config: AppConfig) => new FileContentStore(config.values.STORAGE_DIR) },
     { provide: FaceStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new FaceStore(redis, keys) },
     { provide: AnalysisStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new AnalysisStore(redis, keys) },
+    {
+      provide: ImageErasure,
+      inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE],
+      useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore) => new ImageErasure(redis, keys, content),
+    },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, ImageErasure],
 })
 export class StorageModule {}

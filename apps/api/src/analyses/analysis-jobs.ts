@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority } from '@app/contracts';
+import { AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority, TenantId } from '@app/contracts';
 import { AnalysisStore } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 
@@ -10,8 +10,10 @@ export interface ModelStatus {
 }
 
 /**
- * The (image hash, model) pairs as jobs: one deterministic job id per pair, so a pair that is queued or
- * running is joined rather than added again, from any API process (BullMQ ignores an add whose id exists).
+ * The (tenant, image hash, model) triples as jobs: one deterministic job id per triple, so a pair that is
+ * queued or running is joined rather than added again, from any API process (BullMQ ignores an add whose id
+ * exists). Every read goes to the tenant's own results: whether another tenant computed the same pair says
+ * nothing here.
  */
 @Injectable()
 export class AnalysisJobs {
@@ -25,20 +27,20 @@ export class AnalysisJobs {
   }
 
   /** Where the pair stands now; queues it when it has neither a result nor a job (new, or expired). */
-  async ensure(hash: string, model: string, requestId: string): Promise<ModelStatus> {
+  async ensure(tenant: TenantId, hash: string, model: string, requestId: string): Promise<ModelStatus> {
     const url = AnalysisJobs.resultUrl(hash, model);
-    const stored = await this.results.getResult(hash, model);
+    const stored = await this.results.getResult(tenant, hash, model);
     if (stored) return { state: stored.state, cached: true, url };
     await this.jobs.assertCapacity();
-    const jobId = analyzeJobId(hash, model);
-    const data: AnalyzeJobData = { requestId, imageHash: hash, model, enqueuedAt: Date.now() };
+    const jobId = analyzeJobId(tenant, hash, model);
+    const data: AnalyzeJobData = { requestId, tenant, imageHash: hash, model, enqueuedAt: Date.now() };
     // The result store keeps answers and permanent failures, so finished jobs leave at once and an expired
     // result can be queued again.
     await this.jobs.addDeduplicated(InferenceJobName.Analyze, data, jobId, JobPriority.Bulk, 0);
     const state = await this.jobs.getStateById(jobId);
     // Finished between our result check and now: the result store has it.
     if (state === 'completed' || state === 'unknown' || state === 'failed') {
-      const now = await this.results.getResult(hash, model);
+      const now = await this.results.getResult(tenant, hash, model);
       if (now) return { state: now.state, cached: false, url };
     }
     return { state: state === 'unknown' ? 'waiting' : state, cached: false, url };
@@ -49,9 +51,9 @@ export class AnalysisJobs {
   }
 
   /** State without queueing anything. */
-  async peek(hash: string, model: string): Promise<AnalysisState> {
-    const stored = await this.results.getResult(hash, model);
+  async peek(tenant: TenantId, hash: string, model: string): Promise<AnalysisState> {
+    const stored = await this.results.getResult(tenant, hash, model);
     if (stored) return stored.state;
-    return this.jobs.getStateById(analyzeJobId(hash, model));
+    return this.jobs.getStateById(analyzeJobId(tenant, hash, model));
   }
 }

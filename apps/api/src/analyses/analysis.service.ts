@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { inspectImage, ImageInfo } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
@@ -15,7 +15,19 @@ export interface SubmittedImage {
   models: Record<string, ModelStatus>;
 }
 
-/** Many images × many models: validate everything first, then store each image once and queue each pair once. */
+interface StoredImage {
+  hash: string;
+  info: ImageInfo;
+  /** This request wrote the bytes (the tenant had no copy), so a refusal later in the request removes them. */
+  written: boolean;
+}
+
+/**
+ * Many images × many models for one tenant: each image is checked and stored as it arrives (so a request holds
+ * one image in memory at a time), then, once every image and every model name has passed, each image is
+ * registered and each pair queued once. A refusal anywhere leaves nothing behind: bytes this request wrote
+ * are removed again and nothing is registered or queued.
+ */
 @Injectable()
 export class AnalysisService {
   constructor(
@@ -28,46 +40,72 @@ export class AnalysisService {
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
-  async submit(requestId: string, images: Buffer[], modelFields: string[]): Promise<SubmittedImage[]> {
-    const models = this.parseModels(modelFields);
-    const env = this.config.values;
-    // Nothing is stored or queued until every image and every model name has passed.
-    const checked: { hash: string; bytes: Buffer; info: ImageInfo }[] = [];
-    for (const [index, bytes] of images.entries()) {
-      try {
-        const info = await inspectImage(bytes, this.config.imageLimits);
-        checked.push({ hash: createHash('sha256').update(bytes).digest('hex'), bytes, info });
-      } catch (error) {
-        if (error instanceof AppError) throw new AppError(error.code, `image ${index + 1} of ${images.length}: ${error.message}`, { imageIndex: index });
-        throw error;
-      }
-    }
-    // Refuse before storing anything when the queue is full.
+  /**
+   * `modelFields` as repeated fields and/or comma lists: a list known before the images (checked before any
+   * image is read), or a function read after them (multipart fields may follow the files).
+   */
+  async submit(tenant: TenantId, requestId: string, images: AsyncIterable<Buffer>, modelFields: string[] | (() => string[])): Promise<SubmittedImage[]> {
+    let models = Array.isArray(modelFields) ? this.parseModels(modelFields) : undefined;
+    // Refuse before reading or storing anything when the queue is full.
     await this.pairs.assertCapacity();
+    const stored: StoredImage[] = [];
+    try {
+      for await (const bytes of images) stored.push(await this.checkAndStore(tenant, bytes, stored.length));
+      if (stored.length === 0) throw new AppError(ErrorCode.ImageMissing, 'no images in the request');
+      models ??= this.parseModels((modelFields as () => string[])());
+    } catch (error) {
+      await this.discard(tenant, stored);
+      throw error;
+    }
     const firstSeen = new Date().toISOString();
     const answered = new Map<string, SubmittedImage>();
-    for (const { hash, bytes, info } of checked) {
+    for (const { hash, info, written } of stored) {
       if (answered.has(hash)) continue;
-      const written = await this.store.put(hash, bytes);
-      await this.results.registerImage({ hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen }, models);
+      await this.results.registerImage(tenant, { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen }, models);
       const statuses: Record<string, ModelStatus> = {};
-      for (const model of models) statuses[model] = await this.pairs.ensure(hash, model, requestId);
+      for (const model of models) statuses[model] = await this.pairs.ensure(tenant, hash, model, requestId);
       answered.set(hash, { hash, models: statuses });
-      this.metrics.cacheHits.inc({ kind: 'analysis' }, models.filter((m) => statuses[m].cached).length);
-      this.logger.info(
-        { action: 'analysis.submitted', requestId, imageHash: hash, newImage: written, models, cached: models.filter((m) => statuses[m].cached) },
-        'image analysis submitted',
-      );
+      const cached = models.filter((m) => statuses[m].cached);
+      this.metrics.cacheHits.inc({ kind: 'analysis' }, cached.length);
+      this.logger.info({ action: 'analysis.submitted', requestId, tenant, imageHash: hash, newImage: written, models, cached }, 'image analysis submitted');
     }
-    return checked.map(({ hash }) => answered.get(hash)!);
+    return stored.map(({ hash }) => answered.get(hash)!);
+  }
+
+  private async checkAndStore(tenant: TenantId, bytes: Buffer, index: number): Promise<StoredImage> {
+    let info: ImageInfo;
+    try {
+      info = await inspectImage(bytes, this.config.imageLimits);
+    } catch (error) {
+      if (error instanceof AppError) throw new AppError(error.code, `image ${index + 1}: ${error.message}`, { imageIndex: index });
+      throw error;
+    }
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    return { hash, info, written: await this.store.put(tenant, hash, bytes) };
+  }
+
+  /** Removes the bytes a refused request wrote, unless the tenant registered that image meanwhile. */
+  private async discard(tenant: TenantId, stored: StoredImage[]): Promise<void> {
+    for (const { hash, written } of stored) {
+      if (written && !(await this.results.hasImage(tenant, hash).catch(() => true))) await this.store.remove(tenant, hash).catch(() => undefined);
+    }
   }
 
   /** `models` as repeated fields and/or comma lists; every name must exist. */
   parseModels(fields: string[]): string[] {
     const names = [...new Set(fields.flatMap((field) => field.split(',')).map((name) => name.trim()).filter((name) => name.length > 0))];
-    // Embedders need aligned faces, not whole images: they run inside POST /v1/faces.
-    const valid = this.directory.catalog.list().filter((model) => model.task !== 'face-embedding').map((model) => model.name);
+    const valid = this.analysableModels();
     if (names.length === 0) throw new AppError(ErrorCode.InvalidParameter, `name at least one model in "models"; valid models: ${valid.join(', ')}`, { validModels: valid });
+    this.assertAnalysable(...names);
+    return names;
+  }
+
+  /**
+   * Refuses models that an analysis cannot run, with the same 400 wherever models are named: unknown names,
+   * and embedders (they need aligned faces, not whole images: they run inside POST /v1/faces).
+   */
+  assertAnalysable(...names: string[]): void {
+    const valid = this.analysableModels();
     const unknown = names.filter((name) => !valid.includes(name));
     if (unknown.length > 0) {
       throw new AppError(ErrorCode.UnknownModel, `unknown model${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')}; valid models: ${valid.join(', ')}`, {
@@ -75,6 +113,9 @@ export class AnalysisService {
         validModels: valid,
       });
     }
-    return names;
+  }
+
+  private analysableModels(): string[] {
+    return this.directory.catalog.list().filter((model) => model.task !== 'face-embedding').map((model) => model.name);
   }
 }

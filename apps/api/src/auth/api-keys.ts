@@ -1,15 +1,20 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { CanActivate, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import { timingSafeEqual } from 'node:crypto';
+import { CanActivate, createParamDecorator, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { AppConfig } from '@app/config';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppConfig, parseApiKeys, sha256, TenantKey } from '@app/config';
+import { AppError, DEFAULT_TENANT, ErrorCode, TenantId } from '@app/contracts';
 
 /** Marks a controller or route as open without an API key (health, metrics). */
 export const PUBLIC_ROUTE = 'publicRoute';
 export const Public = () => SetMetadata(PUBLIC_ROUTE, true);
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set once per request by TenantResolver: the caller's tenant, or null for a missing or unknown key. */
+    tenant?: TenantId | null;
+  }
+}
 
 /** The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`. */
 export function presentedKey(request: FastifyRequest): string | undefined {
@@ -20,40 +25,70 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 }
 
 /**
- * When API_KEYS is set, every route not marked @Public() needs a valid key, else 401. Keys are held only as
- * sha256 digests and compared in constant time; every stored digest is compared, so timing says nothing about
- * which key came close.
+ * Which tenant a request acts for. With API_KEYS set: the tenant of the presented key, compared as sha256
+ * digests in constant time against every configured key (so timing says nothing about which key came close).
+ * Without keys: the one DEFAULT_TENANT, whatever the request presents.
  */
 @Injectable()
-export class ApiKeyGuard implements CanActivate {
-  private readonly digests: Buffer[];
+export class TenantResolver {
+  private readonly keys: TenantKey[];
 
-  constructor(
-    config: AppConfig,
-    private readonly reflector: Reflector,
-  ) {
-    this.digests = config.values.API_KEYS.split(',').map((key) => key.trim()).filter(Boolean).map(sha256);
+  constructor(config: AppConfig) {
+    this.keys = parseApiKeys(config.values.API_KEYS);
   }
 
   get enabled(): boolean {
-    return this.digests.length > 0;
+    return this.keys.length > 0;
   }
+
+  /** The caller's tenant, or null when keys are on and the request has no valid key. Memoised on the request. */
+  resolve(request: FastifyRequest): TenantId | null {
+    if (request.tenant !== undefined) return request.tenant;
+    request.tenant = this.enabled ? this.tenantOfKey(presentedKey(request)) : DEFAULT_TENANT;
+    return request.tenant;
+  }
+
+  private tenantOfKey(key: string | undefined): TenantId | null {
+    if (!key) return null;
+    const digest = sha256(key);
+    let found: TenantId | null = null;
+    for (const stored of this.keys) if (timingSafeEqual(stored.digest, digest)) found = stored.tenant;
+    return found;
+  }
+
+  /**
+   * Rate-limit bucket: the valid key's digest (each key has its own budget), else the client address — so
+   * rotating made-up keys buys nothing, and without API_KEYS presented keys are ignored.
+   */
+  tracker(request: FastifyRequest): string {
+    const key = presentedKey(request);
+    return this.enabled && key && this.resolve(request) ? `key:${sha256(key).toString('hex').slice(0, 32)}` : `ip:${request.ip}`;
+  }
+}
+
+/**
+ * When API_KEYS is set, every route not marked @Public() needs a valid key, else 401. Runs after the rate
+ * limiter, so failed attempts count against the client address.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly tenants: TenantResolver,
+    private readonly reflector: Reflector,
+  ) {}
 
   canActivate(context: ExecutionContext): boolean {
-    if (!this.enabled) return true;
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE, [context.getHandler(), context.getClass()])) return true;
-    const key = presentedKey(context.switchToHttp().getRequest<FastifyRequest>());
-    if (!key) throw new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
-    const digest = sha256(key);
-    let match = false;
-    for (const stored of this.digests) match = timingSafeEqual(stored, digest) || match;
-    if (!match) throw new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
-    return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    if (this.tenants.resolve(request)) return true;
+    if (!presentedKey(request)) throw new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
+    throw new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
   }
 }
 
-/** Rate-limit bucket: the key's digest when one is presented, else the client address. */
-export function rateLimitTracker(request: Record<string, unknown>): string {
-  const key = presentedKey(request as unknown as FastifyRequest);
-  return key ? `key:${sha256(key).toString('hex').slice(0, 32)}` : `ip:${String((request as { ip?: string }).ip)}`;
-}
+/** The tenant the request acts for (ApiKeyGuard has let it through, so it has one). */
+export const CallerTenant = createParamDecorator((_data: unknown, context: ExecutionContext): TenantId => {
+  const tenant = context.switchToHttp().getRequest<FastifyRequest>().tenant;
+  if (!tenant) throw new AppError(ErrorCode.Unauthorized, 'an API key is required');
+  return tenant;
+});

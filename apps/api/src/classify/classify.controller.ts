@@ -16,7 +16,8 @@ import {
   ApiInternalServerErrorResponse,
 } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppError, ErrorCode, TenantId } from '@app/contracts';
+import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
 import { ImageUploadReader } from '../uploads/image-upload.reader';
@@ -48,6 +49,7 @@ export class ClassifyController {
   @ApiGatewayTimeoutResponse({ type: ErrorResponseDto, description: 'DEADLINE_EXCEEDED' })
   @ApiInternalServerErrorResponse({ type: ErrorResponseDto, description: 'INFERENCE_FAILED' })
   async classify(
+    @CallerTenant() tenant: TenantId,
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
     @Query('model') model?: string,
@@ -56,6 +58,7 @@ export class ClassifyController {
     const upload = await this.uploads.read(request);
     const outcome = await this.classifier.classify({
       requestId: requestIdOf(request),
+      tenant,
       bytes: upload.bytes,
       model: model ?? upload.fields.model,
       topk: topk ?? upload.fields.topk,
@@ -86,9 +89,9 @@ export class ClassifyController {
   @ApiBody({ schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary' } } } })
   @ApiOkResponse({ type: LegacyPredictResponseDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
-  async predict(@Req() request: FastifyRequest): Promise<LegacyPredictResponseDto> {
+  async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest): Promise<LegacyPredictResponseDto> {
     const upload = await this.uploads.read(request);
-    const outcome = await this.classifier.classify({ requestId: requestIdOf(request), bytes: upload.bytes });
+    const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes });
     if (outcome.kind === 'completed') {
       return { success: true, predictions: outcome.result.predictions.map(({ label, probability }) => ({ label, probability })) };
     }

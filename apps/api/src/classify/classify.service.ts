@@ -1,8 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyJobResult, ErrorBody, ErrorCode, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
+import { AppError, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { InferenceQueue } from '../jobs/inference-queue';
@@ -14,6 +14,7 @@ export const DEFAULT_CLASSIFIER = 'mobilenet_v2';
 
 export interface ClassifyRequest {
   requestId: string;
+  tenant: TenantId;
   bytes: Buffer;
   model?: string;
   topk?: string | number;
@@ -46,7 +47,7 @@ export class ClassifyService {
     const now = Date.now();
     await this.jobs.enqueueClassify(jobId, request.bytes, {
       requestId: request.requestId,
-      imageHash: createHash('sha256').update(request.bytes).digest('hex'),
+      tenant: request.tenant,
       model: model.name,
       topk,
       enqueuedAt: now,

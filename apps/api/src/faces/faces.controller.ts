@@ -1,7 +1,8 @@
 import { Controller, Delete, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, ErrorCode, FacesView } from '@app/contracts';
+import { AppError, ErrorCode, FacesView, TenantId } from '@app/contracts';
+import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
 import { ImageUploadReader, jsonObjectBody } from '../uploads/image-upload.reader';
@@ -19,7 +20,7 @@ export class FacesController {
 
   @Post('v1/faces')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Find the faces of an image and every stored image with the same person; waits up to FACE_WAIT_MS' })
+  @ApiOperation({ summary: "Find the faces of an image and every one of the caller's stored images with the same person; waits up to FACE_WAIT_MS" })
   @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
   @ApiBody({
     schema: {
@@ -34,21 +35,18 @@ export class FacesController {
   @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] (strongest FACE_MATCHES_MAX), matchCount }], skippedFaces, matchedImages, matchedImageCount, message? }' })
   @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
-  async submit(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+  async submit(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const requestId = requestIdOf(request);
     const json = jsonObjectBody(request);
     if (json && 'imageHash' in json) {
       if (typeof json.imageHash !== 'string') throw new AppError(ErrorCode.InvalidParameter, '"imageHash" must be a string');
-      return this.answer(await this.faces.submitStored(requestId, json.imageHash), reply);
+      return this.answer(await this.faces.submitStored(tenant, requestId, json.imageHash), reply);
     }
-    let bytes: Buffer;
     if (json && 'url' in json) {
       if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
-      bytes = await this.fetcher.fetch(json.url, requestId);
-    } else {
-      bytes = (await this.uploads.read(request)).bytes;
+      for await (const bytes of this.fetcher.fetchEach([json.url], requestId)) return this.answer(await this.faces.submit(tenant, requestId, bytes), reply);
     }
-    return this.answer(await this.faces.submit(requestId, bytes), reply);
+    return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request)).bytes), reply);
   }
 
   @Get('v1/images/:hash/matches')
@@ -56,16 +54,16 @@ export class FacesController {
   @ApiOkResponse({ description: 'as POST /v1/faces' })
   @ApiAcceptedResponse({ description: 'still being processed' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async matches(@Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply) {
-    return this.answer(await this.faces.matches(hash), reply);
+  async matches(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply) {
+    return this.answer(await this.faces.matches(tenant, hash), reply);
   }
 
   @Delete('v1/images/:hash/faces')
-  @ApiOperation({ summary: "Forget an image's faces: out of the index and out of every other image's match set" })
+  @ApiOperation({ summary: "Forget an image's faces: out of the caller's index and out of every other image's match set" })
   @ApiOkResponse({ description: '{ imageHash, removedFaces, updatedImages }' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  forget(@Param('hash') hash: string) {
-    return this.faces.forget(hash);
+  forget(@CallerTenant() tenant: TenantId, @Param('hash') hash: string) {
+    return this.faces.forget(tenant, hash);
   }
 
   private answer(outcome: FacesOutcome, reply: FastifyReply): FacesView | { imageHash: string; state: string; url: string } {

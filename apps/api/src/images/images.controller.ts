@@ -1,10 +1,14 @@
-import { Controller, Get, Param, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Param, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { TenantId } from '@app/contracts';
+import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
-import { requireImageHash } from '../common/image-hash';
 import { ImagesService } from './images.service';
+
+/** A comment line every this many ms keeps proxies and clients from timing out an idle event stream. */
+const SSE_HEARTBEAT_MS = 15_000;
 
 @ApiTags('images')
 @Controller('v1/images')
@@ -12,21 +16,30 @@ export class ImagesController {
   constructor(private readonly images: ImagesService) {}
 
   @Get(':hash')
-  @ApiOperation({ summary: "An image's metadata and every requested model's state and result" })
+  @ApiOperation({ summary: "An image's metadata and every requested model's state and result (the caller's own image only)" })
   @ApiOkResponse({ description: '{ image: { hash, bytes, format, width, height, firstSeen }, models: { <name>: { state, url, result?, error? } } }' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'INVALID_PARAMETER: not a sha256' })
-  @ApiNotFoundResponse({ type: ErrorResponseDto })
-  describe(@Param('hash') hash: string) {
-    return this.images.describe(hash);
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'NOT_FOUND: the caller has no such image' })
+  describe(@CallerTenant() tenant: TenantId, @Param('hash') hash: string) {
+    return this.images.describe(tenant, hash);
+  }
+
+  @Delete(':hash')
+  @ApiOperation({ summary: "Erase the caller's image: metadata, results, faces and match entries on both sides, queued jobs, and the stored bytes" })
+  @ApiOkResponse({ description: '{ imageHash, existed, removedFaces, updatedImages, removedResults, removedBytes, removedJobs }' })
+  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'NOT_FOUND: the caller has no such image' })
+  erase(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest) {
+    return this.images.erase(tenant, hash, requestIdOf(request));
   }
 
   @Get(':hash/content')
-  @ApiOperation({ summary: 'The stored image bytes (for galleries and previews); content-addressed, so cacheable forever' })
+  @ApiOperation({ summary: "The caller's stored image bytes (for galleries and previews); content-addressed, so cacheable forever" })
   @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif')
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async content(@Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
-    const { bytes, format } = await this.images.content(hash);
+  async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
+    const { bytes, format } = await this.images.content(tenant, hash);
     // Only magic-byte-checked raster images are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
     void reply
       .header('content-type', `image/${format}`)
@@ -37,41 +50,42 @@ export class ImagesController {
   }
 
   @Get(':hash/results/:model')
-  @ApiOperation({ summary: "One model's result for an image; an expired result is computed again (202 meanwhile)" })
+  @ApiOperation({ summary: "One model's result for the caller's image; an expired result is computed again (202 meanwhile)" })
   @ApiOkResponse({ description: '{ state: completed, model, task, result, computedAt, workerId } or { state: failed, error }' })
   @ApiAcceptedResponse({ description: '{ state } while the job waits or runs' })
-  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'UNKNOWN_MODEL: not a model an analysis can run (as POST /v1/analyses)' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async result(@Param('hash') hash: string, @Param('model') model: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
-    const lookup = await this.images.result(hash, model, requestIdOf(request));
+  async result(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Param('model') model: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const lookup = await this.images.result(tenant, hash, model, requestIdOf(request));
     if (lookup.kind === 'ready') return lookup.record;
     reply.status(202);
     return { state: lookup.state, model };
   }
 
   @Get(':hash/events')
-  @ApiOperation({ summary: 'Server-sent events: one `result` event per model as it finishes, then `done` and the stream closes' })
+  @ApiOperation({ summary: 'Server-sent events: one `result` event per model as it finishes, then `done` (or `erased`, `timeout`) and the stream closes' })
   @ApiProduces('text/event-stream')
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async events(@Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    requireImageHash(hash);
-    let started = false;
+  async events(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    // A refusal (bad id, no such image) is a normal JSON error; past this point the answer is a stream.
+    await this.images.requireImage(tenant, hash);
     let closed = false;
     request.raw.on('close', () => (closed = true));
-    const write = (event: string, data: unknown) => {
-      if (!started) {
-        reply.hijack();
-        reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': request.id });
-        started = true;
-      }
-      if (!closed) reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    };
+    reply.hijack();
+    // The head and a first comment go out at once, so clients and proxies see the stream open before any result.
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no', 'x-request-id': request.id });
+    reply.raw.write(': stream open\n\n');
+    const heartbeat = setInterval(() => !closed && reply.raw.write(': heartbeat\n\n'), SSE_HEARTBEAT_MS);
+    const write = (event: string, data: unknown) => !closed && reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     try {
-      const outcome = await this.images.follow(hash, requestIdOf(request), (model, view) => write('result', { model, ...view }), () => closed);
-      write(outcome === 'done' ? 'done' : 'timeout', { hash });
+      const outcome = await this.images.follow(tenant, hash, requestIdOf(request), (model, view) => write('result', { model, ...view }), () => closed);
+      write(outcome, { hash });
+    } catch {
+      write('error', { hash, message: 'the stream broke off; read GET /v1/images/:hash instead' });
     } finally {
-      if (started) reply.raw.end();
+      clearInterval(heartbeat);
+      reply.raw.end();
     }
   }
 }

@@ -1,11 +1,15 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AnalysisRecord, AnalysisState, AppError, ErrorCode, ImageMetadata } from '@app/contracts';
-import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
+import { InjectQueue } from '@nestjs/bullmq';
+import type { Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, TenantId } from '@app/contracts';
+import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure } from '@app/storage';
 import { detectImageFormat } from '@app/imaging';
+import { APP_LOGGER } from '@app/logging';
 import { requireImageHash } from '../common/image-hash';
 import { AppConfig } from '@app/config';
-import { ModelDirectory } from '../models/model-directory';
 import { AnalysisJobs } from '../analyses/analysis-jobs';
+import { AnalysisService } from '../analyses/analysis.service';
 import { ImageEventsHub } from './image-events.hub';
 
 export interface ModelView {
@@ -18,82 +22,98 @@ export interface ModelView {
 
 export type ResultLookup = { kind: 'ready'; record: AnalysisRecord } | { kind: 'pending'; state: AnalysisState };
 
-/** Reading analyses back by image hash, including following them as they finish. */
+/** How a stream of results ended. */
+export type FollowOutcome = 'done' | 'timeout' | 'closed' | 'erased';
+
+/**
+ * Reading a tenant's analyses back by image hash (including following them as they finish), and erasing an
+ * image. Every method starts from the tenant's own record of the image: another tenant's image is "no image"
+ * here, with exactly the answer a hash nobody stored gets.
+ */
 @Injectable()
 export class ImagesService {
   constructor(
     private readonly results: AnalysisStore,
     private readonly pairs: AnalysisJobs,
-    private readonly directory: ModelDirectory,
+    private readonly analyses: AnalysisService,
     private readonly hub: ImageEventsHub,
+    private readonly erasure: ImageErasure,
     private readonly config: AppConfig,
+    @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
-  async describe(hash: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {
+  /** The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might). */
+  async requireImage(tenant: TenantId, hash: string): Promise<ImageMetadata> {
     requireImageHash(hash);
-    const image = await this.results.getImage(hash);
-    if (!image) throw new AppError(ErrorCode.NotFound, `no image ${hash}`);
-    const models = await this.results.modelsOf(hash);
-    const records = await this.results.getResults(hash, models);
+    const image = await this.results.getImage(tenant, hash);
+    if (!image) throw notFound(hash);
+    return image;
+  }
+
+  async describe(tenant: TenantId, hash: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {
+    const image = await this.requireImage(tenant, hash);
+    const models = await this.results.modelsOf(tenant, hash);
+    const records = await this.results.getResults(tenant, hash, models);
     const views: Record<string, ModelView> = {};
     for (const model of models) {
       const record = records.get(model);
-      views[model] = record ? viewOf(hash, record) : { state: await this.pairs.peek(hash, model), url: AnalysisJobs.resultUrl(hash, model) };
+      views[model] = record ? viewOf(hash, record) : { state: await this.pairs.peek(tenant, hash, model), url: AnalysisJobs.resultUrl(hash, model) };
     }
     return { image, models: views };
   }
 
-  /** The stored bytes of an image and their format (checked by magic bytes when stored). */
-  async content(hash: string): Promise<{ bytes: Buffer; format: string }> {
-    requireImageHash(hash);
-    const bytes = await this.store.get(hash);
+  /** The tenant's stored bytes of an image and their format (checked by magic bytes when stored). */
+  async content(tenant: TenantId, hash: string): Promise<{ bytes: Buffer; format: string }> {
+    await this.requireImage(tenant, hash);
+    const bytes = await this.store.get(tenant, hash);
     const format = bytes && detectImageFormat(bytes);
-    if (!bytes || !format) throw new AppError(ErrorCode.NotFound, `no stored image ${hash}`);
+    if (!bytes || !format) throw notFound(hash);
     return { bytes, format };
   }
 
   /** One model's result; an expired or never-run pair of a stored image is queued again. */
-  async result(hash: string, model: string, requestId: string): Promise<ResultLookup> {
+  async result(tenant: TenantId, hash: string, model: string, requestId: string): Promise<ResultLookup> {
     requireImageHash(hash);
-    this.directory.catalog.get(model);
-    const record = await this.results.getResult(hash, model);
+    // The same 400 as POST /v1/analyses for a model an analysis cannot run (unknown, or an embedder).
+    this.analyses.assertAnalysable(model);
+    const meta = await this.requireImage(tenant, hash);
+    const record = await this.results.getResult(tenant, hash, model);
     if (record) return { kind: 'ready', record };
-    if (!(await this.store.has(hash))) throw new AppError(ErrorCode.NotFound, `no image ${hash}`);
-    const meta = await this.results.getImage(hash);
-    if (meta) await this.results.registerImage(meta, [model]);
-    const status = await this.pairs.ensure(hash, model, requestId);
-    const now = await this.results.getResult(hash, model);
+    await this.results.registerImage(tenant, meta, [model]);
+    const status = await this.pairs.ensure(tenant, hash, model, requestId);
+    const now = await this.results.getResult(tenant, hash, model);
     return now ? { kind: 'ready', record: now } : { kind: 'pending', state: status.state };
   }
 
   /**
    * Calls `emit` once per model as each finishes (those already finished first), then resolves. Woken by
-   * pub/sub, with polling every second as the backup; gives up after SSE_MAX_MS or when `closed` says so.
+   * pub/sub, with polling every second as the backup; gives up after SSE_MAX_MS or when `closed` says so;
+   * ends with 'erased' when the image is erased meanwhile. The caller has checked the image exists.
    */
-  async follow(hash: string, requestId: string, emit: (model: string, view: ModelView) => void, closed: () => boolean): Promise<'done' | 'timeout' | 'closed'> {
-    requireImageHash(hash);
-    if (!(await this.results.getImage(hash))) throw new AppError(ErrorCode.NotFound, `no image ${hash}`);
-    const pending = new Set(await this.results.modelsOf(hash));
+  async follow(tenant: TenantId, hash: string, requestId: string, emit: (model: string, view: ModelView) => void, closed: () => boolean): Promise<FollowOutcome> {
+    const pending = new Set(await this.results.modelsOf(tenant, hash));
     let wake: () => void = () => undefined;
-    const stop = await this.hub.listen(this.results.eventsChannel(hash), () => wake());
+    const stop = await this.hub.listen(this.results.eventsChannel(tenant, hash), () => wake());
     const deadline = Date.now() + this.config.values.SSE_MAX_MS;
     try {
       let first = true;
       while (pending.size > 0) {
         if (closed()) return 'closed';
         if (Date.now() > deadline) return 'timeout';
-        const records = await this.results.getResults(hash, [...pending]);
+        const records = await this.results.getResults(tenant, hash, [...pending]);
         for (const [model, record] of records) {
           pending.delete(model);
           emit(model, viewOf(hash, record));
         }
+        if (pending.size === 0) break;
+        if (!(await this.results.hasImage(tenant, hash))) return 'erased';
         if (first) {
           // Expired or never-queued pairs would otherwise never finish.
-          for (const model of pending) await this.pairs.ensure(hash, model, requestId);
+          for (const model of pending) await this.pairs.ensure(tenant, hash, model, requestId);
           first = false;
         }
-        if (pending.size === 0) break;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, 1000);
           wake = () => {
@@ -107,6 +127,27 @@ export class ImagesService {
       stop();
     }
   }
+
+  /**
+   * Erasure: the tenant's metadata, results, faces and match entries on both sides, its queued jobs for the
+   * image, and its copy of the bytes. A job already running writes nothing back (workers write only while the
+   * image's metadata exists). Another tenant's copy of the same file is untouched. 404 when the tenant has no
+   * such image.
+   */
+  async erase(tenant: TenantId, hash: string, requestId: string): Promise<ErasureReport & { imageHash: string; removedJobs: number }> {
+    const models = (await this.requireImage(tenant, hash)) && (await this.results.modelsOf(tenant, hash));
+    const report = await this.erasure.erase(tenant, hash);
+    // Waiting jobs go; a running one cannot be removed (it holds a lock) and finishes without writing back.
+    const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
+    let removedJobs = 0;
+    for (const jobId of jobIds) removedJobs += await this.queue.remove(jobId).catch(() => 0);
+    this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
+    return { imageHash: hash, ...report, removedJobs };
+  }
+}
+
+function notFound(hash: string): AppError {
+  return new AppError(ErrorCode.NotFound, `no image ${hash}`);
 }
 
 function viewOf(hash: string, record: AnalysisRecord): ModelView {

@@ -1,29 +1,52 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter as BullBoardFastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import type Redis from 'ioredis';
+import { sha256 } from '@app/config';
+import { RedisKeys } from '@app/contracts';
 
-const digest = (text: string) => createHash('sha256').update(text).digest();
+export interface DashboardAuth {
+  user: string;
+  password: string;
+  /** Failed logins one client address may make per window before every attempt is refused with 429. */
+  maxFailures: number;
+  windowMs: number;
+}
 
 /**
  * bull-board at /admin/queues, behind HTTP Basic auth with the admin credentials (constant-time compare).
- * Not mounted at all without ADMIN_PASSWORD.
+ * Failed logins are counted per client address in Redis (shared by every API process); past `maxFailures` in
+ * `windowMs` every attempt from that address, right or wrong, gets 429 with Retry-After until the window ends,
+ * so the password cannot be guessed at speed. Not mounted at all without ADMIN_PASSWORD. The dashboard shows
+ * every tenant's jobs: it is for operators, not tenants.
  */
-export async function mountQueueDashboard(fastify: FastifyInstance, queue: Queue, user: string, password: string): Promise<void> {
+export async function mountQueueDashboard(fastify: FastifyInstance, queue: Queue, redis: Redis, keys: RedisKeys, auth: DashboardAuth): Promise<void> {
   const basePath = '/admin/queues';
   const serverAdapter = new BullBoardFastifyAdapter();
   createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter });
   serverAdapter.setBasePath(basePath);
-  const expected = digest(`${user}:${password}`);
+  const expected = sha256(`${auth.user}:${auth.password}`);
   await fastify.register(async (scope) => {
     scope.addHook('onRequest', async (request, reply) => {
+      const failuresKey = keys.adminFailures(request.ip);
+      const failures = Number(await redis.get(failuresKey)) || 0;
+      if (failures >= auth.maxFailures) {
+        const retryAfter = Math.max(1, Math.ceil((await redis.pttl(failuresKey)) / 1000));
+        await reply
+          .status(429)
+          .header('retry-after', String(retryAfter))
+          .send({ error: { code: 'RATE_LIMITED', message: `too many failed admin logins from this address; try again in ${retryAfter} s` } });
+        return;
+      }
       const header = request.headers.authorization ?? '';
       const presented = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString('utf8') : '';
-      if (!timingSafeEqual(digest(presented), expected)) {
-        await reply.status(401).header('www-authenticate', 'Basic realm="queues"').send({ error: { code: 'UNAUTHORIZED', message: 'admin credentials required' } });
-      }
+      if (timingSafeEqual(sha256(presented), expected)) return;
+      // A browser's first visit carries no credentials: only a wrong password counts as a failure.
+      if (header) await redis.multi().incr(failuresKey).pexpire(failuresKey, auth.windowMs, 'NX').exec();
+      await reply.status(401).header('www-authenticate', 'Basic realm="queues"').send({ error: { code: 'UNAUTHORIZED', message: 'admin credentials required' } });
     });
     await scope.register(serverAdapter.registerPlugin() as never, { prefix: basePath });
   });

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { AppError, ErrorCode } from '@app/contracts';
 import { AppConfig } from '@app/config';
+import { UploadBudget } from './upload-budget';
 
 export interface ImageUpload {
   bytes: Buffer;
@@ -25,7 +26,10 @@ const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
  */
 @Injectable()
 export class ImageUploadReader {
-  constructor(private readonly config: AppConfig) {}
+  constructor(
+    private readonly config: AppConfig,
+    private readonly budget: UploadBudget,
+  ) {}
 
   async read(request: FastifyRequest, fieldName = 'image'): Promise<ImageUpload> {
     if (request.isMultipart()) return this.readMultipart(request, fieldName);
@@ -37,41 +41,55 @@ export class ImageUploadReader {
 
   /**
    * Several images and repeatable text fields: multipart files in `fieldName` (any number up to
-   * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`.
+   * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`. Multipart images are read one at a
+   * time, each under a reservation of the process's upload budget that lasts until the consumer asks for the
+   * next one (so a consumer that stores each image before the next holds one image per request in memory).
+   * `fields` is complete once `images` is exhausted (multipart fields may follow the files).
    */
-  async readMany(request: FastifyRequest, fieldName = 'images'): Promise<{ images: Buffer[]; fields: Record<string, string[]> }> {
-    const images: Buffer[] = [];
+  readMany(request: FastifyRequest, fieldName = 'images'): { images: AsyncIterable<Buffer>; fields: Record<string, string[]> } {
     const fields: Record<string, string[]> = {};
-    if (request.isMultipart()) {
-      for await (const part of request.parts()) {
-        if (part.type === 'file') {
-          if (part.fieldname !== fieldName && part.fieldname !== 'image') {
-            part.file.resume();
-            throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
-          }
-          this.assertImageCount(images.length + 1);
-          images.push(await part.toBuffer());
-        } else {
-          (fields[part.fieldname] ??= []).push(String(part.value));
-        }
+    if (request.isMultipart()) return { images: this.multipartImages(request, fieldName, fields), fields };
+    const body = jsonObjectBody(request);
+    if (!body) throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
+    const list = body[fieldName];
+    if (!Array.isArray(list) || list.length === 0 || list.some((item) => typeof item !== 'string')) {
+      throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": a non-empty array of base64 strings`);
+    }
+    this.assertImageCount(list.length);
+    for (const [key, value] of Object.entries(body)) {
+      if (key === fieldName) continue;
+      const values = Array.isArray(value) ? value : [value];
+      fields[key] = values.filter((v) => typeof v === 'string' || typeof v === 'number').map(String);
+    }
+    const decode = (text: string) => this.decodeBase64(text);
+    return {
+      fields,
+      images: (async function* () {
+        for (const item of list as string[]) yield decode(item);
+      })(),
+    };
+  }
+
+  private async *multipartImages(request: FastifyRequest, fieldName: string, fields: Record<string, string[]>): AsyncGenerator<Buffer> {
+    let count = 0;
+    for await (const part of request.parts()) {
+      if (part.type !== 'file') {
+        (fields[part.fieldname] ??= []).push(String(part.value));
+        continue;
       }
-    } else {
-      const body = jsonObjectBody(request);
-      if (!body) {
-        throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
+      if (part.fieldname !== fieldName && part.fieldname !== 'image') {
+        part.file.resume();
+        throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
       }
-      const list = body[fieldName];
-      if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": an array of base64 strings`);
-      this.assertImageCount(list.length);
-      for (const item of list as string[]) images.push(this.decodeBase64(item));
-      for (const [key, value] of Object.entries(body)) {
-        if (key === fieldName) continue;
-        const values = Array.isArray(value) ? value : [value];
-        fields[key] = values.filter((v) => typeof v === 'string' || typeof v === 'number').map(String);
+      this.assertImageCount(++count);
+      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES);
+      try {
+        yield await part.toBuffer();
+      } finally {
+        release();
       }
     }
-    if (images.length === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
-    return { images, fields };
+    if (count === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
   }
 
   /** MAX_IMAGES_PER_REQUEST, for every way a request can carry images (files, base64 list, URLs). */

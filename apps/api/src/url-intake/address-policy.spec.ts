@@ -37,6 +37,15 @@ describe('AddressPolicy', () => {
     expect(policy.check('::ffff:93.184.216.34').allowed).toBe(true);
   });
 
+  it('allows only IPv6 global unicast (2000::/3): IPv4-compatible ::a.b.c.d and the rest of ::/8 and unassigned space are refused', () => {
+    for (const address of ['::127.0.0.1', '::7f00:1', '::10.0.0.1', '::a9fe:a9fe', '::93.184.216.34', '::2', '100::1', '400::1', 'c000::1', 'e000::1']) {
+      expect([address, policy.check(address).allowed]).toEqual([address, false]);
+    }
+    // The bracketed URL form reaches the policy as the address inside the brackets.
+    expect(new URL('http://[::127.0.0.1]/').hostname).toBe('[::7f00:1]');
+    expect(policy.check('2001:4860:4860::8888').allowed).toBe(true);
+  });
+
   it('judges decimal, hex and octal IPv4 forms as the address they are (the URL parser canonicalises them)', () => {
     for (const host of ['2130706433', '0x7f.1', '0177.0.0.1', '0x7f000001', '127.1']) {
       const hostname = new URL(`http://${host}/`).hostname;

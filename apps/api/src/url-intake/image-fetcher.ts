@@ -9,6 +9,7 @@ import { AppError, ErrorCode } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { ApiMetrics } from '../ops/api-metrics';
 import { AddressPolicy } from './address-policy';
+import { UploadBudget } from '../uploads/upload-budget';
 
 /**
  * Fetches an image by URL, hostile by default: http/https only; every address a name resolves to is
@@ -24,9 +25,27 @@ export class ImageFetcher {
   constructor(
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
+    private readonly budget: UploadBudget,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     this.policy = new AddressPolicy(config.values.FETCH_ALLOW_HOSTS);
+  }
+
+  /**
+   * The images at `urls`, fetched one at a time, each under a reservation of the process's upload budget that
+   * lasts until the consumer asks for the next one (at most MAX_URLS_PER_REQUEST URLs).
+   */
+  async *fetchEach(urls: string[], requestId: string): AsyncGenerator<Buffer> {
+    const max = this.config.values.MAX_URLS_PER_REQUEST;
+    if (urls.length > max) throw new AppError(ErrorCode.BadRequest, `at most ${max} URLs per request (MAX_URLS_PER_REQUEST)`);
+    for (const url of urls) {
+      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES);
+      try {
+        yield await this.fetch(url, requestId);
+      } finally {
+        release();
+      }
+    }
   }
 
   async fetch(rawUrl: string, requestId: string): Promise<Buffer> {

@@ -11,9 +11,10 @@ import { ModelHost } from '../inference/model-host';
 import { workerId } from '../worker-id';
 
 /**
- * analyze jobs: one model on one stored image; the result goes to the result store under (hash, model).
- * Idempotent: a result already there (a redelivered job, or a racing resubmission) is not recomputed.
- * Bad input is remembered as a failure for FAILED_RESULT_TTL_SECONDS.
+ * analyze jobs: one model on one tenant's stored image; the result goes to that tenant's result store under
+ * (hash, model). Idempotent: a result already there (a redelivered job, or a racing resubmission) is not
+ * recomputed. Bad input is remembered as a failure for FAILED_RESULT_TTL_SECONDS. An image erased before or
+ * while the job runs ends the job quietly, with nothing written back.
  */
 @Injectable()
 export class AnalyzeHandler {
@@ -26,16 +27,17 @@ export class AnalyzeHandler {
   ) {}
 
   async handle(job: Job<AnalyzeJobData>): Promise<{ state: string; batchSize: number; reused: boolean }> {
-    const { imageHash, model: modelName } = job.data;
-    const existing = await this.results.getResult(imageHash, modelName);
+    const { tenant, imageHash, model: modelName } = job.data;
+    const existing = await this.results.getResult(tenant, imageHash, modelName);
     if (existing) {
-      this.logger.info({ action: 'analysis.reused', jobId: job.id, imageHash, model: modelName }, 'result already stored; not recomputed');
+      this.logger.info({ action: 'analysis.reused', jobId: job.id, tenant, imageHash, model: modelName }, 'result already stored; not recomputed');
       return { state: existing.state, batchSize: 0, reused: true };
     }
+    if (!(await this.results.hasImage(tenant, imageHash))) return this.erased(job);
     const model = this.models.catalog.get(modelName);
     const env = this.config.values;
     try {
-      const { input, run } = await this.inference.run(model, { kind: 'store', hash: imageHash });
+      const { input, run } = await this.inference.run(model, { kind: 'store', tenant, hash: imageHash });
       const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
       const record: AnalysisRecord = {
         state: 'completed',
@@ -46,10 +48,11 @@ export class AnalyzeHandler {
         workerId,
         inferenceMs: Math.round(run.batchMs * 100) / 100,
       };
-      await this.results.putResult(imageHash, record, env.RESULT_TTL_SECONDS);
-      this.logger.info({ action: 'analysis.stored', jobId: job.id, requestId: job.data.requestId, imageHash, model: model.name }, 'analysis result stored');
+      if (!(await this.results.putResult(tenant, imageHash, record, env.RESULT_TTL_SECONDS))) return this.erased(job);
+      this.logger.info({ action: 'analysis.stored', jobId: job.id, requestId: job.data.requestId, tenant, imageHash, model: model.name }, 'analysis result stored');
       return { state: 'completed', batchSize: run.batchSize, reused: false };
     } catch (error) {
+      if (!(await this.results.hasImage(tenant, imageHash))) return this.erased(job);
       if (error instanceof AppError) {
         // Input that cannot be analysed will not improve on retry: remember the answer for a while.
         const record: AnalysisRecord = {
@@ -60,9 +63,14 @@ export class AnalyzeHandler {
           computedAt: new Date().toISOString(),
           workerId,
         };
-        await this.results.putResult(imageHash, record, env.FAILED_RESULT_TTL_SECONDS);
+        await this.results.putResult(tenant, imageHash, record, env.FAILED_RESULT_TTL_SECONDS);
       }
       throw error;
     }
+  }
+
+  private erased(job: Job<AnalyzeJobData>): { state: string; batchSize: number; reused: boolean } {
+    this.logger.info({ action: 'analysis.skipped_erased', jobId: job.id, requestId: job.data.requestId, tenant: job.data.tenant, imageHash: job.data.imageHash }, 'image erased; nothing computed or written');
+    return { state: 'erased', batchSize: 0, reused: false };
   }
 }

@@ -13,9 +13,9 @@ export class ImageSource {
   ) {}
 
   async read(ref: ImageRef): Promise<Buffer> {
-    const bytes = ref.kind === 'blob' ? await this.redis.getBuffer(ref.key) : await this.store.get(ref.hash);
+    const bytes = ref.kind === 'blob' ? await this.redis.getBuffer(ref.key) : await this.store.get(ref.tenant, ref.hash);
     if (!bytes) {
-      throw new AppError(ErrorCode.InputExpired, ref.kind === 'blob' ? 'the image of this job has expired before a worker reached it' : `image ${ref.hash} is not in the image store`);
+      throw new AppError(ErrorCode.InputExpired, ref.kind === 'blob' ? 'the image of this job has expired before a worker reached it' : 'the image is not in the image store (erased, or STORAGE_DIR is not shared with the API)');
     }
     return bytes;
   }

@@ -45,13 +45,18 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
     // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
     // running the job but before that record must leave the bytes for the retry (at-least-once).
-    this.worker.on('completed', (job: Job) => {
-      this.images.release(job.data?.image).catch((error) => this.logger.warn({ action: 'job.release_failed', jobId: job.id, err: error }, 'image bytes left to their TTL'));
-    });
+    this.worker.on('completed', (job: Job) => this.release(job));
+    // A job that failed for good (no retry left, or bad input) needs its bytes no more either. BullMQ sets
+    // finishedOn only when the failure is final; a failure that will be retried keeps the bytes.
+    this.worker.on('failed', (job: Job | undefined) => job?.finishedOn && this.release(job));
     void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
     // Readiness and /v1/models see the loaded models now, not one heartbeat interval later.
     await this.heartbeat.beatNow();
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
+  }
+
+  private release(job: Job): void {
+    this.images.release(job.data?.image).catch((error) => this.logger.warn({ action: 'job.release_failed', jobId: job.id, err: error }, 'image bytes left to their TTL'));
   }
 
   /**
@@ -66,7 +71,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
 
   async process(job: Job): Promise<unknown> {
     const startedAt = Date.now();
-    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
+    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, tenant: job.data?.tenant, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
     this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');
     try {
       if (typeof job.data?.deadlineAt === 'number' && startedAt > job.data.deadlineAt) {

@@ -1,0 +1,64 @@
+import type Redis from 'ioredis';
+import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
+import { ContentStore } from './content-store';
+import { FORGET_FACES_LUA } from './face-store';
+
+/**
+ * Erasure of one tenant's image in Redis: its faces (as DELETE …/faces does), every result of every model
+ * asked of it, the set of those models, and its metadata, in one script. Workers write results and faces only
+ * while the metadata exists (checked inside their own scripts), so a job that runs on after this writes
+ * nothing back. Returns {faces removed, other images updated, results removed, 1 if the image existed}.
+ */
+const ERASE_IMAGE = `${FORGET_FACES_LUA}
+local imageKey, modelsKey = KEYS[3], KEYS[4]
+local prefix, imageHash = ARGV[1], ARGV[2]
+local existed = redis.call('EXISTS', imageKey)
+local removed = forget_faces(KEYS[1], KEYS[2], prefix, imageHash, ARGV[3])
+local results = 0
+for _, model in ipairs(redis.call('SMEMBERS', modelsKey)) do
+  results = results + redis.call('DEL', prefix .. ':result:' .. imageHash .. ':' .. model)
+end
+redis.call('DEL', imageKey, modelsKey)
+return {removed[1], removed[2], results, existed}
+`;
+
+export interface ErasureReport {
+  /** Whether the tenant had the image at all. */
+  existed: boolean;
+  removedFaces: number;
+  /** Other images of the tenant whose match sets named this one. */
+  updatedImages: number;
+  removedResults: number;
+  /** Whether the tenant's copy of the bytes was deleted. */
+  removedBytes: boolean;
+}
+
+/**
+ * Erases everything one tenant holds of one image: its Redis records (ERASE_IMAGE) and its copy of the bytes.
+ * Another tenant's copy of the same file is a different record and a different file, untouched. Queued jobs are
+ * the caller's (the API removes them from the queue; one already running writes nothing back).
+ */
+export class ImageErasure {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly content: ContentStore,
+  ) {}
+
+  async erase(tenant: TenantId, imageHash: string): Promise<ErasureReport> {
+    const k = this.keys.tenant(tenant);
+    const [removedFaces, updatedImages, removedResults, existed] = (await this.redis.eval(
+      ERASE_IMAGE,
+      4,
+      k.faceSeq(),
+      k.faceLog(),
+      k.image(imageHash),
+      k.imageModels(imageHash),
+      k.prefix,
+      imageHash,
+      faceIdStem(tenant, imageHash),
+    )) as number[];
+    const removedBytes = await this.content.remove(tenant, imageHash);
+    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedBytes };
+  }
+}
