@@ -71,6 +71,47 @@ describe('fault: worker killed mid-batch', () => {
   });
 });
 
+/**
+ * The same fault with the shipped lock settings (no override): a survivor's stalled-job check must take the
+ * dead worker's jobs within about LOCK_DURATION_MS + STALLED_INTERVAL_MS (5 s + 5 s), not BullMQ's 30 s + 30 s.
+ */
+describe('fault: worker killed, default lock settings', () => {
+  let redis: TestRedis;
+  let api: AppProcess;
+  let workers: AppProcess[];
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    api = await AppProcess.start('api', { REDIS_URL: redis.url, REQUEST_WAIT_MS: '90000' });
+    workers = await Promise.all([AppProcess.start('worker', { REDIS_URL: redis.url }), AppProcess.start('worker', { REDIS_URL: redis.url })]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([api, ...(workers ?? [])].map((app) => app?.stop()));
+    await redis?.stop();
+  });
+
+  it('the jobs of a SIGKILLed worker are finished by the survivor within about 10 s', async () => {
+    const [doomed, survivor] = workers;
+    const loadDone = classifyLoad(api.url, { total: 120, concurrency: 40, timeoutMs: 90_000 });
+    await until(() => startedNotFinished(doomed).size >= 2, 60_000, 'the worker to hold jobs');
+    await doomed.stop('SIGKILL');
+    const killedAt = Date.now();
+    const candidates = startedNotFinished(doomed);
+    const outcomes = await loadDone;
+    expect(outcomes.filter((outcome) => outcome.status !== 200 || outcome.label !== outcome.expected)).toEqual([]);
+    const survivorId = survivor.logsWith('worker.ready')[0].workerId;
+    const orphans: string[] = [];
+    for (const jobId of candidates) if ((await request(`${api.url}/v1/jobs/${jobId}`)).body.result.workerId === survivorId) orphans.push(jobId);
+    expect(orphans.length).toBeGreaterThan(0);
+    await until(() => orphans.every((jobId) => survivor.logsWith('job.completed').some((line) => line.jobId === jobId)), 10_000, 'the survivor to log the orphans');
+    const recoveredAt = Math.max(...survivor.logsWith('job.completed').filter((line) => orphans.includes(String(line.jobId))).map((line) => Date.parse(String(line.time))));
+    console.log(`worker crash with default locks: ${orphans.length} orphaned jobs finished by the survivor, the last ${recoveredAt - killedAt} ms after the kill`);
+    // A deadline, not a speed measure: BullMQ's own defaults (30 s lock, 30 s check) take 30–60 s here.
+    expect(recoveredAt - killedAt).toBeLessThan(20_000);
+  });
+});
+
 /** Jobs this worker logged as started and not as finished. */
 function startedNotFinished(worker: AppProcess): Set<string> {
   const running = new Set(worker.logsWith('job.started').map((line) => String(line.jobId)));

@@ -124,8 +124,15 @@ export const envSchema = z.object({
   /** Overrides every model's manifest batch settings when set. */
   MAX_BATCH_SIZE: z.coerce.number().int().min(1).max(256).optional(),
   MAX_BATCH_DELAY_MS: z.coerce.number().min(0).max(1000).optional(),
-  LOCK_DURATION_MS: int(1000, 10 * 60_000, 30_000),
-  STALLED_INTERVAL_MS: int(1000, 10 * 60_000, 30_000),
+  /**
+   * BullMQ's job lock (renewed every half of it by the worker's event loop, which inference never blocks) and its
+   * stalled-job check. A killed worker's jobs run again elsewhere within about LOCK_DURATION_MS +
+   * STALLED_INTERVAL_MS (10 s with these defaults, against 60–90 s with BullMQ's 30 s / 30 s). The price: a worker
+   * whose event loop stalls longer than the lock loses its jobs to another worker, which runs them again
+   * (handlers are idempotent), and each worker runs the stalled check every 5 s (one Lua script).
+   */
+  LOCK_DURATION_MS: int(1000, 10 * 60_000, 5000),
+  STALLED_INTERVAL_MS: int(1000, 10 * 60_000, 5000),
   WORKER_HEARTBEAT_MS: int(500, 60_000, 5000),
   SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
 });

@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
 import { AppError, ErrorCode } from '@app/contracts';
@@ -18,22 +19,46 @@ export interface ImageLimits {
   maxFrames: number;
 }
 
+/** An image already written to a file (an upload streamed to disk), inspected without reading it into memory. */
+export interface ImageFile {
+  path: string;
+  bytes: number;
+}
+
+/** How many leading bytes format detection needs at most. */
+const FORMAT_HEAD_BYTES = 4100;
+
+async function headOf(file: ImageFile): Promise<Buffer> {
+  const handle = await open(file.path, 'r');
+  try {
+    const head = Buffer.alloc(Math.min(FORMAT_HEAD_BYTES, file.bytes));
+    await handle.read(head, 0, head.length, 0);
+    return head;
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Cheap checks the API runs before queueing: size, format by magic bytes, and the header's pixel count.
- * Reads the header only; the full decode happens in the worker.
+ * Reads the header only (from memory, or from the file of an upload streamed to disk); the full decode happens
+ * in the worker.
  */
-export async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageInfo> {
-  if (bytes.length === 0) throw new AppError(ErrorCode.ImageEmpty, 'the image is empty (0 bytes)');
-  if (bytes.length > limits.maxBytes) {
-    throw new AppError(ErrorCode.ImageTooLarge, `the image is ${bytes.length} bytes; the limit is ${limits.maxBytes} bytes`);
+export async function inspectImage(input: Buffer | ImageFile, limits: ImageLimits): Promise<ImageInfo> {
+  const size = Buffer.isBuffer(input) ? input.length : input.bytes;
+  if (size === 0) throw new AppError(ErrorCode.ImageEmpty, 'the image is empty (0 bytes)');
+  if (size > limits.maxBytes) {
+    throw new AppError(ErrorCode.ImageTooLarge, `the image is ${size} bytes; the limit is ${limits.maxBytes} bytes`);
   }
+  const bytes = Buffer.isBuffer(input) ? input : await headOf(input);
+  const source = Buffer.isBuffer(input) ? input : input.path;
   const format = detectImageFormat(bytes);
   if (!format) {
     throw new AppError(ErrorCode.ImageUnsupportedFormat, 'the data is not a supported raster image (accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF)');
   }
   let metadata: Metadata;
   try {
-    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+    metadata = await sharp(source, { limitInputPixels: false }).metadata();
   } catch (error) {
     throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image header cannot be read: ${(error as Error).message}`);
   }
@@ -47,5 +72,5 @@ export async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<
   if (frames > limits.maxFrames) {
     throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
   }
-  return { format, width, height, bytes: bytes.length };
+  return { format, width, height, bytes: size };
 }

@@ -12,6 +12,13 @@ export interface ContentStore {
   has(tenant: TenantId, hash: string): Promise<boolean>;
   /** Deletes the tenant's copy; returns true when there was one. */
   remove(tenant: TenantId, hash: string): Promise<boolean>;
+  /**
+   * A fresh path to stream an incoming image into before its hash is known (same volume as the store, so
+   * `adopt` is an atomic rename). The caller deletes it if it does not adopt it.
+   */
+  stagingPath(tenant: TenantId): Promise<string>;
+  /** Makes a staged file the tenant's copy of `hash` (or drops it when the copy exists); true when it became the copy. */
+  adopt(tenant: TenantId, hash: string, stagedPath: string): Promise<boolean>;
 }
 
 export const CONTENT_STORE = Symbol('CONTENT_STORE');

@@ -11,7 +11,8 @@ export interface NewFace {
 
 export type FaceLogEntry =
   | { op: 'add'; seq: number; faceId: string; imageHash: string; embedding: Float32Array }
-  | { op: 'del'; seq: number; faceIds: string[] };
+  /** A tombstone: the faces added with these sequence numbers are gone. */
+  | { op: 'del'; seq: number; removedSeqs: number[] };
 
 export interface ImageFacesRecord {
   faceIds: string[];
@@ -81,7 +82,8 @@ return 1
  * Lua: removes every face of an image — found by probing the deterministic ids <stem>-0, <stem>-1, … , so
  * faces inserted by a job that has not written the image's record yet are found too — from the index (log
  * entries deleted, one tombstone appended so every worker drops them), from every other face's and image's
- * match set, and its own face and match records. Returns {faces removed, other images updated}.
+ * match set, and its own face and match records. The tombstone names the removed faces by their sequence
+ * numbers only, so nothing left in the log identifies the image. Returns {faces removed, other images updated}.
  */
 export const FORGET_FACES_LUA = `
 local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
@@ -94,6 +96,7 @@ local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
     n = n + 1
   end
   local touched = 0
+  local seqs = {}
   for _, faceId in ipairs(faceIds) do
     local faceKey = prefix .. ':face:' .. faceId
     local matchesKey = faceKey .. ':matches'
@@ -101,16 +104,19 @@ local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
       redis.call('ZREM', prefix .. ':face:' .. other .. ':matches', faceId)
     end
     local seq = redis.call('HGET', faceKey, 'seq')
-    if seq then redis.call('XDEL', logKey, seq .. '-1') end
+    if seq then
+      redis.call('XDEL', logKey, seq .. '-1')
+      table.insert(seqs, seq)
+    end
     redis.call('DEL', faceKey, matchesKey)
   end
   for _, otherImage in ipairs(redis.call('ZRANGE', imageMatchesKey, 0, -1)) do
     redis.call('ZREM', prefix .. ':image:' .. otherImage .. ':matches', imageHash)
     touched = touched + 1
   end
-  if #faceIds > 0 then
+  if #seqs > 0 then
     local seq = redis.call('INCR', seqKey)
-    redis.call('XADD', logKey, seq .. '-1', 'op', 'del', 'faceIds', table.concat(faceIds, ','))
+    redis.call('XADD', logKey, seq .. '-1', 'op', 'del', 'seqs', table.concat(seqs, ','))
   end
   local had = redis.call('DEL', imageFacesKey, imageMatchesKey)
   return {#faceIds, touched, had}
@@ -148,7 +154,7 @@ export class FaceStore {
       const fields: Record<string, string> = {};
       for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
       const seq = Number(id.split('-')[0]);
-      if (fields.op === 'del') return { op: 'del', seq, faceIds: fields.faceIds.split(',') };
+      if (fields.op === 'del') return { op: 'del', seq, removedSeqs: fields.seqs.split(',').map(Number) };
       const raw = Buffer.from(fields.embedding, 'base64');
       const embedding = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
       return { op: 'add', seq, faceId: fields.faceId, imageHash: fields.imageHash, embedding };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asTenantId, TenantId } from '@app/contracts';
@@ -47,6 +47,20 @@ describe('FileContentStore', () => {
     await Promise.all(Array.from({ length: 8 }, () => store.put(alice, hash, bytes)));
     expect(await store.get(alice, hash)).toEqual(bytes);
     expect(readdirSync(join(dir, 'alice', hash.slice(0, 2), hash.slice(2, 4)))).toEqual([hash]);
+    expect(readdirSync(join(dir, 'alice', '.incoming'))).toEqual([]);
+  });
+
+  it('adopts a staged file as the copy, once; a second staged copy of the same image is dropped', async () => {
+    const bytes = Buffer.from('streamed photo');
+    const hash = sha(bytes);
+    const first = await store.stagingPath(alice);
+    const second = await store.stagingPath(alice);
+    writeFileSync(first, bytes);
+    writeFileSync(second, bytes);
+    expect(await store.adopt(alice, hash, first)).toBe(true);
+    expect(await store.adopt(alice, hash, second)).toBe(false);
+    expect(await store.get(alice, hash)).toEqual(bytes);
+    expect(readdirSync(join(dir, 'alice', '.incoming'))).toEqual([]);
   });
 
   it('refuses anything that is not a sha256 or a tenant name, so no path can be smuggled in', async () => {

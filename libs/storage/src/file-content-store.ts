@@ -5,8 +5,9 @@ import { asTenantId, TenantId } from '@app/contracts';
 import { assertSha256, ContentStore } from './content-store';
 
 /**
- * Images on a local or shared disk: `<root>/<tenant>/<ab>/<cd>/<hash>`. Written to a temporary name in the
- * same folder and renamed, so a reader never sees a partial file and two writers of the same image both succeed.
+ * Images on a local or shared disk: `<root>/<tenant>/<ab>/<cd>/<hash>`. Written to a staging file in the
+ * tenant's folder and renamed, so a reader never sees a partial file and two writers of the same image both
+ * succeed.
  */
 export class FileContentStore implements ContentStore {
   readonly root: string;
@@ -22,18 +23,34 @@ export class FileContentStore implements ContentStore {
   }
 
   async put(tenant: TenantId, hash: string, bytes: Buffer): Promise<boolean> {
-    const path = this.pathOf(tenant, hash);
     if (await this.has(tenant, hash)) return false;
-    await mkdir(join(path, '..'), { recursive: true });
-    const temporary = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const staged = await this.stagingPath(tenant);
     try {
-      await writeFile(temporary, bytes, { flag: 'wx' });
-      await rename(temporary, path);
+      await writeFile(staged, bytes, { flag: 'wx' });
     } catch (error) {
-      await unlink(temporary).catch(() => undefined);
+      await unlink(staged).catch(() => undefined);
       throw error;
     }
-    return true;
+    return this.adopt(tenant, hash, staged);
+  }
+
+  /** `<root>/<tenant>/.incoming/<pid>.<random>.tmp`: inside the tenant's folder, on the store's volume. */
+  async stagingPath(tenant: TenantId): Promise<string> {
+    const folder = join(this.root, asTenantId(tenant), '.incoming');
+    await mkdir(folder, { recursive: true });
+    return join(folder, `${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+  }
+
+  async adopt(tenant: TenantId, hash: string, stagedPath: string): Promise<boolean> {
+    const path = this.pathOf(tenant, hash);
+    try {
+      if (await this.has(tenant, hash)) return false;
+      await mkdir(join(path, '..'), { recursive: true });
+      await rename(stagedPath, path);
+      return true;
+    } finally {
+      await unlink(stagedPath).catch(() => undefined);
+    }
   }
 
   async get(tenant: TenantId, hash: string): Promise<Buffer | undefined> {

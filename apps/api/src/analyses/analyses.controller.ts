@@ -61,9 +61,9 @@ export class AnalysesController {
       if (!Array.isArray(urls) || urls.length === 0 || urls.some((url) => typeof url !== 'string')) throw new AppError(ErrorCode.ImageMissing, '"urls" must be a non-empty array of URL strings');
       this.uploads.assertImageCount(urls.length);
       const modelFields = (Array.isArray(models) ? models : [models]).filter((m): m is string => typeof m === 'string');
-      return { images: await this.analyses.submit(tenant, requestId, this.fetcher.fetchEach(urls as string[], requestId), modelFields) };
+      return { images: await this.analyses.submit(tenant, requestId, this.fetcher.stageEach(urls as string[], requestId, tenant), modelFields) };
     }
-    const { images, fields } = this.uploads.readMany(request, 'images');
+    const { images, fields } = this.uploads.stageMany(request, tenant, 'images');
     return { images: await this.analyses.submit(tenant, requestId, images, () => fields.models ?? []) };
   }
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
@@ -9,6 +8,7 @@ import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
 import { ModelDirectory } from '../models/model-directory';
 import { ApiMetrics } from '../ops/api-metrics';
 import { AnalysisJobs, ModelStatus } from './analysis-jobs';
+import { discardStaged, StagedImage } from '../uploads/staged-image';
 
 export interface SubmittedImage {
   hash: string;
@@ -23,10 +23,11 @@ interface StoredImage {
 }
 
 /**
- * Many images × many models for one tenant: each image is checked and stored as it arrives (so a request holds
- * one image in memory at a time), then, once every image and every model name has passed, each image is
- * registered and each pair queued once. A refusal anywhere leaves nothing behind: bytes this request wrote
- * are removed again and nothing is registered or queued.
+ * Many images × many models for one tenant: each image arrives staged on disk (streamed there, never whole in
+ * memory), is checked from its header and adopted into the tenant's store, then, once every image and every
+ * model name has passed, each image is registered and each pair queued once. A refusal anywhere leaves nothing
+ * behind: staged files are removed, bytes this request adopted are removed again, nothing is registered or
+ * queued.
  */
 @Injectable()
 export class AnalysisService {
@@ -44,13 +45,13 @@ export class AnalysisService {
    * `modelFields` as repeated fields and/or comma lists: a list known before the images (checked before any
    * image is read), or a function read after them (multipart fields may follow the files).
    */
-  async submit(tenant: TenantId, requestId: string, images: AsyncIterable<Buffer>, modelFields: string[] | (() => string[])): Promise<SubmittedImage[]> {
+  async submit(tenant: TenantId, requestId: string, images: AsyncIterable<StagedImage>, modelFields: string[] | (() => string[])): Promise<SubmittedImage[]> {
     let models = Array.isArray(modelFields) ? this.parseModels(modelFields) : undefined;
     // Refuse before reading or storing anything when the queue is full.
     await this.pairs.assertCapacity();
     const stored: StoredImage[] = [];
     try {
-      for await (const bytes of images) stored.push(await this.checkAndStore(tenant, bytes, stored.length));
+      for await (const staged of images) stored.push(await this.checkAndAdopt(tenant, staged, stored.length));
       if (stored.length === 0) throw new AppError(ErrorCode.ImageMissing, 'no images in the request');
       models ??= this.parseModels((modelFields as () => string[])());
     } catch (error) {
@@ -72,16 +73,16 @@ export class AnalysisService {
     return stored.map(({ hash }) => answered.get(hash)!);
   }
 
-  private async checkAndStore(tenant: TenantId, bytes: Buffer, index: number): Promise<StoredImage> {
+  private async checkAndAdopt(tenant: TenantId, staged: StagedImage, index: number): Promise<StoredImage> {
     let info: ImageInfo;
     try {
-      info = await inspectImage(bytes, this.config.imageLimits);
+      info = await inspectImage({ path: staged.path, bytes: staged.bytes }, this.config.imageLimits);
     } catch (error) {
+      await discardStaged(staged);
       if (error instanceof AppError) throw new AppError(error.code, `image ${index + 1}: ${error.message}`, { imageIndex: index });
       throw error;
     }
-    const hash = createHash('sha256').update(bytes).digest('hex');
-    return { hash, info, written: await this.store.put(tenant, hash, bytes) };
+    return { hash: staged.hash, info, written: await this.store.adopt(tenant, staged.hash, staged.path) };
   }
 
   /** Removes the bytes a refused request wrote, unless the tenant registered that image meanwhile. */

@@ -58,9 +58,22 @@ export class ApiExceptionFilter implements ExceptionFilter {
     const requestId = request?.id;
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
+    if (this.unreadBodyTooLarge(request)) void reply.header('connection', 'close');
     const retryAfter = body.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     void reply.status(status).send({ error: body });
+  }
+
+  /**
+   * A refusal before the body was read to its end, when what is left could be larger than any one image (a
+   * 200 MB upload, a chunked body of unknown length): the connection is closed after the answer rather than
+   * the rest read and thrown away. A small body is drained as usual, so clients that read the answer only
+   * after sending everything still get it.
+   */
+  private unreadBodyTooLarge(request: FastifyRequest | undefined): boolean {
+    if (!request?.raw || request.raw.complete) return false;
+    const declared = request.headers['content-length'];
+    return declared === undefined || Number(declared) > this.config.values.MAX_IMAGE_BYTES + 1024 * 1024;
   }
 
   private describe(exception: unknown): { status: number; body: ErrorBody } {

@@ -1,6 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import type { Readable } from 'node:stream';
+import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppError, ErrorCode, TenantId } from '@app/contracts';
+import { CONTENT_STORE, ContentStore } from '@app/storage';
+import { StagedImage, stageImage } from './staged-image';
 import { AppConfig } from '@app/config';
 import { UploadBudget } from './upload-budget';
 
@@ -29,6 +32,7 @@ export class ImageUploadReader {
   constructor(
     private readonly config: AppConfig,
     private readonly budget: UploadBudget,
+    @Inject(CONTENT_STORE) private readonly store: ContentStore,
   ) {}
 
   async read(request: FastifyRequest, fieldName = 'image'): Promise<ImageUpload> {
@@ -41,14 +45,15 @@ export class ImageUploadReader {
 
   /**
    * Several images and repeatable text fields: multipart files in `fieldName` (any number up to
-   * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`. Multipart images are read one at a
-   * time, each under a reservation of the process's upload budget that lasts until the consumer asks for the
-   * next one (so a consumer that stores each image before the next holds one image per request in memory).
-   * `fields` is complete once `images` is exhausted (multipart fields may follow the files).
+   * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`. Each image is streamed into a
+   * staging file of the tenant's store (never held whole in memory), one at a time, under a reservation of the
+   * process's upload budget that lasts until the consumer asks for the next one. The consumer adopts or
+   * discards each staged image. `fields` is complete once `images` is exhausted (multipart fields may follow
+   * the files).
    */
-  readMany(request: FastifyRequest, fieldName = 'images'): { images: AsyncIterable<Buffer>; fields: Record<string, string[]> } {
+  stageMany(request: FastifyRequest, tenant: TenantId, fieldName = 'images'): { images: AsyncIterable<StagedImage>; fields: Record<string, string[]> } {
     const fields: Record<string, string[]> = {};
-    if (request.isMultipart()) return { images: this.multipartImages(request, fieldName, fields), fields };
+    if (request.isMultipart()) return { images: this.multipartImages(request, tenant, fieldName, fields), fields };
     const body = jsonObjectBody(request);
     if (!body) throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
     const list = body[fieldName];
@@ -61,16 +66,16 @@ export class ImageUploadReader {
       const values = Array.isArray(value) ? value : [value];
       fields[key] = values.filter((v) => typeof v === 'string' || typeof v === 'number').map(String);
     }
-    const decode = (text: string) => this.decodeBase64(text);
+    const stage = (text: string) => stageImage(this.store, tenant, [this.decodeBase64(text)], this.config.values.MAX_IMAGE_BYTES);
     return {
       fields,
       images: (async function* () {
-        for (const item of list as string[]) yield decode(item);
+        for (const item of list as string[]) yield await stage(item);
       })(),
     };
   }
 
-  private async *multipartImages(request: FastifyRequest, fieldName: string, fields: Record<string, string[]>): AsyncGenerator<Buffer> {
+  private async *multipartImages(request: FastifyRequest, tenant: TenantId, fieldName: string, fields: Record<string, string[]>): AsyncGenerator<StagedImage> {
     let count = 0;
     for await (const part of request.parts()) {
       if (part.type !== 'file') {
@@ -84,12 +89,23 @@ export class ImageUploadReader {
       this.assertImageCount(++count);
       const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES);
       try {
-        yield await part.toBuffer();
+        yield await stageImage(this.store, tenant, this.fileChunks(part.file), this.config.values.MAX_IMAGE_BYTES);
       } finally {
         release();
       }
     }
     if (count === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
+  }
+
+  /**
+   * A multipart file's chunks, failing with 413 the moment the file passes MAX_IMAGE_BYTES. (Busboy truncates
+   * the file at the limit but goes on reading and discarding the rest of the part; @fastify/multipart throws
+   * only after that, so a 200 MB part would be read to its end first.)
+   */
+  private fileChunks(file: Readable): AsyncIterable<Buffer> {
+    const maxBytes = this.config.values.MAX_IMAGE_BYTES;
+    file.once('limit', () => file.destroy(new AppError(ErrorCode.ImageTooLarge, `an uploaded file is larger than the ${maxBytes}-byte limit (MAX_IMAGE_BYTES)`)));
+    return file;
   }
 
   /** MAX_IMAGES_PER_REQUEST, for every way a request can carry images (files, base64 list, URLs). */
@@ -108,7 +124,9 @@ export class ImageUploadReader {
           part.file.resume();
           throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send exactly one file in field "${fieldName}"`);
         }
-        bytes = await part.toBuffer();
+        const chunks: Buffer[] = [];
+        for await (const chunk of this.fileChunks(part.file)) chunks.push(chunk as Buffer);
+        bytes = Buffer.concat(chunks);
       } else {
         fields[part.fieldname] = String(part.value);
       }

@@ -5,11 +5,16 @@ import { isIP, LookupFunction } from 'node:net';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { ApiMetrics } from '../ops/api-metrics';
 import { AddressPolicy } from './address-policy';
 import { UploadBudget } from '../uploads/upload-budget';
+import { StagedImage, StagedImageWriter } from '../uploads/staged-image';
+import { CONTENT_STORE, ContentStore } from '@app/storage';
+
+/** Takes one chunk of a response body; a returned promise holds the body back until it settles. */
+type BodySink = (chunk: Buffer) => Promise<void> | void;
 
 /**
  * Fetches an image by URL, hostile by default: http/https only; every address a name resolves to is
@@ -26,35 +31,56 @@ export class ImageFetcher {
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
     private readonly budget: UploadBudget,
+    @Inject(CONTENT_STORE) private readonly store: ContentStore,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     this.policy = new AddressPolicy(config.values.FETCH_ALLOW_HOSTS);
   }
 
   /**
-   * The images at `urls`, fetched one at a time, each under a reservation of the process's upload budget that
-   * lasts until the consumer asks for the next one (at most MAX_URLS_PER_REQUEST URLs).
+   * The images at `urls`, fetched one at a time and streamed into staging files of the tenant's store (never
+   * held whole in memory), each under a reservation of the process's upload budget that lasts until the
+   * consumer asks for the next one (at most MAX_URLS_PER_REQUEST URLs). The consumer adopts or discards each.
    */
-  async *fetchEach(urls: string[], requestId: string): AsyncGenerator<Buffer> {
-    const max = this.config.values.MAX_URLS_PER_REQUEST;
-    if (urls.length > max) throw new AppError(ErrorCode.BadRequest, `at most ${max} URLs per request (MAX_URLS_PER_REQUEST)`);
+  async *stageEach(urls: string[], requestId: string, tenant: TenantId): AsyncGenerator<StagedImage> {
+    const env = this.config.values;
+    if (urls.length > env.MAX_URLS_PER_REQUEST) throw new AppError(ErrorCode.BadRequest, `at most ${env.MAX_URLS_PER_REQUEST} URLs per request (MAX_URLS_PER_REQUEST)`);
     for (const url of urls) {
-      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES);
+      const release = await this.budget.acquire(env.MAX_IMAGE_BYTES);
       try {
-        yield await this.fetch(url, requestId);
+        const writer = await StagedImageWriter.open(this.store, tenant, env.MAX_IMAGE_BYTES);
+        let staged: StagedImage;
+        try {
+          await this.fetchTo(url, requestId, (chunk) => writer.write(chunk));
+          staged = await writer.finish();
+        } catch (error) {
+          await writer.discard();
+          throw error;
+        }
+        yield staged;
       } finally {
         release();
       }
     }
   }
 
+  /** The image at `url` in memory (one image, under the upload budget while it is read). */
   async fetch(rawUrl: string, requestId: string): Promise<Buffer> {
+    return this.budget.withReservation(this.config.values.MAX_IMAGE_BYTES, async () => {
+      const chunks: Buffer[] = [];
+      await this.fetchTo(rawUrl, requestId, (chunk) => void chunks.push(chunk));
+      return Buffer.concat(chunks);
+    });
+  }
+
+  /** Fetches `rawUrl` (following checked redirects) and hands its body to `sink` chunk by chunk, waiting for each. */
+  private async fetchTo(rawUrl: string, requestId: string, sink: BodySink): Promise<void> {
     const env = this.config.values;
     const deadline = Date.now() + env.FETCH_TIMEOUT_MS;
     let url = this.parse(rawUrl);
     for (let hop = 0; ; hop++) {
-      const response = await this.get(url, deadline, requestId);
-      if (response.kind === 'body') return response.body;
+      const response = await this.get(url, deadline, requestId, sink);
+      if (response.kind === 'body') return;
       if (hop >= env.FETCH_MAX_REDIRECTS) throw this.refuse(requestId, ErrorCode.UrlFetchFailed, `more than ${env.FETCH_MAX_REDIRECTS} redirects`);
       url = this.parse(new URL(response.location, url).toString());
     }
@@ -86,7 +112,7 @@ export class ImageFetcher {
     });
   };
 
-  private get(url: URL, deadline: number, requestId: string): Promise<{ kind: 'body'; body: Buffer } | { kind: 'redirect'; location: string }> {
+  private get(url: URL, deadline: number, requestId: string, sink: BodySink): Promise<{ kind: 'body' } | { kind: 'redirect'; location: string }> {
     const env = this.config.values;
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (isIP(host) && !this.policy.hostAllowed(host)) {
@@ -137,15 +163,23 @@ export class ImageFetcher {
         }
         const declared = Number(response.headers['content-length'] ?? 0);
         if (declared > env.MAX_IMAGE_BYTES) return fail(this.refuse(requestId, ErrorCode.ImageTooLarge, `the image is ${declared} bytes; the limit is ${env.MAX_IMAGE_BYTES}`));
-        const chunks: Buffer[] = [];
         let size = 0;
+        // The sink's last write; the body is done once it has finished too.
+        let written: Promise<void> = Promise.resolve();
         response.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > env.MAX_IMAGE_BYTES) return fail(this.refuse(requestId, ErrorCode.ImageTooLarge, `the response passed the ${env.MAX_IMAGE_BYTES}-byte limit`));
-          chunks.push(chunk);
+          const pending = sink(chunk);
+          if (!pending) return;
+          // Back-pressure: no more data until the sink has taken this chunk.
+          response.pause();
+          written = pending.then(
+            () => void response.resume(),
+            (error: unknown) => fail(error instanceof AppError ? error : this.refuse(requestId, ErrorCode.UrlFetchFailed, `the image could not be stored: ${(error as Error).message}`)),
+          );
         });
         response.on('end', () => {
-          if (settle()) resolve({ kind: 'body', body: Buffer.concat(chunks) });
+          void written.then(() => settle() && resolve({ kind: 'body' }));
         });
         response.on('error', (error) => fail(this.refuse(requestId, ErrorCode.UrlFetchFailed, `the response broke off: ${error.message}`)));
       });

@@ -86,7 +86,7 @@ export class FaceIndex implements OnModuleInit {
         const entries = await this.store.readLog(tenant, matrix.lastSeq);
         for (const entry of entries) {
           if (entry.op === 'add') matrix.add(entry.seq, entry.faceId, entry.imageHash, entry.embedding);
-          else matrix.remove(entry.seq, entry.faceIds);
+          else matrix.remove(entry.seq, entry.removedSeqs);
         }
         progressed = entries.length > 0;
       })();

@@ -23,7 +23,7 @@ describe('FaceMatrix', () => {
   it('drops removed faces and keeps a re-added face once', () => {
     const m = new FaceMatrix(2);
     m.add(1, 'a', 'img1', unit([1, 0]));
-    m.remove(2, ['a']);
+    m.remove(2, [1]);
     expect(m.search(unit([1, 0]), 10, 'x', 0.5)).toEqual([]);
     m.add(3, 'a', 'img1', unit([1, 0]));
     expect(m.search(unit([1, 0]), 10, 'x', 0.5)).toHaveLength(1);

@@ -46,12 +46,13 @@ export class FaceMatrix {
     this.lastSeq = Math.max(this.lastSeq, seq);
   }
 
-  remove(seq: number, faceIds: string[]): void {
-    for (const faceId of faceIds) {
-      const row = this.rowOf.get(faceId);
-      if (row !== undefined && this.seqs[row] < seq) {
+  /** Applies tombstone `seq`: the faces that were added with the sequence numbers `removedSeqs` are gone. */
+  remove(seq: number, removedSeqs: number[]): void {
+    for (const removed of removedSeqs) {
+      const row = this.rowsBefore(removed);
+      if (row < this.rows && this.seqs[row] === removed) {
         this.alive[row] = 0;
-        this.rowOf.delete(faceId);
+        if (this.rowOf.get(this.faceIds[row]) === row) this.rowOf.delete(this.faceIds[row]);
       }
     }
     this.lastSeq = Math.max(this.lastSeq, seq);
