@@ -152,6 +152,21 @@ describe('web page', () => {
     expect(await first.locator('.face-summary').textContent()).toBe('1 face, 0 matching images.');
   });
 
+  it('"Delete this image" erases it on the server: the card says what went, and the image is gone', async () => {
+    await open();
+    await choose(['squeezenet1_1', '@faces']);
+    await submitFiles(['face_biden_1.jpg']);
+    await finishedCards(1);
+    const card = page.locator('.card').first();
+    const hash = await card.getAttribute('data-hash');
+    await card.locator('button.erase').click();
+    await card.locator('.erased').waitFor({ timeout: 10_000 });
+    expect(await card.locator('.erased').textContent()).toBe('Deleted from the server: 1 result, 1 face, the stored image.');
+    expect(await card.getAttribute('data-state')).toBe('erased');
+    expect(await page.evaluate(async (h) => (await fetch(`/v1/images/${h}`)).status, hash)).toBe(404);
+    await page.screenshot({ path: join(SHOTS, 'image-deleted.png'), fullPage: true });
+  });
+
   it('an EXIF-rotated photo: shown upright, and boxes use the same upright pixel grid as the server', async () => {
     // The castle's pixels stored sideways (480×800) with EXIF orientation 6: browser and server both turn it upright to 800×480.
     const rotated = await sharp(fixture('castle_image.jpg')).rotate(-90).withMetadata({ orientation: 6 }).jpeg().toBuffer();

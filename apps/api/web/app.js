@@ -185,7 +185,7 @@ async function loadModels() {
     }
     fieldset.append(el('h3', { text: FACE_TITLE }));
     fieldset.append(
-      el('label', {}, el('input', { type: 'checkbox', name: 'model', value: FACE_MATCHING }), el('span', { text: 'Find the same person' }), el('small', { text: 'across every image stored so far' })),
+      el('label', {}, el('input', { type: 'checkbox', name: 'model', value: FACE_MATCHING }), el('span', { text: 'Find the same person' }), el('small', { text: 'across every image you have stored' })),
     );
   } catch (error) {
     fieldset.querySelector('#models-loading')?.remove();
