@@ -29,6 +29,11 @@ async function bootstrap(): Promise<void> {
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
+  // Every route the server answers, logged once at start (the OpenAPI contract test compares them with the document).
+  const routes: string[] = [];
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
+  });
   // The server's request id, which a client can quote: the same id is in the API's and the worker's logs. A
   // client's own well-formed X-Request-Id is echoed as X-Client-Request-Id and logged beside it.
   fastify.addHook('onRequest', (request, reply, done) => {
@@ -86,6 +91,7 @@ async function bootstrap(): Promise<void> {
     setInterval(() => fastify.server.closeIdleConnections(), 100).unref();
   });
   await app.listen(env.PORT, env.HOST);
+  logger.info({ action: 'api.routes', routes }, `${routes.length} routes`);
   logger.info({ action: 'api.listening', host: env.HOST, port: env.PORT, url: await app.getUrl() }, `API listening on ${env.HOST}:${env.PORT}`);
 }
 

@@ -1,13 +1,15 @@
 import { timingSafeEqual } from 'node:crypto';
-import { CanActivate, createParamDecorator, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import { applyDecorators, CanActivate, createParamDecorator, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import { ApiExtension } from '@nestjs/swagger';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AppConfig, parseApiKeys, sha256, TenantKey } from '@app/config';
 import { AppError, DEFAULT_TENANT, ErrorCode, TenantId } from '@app/contracts';
 
-/** Marks a controller or route as open without an API key (health, metrics). */
+/** Marks a controller or route as open without an API key (health, metrics); the OpenAPI document says so too. */
 export const PUBLIC_ROUTE = 'publicRoute';
-export const Public = () => SetMetadata(PUBLIC_ROUTE, true);
+export const PUBLIC_EXTENSION = 'x-public';
+export const Public = () => applyDecorators(SetMetadata(PUBLIC_ROUTE, true), ApiExtension(PUBLIC_EXTENSION, true));
 
 declare module 'fastify' {
   interface FastifyRequest {
