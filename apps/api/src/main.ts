@@ -5,9 +5,10 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { parseEnvOrExit } from '@app/config';
+import { listenProblem, parseEnvOrExit } from '@app/config';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES } from '@app/contracts';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
+import { redactRedisUrl, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
 import { generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
@@ -21,6 +22,12 @@ const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
+  // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
+  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('PORT', env.HOST, env.PORT));
+  if (problem) {
+    logger.fatal({ action: 'api.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.PORT }, problem);
+    process.exit(1);
+  }
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
   const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: true, return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });

@@ -1,3 +1,4 @@
 export * from './env.schema';
 export * from './app-config';
 export * from './app-config.module';
+export * from './listen-check';
