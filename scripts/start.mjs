@@ -13,7 +13,8 @@ const root = new URL('..', import.meta.url).pathname;
 const say = (action, msg, extra = {}) =>
   console.log(JSON.stringify({ level: 'info', time: new Date().toISOString(), service: 'launcher', script: 'start.mjs', action, ...extra, msg }));
 
-execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--if-needed'], { stdio: 'inherit' });
+// `--no-build`: for callers that have just built (the tests, which must not rebuild dist/ under other suites).
+if (!process.argv.includes('--no-build')) execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--if-needed'], { stdio: 'inherit' });
 const { redisUnreachable } = createRequire(import.meta.url)(join(root, 'dist/libs/redis/src/redis-probe.js'));
 
 /** True when something at host:port answers PING like a Redis (NOAUTH counts: it is one). */
@@ -31,8 +32,10 @@ function redisAnswers(host, port, timeoutMs = 1000) {
   });
 }
 
-/** Resolves when the child has exited (at once if it already has). */
-const exited = (child) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', resolve)));
+/** Resolves when the child has exited and its output has all come through ('close', not 'exit'). */
+const closed = new Map();
+const exited = (child) => closed.get(child);
+const track = (child) => (closed.set(child, new Promise((resolve) => child.once('close', resolve))), child);
 
 const apps = [];
 let redis;
@@ -84,7 +87,7 @@ if (env.REDIS_URL) {
     }
     const dir = join(root, 'data', port === 6379 ? 'redis' : `redis-${port}`);
     mkdirSync(dir, { recursive: true });
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '60 1'], { stdio: 'ignore', detached: true });
+    redis = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '60 1'], { stdio: 'ignore', detached: true }));
     redis.on('exit', (code) => !stopping && (say('redis.exited', `redis-server exited (${code})`), stopAll(1)));
     for (let i = 0; i < 50 && !(await redisAnswers('127.0.0.1', port)); i++) await sleep(100);
     env.REDIS_URL = url;
@@ -94,7 +97,7 @@ if (env.REDIS_URL) {
 
 for (const name of ['worker', 'api']) {
   // The API's output goes through here: the address is announced only once it is really listening.
-  const child = spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] });
+  const child = track(spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] }));
   apps.push(child);
   child.on('exit', (code, signal) => {
     if (stopping) return;

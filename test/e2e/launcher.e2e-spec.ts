@@ -74,9 +74,12 @@ interface Launcher {
   kill(): void;
 }
 
-/** scripts/start.mjs in a process group of its own (as a shell would start it), with only the given settings. */
+/**
+ * scripts/start.mjs in a process group of its own (as a shell would start it), with only the given settings;
+ * `--no-build`, since `npm test` has just built and other suites run from that dist/.
+ */
 function startLauncher(settings: Record<string, string>): Launcher {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'start.mjs')], {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'start.mjs'), '--no-build'], {
     cwd: REPO_ROOT,
     detached: true,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', ORT_INTRA_OP_THREADS: '1', ...settings },

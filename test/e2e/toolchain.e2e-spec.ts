@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import semver from 'semver';
 import { REPO_ROOT } from '../support/app-process';
 
 /**
- * No container engine here: the Dockerfile is read as data, its build stage is replayed on a copy of exactly
+ * The toolchain around the code. No container engine here: the Dockerfile is read as data, its build stage is replayed on a copy of exactly
  * the paths it copies, and the Node line it ships is checked against .node-version, engines and every
  * installed package's own engines.
  */
@@ -89,5 +89,45 @@ describe('the Node runtime', () => {
   it('is what this suite runs on: a Node engines accepts, and in CI exactly the one the image ships', () => {
     expect(semver.satisfies(process.versions.node, manifest.engines.node)).toBe(true);
     if (process.env.CI) expect(process.versions.node).toBe(pinned);
+  });
+});
+
+describe('npm install', () => {
+  it('reads no unknown project config, and onnxruntime-node downloads nothing (its CPU runtime ships in the package)', async () => {
+    const { stderr } = await promisify(execFile)('npm', ['config', 'get', 'registry'], { cwd: REPO_ROOT });
+    expect(stderr).not.toMatch(/Unknown project config/);
+    expect(manifest.allowScripts['onnxruntime-node']).toBe(false);
+    const binaries = readdirSync(join(REPO_ROOT, 'node_modules/onnxruntime-node/bin/napi-v6', process.platform, process.arch));
+    expect(binaries.filter((file) => /providers_(cuda|tensorrt)/.test(file))).toEqual([]);
+  });
+});
+
+describe('npm run deps:check', () => {
+  const check = async (outdated: Record<string, { current: string; latest: string }>) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'iiq-deps-')), 'outdated.json');
+    writeFileSync(file, JSON.stringify(outdated));
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'scripts/deps-check.mjs'), '--outdated-json', file]);
+      return { code: 0, stdout };
+    } catch (error) {
+      return { code: (error as { code: number }).code, stdout: (error as { stdout: string }).stdout };
+    } finally {
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
+  };
+
+  it('passes when nothing is a major behind, or only what the allow-list names (with its reason)', async () => {
+    expect(await check({ zod: { current: '4.6.7', latest: '4.7.0' } })).toEqual({ code: 0, stdout: expect.stringContaining('every direct dependency is on its latest major') });
+    const allowed = await check({ '@types/node': { current: '24.19.4', latest: '26.6.7' } });
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toContain(`@types/node 24.19.4 (latest 26.6.7): kept on purpose: ${manifest.depsCheck.allow['@types/node']}`);
+  });
+
+  it('fails on a direct dependency a major (or a 0.x minor) behind that is not on the allow-list, and ignores transitive ones', async () => {
+    const behind = await check({ bullmq: { current: '6.7.0', latest: '7.0.0' }, sharp: { current: '0.35.5', latest: '0.36.0' }, 'not-a-direct-dependency': { current: '1.0.0', latest: '9.0.0' } });
+    expect(behind.code).toBe(1);
+    expect(behind.stdout).toContain('bullmq 6.7.0 (latest 7.0.0): BEHIND');
+    expect(behind.stdout).toContain('sharp 0.35.5 (latest 0.36.0): BEHIND');
+    expect(behind.stdout).not.toContain('not-a-direct-dependency');
   });
 });
