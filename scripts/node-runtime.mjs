@@ -38,7 +38,8 @@ if (!existsSync(binary) || !execFileSync(binary, ['--version'], { encoding: 'utf
   mkdirSync(dir, { recursive: true });
   const npm = process.env.npm_execpath;
   const args = ['install', '--prefix', dir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--loglevel=error', `${pkg}@${pinned}`];
-  execFileSync(npm ? process.execPath : 'npm', npm ? [npm, ...args] : args, { stdio: 'inherit' });
+  // npm's own summary ("added 1 package") is noise here; its errors go to stderr.
+  execFileSync(npm ? process.execPath : 'npm', npm ? [npm, ...args] : args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 mkdirSync(join(root, 'node_modules', '.bin'), { recursive: true });
 symlinkSync(relative(join(root, 'node_modules', '.bin'), binary), link);
