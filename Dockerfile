@@ -2,9 +2,10 @@
 # The Node line is the one in .node-version, the runtime CI runs every suite on (a test keeps them equal).
 FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
-# onnxruntime-node's documented switch: its postinstall would download CUDA providers; the CPU runtime ships
-# in the package. (package.json's allowScripts denies that script too, for npm 11.16 and later.)
-ENV ONNXRUNTIME_NODE_INSTALL=skip
+# For an npm older than 11.16, which ignores package.json's allowScripts: onnxruntime-node's documented switch
+# (its postinstall would download CUDA providers; the CPU runtime ships in the package) and @scarf/scarf's
+# opt-out of its install-time analytics ping.
+ENV ONNXRUNTIME_NODE_INSTALL=skip SCARF_ANALYTICS=false
 COPY package.json package-lock.json .node-version ./
 COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund
