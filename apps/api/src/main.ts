@@ -5,11 +5,11 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { parseEnvOrExit } from '@app/config';
+import { listenProblem, parseEnvOrExit } from '@app/config';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
-import { REDIS_CLIENT } from '@app/redis';
 import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
+import { REDIS_CLIENT, redactRedisUrl, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
@@ -23,6 +23,12 @@ const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
+  // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
+  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('PORT', env.HOST, env.PORT));
+  if (problem) {
+    logger.fatal({ action: 'api.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.PORT }, problem);
+    process.exit(1);
+  }
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
   const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
@@ -99,9 +105,12 @@ async function bootstrap(): Promise<void> {
  * TRUST_PROXY as Fastify's trustProxy: off when empty (X-Forwarded-For is ignored, the socket's address is the
  * client), a hop count, or the addresses/CIDRs of the proxies allowed to set it.
  */
-function trustProxySetting(value: string): boolean | number | string {
+function trustProxySetting(value: string): boolean | string | ((address: string, hop: number) => boolean) {
   if (value === '') return false;
-  return /^\d+$/.test(value) ? Number(value) : value;
+  if (!/^\d+$/.test(value)) return value;
+  // A hop count: trust the nearest `hops` proxies (proxy-addr numbers the socket's peer 0).
+  const hops = Number(value);
+  return (_address, hop) => hop < hops;
 }
 
 bootstrap().catch((error) => {

@@ -1,8 +1,10 @@
 import { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, getSchemaPath, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
-import type { OperationObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import { ErrorResponseDto } from './common/error.dto';
 import { PUBLIC_EXTENSION } from './auth/api-keys';
+
+/** The part of an operation this file edits. */
+type OperationObject = { responses: Record<string, unknown>; security?: unknown[] };
 
 /**
  * The OpenAPI document, generated from the controllers' decorators. Every operation needs an API key (either

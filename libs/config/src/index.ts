@@ -2,3 +2,4 @@ export * from './env.schema';
 export * from './app-config';
 export * from './app-config.module';
 export * from './api-keys';
+export * from './listen-check';
