@@ -12,6 +12,7 @@ import { inferImage } from '../apps/worker/src/inference/infer-image';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { benchFaceIndex } from './faces-bench';
+import { benchFacesQuality } from './faces-quality';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
 
@@ -132,7 +133,14 @@ async function seedProtocol(redis: TestRedis) {
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
-  if (mode && mode !== 'classify' && mode !== 'faces') throw new Error(`unknown bench "${mode}" (available: classify, faces)`);
+  if (mode && !['classify', 'faces', 'faces-quality'].includes(mode)) throw new Error(`unknown bench "${mode}" (available: classify, faces, faces-quality)`);
+  if (mode === 'faces-quality') {
+    const quality = await benchFacesQuality();
+    console.log(JSON.stringify(quality, null, 2));
+    mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(REPO_ROOT, 'bench', 'results', 'faces-quality-latest.json'), JSON.stringify({ when: new Date().toISOString(), ...quality }, null, 2) + '\n');
+    return;
+  }
   if (mode === 'faces') {
     const faces = benchFaceIndex();
     console.log(Object.entries(faces).map(([key, value]) => `${key.padEnd(28)}  ${value}`).join('\n'));
