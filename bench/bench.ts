@@ -34,7 +34,7 @@ async function inProcess() {
     const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads });
     const executor = new ModelExecutor(catalog, runtime);
     // The worker's own decode → announce → batch path, minus Redis and the queue.
-    const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, 50_000_000)).run;
+    const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, { maxPixels: 50_000_000, heic: true })).run;
     for (let i = 0; i < 10; i++) await pipeline(i);
     if (maxBatchSize === 1) {
       const sequential = await runConcurrently(N.latency1, 1, pipeline);
@@ -43,7 +43,7 @@ async function inProcess() {
     const loaded = await runConcurrently(N.throughput, 32, pipeline);
     results[`throughputBatch${maxBatchSize}`] = (N.throughput / loaded.wallMs) * 1000;
     // The model step alone: pre-decoded tensors, so decoding does not hide the batching effect.
-    const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, 50_000_000)));
+    const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, { maxPixels: 50_000_000, heic: true })));
     const modelOnly = await runConcurrently(N.throughput, 32, (i) => executor.run(MODEL, tensors[i % tensors.length].tensor));
     results[`modelStepBatch${maxBatchSize}`] = (N.throughput / modelOnly.wallMs) * 1000;
     await runtime.close();

@@ -122,13 +122,14 @@ const summary = (values: number[]) => (values.length ? { min: round(Math.min(...
 export async function benchFacesQuality(): Promise<Record<string, unknown>> {
   const catalog = ModelCatalog.load(join(REPO_ROOT, 'models'));
   const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads: Math.max(1, cpus().length) });
-  const pipeline = new FacePipeline(catalog, new ModelExecutor(catalog, runtime), { detector: 'yunet', embedder: 'mobilefacenet', minFaceSize: 1, maxPixels: MAX_PIXELS });
+  const pipeline = new FacePipeline(catalog, new ModelExecutor(catalog, runtime), { detector: 'yunet', embedder: 'mobilefacenet', minFaceSize: 1, limits: { maxPixels: MAX_PIXELS, heic: true } });
   const detect = async (bytes: Buffer): Promise<Face[]> => (await pipeline.run(bytes)).faces;
   try {
     const byKind = new Map<string, { expected: number; found: number; boxErrors: number[]; similarities: number[] }>();
     const identified: { person: string; embedding: Float32Array; photo: string }[] = [];
     const misses: string[] = [];
     const skipped: string[] = [];
+    const outliers: string[] = [];
     for (const { file, people } of PHOTOS) {
       const photo = readFileSync(join(FIXTURES, file));
       const reference = leftToRight(await detect(photo));
@@ -164,6 +165,8 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
           }
           row.found++;
           row.boxErrors.push(boxError(best.face.box, expected));
+          const [error, similarity] = [boxError(best.face.box, expected), cosine(best.face.embedding, ref.embedding)];
+          if (error > TARGET.boxError || similarity < TARGET.similarity) outliers.push(`${file} ${variant.kind}: box error ${round(error, 3)}, similarity ${round(similarity, 3)}`);
           row.similarities.push(cosine(best.face.embedding, ref.embedding));
         }
       }
@@ -194,6 +197,7 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
       impostorMax: round(Math.max(...impostor), 3),
       twelveMegapixelFaceJob: await timeTwelveMegapixels(detect),
       misses,
+      outliers,
       skipped,
     };
   } finally {

@@ -18,6 +18,11 @@ export const envSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   MAX_IMAGE_BYTES: int(1024, 1024 * 1024 * 1024, 10 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1, 1_000_000_000, 50_000_000),
+  /**
+   * Accept HEIC (HEVC-coded HEIF, what phones save) and decode it with libheif (WebAssembly, LGPL-3.0) in a
+   * worker thread. false: HEIC is refused with 415 like any unsupported format, and libheif decodes nothing.
+   */
+  HEIC_ENABLED: bool(true),
   /** Frames (pages) an animated GIF/WebP or multi-page TIFF may declare; only the first is used, but thousands are a parsing cost and a common attack. */
   MAX_IMAGE_FRAMES: int(1, 100_000, 100),
   REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),

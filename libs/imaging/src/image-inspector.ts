@@ -1,7 +1,5 @@
-import sharp from 'sharp';
-import type { Metadata } from 'sharp';
 import { AppError, ErrorCode } from '@app/contracts';
-import { detectImageFormat } from './image-format';
+import { readImageHeader } from './image-format';
 
 export interface ImageInfo {
   format: string;
@@ -16,34 +14,24 @@ export interface ImageLimits {
   maxPixels: number;
   /** Frames an animated or multi-page image may declare (only the first is decoded). */
   maxFrames: number;
+  /** HEIC_ENABLED: HEIC is accepted (and decoded by the worker) only when true. */
+  heic: boolean;
 }
 
 /**
- * Cheap checks the API runs before queueing: size, format by magic bytes, and the header's pixel count.
- * Reads the header only; the full decode happens in the worker.
+ * Cheap checks the API runs before queueing: size, format (libvips' loader choice; for HEIF, the codec libheif
+ * reads from the file's items), and the header's pixel and frame counts. Reads the header only; the full decode
+ * happens in the worker.
  */
 export async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageInfo> {
   if (bytes.length === 0) throw new AppError(ErrorCode.ImageEmpty, 'the image is empty (0 bytes)');
   if (bytes.length > limits.maxBytes) {
     throw new AppError(ErrorCode.ImageTooLarge, `the image is ${bytes.length} bytes; the limit is ${limits.maxBytes} bytes`);
   }
-  const format = detectImageFormat(bytes);
-  if (!format) {
-    throw new AppError(ErrorCode.ImageUnsupportedFormat, 'the data is not a supported raster image (accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF)');
-  }
-  let metadata: Metadata;
-  try {
-    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (error) {
-    throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image header cannot be read: ${(error as Error).message}`);
-  }
-  const width = metadata.autoOrient?.width ?? metadata.width;
-  const height = metadata.autoOrient?.height ?? metadata.height;
-  if (!width || !height) throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image declares no dimensions`);
+  const { format, width, height, frames } = await readImageHeader(bytes, limits);
   if (width * height > limits.maxPixels) {
     throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`);
   }
-  const frames = metadata.pages ?? 1;
   if (frames > limits.maxFrames) {
     throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
   }

@@ -22,12 +22,12 @@ export class ImagesController {
 
   @Get(':hash/content')
   @ApiOperation({ summary: 'The stored image bytes (for galleries and previews); content-addressed, so cacheable forever' })
-  @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif')
+  @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'image/heic')
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   async content(@Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
     const { bytes, format } = await this.images.content(hash);
-    // Only magic-byte-checked raster images are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
+    // Only raster images whose header libvips (and for HEIF, libheif) accepted are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
     void reply
       .header('content-type', `image/${format}`)
       .header('x-content-type-options', 'nosniff')

@@ -44,11 +44,11 @@ export class ImagesService {
     return { image, models: views };
   }
 
-  /** The stored bytes of an image and their format (checked by magic bytes when stored). */
+  /** The stored bytes of an image and their format (checked by its header when stored). */
   async content(hash: string): Promise<{ bytes: Buffer; format: string }> {
     requireImageHash(hash);
     const bytes = await this.store.get(hash);
-    const format = bytes && detectImageFormat(bytes);
+    const format = bytes && (await detectImageFormat(bytes));
     if (!bytes || !format) throw new AppError(ErrorCode.NotFound, `no stored image ${hash}`);
     return { bytes, format };
   }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalysisRecord, AnalyzeJobData, AppError } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { postprocess } from '@app/models';
+import { CatalogModel, postprocess } from '@app/models';
 import { AnalysisStore } from '@app/storage';
 import { ImageInference } from '../inference/image-inference';
 import { ModelHost } from '../inference/model-host';
@@ -35,20 +35,19 @@ export class AnalyzeHandler {
     const model = this.models.catalog.get(modelName);
     const env = this.config.values;
     try {
-      const { input, run } = await this.inference.run(model, { kind: 'store', hash: imageHash });
-      const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
+      const { result, batchSize, inferenceMs } = await this.compute(model, imageHash);
       const record: AnalysisRecord = {
         state: 'completed',
         model: model.name,
         task: model.task,
-        result: postprocess(model, run.output, geometry),
+        result,
         computedAt: new Date().toISOString(),
         workerId,
-        inferenceMs: Math.round(run.batchMs * 100) / 100,
+        inferenceMs: Math.round(inferenceMs * 100) / 100,
       };
       await this.results.putResult(imageHash, record, env.RESULT_TTL_SECONDS);
       this.logger.info({ action: 'analysis.stored', jobId: job.id, requestId: job.data.requestId, imageHash, model: model.name }, 'analysis result stored');
-      return { state: 'completed', batchSize: run.batchSize, reused: false };
+      return { state: 'completed', batchSize, reused: false };
     } catch (error) {
       if (error instanceof AppError) {
         // Input that cannot be analysed will not improve on retry: remember the answer for a while.
@@ -64,5 +63,16 @@ export class AnalyzeHandler {
       }
       throw error;
     }
+  }
+
+  /** Face detectors run both passes of the face pipeline (the same faces as POST /v1/faces); other models one batched run. */
+  private async compute(model: CatalogModel, imageHash: string): Promise<{ result: unknown; batchSize: number; inferenceMs: number }> {
+    const ref = { kind: 'store' as const, hash: imageHash };
+    if (model.task === 'face-detection') {
+      const started = performance.now();
+      return { result: { faces: await this.inference.detectFaces(model, ref) }, batchSize: 1, inferenceMs: performance.now() - started };
+    }
+    const { input, run } = await this.inference.run(model, ref);
+    return { result: postprocess(model, run.output, input.geometry), batchSize: run.batchSize, inferenceMs: run.batchMs };
   }
 }

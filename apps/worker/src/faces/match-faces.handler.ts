@@ -36,7 +36,7 @@ export class MatchFacesHandler {
       detector: env.FACE_DETECTOR,
       embedder: env.FACE_EMBEDDER,
       minFaceSize: env.FACE_MIN_SIZE,
-      maxPixels: env.MAX_IMAGE_PIXELS,
+      limits: this.config.imageLimits,
     });
     const bytes = await this.images.read({ kind: 'store', hash: imageHash });
     const found = await this.pipeline.run(bytes);
