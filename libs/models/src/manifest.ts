@@ -20,6 +20,8 @@ export const preprocessSchema = z.object({
   shorterSide: z.number().int().positive().optional(),
   /** Dynamic-input letterbox: pad the resized image only up to the next multiple of this (e.g. a network's largest stride). */
   padToMultipleOf: z.number().int().positive().optional(),
+  /** letterbox: enlarge an image smaller than width×height to fit it (false: keep its own size, as OpenCV's YuNet sample does). */
+  enlarge: z.boolean().default(true),
   padValue: z.number().min(0).max(255).default(0),
   /** Channel order of the tensor. */
   channels: z.enum(['RGB', 'BGR']),
