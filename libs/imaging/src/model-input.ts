@@ -61,8 +61,11 @@ async function resample(image: Sharp, size: { width: number; height: number }, g
   const { source, resizedWidth, resizedHeight } = geometry;
   // Called before resize, extract cuts the (oriented) image first, so only the rectangle is resampled.
   if (!isWhole(size, source)) image.extract(source);
-  const resized = await rawRgb(image.resize(resizedWidth, resizedHeight, { fit: 'fill' }));
-  if (resized.width !== resizedWidth || resized.height !== resizedHeight) {
+  const { uniformBy } = geometry;
+  const resized = await rawRgb(uniformBy ? image.resize(uniformBy === 'width' ? { width: resizedWidth } : { height: resizedHeight }) : image.resize(resizedWidth, resizedHeight, { fit: 'fill' }));
+  // By one side, sharp rounds the other itself: a pixel either way only moves a centre crop by half a pixel.
+  const slack = uniformBy ? 1 : 0;
+  if (Math.abs(resized.width - resizedWidth) > slack || Math.abs(resized.height - resizedHeight) > slack) {
     throw new Error(`resampling produced ${resized.width}×${resized.height}, expected ${resizedWidth}×${resizedHeight}`);
   }
   return resized;

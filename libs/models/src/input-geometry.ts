@@ -38,6 +38,11 @@ export interface InputGeometry {
   /** That part's size after resampling, written into the input at `offset + source corner × scale`. */
   resizedWidth: number;
   resizedHeight: number;
+  /**
+   * Resample by this side only, the other following at exactly the same scale (its size rounded), as
+   * torchvision's Resize(shorter side) does; otherwise both sizes are given and each axis has its own scale.
+   */
+  uniformBy?: 'width' | 'height';
 }
 
 export function toImagePoint(geometry: InputGeometry, [x, y]: [number, number]): [number, number] {
@@ -98,8 +103,9 @@ export function planInput(width: number, height: number, spec: PreprocessSpec): 
       return {
         inputWidth: spec.width,
         inputHeight: spec.height,
-        scaleX: resizedWidth / width,
-        scaleY: resizedHeight / height,
+        scaleX: scale,
+        scaleY: scale,
+        uniformBy: width <= height ? 'width' : 'height',
         offsetX: -Math.floor((resizedWidth - spec.width) / 2),
         offsetY: -Math.floor((resizedHeight - spec.height) / 2),
         source,
