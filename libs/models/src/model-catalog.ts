@@ -8,9 +8,9 @@ import { readLabels } from './labels';
 export interface CatalogModel extends ManifestEntry {
   /** Absolute path of the weights. */
   path: string;
-  /** Height and width are chosen per image (shape −1): every run states its input size. */
+  /** Height and width are chosen per image (shape −1): every run states its input size, and a batch runs one size at a time. */
   dynamicInput: boolean;
-  /** Effective batch limits after the fixed-batch rule and environment overrides (1 for a dynamic input: images of different sizes cannot share a batch). */
+  /** Effective batch limits after the fixed-batch rule and environment overrides. */
   maxBatchSize: number;
   maxBatchDelayMs: number;
   labelList: string[];
@@ -45,7 +45,7 @@ export class ModelCatalog {
     if (!parsed.success) throw new Error(`Invalid model manifest ${manifestPath}: ${parsed.error.message}`);
     const models = parsed.data.models.map((entry): CatalogModel => {
       const dynamicInput = entry.input.shape[2] < 0;
-      const fixedBatch = entry.input.shape[0] > 0 ? entry.input.shape[0] : dynamicInput ? 1 : undefined;
+      const fixedBatch = entry.input.shape[0] > 0 ? entry.input.shape[0] : undefined;
       const wanted = overrides.maxBatchSize ?? entry.batch.maxSize;
       return {
         ...entry,

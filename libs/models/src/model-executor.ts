@@ -81,7 +81,22 @@ export class ModelExecutor {
     return total;
   }
 
+  /** One batch per input size (a dynamic-input model's batch may mix sizes; ONNX Runtime runs one shape at a time). */
   private async runBatch(model: CatalogModel, inputs: SizedTensor[]): Promise<ModelOutputs[]> {
+    const outputs: ModelOutputs[] = new Array(inputs.length);
+    const bySize = new Map<string, number[]>();
+    inputs.forEach(({ size }, i) => {
+      const key = `${size.inputWidth}x${size.inputHeight}`;
+      bySize.set(key, [...(bySize.get(key) ?? []), i]);
+    });
+    for (const indices of bySize.values()) {
+      const results = await this.runSameSize(model, indices.map((i) => inputs[i]));
+      indices.forEach((index, j) => (outputs[index] = results[j]));
+    }
+    return outputs;
+  }
+
+  private async runSameSize(model: CatalogModel, inputs: SizedTensor[]): Promise<ModelOutputs[]> {
     const size = inputs[0].size;
     const imageSize = model.input.shape[1] * size.inputHeight * size.inputWidth;
     const batch = new Float32Array(imageSize * inputs.length);

@@ -51,31 +51,36 @@ export class FaceDetector {
    * same bytes (prepareModelInput, e.g. with JPEG shrink-on-load while the full decode runs), else it is made here.
    */
   async detect(image: DecodedImage, whole?: ModelInput): Promise<FaceDetection[]> {
-    const found = whole ? await this.run(whole.tensor, whole.geometry) : await this.pass(image, planInput(image.width, image.height, this.model.preprocess));
-    const refined: FaceDetection[] = [];
-    // One after another: the detector runs one image at a time (a dynamic input does not batch), ~1 ms each.
-    for (const face of found) refined.push(await this.refine(image, face));
-    return nonMaxSuppression(refined, this.model.postprocess.iouThreshold);
-  }
-
-  private async refine(image: DecodedImage, face: FaceDetection): Promise<FaceDetection> {
-    let current = face;
+    const first = whole ?? { geometry: planInput(image.width, image.height, this.model.preprocess), tensor: undefined };
+    const tensor = first.tensor ?? (await modelInputFromPixels(image, first.geometry, this.model.preprocess));
+    let faces = (await this.run([{ tensor, geometry: first.geometry }]))[0];
+    const settled = faces.map(() => false);
     for (let round = 0; round < REFINE_ROUNDS; round++) {
-      const candidates = await this.pass(image, planRegion(image.width, image.height, cropAround(current.box), REFINE_SIZE));
-      const best = candidates.map((candidate) => ({ candidate, overlap: iou(candidate.box, current.box) })).sort((a, b) => b.overlap - a.overlap)[0];
-      if (!best || best.overlap < SAME_FACE_IOU) break;
-      current = best.candidate;
+      const open = faces.map((_, i) => i).filter((i) => !settled[i]);
+      const geometries = open.map((i) => planRegion(image.width, image.height, cropAround(faces[i].box), REFINE_SIZE));
+      const tensors = await Promise.all(geometries.map((geometry) => modelInputFromPixels(image, geometry, this.model.preprocess)));
+      // Every face's crop of this round goes in at once, so they share one batch.
+      const found = await this.run(tensors.map((crop, k) => ({ tensor: crop, geometry: geometries[k] })));
+      faces = faces.map((face, i) => {
+        const k = open.indexOf(i);
+        if (k < 0) return face;
+        const best = found[k].map((candidate) => ({ candidate, overlap: iou(candidate.box, face.box) })).sort((a, b) => b.overlap - a.overlap)[0];
+        // Not confirmed: the face keeps its last box and is not looked at again.
+        if (!best || best.overlap < SAME_FACE_IOU) {
+          settled[i] = true;
+          return face;
+        }
+        return best.candidate;
+      });
     }
-    return current;
+    return nonMaxSuppression(faces, this.model.postprocess.iouThreshold);
   }
 
-  private async pass(image: DecodedImage, geometry: InputGeometry): Promise<FaceDetection[]> {
-    return this.run(await modelInputFromPixels(image, geometry, this.model.preprocess), geometry);
-  }
-
-  private async run(tensor: Float32Array, geometry: InputGeometry): Promise<FaceDetection[]> {
-    const run = await this.executor.run(this.model.name, tensor, geometry);
-    return decodeYunet(run.output, geometry, this.model.postprocess.scoreThreshold, this.model.postprocess.iouThreshold);
+  /** Runs the detector on each input (submitted together, so they batch) and decodes its faces in image pixels. */
+  private async run(inputs: { tensor: Float32Array; geometry: InputGeometry }[]): Promise<FaceDetection[][]> {
+    const runs = await Promise.all(inputs.map(({ tensor, geometry }) => this.executor.run(this.model.name, tensor, geometry)));
+    const { scoreThreshold, iouThreshold } = this.model.postprocess;
+    return runs.map((run, i) => decodeYunet(run.output, inputs[i].geometry, scoreThreshold, iouThreshold));
   }
 }
 
