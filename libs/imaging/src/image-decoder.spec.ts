@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { ErrorCode } from '@app/contracts';
 import { ModelCatalog } from '@app/models';
 import { heicDecoder } from './heic/heic-decoder';
-import { decodeRgb } from './image-decoder';
+import { decodeRgb, orient } from './image-decoder';
 import { prepareModelInput } from './model-input';
 
 const ROOT = join(__dirname, '..', '..', '..', '..');
@@ -58,6 +58,27 @@ describe('the decode policy', () => {
     expect(turns).toBeGreaterThan(3);
     expect([decoded.width, decoded.height]).toEqual([jpeg.width, jpeg.height]);
     expect(meanAbsDiff(decoded.data, jpeg.data)).toBeLessThan(6);
+  });
+
+  it('HEIF orientation: EXIF honoured when the file has no irot/imir of its own (heif-enc from a rotated JPEG), never on top of them', async () => {
+    const upright = await decodeRgb(fixture('face_obama_1.jpg'), limits);
+    const turnedByIrot = await sharp(fixture('face_obama_1.jpg')).rotate(270).avif({ quality: 80 }).withMetadata({ orientation: 6 }).toBuffer();
+    for (const bytes of [fixture('made/face_obama_1_exif6.heic'), fixture('made/face_obama_1_exif6.avif'), turnedByIrot]) {
+      const decoded = await decodeRgb(bytes, limits);
+      expect([decoded.width, decoded.height]).toEqual([upright.width, upright.height]);
+      expect(meanAbsDiff(decoded.data, upright.data)).toBeLessThan(8);
+    }
+  });
+
+  it('orient() turns pixels as sharp turns a JPEG by its EXIF orientation, for all eight', async () => {
+    const pixels = await sharp(fixture('face_crop_howard_1.png')).resize(40, 30, { fit: 'fill' }).removeAlpha().toColourspace('srgb').raw().toBuffer();
+    const raw = () => sharp(pixels, { raw: { width: 40, height: 30, channels: 3 } });
+    for (let orientation = 1; orientation <= 8; orientation++) {
+      const tagged = await raw().png().withMetadata({ orientation }).toBuffer();
+      const bySharp = await sharp(tagged).rotate().raw().toBuffer();
+      const byOrient = await orient(raw(), orientation).raw().toBuffer();
+      expect([orientation, byOrient.equals(bySharp)]).toEqual([orientation, true]);
+    }
   });
 
   it('checks the pixel limit from the HEIC header before decoding, in the thread too; HEIC_ENABLED=false refuses it', async () => {

@@ -43,11 +43,14 @@ export async function readImage<T>(bytes: Buffer, limits: DecodeLimits, read: (i
   if (header.width * header.height > limits.maxPixels) {
     throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${header.width}×${header.height} = ${header.width * header.height} pixels; the limit is ${limits.maxPixels}`);
   }
-  const open = (data: Buffer, failOn: 'error' | 'warning') => sharp(data, { limitInputPixels: limits.maxPixels, failOn, sequentialRead: true }).rotate();
+  const heif = header.format === 'heic' || header.format === 'avif';
+  // sharp applies EXIF orientation itself except for HEIF, where libvips and libheif leave it to us (see ImageHeader).
+  const upright = (image: Sharp) => (heif ? orient(image, header.heifOrientation) : image.rotate());
+  const open = (data: Buffer, failOn: 'error' | 'warning') => upright(sharp(data, { limitInputPixels: limits.maxPixels, failOn, sequentialRead: true }));
   try {
     if (header.format === 'heic') {
       const pixels = await heicDecoder.decode(bytes, limits.maxPixels);
-      return await read(sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } }), { ...header, width: pixels.width, height: pixels.height });
+      return await read(upright(sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } })), header);
     }
     try {
       return await read(open(bytes, 'error'), header);
@@ -64,6 +67,31 @@ export async function readImage<T>(bytes: Buffer, limits: DecodeLimits, read: (i
     const message = (error as Error).message;
     if (/pixel limit/i.test(message)) throw new AppError(ErrorCode.ImageTooManyPixels, `the image exceeds the ${limits.maxPixels}-pixel limit`);
     throw new AppError(ErrorCode.ImageDecodeFailed, `the ${header.format} image cannot be decoded: ${message}`);
+  }
+}
+
+/**
+ * Turns an image as EXIF orientation `orientation` (1–8) tells a viewer to (EXIF 2.32, tag 0x0112), for pixels
+ * whose decoder did not (HEIF). sharp mirrors before it rotates; 5 and 7 are the transpose and transverse.
+ */
+export function orient(image: Sharp, orientation: number): Sharp {
+  switch (orientation) {
+    case 2:
+      return image.flop();
+    case 3:
+      return image.rotate(180);
+    case 4:
+      return image.flip();
+    case 5:
+      return image.rotate(270).flop();
+    case 6:
+      return image.rotate(90);
+    case 7:
+      return image.rotate(90).flop();
+    case 8:
+      return image.rotate(270);
+    default:
+      return image;
   }
 }
 

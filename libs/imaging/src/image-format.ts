@@ -1,3 +1,4 @@
+import exifr from 'exifr';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
 import { AcceptedImageFormat, AppError, ErrorCode } from '@app/contracts';
@@ -22,6 +23,13 @@ export interface ImageHeader {
   height: number;
   /** Frames (GIF/WebP animations) or pages (TIFF) or top-level images (HEIF); only the first (primary) is analysed. */
   frames: number;
+  /**
+   * AVIF and HEIC: the EXIF orientation (1–8) the decoder must still apply to libheif's output. A HEIF image's own
+   * irot/imir transforms are applied by libheif, and then its EXIF tag is ignored (phones write both, describing
+   * the same turn); a file with no transform of its own (e.g. made from a rotated JPEG by heif-enc, which copies
+   * the EXIF block) is turned by its EXIF tag, as the JPEG displayed. Other formats: sharp applies EXIF itself.
+   */
+  heifOrientation: number;
 }
 
 export interface FormatOptions {
@@ -53,30 +61,44 @@ export async function readImageHeader(bytes: Buffer, options: FormatOptions): Pr
     }
     throw new AppError(ErrorCode.ImageDecodeFailed, `the image header cannot be read: ${message}`);
   }
-  const format = await formatOf(metadata, bytes, options);
-  const width = metadata.autoOrient?.width ?? metadata.width;
-  const height = metadata.autoOrient?.height ?? metadata.height;
+  const { format, heifOrientation } = await formatOf(metadata, bytes, options);
+  const turned = heifOrientation >= 5;
+  const width = turned ? metadata.height : (metadata.autoOrient?.width ?? metadata.width);
+  const height = turned ? metadata.width : (metadata.autoOrient?.height ?? metadata.height);
   if (!width || !height) throw new AppError(ErrorCode.ImageDecodeFailed, `the ${format} image declares no dimensions`);
-  return { format, width, height, frames: metadata.pages ?? 1 };
+  return { format, width, height, frames: metadata.pages ?? 1, heifOrientation };
 }
 
-async function formatOf(metadata: Metadata, bytes: Buffer, options: FormatOptions): Promise<AcceptedImageFormat> {
+async function formatOf(metadata: Metadata, bytes: Buffer, options: FormatOptions): Promise<{ format: AcceptedImageFormat; heifOrientation: number }> {
   switch (metadata.format) {
     case 'jpeg':
     case 'png':
     case 'webp':
     case 'gif':
     case 'tiff':
-      return metadata.format;
+      return { format: metadata.format, heifOrientation: 1 };
     case 'heif': {
-      const { codec, itemTypes } = await heicDecoder.probe(bytes);
-      if (codec === 'av1') return 'avif';
-      if (codec === 'hevc' && options.heic) return 'heic';
+      const { codec, itemTypes, transformed } = await heicDecoder.probe(bytes);
+      const heifOrientation = transformed ? 1 : await exifOrientation(metadata.exif);
+      if (codec === 'av1') return { format: 'avif', heifOrientation };
+      if (codec === 'hevc' && options.heic) return { format: 'heic', heifOrientation };
       if (codec === 'hevc') throw new AppError(ErrorCode.ImageUnsupportedFormat, `HEIC images are not accepted here (HEIC_ENABLED=false); accepted: ${acceptedFormatsText(options)}`);
       throw new AppError(ErrorCode.ImageUnsupportedFormat, `this HEIF file holds ${itemTypes.join(', ')} items; only AV1 (AVIF) and HEVC (HEIC) images are decoded`);
     }
     default:
       throw new AppError(ErrorCode.ImageUnsupportedFormat, `${metadata.format} images are not accepted (accepted: ${acceptedFormatsText(options)})`);
+  }
+}
+
+/** The Orientation tag (1–8) of a raw EXIF block as libvips hands it over (TIFF structure), 1 when absent or unreadable. */
+async function exifOrientation(exif: Buffer | undefined): Promise<number> {
+  if (!exif) return 1;
+  const tiff = exif.subarray(0, 6).toString('latin1') === 'Exif\0\0' ? exif.subarray(6) : exif;
+  try {
+    const orientation = await exifr.orientation(tiff);
+    return typeof orientation === 'number' && orientation >= 1 && orientation <= 8 ? orientation : 1;
+  } catch {
+    return 1;
   }
 }
 

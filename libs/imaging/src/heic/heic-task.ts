@@ -8,6 +8,8 @@ export interface HeifProbe {
    */
   codec: 'hevc' | 'av1' | 'other';
   itemTypes: string[];
+  /** The primary image carries transform properties (irot, imir, clap), which libheif applies when decoding. */
+  transformed: boolean;
   /** The primary image's size after its irot/imir transforms (display size). */
   width: number;
   height: number;

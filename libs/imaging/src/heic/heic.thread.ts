@@ -35,6 +35,17 @@ interface LibHeif {
   heif_colorspace: { heif_colorspace_RGB: unknown };
   heif_chroma: { heif_chroma_interleaved_RGB: unknown };
   heif_channel: { heif_channel_interleaved: { value: number } };
+  // libheif's C API, for what the embind API does not offer (raw pointers into the WebAssembly heap).
+  HEAPU8: Uint8Array;
+  HEAP32: Int32Array;
+  HEAPU32: Uint32Array;
+  _malloc(bytes: number): number;
+  _free(pointer: number): void;
+  _heif_context_alloc(): number;
+  _heif_context_free(context: number): void;
+  _heif_context_read_from_memory_without_copy(error: number, context: number, data: number, size: number, options: number): void;
+  _heif_context_get_primary_image_ID(error: number, context: number, id: number): void;
+  _heif_item_get_transformation_properties(context: number, id: number, list: number, count: number): number;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the WebAssembly bundle has no typings of its own for this entry point
@@ -62,12 +73,33 @@ function withPrimaryImage<T>(bytes: Uint8Array, use: (context: object, handle: o
   });
 }
 
+/** Whether the primary image has transform properties (irot, imir, clap), through libheif's C API. */
+function hasTransforms(bytes: Uint8Array): boolean {
+  const context = libheif._heif_context_alloc();
+  const data = libheif._malloc(bytes.length);
+  // struct heif_error (code, subcode, message: 12 bytes) and a heif_item_id after it.
+  const scratch = libheif._malloc(20);
+  try {
+    libheif.HEAPU8.set(bytes, data);
+    libheif._heif_context_read_from_memory_without_copy(scratch, context, data, bytes.length, 0);
+    if (libheif.HEAP32[scratch >> 2] !== 0) return false;
+    libheif._heif_context_get_primary_image_ID(scratch, context, scratch + 16);
+    if (libheif.HEAP32[scratch >> 2] !== 0) return false;
+    return libheif._heif_item_get_transformation_properties(context, libheif.HEAPU32[(scratch + 16) >> 2], 0, 0) > 0;
+  } finally {
+    libheif._heif_context_free(context);
+    libheif._free(data);
+    libheif._free(scratch);
+  }
+}
+
 async function probe(bytes: Uint8Array): Promise<HeicTaskResult> {
   return withPrimaryImage(bytes, async (context, handle): Promise<HeicTaskResult> => {
     const itemTypes = [...new Set(Array.from(libheif.heif_context_get_list_of_item_IDs(context), (id) => libheif.heif_item_get_item_type(context, id)))];
     // Derived images (grid, iovl, iden) are made of coded items: the codecs present are what a decoder needs.
     const codec: HeifProbe['codec'] = itemTypes.some((type) => HEVC_ITEMS.includes(type)) ? 'hevc' : itemTypes.some((type) => AV1_ITEMS.includes(type)) ? 'av1' : 'other';
-    return { kind: 'probe', probe: { codec, itemTypes, width: libheif.heif_image_handle_get_width(handle), height: libheif.heif_image_handle_get_height(handle) } };
+    const transformed = hasTransforms(bytes);
+    return { kind: 'probe', probe: { codec, itemTypes, transformed, width: libheif.heif_image_handle_get_width(handle), height: libheif.heif_image_handle_get_height(handle) } };
   });
 }
 
