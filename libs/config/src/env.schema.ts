@@ -40,9 +40,9 @@ export const envSchema = z.object({
   SSE_MAX_MS: int(1000, 3600_000, 300_000),
 
   /**
-   * Cosine similarity at or above which two faces are the same person. Measured with this pipeline:
-   * same person 0.59–0.75, different people ≤ 0.18; 0.45 leaves 0.14 below the weakest true pair and
-   * 0.27 above the strongest impostor, erring towards fewer false matches.
+   * Cosine similarity at or above which two faces are the same person. Re-derived with the two-stage detector
+   * (README "Face matching"): same person 0.64–0.98, different people ≤ 0.16 on the face fixtures; 0.45 leaves
+   * 0.19 below the weakest true pair and 0.29 above the strongest impostor, erring towards fewer false matches.
    */
   FACE_MATCH_THRESHOLD: z.coerce.number().min(-1).max(1).default(0.45),
   FACE_MIN_SIZE: int(1, 10_000, 20),
