@@ -46,6 +46,13 @@ describe('readImageHeader', () => {
     }
   });
 
+  it('reads a file by its path as well (an upload streamed to disk), HEIF included', async () => {
+    const path = (name: string) => join(ROOT, 'test', 'fixtures', name);
+    await expect(readImageHeader(path('castle_image.jpg'), on)).resolves.toMatchObject({ format: 'jpeg', width: 800, height: 480 });
+    await expect(readImageHeader(path('outside/face_obama_1.heic'), on)).resolves.toMatchObject({ format: 'heic', width: 910, height: 1137 });
+    await expect(readImageHeader(path('made/face_obama_1_exif6.avif'), on)).resolves.toMatchObject({ format: 'avif', width: 910, height: 1137, heifOrientation: 6 });
+  });
+
   it('a recognised format whose header is broken is a decode failure, not an unsupported format', async () => {
     await expect(readImageHeader(fixture('castle_image.jpg').subarray(0, 100), on)).rejects.toMatchObject({ code: ErrorCode.ImageDecodeFailed });
   });

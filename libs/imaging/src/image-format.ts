@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import exifr from 'exifr';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
@@ -47,12 +48,12 @@ export function acceptedFormatsText(options: FormatOptions): string {
  * 415); within the HEIF family, libheif names the codec from the file's image items, not from its brands
  * (an AVIF may carry the generic major brand `mif1`, a HEIC too): AV1 is AVIF (libvips decodes it), HEVC is
  * HEIC (our HEIC decoder), anything else is refused. Errors: IMAGE_UNSUPPORTED_FORMAT, IMAGE_DECODE_FAILED
- * (a header that cannot be read or declares no size).
+ * (a header that cannot be read or declares no size). `source` is the bytes, or the path of a file holding them.
  */
-export async function readImageHeader(bytes: Buffer, options: FormatOptions): Promise<ImageHeader> {
+export async function readImageHeader(source: Buffer | string, options: FormatOptions): Promise<ImageHeader> {
   let metadata: Metadata;
   try {
-    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+    metadata = await sharp(source, { limitInputPixels: false }).metadata();
   } catch (error) {
     const message = (error as Error).message;
     // sharp's words when no (unblocked) libvips loader recognises the data.
@@ -61,7 +62,7 @@ export async function readImageHeader(bytes: Buffer, options: FormatOptions): Pr
     }
     throw new AppError(ErrorCode.ImageDecodeFailed, `the image header cannot be read: ${message}`);
   }
-  const { format, heifOrientation } = await formatOf(metadata, bytes, options);
+  const { format, heifOrientation } = await formatOf(metadata, source, options);
   const turned = heifOrientation >= 5;
   const width = turned ? metadata.height : (metadata.autoOrient?.width ?? metadata.width);
   const height = turned ? metadata.width : (metadata.autoOrient?.height ?? metadata.height);
@@ -69,7 +70,7 @@ export async function readImageHeader(bytes: Buffer, options: FormatOptions): Pr
   return { format, width, height, frames: metadata.pages ?? 1, heifOrientation };
 }
 
-async function formatOf(metadata: Metadata, bytes: Buffer, options: FormatOptions): Promise<{ format: AcceptedImageFormat; heifOrientation: number }> {
+async function formatOf(metadata: Metadata, source: Buffer | string, options: FormatOptions): Promise<{ format: AcceptedImageFormat; heifOrientation: number }> {
   switch (metadata.format) {
     case 'jpeg':
     case 'png':
@@ -78,7 +79,8 @@ async function formatOf(metadata: Metadata, bytes: Buffer, options: FormatOption
     case 'tiff':
       return { format: metadata.format, heifOrientation: 1 };
     case 'heif': {
-      const { codec, itemTypes, transformed } = await heicDecoder.probe(bytes);
+      // libheif reads the boxes from memory: a file (an upload streamed to disk) is read for HEIF only.
+      const { codec, itemTypes, transformed } = await heicDecoder.probe(Buffer.isBuffer(source) ? source : await readFile(source));
       const heifOrientation = transformed ? 1 : await exifOrientation(metadata.exif);
       if (codec === 'av1') return { format: 'avif', heifOrientation };
       if (codec === 'hevc' && options.heic) return { format: 'heic', heifOrientation };

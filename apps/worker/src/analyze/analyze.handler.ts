@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalysisRecord, AnalyzeJobData, AppError } from '@app/contracts';
+import { AnalysisRecord, AnalyzeJobData, AppError, ImageRef } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { CatalogModel, postprocess } from '@app/models';
 import { AnalysisStore } from '@app/storage';
@@ -35,7 +35,7 @@ export class AnalyzeHandler {
     const model = this.models.catalog.get(modelName);
     const env = this.config.values;
     try {
-      const { result, batchSize, inferenceMs } = await this.compute(model, imageHash);
+      const { result, batchSize, inferenceMs } = await this.compute(model, { kind: 'store', hash: imageHash });
       const record: AnalysisRecord = {
         state: 'completed',
         model: model.name,
@@ -66,8 +66,7 @@ export class AnalyzeHandler {
   }
 
   /** Face detectors run both passes of the face pipeline (the same faces as POST /v1/faces); other models one batched run. */
-  private async compute(model: CatalogModel, imageHash: string): Promise<{ result: unknown; batchSize: number; inferenceMs: number }> {
-    const ref = { kind: 'store' as const, hash: imageHash };
+  private async compute(model: CatalogModel, ref: ImageRef): Promise<{ result: unknown; batchSize: number; inferenceMs: number }> {
     if (model.task === 'face-detection') {
       const started = performance.now();
       return { result: { faces: await this.inference.detectFaces(model, ref) }, batchSize: 1, inferenceMs: performance.now() - started };
