@@ -40,6 +40,7 @@ const MAX_PIXELS = 50_000_000;
 
 interface Face {
   box: Box;
+  score: number;
   embedding: Float32Array;
 }
 
@@ -125,15 +126,16 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
   const pipeline = new FacePipeline(catalog, new ModelExecutor(catalog, runtime), { detector: 'yunet', embedder: 'mobilefacenet', minFaceSize: 1, limits: { maxPixels: MAX_PIXELS, heic: true } });
   const detect = async (bytes: Buffer): Promise<Face[]> => (await pipeline.run(bytes)).faces;
   try {
-    const byKind = new Map<string, { expected: number; found: number; boxErrors: number[]; similarities: number[] }>();
+    const byKind = new Map<string, { expected: number; found: number; extra: number; boxErrors: number[]; similarities: number[] }>();
     const identified: { person: string; embedding: Float32Array; photo: string }[] = [];
     const misses: string[] = [];
     const skipped: string[] = [];
     const outliers: string[] = [];
+    const extras: string[] = [];
     for (const { file, people } of PHOTOS) {
       const photo = readFileSync(join(FIXTURES, file));
       const reference = leftToRight(await detect(photo));
-      const tally = (kind: string) => byKind.get(kind) ?? byKind.set(kind, { expected: 0, found: 0, boxErrors: [], similarities: [] }).get(kind)!;
+      const tally = (kind: string) => byKind.get(kind) ?? byKind.set(kind, { expected: 0, found: 0, extra: 0, boxErrors: [], similarities: [] }).get(kind)!;
       const original = tally('original');
       original.expected += people.length;
       original.found += Math.min(people.length, reference.length);
@@ -155,6 +157,9 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
           misses.push(`${file} ${variant.kind}: refused (${(error as { code?: string }).code ?? (error as Error).message})`);
           continue;
         }
+        const unexpected = found.filter((face) => !reference.some((ref) => iou(face.box, { ...ref.box, x: ref.box.x + variant.offset[0], y: ref.box.y + variant.offset[1] }) >= 0.3));
+        row.extra += unexpected.length;
+        unexpected.forEach((face) => extras.push(`${file} ${variant.kind}: a face where the photo has none, score ${face.score} at ${Math.round(face.box.x)},${Math.round(face.box.y)} ${Math.round(face.box.width)}×${Math.round(face.box.height)}`));
         for (const ref of reference) {
           row.expected++;
           const expected = { ...ref.box, x: ref.box.x + variant.offset[0], y: ref.box.y + variant.offset[1] };
@@ -181,6 +186,7 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
         kind,
         kind === 'original' ? { found: `${row.found}/${row.expected}` } : {
           found: `${row.found}/${row.expected}`,
+          facesWhereNone: row.extra,
           boxErrorMax: round(Math.max(0, ...row.boxErrors), 3),
           withinBoxTarget: `${row.boxErrors.filter((e) => e <= TARGET.boxError).length}/${row.expected}`,
           similarityToOriginal: summary(row.similarities),
@@ -192,12 +198,14 @@ export async function benchFacesQuality(): Promise<Record<string, unknown>> {
     return {
       targets: { boxError: `≤ ${TARGET.boxError}`, similarityToOriginal: `≥ ${TARGET.similarity}` },
       facesFound: `${all.reduce((n, r) => n + r.found, 0)}/${all.reduce((n, r) => n + r.expected, 0)}`,
+      facesWhereNone: all.reduce((n, r) => n + r.extra, 0),
       byKind: kinds,
       samePersonAcrossPhotos: { pairs: same.length, ...summary(same) },
       impostorMax: round(Math.max(...impostor), 3),
       twelveMegapixelFaceJob: await timeTwelveMegapixels(detect),
       misses,
       outliers,
+      extras,
       skipped,
     };
   } finally {

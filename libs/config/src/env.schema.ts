@@ -41,8 +41,8 @@ export const envSchema = z.object({
 
   /**
    * Cosine similarity at or above which two faces are the same person. Re-derived with the two-stage detector
-   * (README "Face matching"): same person 0.64–0.98, different people ≤ 0.16 on the face fixtures; 0.45 leaves
-   * 0.19 below the weakest true pair and 0.29 above the strongest impostor, erring towards fewer false matches.
+   * (README "Face matching"): same person 0.69–0.97, different people ≤ 0.18 on the face fixtures; 0.45 leaves
+   * 0.24 below the weakest true pair and 0.27 above the strongest impostor, erring towards fewer false matches.
    */
   FACE_MATCH_THRESHOLD: z.coerce.number().min(-1).max(1).default(0.45),
   FACE_MIN_SIZE: int(1, 10_000, 20),

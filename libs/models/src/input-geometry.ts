@@ -65,9 +65,10 @@ const atLeastOne = (value: number) => Math.max(1, Math.round(value));
  * The geometry a manifest's preprocessing gives a width×height image (display orientation).
  * - stretch: resize to the input size, aspect ratio lost (two scales).
  * - letterbox: fit inside width×height keeping the aspect ratio (a smaller image is enlarged to fit unless
- *   `enlarge` is false), image at the top-left, padding right and bottom; with `padToMultipleOf` (models with a
- *   dynamic input) the input is only as large as the resized image rounded up to that multiple, so a panorama
- *   is not padded to a square.
+ *   `enlarge` is false; with `maxShrink`, a larger one is shrunk only as much as needed to fit, by that factor
+ *   or to `minLongSide`, whichever is larger), image at the top-left, padding right and bottom; with
+ *   `padToMultipleOf` (models with a dynamic input) the input is only as large as the resized image rounded up
+ *   to that multiple, so a panorama is not padded to a square.
  * - center-crop: resize the shorter side to `shorterSide` (uniform), take the centred width×height.
  */
 export function planInput(width: number, height: number, spec: PreprocessSpec): InputGeometry {
@@ -79,7 +80,9 @@ export function planInput(width: number, height: number, spec: PreprocessSpec): 
       return { inputWidth: spec.width, inputHeight: spec.height, scaleX: spec.width / width, scaleY: spec.height / height, offsetX: 0, offsetY: 0, source, resizedWidth: spec.width, resizedHeight: spec.height };
     case 'letterbox': {
       const fit = Math.min(spec.width / width, spec.height / height);
-      const scale = spec.enlarge ? fit : Math.min(1, fit);
+      // Smaller than the box when a milder shrink (maxShrink, minLongSide) is enough.
+      const wanted = spec.maxShrink ? Math.min(fit, Math.max(1 / spec.maxShrink, (spec.minLongSide ?? 0) / Math.max(width, height))) : fit;
+      const scale = spec.enlarge ? wanted : Math.min(1, wanted);
       const resizedWidth = Math.min(spec.width, atLeastOne(width * scale));
       const resizedHeight = Math.min(spec.height, atLeastOne(height * scale));
       const multiple = spec.padToMultipleOf;

@@ -22,6 +22,13 @@ export const preprocessSchema = z.object({
   padToMultipleOf: z.number().int().positive().optional(),
   /** letterbox: enlarge an image smaller than width×height to fit it (false: keep its own size, as OpenCV's YuNet sample does). */
   enlarge: z.boolean().default(true),
+  /**
+   * letterbox: shrink no more than this factor while the result still fits width×height, and never below a long
+   * side of `minLongSide` (a detector then sees a large photo's small faces at a third of their size at worst,
+   * without paying for a large input on a small photo).
+   */
+  maxShrink: z.number().min(1).optional(),
+  minLongSide: z.number().int().positive().optional(),
   padValue: z.number().min(0).max(255).default(0),
   /** Channel order of the tensor. */
   channels: z.enum(['RGB', 'BGR']),
@@ -55,6 +62,8 @@ export const manifestEntrySchema = z.object({
     /** detection: keep boxes scoring at least this, then NMS at this IoU. */
     scoreThreshold: z.number().min(0).max(1).default(0.3),
     iouThreshold: z.number().min(0).max(1).default(0.45),
+    /** face detection: the score a face must reach again on a crop around it (the worker's second stage). */
+    confirmScoreThreshold: z.number().min(0).max(1).optional(),
   }),
   labels: z.string().optional(),
   batch: z.object({ maxSize: z.number().int().min(1).default(8), maxDelayMs: z.number().min(0).default(2) }).default({ maxSize: 8, maxDelayMs: 2 }),
