@@ -41,6 +41,7 @@ describe('photos as people take them (real Redis, real models)', () => {
   let redis: TestRedis;
   let storageDir: string;
   let api: AppProcess;
+  let apiWithoutHeic: AppProcess;
   let worker: AppProcess;
   const cut = fixture('castle_image.jpg').subarray(0, Math.floor(fixture('castle_image.jpg').length * 0.9));
   const noEoi = fixture('outside/castle_small_no_eoi.jpg');
@@ -49,11 +50,11 @@ describe('photos as people take them (real Redis, real models)', () => {
     redis = await TestRedis.start();
     storageDir = mkdtempSync(join(tmpdir(), 'iiq-outside-'));
     const env = { REDIS_URL: redis.url, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1', FACE_WAIT_MS: '60000', REQUEST_WAIT_MS: '60000' };
-    [api, worker] = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env)]);
+    [api, worker, apiWithoutHeic] = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env), AppProcess.start('api', { ...env, HEIC_ENABLED: 'false' })]);
   });
 
   afterAll(async () => {
-    await Promise.all([api?.stop(), worker?.stop()]);
+    await Promise.all([api?.stop(), worker?.stop(), apiWithoutHeic?.stop()]);
     await redis?.stop();
     rmSync(storageDir, { recursive: true, force: true });
   });
@@ -139,6 +140,19 @@ describe('photos as people take them (real Redis, real models)', () => {
     placed(views.panorama.yunet.result.faces, views.pair.yunet.result.faces, [1126, 0]);
     placed(person(views.panorama.yolox_nano.result.objects), person(views.pair.yolox_nano.result.objects), [1126, 0]);
     placed(views.group.yunet.result.faces, views.bbt.yunet.result.faces, [1065, 710]);
+  });
+
+  it('HEIC_ENABLED=false: HEIC is refused with 415 on every upload route; AVIF still passes', async () => {
+    const heic = fixture('outside/face_obama_1.heic');
+    for (const response of [
+      await postImage(`${apiWithoutHeic.url}/v1/classify`, heic, 'phone.heic'),
+      await postImage(`${apiWithoutHeic.url}/v1/faces`, heic, 'phone.heic'),
+      await request(`${apiWithoutHeic.url}/v1/analyses`, { method: 'POST', body: multipart({ models: 'yunet', images: { bytes: heic, filename: 'phone.heic' } }) }),
+    ]) {
+      expect(response.status).toBe(415);
+      expect(response.body.error).toMatchObject({ code: 'IMAGE_UNSUPPORTED_FORMAT', message: expect.stringContaining('HEIC_ENABLED=false') });
+    }
+    expect((await postImage(`${apiWithoutHeic.url}/v1/classify`, fixture('outside/castle_small_brand_mif1.avif'), 'small.avif')).status).toBe(200);
   });
 
   it('/v1/faces: HEIC, panorama and small-faces photo each match the same faces of the original photos; the others have no face; the 90 % cut gets 422', async () => {
