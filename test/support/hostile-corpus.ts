@@ -27,6 +27,7 @@ export function hostileFiles(): HostileFile[] {
     ['bomb-30000x30000.png', 'a real decompression bomb: 30000×30000 pixels of zeros (2.7 GB as RGB) deflated to ~110 kB', () => pngBomb(30_000)],
     ['xxe.svg', 'an SVG with an external entity reading /etc/passwd', () => Buffer.from('<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><text>&xxe;</text></svg>\n')],
     ['plain.svg', 'an ordinary SVG (vector, not a raster image)', () => Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="red"/></svg>\n')],
+    ['tall-1x50000000.png', 'a PNG of 1×50,000,000 pixels (inside the pixel limit, a shape no model input can be scaled from)', () => tallPng(50_000_000)],
     ['animated-3000-frames.gif', 'an animated GIF with 3000 frames', () => animatedGif(3000)],
     ['deep-10000.json', 'JSON nested 10,000 deep', () => Buffer.from(`{"image":${'['.repeat(10_000)}${']'.repeat(10_000)}}`)],
     ['garbage-base64.json', 'base64 with garbage inside', () => Buffer.from(`{"image":"${fixture('cat_kitten_224.png').subarray(0, 300).toString('base64')}<script>%00\\u0000"}`)],
@@ -62,6 +63,13 @@ function pngBomb(side: number): Buffer {
   const row = Buffer.alloc(1 + Math.ceil(side / 8));
   const rows = Buffer.alloc(row.length * side);
   return png(side, side, 1, 0, deflateSync(rows, { level: 9 }));
+}
+
+/** A valid 1-pixel-wide greyscale PNG `height` rows tall (each row: filter byte 0 and one grey pixel). */
+function tallPng(height: number): Buffer {
+  const rows = Buffer.alloc(2 * height);
+  for (let y = 0; y < height; y++) rows[2 * y + 1] = 0x80;
+  return png(1, height, 8, 0, deflateSync(rows, { level: 9 }));
 }
 
 /** A 64×64 RGB gradient PNG, valid. */

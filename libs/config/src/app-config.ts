@@ -12,7 +12,13 @@ export class AppConfig {
   }
 
   /** What the API checks on every uploaded image before queueing it, and what the worker decodes. */
-  get imageLimits(): { maxBytes: number; maxPixels: number; maxFrames: number; heic: boolean } {
-    return { maxBytes: this.values.MAX_IMAGE_BYTES, maxPixels: this.values.MAX_IMAGE_PIXELS, maxFrames: this.values.MAX_IMAGE_FRAMES, heic: this.values.HEIC_ENABLED };
+  get imageLimits(): { maxBytes: number; maxPixels: number; maxFrames: number; maxAspectRatio: number; heic: boolean } {
+    return {
+      maxBytes: this.values.MAX_IMAGE_BYTES,
+      maxPixels: this.values.MAX_IMAGE_PIXELS,
+      maxFrames: this.values.MAX_IMAGE_FRAMES,
+      maxAspectRatio: this.values.MAX_IMAGE_ASPECT_RATIO,
+      heic: this.values.HEIC_ENABLED,
+    };
   }
 }

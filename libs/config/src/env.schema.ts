@@ -24,6 +24,12 @@ export const envSchema = z.object({
    * worker thread. false: HEIC is refused with 415 like any unsupported format, and libheif decodes nothing.
    */
   HEIC_ENABLED: bool(true),
+  /**
+   * Longest side over shortest side an image may have. 50:1 lets through every panorama a phone or stitcher
+   * makes (typically 2:1 to 8:1); past it no model input can be scaled from the image (a 1×50,000,000 PNG is
+   * within the pixel limit, yet costs seconds of decoding per model for nothing).
+   */
+  MAX_IMAGE_ASPECT_RATIO: int(1, 100_000, 50),
   /** Frames (pages) an animated GIF/WebP or multi-page TIFF may declare; only the first is used, but thousands are a parsing cost and a common attack. */
   MAX_IMAGE_FRAMES: int(1, 100_000, 100),
   REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),

@@ -3,6 +3,7 @@ import type { Sharp } from 'sharp';
 import { AppError, ErrorCode } from '@app/contracts';
 import { heicDecoder } from './heic/heic-decoder';
 import { ImageHeader, readImageHeader } from './image-format';
+import { assertImageShape } from './image-shape';
 
 /** Decoded pixels: HWC uint8 RGB (sRGB), rows packed, display orientation. */
 export interface DecodedImage {
@@ -14,6 +15,8 @@ export interface DecodedImage {
 export interface DecodeLimits {
   /** MAX_IMAGE_PIXELS: checked from the header before decoding, and by libvips while decoding. */
   maxPixels: number;
+  /** MAX_IMAGE_ASPECT_RATIO: checked from the header before decoding. */
+  maxAspectRatio?: number;
   /** HEIC_ENABLED. */
   heic: boolean;
 }
@@ -40,9 +43,7 @@ const JPEG_EOI = Buffer.from([0xff, 0xd9]);
  */
 export async function readImage<T>(bytes: Buffer, limits: DecodeLimits, read: (image: Sharp, header: ImageHeader) => Promise<T>): Promise<T> {
   const header = await readImageHeader(bytes, limits);
-  if (header.width * header.height > limits.maxPixels) {
-    throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${header.width}×${header.height} = ${header.width * header.height} pixels; the limit is ${limits.maxPixels}`);
-  }
+  assertImageShape(header.width, header.height, limits);
   const heif = header.format === 'heic' || header.format === 'avif';
   // sharp applies EXIF orientation itself except for HEIF, where libvips and libheif leave it to us (see ImageHeader).
   const upright = (image: Sharp) => (heif ? orient(image, header.heifOrientation) : image.rotate());
@@ -66,7 +67,9 @@ export async function readImage<T>(bytes: Buffer, limits: DecodeLimits, read: (i
     if (error instanceof AppError) throw error;
     const message = (error as Error).message;
     if (/pixel limit/i.test(message)) throw new AppError(ErrorCode.ImageTooManyPixels, `the image exceeds the ${limits.maxPixels}-pixel limit`);
-    throw new AppError(ErrorCode.ImageDecodeFailed, `the ${header.format} image cannot be decoded: ${message}`);
+    // Our own words for the client, whatever libvips said (its text names internals such as "affine" or
+    // "top"); libvips' words go along as a detail for whoever debugs it.
+    throw new AppError(ErrorCode.ImageDecodeFailed, `the ${header.format} image (${header.width}×${header.height}) cannot be decoded: its data is corrupt or cut short, or its shape cannot be scaled to a model's input`, { decoder: message });
   }
 }
 

@@ -1,5 +1,6 @@
 import { AppError, ErrorCode } from '@app/contracts';
 import { readImageHeader } from './image-format';
+import { assertImageShape } from './image-shape';
 
 export interface ImageInfo {
   format: string;
@@ -14,6 +15,8 @@ export interface ImageLimits {
   maxPixels: number;
   /** Frames an animated or multi-page image may declare (only the first is decoded). */
   maxFrames: number;
+  /** MAX_IMAGE_ASPECT_RATIO: longest side over shortest. */
+  maxAspectRatio: number;
   /** HEIC_ENABLED: HEIC is accepted (and decoded by the worker) only when true. */
   heic: boolean;
 }
@@ -36,9 +39,7 @@ export async function inspectImage(input: Buffer | ImageFile, limits: ImageLimit
     throw new AppError(ErrorCode.ImageTooLarge, `the image is ${size} bytes; the limit is ${limits.maxBytes} bytes`);
   }
   const { format, width, height, frames } = await readImageHeader(Buffer.isBuffer(input) ? input : input.path, limits);
-  if (width * height > limits.maxPixels) {
-    throw new AppError(ErrorCode.ImageTooManyPixels, `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`);
-  }
+  assertImageShape(width, height, limits);
   if (frames > limits.maxFrames) {
     throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
   }

@@ -4,3 +4,4 @@ export * from './image-decoder';
 export * from './model-input';
 export * from './face-alignment';
 export * from './heic/heic-decoder';
+export * from './image-shape';
