@@ -5,7 +5,7 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { parseEnvOrExit } from '@app/config';
+import { enforceIdleTimeout, httpLimits, nodeServerOptions, parseEnvOrExit } from '@app/config';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
 import type Redis from 'ioredis';
@@ -23,12 +23,26 @@ const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
+  // HTTP time limits: Fastify's own defaults turn Node's request timeout off (requestTimeout 0) and leave the
+  // checking interval at 30 s, so both are set here; the idle limit is enforceIdleTimeout's.
+  const limits = httpLimits(env);
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
-  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
-  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
+  const adapter = new FastifyAdapter({
+    bodyLimit: env.MAX_JSON_BODY_BYTES,
+    trustProxy: trustProxySetting(env.TRUST_PROXY),
+    return503OnClosing: true,
+    genReqId: generateRequestId,
+    requestIdHeader: false,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    http: nodeServerOptions(limits),
+  });
+  // abortOnError false: a failed start reaches the catch below (one fatal JSON line naming the cause, exit 1).
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true, abortOnError: false });
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
+  enforceIdleTimeout(fastify.server, limits.idleTimeout);
   // The server's request id, which a client can quote: the same id is in the API's and the worker's logs. A
   // client's own well-formed X-Request-Id is echoed as X-Client-Request-Id and logged beside it.
   fastify.addHook('onRequest', (request, reply, done) => {

@@ -9,7 +9,8 @@ import { WorkerModule } from './worker.module';
 async function bootstrap(): Promise<void> {
   const logger = createLogger('worker');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
-  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger) });
+  // abortOnError false: a failed start reaches the catch below (one fatal JSON line naming the cause, exit 1).
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger), abortOnError: false });
   exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS);
   logger.info({ action: 'worker.started' }, 'worker started');
 }

@@ -2,3 +2,5 @@ export * from './env.schema';
 export * from './app-config';
 export * from './app-config.module';
 export * from './api-keys';
+export * from './redis-url';
+export * from './http-limits';

@@ -1,3 +1,6 @@
 export * from './redis-options';
 export * from './redis.module';
 export * from './bull-connection';
+export * from './eviction-policy';
+export * from './try-later';
+export * from './worker-registry';
