@@ -81,8 +81,18 @@ export class InferenceQueue {
     });
   }
 
+  /**
+   * The job, or undefined when it does not exist or its record is damaged beyond reading (BullMQ cannot parse
+   * its JSON fields: a hash evicted and partly written again, say). Fields may still be missing from a job
+   * returned here; callers read every field as optional.
+   */
   async getJob(jobId: string): Promise<Job | undefined> {
-    return (await this.queue.getJob(jobId)) ?? undefined;
+    try {
+      return (await this.queue.getJob(jobId)) ?? undefined;
+    } catch (error) {
+      if (error instanceof SyntaxError) return undefined;
+      throw error;
+    }
   }
 
   async getStateById(jobId: string): Promise<JobState> {
