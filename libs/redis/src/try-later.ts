@@ -20,7 +20,7 @@ const REPLY_CODES: Record<string, { reason: string; retryAfterSeconds: number }>
   NOREPLICAS: { reason: 'has too few replicas to accept writes', retryAfterSeconds: 2 },
 };
 
-const REPLY_CODE = new RegExp(`(?:^|@user_script:\\d+: |: )-?(${Object.keys(REPLY_CODES).join('|')}) `);
+const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY_CODES).join('|')}) `);
 
 /** ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone). */
 const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/;
@@ -31,11 +31,16 @@ export interface TryLater {
   retryAfterSeconds: number;
 }
 
-/** What the error says about Redis' availability, or undefined when it is not a "try later" error. */
+/**
+ * What the error says about Redis' availability, or undefined when it is not a "try later" error. A transaction
+ * refused as a whole (EXECABORT) is judged by the errors of the commands it queued (ioredis' previousErrors).
+ */
 export function redisTryLater(error: unknown): TryLater | undefined {
   if (!(error instanceof Error)) return undefined;
   const reply = REPLY_CODE.exec(error.message);
   if (reply) return REPLY_CODES[reply[1]];
+  const queued = (error as { previousErrors?: unknown }).previousErrors;
+  if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) return queued.map(redisTryLater).find(Boolean);
   if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
   return undefined;
 }

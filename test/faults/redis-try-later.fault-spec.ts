@@ -1,0 +1,117 @@
+import type Redis from 'ioredis';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { freePort } from '../support/free-port';
+import { HttpResult, multipart, request } from '../support/http';
+import { TestRedis } from '../support/test-redis';
+
+/**
+ * Redis replies that mean "not now" reach the client as 503 SERVICE_UNAVAILABLE with Retry-After, on every route
+ * that writes: produced here for real with OOM (a full Redis under noeviction), READONLY (the API pointed at a
+ * replica), BUSY (a long script past busy-reply-threshold) and MASTERDOWN (a replica without its primary).
+ * LOADING, TRYAGAIN and CLUSTERDOWN need a big dataset or a cluster: libs/redis/src/try-later.spec.ts covers them.
+ */
+describe('fault: Redis says "try again later"', () => {
+  let storageDir: string;
+  const servers: TestRedis[] = [];
+  const apps: AppProcess[] = [];
+  const clients: Redis[] = [];
+  const castle = fixture('castle_image.jpg');
+
+  const redisWith = async (args: string[] = []) => {
+    const redis = await TestRedis.start(undefined, { args });
+    servers.push(redis);
+    return redis;
+  };
+  const clientOf = (redis: TestRedis) => {
+    const client = redis.client();
+    clients.push(client);
+    return client;
+  };
+  const startApi = async (redis: TestRedis) => {
+    const api = await AppProcess.start('api', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, REQUEST_WAIT_MS: '1000' });
+    apps.push(api);
+    return api;
+  };
+
+  /** Every writing route once: a classification, an analysis, a face search. */
+  const writes = (api: AppProcess): Promise<HttpResult[]> => {
+    const analysis = multipart({ models: 'mobilenet_v2' });
+    analysis.append('images', new Blob([castle]), 'castle_image.jpg');
+    return Promise.all([
+      request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }),
+      request(`${api.url}/v1/analyses`, { method: 'POST', body: analysis }),
+      request(`${api.url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('face_obama_1.jpg') }),
+    ]);
+  };
+
+  const expectTryLater = (answers: HttpResult[], reason: RegExp) => {
+    for (const answer of answers) {
+      expect(`${answer.status} ${answer.body?.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');
+      expect(answer.body.error.message).toMatch(reason);
+      expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+  };
+
+  const noErrorLines = (api: AppProcess) => expect(api.logs.filter((line) => line.level === 'error' && line.action === 'http.error' && line.status !== 503)).toEqual([]);
+
+  beforeAll(() => {
+    storageDir = mkdtempSync(join(tmpdir(), 'iiq-try-later-'));
+  });
+
+  afterAll(async () => {
+    clients.forEach((client) => client.disconnect());
+    await Promise.all(apps.map((app) => app.stop()));
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('OOM: a full Redis under noeviction', async () => {
+    const redis = await redisWith();
+    const client = clientOf(redis);
+    const api = await startApi(redis);
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
+    await client.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024));
+    // Fill it to the brim with keys of our own.
+    for (let i = 0; ; i++) {
+      const full = await client.set(`filler:${i}`, Buffer.alloc(64 * 1024)).then(
+        () => false,
+        (error: Error) => /^OOM/.test(error.message),
+      );
+      if (full) break;
+    }
+    expectTryLater(await writes(api), /out of memory/);
+    noErrorLines(api);
+  });
+
+  it('READONLY: the API pointed at a replica (as right after a failover)', async () => {
+    const primary = await redisWith();
+    const replica = await redisWith(['--replicaof', '127.0.0.1', String(primary.port)]);
+    const api = await startApi(replica);
+    expectTryLater(await writes(api), /read-only replica/);
+    noErrorLines(api);
+  });
+
+  it('MASTERDOWN: a replica that lost its primary and serves no stale data', async () => {
+    const replica = await redisWith(['--replicaof', '127.0.0.1', String(await freePort()), '--replica-serve-stale-data', 'no']);
+    const api = await startApi(replica);
+    expectTryLater(await writes(api), /lost its primary/);
+    noErrorLines(api);
+  });
+
+  it('BUSY: a script running past busy-reply-threshold', async () => {
+    const redis = await redisWith(['--busy-reply-threshold', '100']);
+    const api = await startApi(redis);
+    const blocker = clientOf(redis);
+    // Spins for 3 s on Redis' own clock, then ends by itself (nothing to kill).
+    const spinning = blocker.eval("local stop = tonumber(redis.call('TIME')[1]) + 3 while tonumber(redis.call('TIME')[1]) < stop do end return 1", 0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const answers = await writes(api);
+    await spinning;
+    expectTryLater(answers, /busy running a script/);
+    noErrorLines(api);
+  });
+});
