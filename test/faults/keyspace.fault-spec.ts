@@ -77,6 +77,7 @@ describe('fault: a million keys in Redis', () => {
     const keys = await client.dbsize();
     expect(keys).toBeGreaterThanOrEqual(4 * IMAGES);
     const loadMs = Date.now() - started;
+    const usedMemory = Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
     const env = { REDIS_URL: redis.url, ORT_INTRA_OP_THREADS: '1' };
     const [api, worker] = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env)]);
     apps.push(api, worker);
@@ -101,7 +102,8 @@ describe('fault: a million keys in Redis', () => {
     for (const command of ['scan', 'keys']) expect(`${command}: ${calls[command] ?? 0}`).toBe(`${command}: 0`);
     const median = (list: number[]) => [...list].sort((a, b) => a - b)[list.length >> 1];
     console.log(
-      `Keyspace: ${keys} keys loaded by redis-cli --pipe in ${loadMs} ms (${summary.split('\n').pop()}); readiness median ${median(timings.ready)} ms, /v1/models median ${median(timings.models)} ms; ` +
+      `Keyspace: ${keys} keys loaded by redis-cli --pipe in ${loadMs} ms (${summary.split('\n').pop()}), ${(usedMemory / 1024 / 1024).toFixed(0)} MB ` +
+        `(${Math.round(usedMemory / IMAGES)} bytes per analysed image: metadata, models, one result, face record); readiness median ${median(timings.ready)} ms, /v1/models median ${median(timings.models)} ms; ` +
         `commands run meanwhile: ${Object.entries(calls).map(([name, count]) => `${name} ${count}`).join(', ')}`,
     );
   });

@@ -1,7 +1,7 @@
 import { cpus } from 'node:os';
 import { z } from 'zod';
 import { parseApiKeys } from './api-keys';
-import { redisOptionsFromUrl } from './redis-url';
+import { parseRedisUrl } from './redis-url';
 
 const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().default(fallback);
@@ -122,7 +122,7 @@ export const envSchema = z.object({
     .default('redis://127.0.0.1:6379')
     .superRefine((value, context) => {
       try {
-        redisOptionsFromUrl(value);
+        parseRedisUrl(value);
       } catch (error) {
         context.addIssue({ code: 'custom', message: (error as Error).message });
       }

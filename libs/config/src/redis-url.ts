@@ -12,7 +12,7 @@ const QUERY_OPTIONS = ['db', 'username', 'password', 'family'] as const;
  * rediss://, and the query options above. Throws, naming the part, on another scheme, an unknown query option,
  * a bad database number or family, or a value given twice with two different values (say `/2?db=4`).
  */
-export function redisOptionsFromUrl(url: string): RedisOptions {
+export function parseRedisUrl(url: string): RedisOptions {
   const parsed = new URL(url);
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error(`REDIS_URL must be redis:// or rediss://, got ${parsed.protocol}`);
   const query = parsed.searchParams;

@@ -1,2 +1,12 @@
-// Parsed where the environment is validated (a bad REDIS_URL stops the process at start, naming the problem).
-export { redisOptionsFromUrl } from '@app/config';
+import type { RedisOptions } from 'ioredis';
+import { parseRedisUrl } from '@app/config';
+
+/**
+ * ioredis options for every connection of both apps (ours and BullMQ's): REDIS_URL as parseRedisUrl reads it
+ * (validated at start), plus a reconnect when Redis answers READONLY, the sign that the address now leads to a
+ * replica (a failover moved the primary behind a DNS name, as managed services do): the new connection finds
+ * the new primary. The command itself fails (503 + Retry-After on the API) rather than being sent again.
+ */
+export function redisOptionsFromUrl(url: string): RedisOptions {
+  return { ...parseRedisUrl(url), reconnectOnError: (error) => error.message.startsWith('READONLY') };
+}
