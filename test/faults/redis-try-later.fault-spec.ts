@@ -71,22 +71,24 @@ describe('fault: Redis says "try again later"', () => {
     rmSync(storageDir, { recursive: true, force: true });
   });
 
-  it('OOM: a full Redis under noeviction', async () => {
+  it('OOM: a full Redis under noeviction (readiness stays up: workers still announce themselves)', async () => {
     const redis = await redisWith();
     const client = clientOf(redis);
     const api = await startApi(redis);
+    const worker = await AppProcess.start('worker', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, WORKER_HEARTBEAT_MS: '500', ORT_INTRA_OP_THREADS: '1' });
+    apps.push(worker);
+    // Keys of our own, then a cap 1 MB below what is used: Redis is over its limit and stays there.
+    for (let i = 0; i < 32; i++) await client.set(`filler:${i}`, Buffer.alloc(64 * 1024));
     const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
-    await client.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024));
-    // Fill it to the brim with keys of our own.
-    for (let i = 0; ; i++) {
-      const full = await client.set(`filler:${i}`, Buffer.alloc(64 * 1024)).then(
-        () => false,
-        (error: Error) => /^OOM/.test(error.message),
-      );
-      if (full) break;
-    }
+    await client.config('SET', 'maxmemory', String(used - 1024 * 1024));
+    await expect(client.set('one-more', 'x')).rejects.toThrow(/^OOM/);
     expectTryLater(await writes(api), /out of memory/);
     noErrorLines(api);
+    // Three heartbeat lifetimes later the worker is still seen: the API stays in service and answers 503s.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const ready = await request(`${api.url}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect(ready.body.info.workers.count).toBe(1);
   });
 
   it('READONLY: the API pointed at a replica (as right after a failover)', async () => {

@@ -8,10 +8,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 /** KEYS: heartbeat key, live set. ARGV: heartbeat JSON, ttl ms, worker id. */
-const ANNOUNCE = `${NOW_MS}
+const ANNOUNCE_BODY = `${NOW_MS}
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 `;
+
+/**
+ * The same with Redis 7's allow-oom flag: a heartbeat replaces a few hundred bytes, so it goes on while Redis is
+ * full (under noeviction, every other write is refused) and readiness keeps seeing the workers that finish the
+ * jobs they hold. Redis before 7 does not know the flag; there the plain script runs.
+ */
+const ANNOUNCE_ALLOW_OOM = `#!lua flags=allow-oom\n${ANNOUNCE_BODY}`;
 
 /** KEYS: live set. ARGV: most ids returned. Drops expired members, returns the live ones (soonest expiry first). */
 const LIVE = `${NOW_MS}
@@ -29,6 +36,8 @@ const MAX_LISTED = 1000;
  * `<prefix>:worker:*` visits every key: with a million keys, readiness took longer than its 1 s limit).
  */
 export class WorkerRegistry {
+  private announceScript = ANNOUNCE_ALLOW_OOM;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
@@ -36,7 +45,15 @@ export class WorkerRegistry {
 
   /** Announces (or renews) a worker for `ttlMs`. */
   async announce(heartbeat: WorkerHeartbeat, ttlMs: number): Promise<void> {
-    await this.redis.eval(ANNOUNCE, 2, this.keys.worker(heartbeat.workerId), this.keys.liveWorkers(), JSON.stringify(heartbeat), ttlMs, heartbeat.workerId);
+    const args = [this.keys.worker(heartbeat.workerId), this.keys.liveWorkers(), JSON.stringify(heartbeat), ttlMs, heartbeat.workerId];
+    try {
+      await this.redis.eval(this.announceScript, 2, ...args);
+    } catch (error) {
+      // Redis 6 and older read the shebang line as Lua and fail to compile it.
+      if (this.announceScript === ANNOUNCE_BODY || !/compil|unexpected symbol/i.test((error as Error).message)) throw error;
+      this.announceScript = ANNOUNCE_BODY;
+      await this.redis.eval(this.announceScript, 2, ...args);
+    }
   }
 
   /** Withdraws a worker at once (on shutdown), instead of after its TTL. */

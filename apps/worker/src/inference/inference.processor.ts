@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { jobRetention } from '@app/redis';
+import { jobRetention, redisTryLater } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
@@ -54,7 +54,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     const retention = jobRetention(env);
     this.worker.opts.removeOnComplete = retention.removeOnComplete;
     this.worker.opts.removeOnFail = retention.removeOnFail;
-    this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
+    this.worker.on('error', (error) => this.logWorkerError(error));
     // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
     // running the job but before that record must leave the bytes for the retry (at-least-once).
     this.worker.on('completed', (job: Job) => this.release(job));
@@ -65,6 +65,21 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     // Readiness and /v1/models see the loaded models now, not one heartbeat interval later.
     await this.heartbeat.beatNow();
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
+  }
+
+  private redisTrouble = { loggedAt: 0, suppressed: 0 };
+
+  /**
+   * BullMQ retries fetching the next job at once after a Redis reply such as OOM (a full Redis): one error per
+   * round trip. Those are logged as one warning every 10 s with the number left out, not hundreds of error lines.
+   */
+  private logWorkerError(error: Error): void {
+    const tryLater = redisTryLater(error);
+    if (!tryLater) return void this.logger.error({ action: 'worker.error', err: error }, 'worker error');
+    const now = Date.now();
+    if (now - this.redisTrouble.loggedAt < 10_000) return void this.redisTrouble.suppressed++;
+    this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast: this.redisTrouble.suppressed, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
+    this.redisTrouble = { loggedAt: now, suppressed: 0 };
   }
 
   private release(job: Job): void {
