@@ -90,6 +90,8 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
     const jobHashes = keys.filter((key) => /^iiq:inference:[0-9a-f-]{36}$/.test(key));
     const events = await client.xlen('iiq:inference:events');
     const grown = (await datasetMemory()) - before;
+    const completedJob = (await client.zrange('iiq:inference:completed', '0', '0'))[0];
+    const [jobBytes, eventsBytes] = await Promise.all([client.memory('USAGE', `iiq:inference:${completedJob}`), client.memory('USAGE', 'iiq:inference:events')]);
     // Kept: the newest KEEP completed and KEEP failed jobs; the abandoned ones were removed before a worker saw them.
     expect(await client.zcard('iiq:inference:completed')).toBe(KEEP);
     expect(await client.zcard('iiq:inference:failed')).toBe(KEEP);
@@ -101,7 +103,7 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
     expect(grown).toBeLessThan(2 * MB);
     console.log(
       `Retention: ${4 * N} jobs (${N} completed, ${N} failed by input of ${(broken.length / MB).toFixed(1)} MB, ${N} failed by infrastructure, ${N} abandoned) left ` +
-        `${keys.length} keys (${jobHashes.length} job records), an events stream of ${events} entries (cap ${EVENTS_MAX_LEN}), dataset memory ${(grown / MB).toFixed(2)} MB above the start`,
+        `${keys.length} keys (${jobHashes.length} job records), an events stream of ${events} entries (cap ${EVENTS_MAX_LEN}), dataset memory ${(grown / MB).toFixed(2)} MB above the start; a completed job's record ${jobBytes} bytes, the stream ${eventsBytes} bytes`,
     );
   });
 });
