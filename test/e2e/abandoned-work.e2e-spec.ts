@@ -1,13 +1,10 @@
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { holdConnection, request } from '../support/http';
 import { until } from '../support/load';
-import { TestRedis } from '../support/test-redis';
+import { errorLines, TestStack } from '../support/test-stack';
 
 /**
  * Clients that leave. A classify job whose client hung up before a worker took it is dropped (nobody can read
@@ -15,31 +12,21 @@ import { TestRedis } from '../support/test-redis';
  * later, by image hash). An upload cut off by its client is a client abort in the log, not a server error.
  */
 describe('work for clients that left', () => {
-  let redis: TestRedis;
+  const stack = new TestStack();
   let client: Redis;
-  let storageDir: string;
   let api: AppProcess;
-  const apps: AppProcess[] = [];
-  const env = () => ({ REDIS_URL: redis.url, STORAGE_DIR: storageDir, REQUEST_WAIT_MS: '20000', FACE_WAIT_MS: '20000', ORT_INTRA_OP_THREADS: '1' });
+  const env = { REQUEST_WAIT_MS: '20000', FACE_WAIT_MS: '20000' };
   const castle = fixture('castle_image.jpg');
   const face = fixture('face_obama_1.jpg');
-  const errorLines = (app: AppProcess) => app.logs.filter((line) => line.level === 'error' || line.level === 'fatal');
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
-    client = redis.client();
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-abandoned-'));
+    await stack.startRedis();
+    client = stack.client();
     // No worker yet: whatever is queued waits.
-    api = await AppProcess.start('api', env());
-    apps.push(api);
+    api = await stack.start('api', env);
   });
 
-  afterAll(async () => {
-    client?.disconnect();
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack.stop());
 
   it('classify jobs of clients that hung up are dropped and counted; a face search whose client left still runs', async () => {
     const CLIENTS = 6;
@@ -58,8 +45,7 @@ describe('work for clients that left', () => {
     expect(await client.zcard('iiq:inference:prioritized')).toBe(1);
     expect(await client.keys('iiq:blob:*')).toEqual([]);
 
-    const worker = await AppProcess.start('worker', env());
-    apps.push(worker);
+    const worker = await stack.start('worker', env);
     const faceHash = createHash('sha256').update(face).digest('hex');
     await until(async () => (await request(`${api.url}/v1/images/${faceHash}/matches`)).status === 200, 30_000, 'the face search to finish for nobody');
     const served = await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle });

@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { holdConnection, multipart, request } from '../support/http';
-import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 const HEADERS_MS = 1000;
 const REQUEST_MS = 3000;
@@ -21,16 +18,12 @@ const GIVE_UP_MS = 12_000;
  * waits for its job, and an event stream, are not cut by the idle limit however long they wait.
  */
 describe('HTTP time limits', () => {
-  let redis: TestRedis;
-  let storageDir: string;
+  const stack = new TestStack();
   let api: AppProcess;
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-http-limits-'));
-    api = await AppProcess.start('api', {
-      REDIS_URL: redis.url,
-      STORAGE_DIR: storageDir,
+    await stack.startRedis();
+    api = await stack.start('api', {
       HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_MS),
       HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_MS),
       HTTP_IDLE_TIMEOUT_MS: String(IDLE_MS),
@@ -41,11 +34,7 @@ describe('HTTP time limits', () => {
     });
   });
 
-  afterAll(async () => {
-    await api?.stop();
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack.stop());
 
   const head = (lines: string[]) => `${lines.join('\r\n')}\r\n`;
 
@@ -107,7 +96,7 @@ describe('HTTP time limits', () => {
       [{ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '2000' }, 'HTTP_HEADERS_TIMEOUT_MS'],
       [{ HTTP_IDLE_TIMEOUT_MS: '5000', UPLOAD_BUDGET_WAIT_MS: '10000' }, 'HTTP_IDLE_TIMEOUT_MS'],
     ] as const) {
-      const app = await AppProcess.spawn('api', { REDIS_URL: redis.url, ...env });
+      const app = await stack.spawn('api', env);
       expect(await app.exitCode()).toBe(2);
       expect(JSON.stringify(app.logsWith('config.invalid'))).toContain(name);
     }

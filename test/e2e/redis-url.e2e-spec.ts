@@ -1,11 +1,7 @@
-import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 const PASSWORD = 'url-query-secret';
 
@@ -15,33 +11,23 @@ const PASSWORD = 'url-query-secret';
  * process at start with a message naming it, instead of being dropped silently.
  */
 describe('REDIS_URL query options', () => {
+  const stack = new TestStack();
   let redis: TestRedis;
-  let storageDir: string;
-  const apps: AppProcess[] = [];
-  const clients: Redis[] = [];
 
   beforeAll(async () => {
-    redis = await TestRedis.start(undefined, { args: ['--requirepass', PASSWORD], password: PASSWORD });
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-redis-url-'));
+    redis = await stack.startRedis({ args: ['--requirepass', PASSWORD], password: PASSWORD });
   });
 
-  afterAll(async () => {
-    clients.forEach((client) => client.disconnect());
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack.stop());
 
   it('?db=4&password=… : both apps authenticate and keep every key in database 4', async () => {
-    const env = { REDIS_URL: `redis://127.0.0.1:${redis.port}/?db=4&password=${PASSWORD}`, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1' };
-    const [api, worker] = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env)]);
-    apps.push(api, worker);
+    const env = { REDIS_URL: `redis://127.0.0.1:${redis.port}/?db=4&password=${PASSWORD}` };
+    const [api] = await Promise.all([stack.start('api', env), stack.start('worker', env)]);
     const answer = await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('castle_image.jpg') });
     expect(answer.status).toBe(200);
     expect((await request(`${api.url}/health/ready`)).status).toBe(200);
-    const db0 = redis.client({ password: PASSWORD, db: 0 });
-    const db4 = redis.client({ password: PASSWORD, db: 4 });
-    clients.push(db0, db4);
+    const db0 = stack.client(redis, { password: PASSWORD, db: 0 });
+    const db4 = stack.client(redis, { password: PASSWORD, db: 4 });
     expect(await db0.dbsize()).toBe(0);
     expect(await db4.exists(`iiq:inference:${answer.body.id}`)).toBe(1);
     expect(await db4.exists('iiq:inference:meta', 'iiq:inference:events', 'iiq:workers')).toBe(3);
@@ -49,7 +35,7 @@ describe('REDIS_URL query options', () => {
 
   it('an option it does not support stops the process, naming the option', async () => {
     for (const kind of ['api', 'worker'] as const) {
-      const app = await AppProcess.spawn(kind, { REDIS_URL: `redis://127.0.0.1:${redis.port}/?password=${PASSWORD}&connectTimeout=50`, STORAGE_DIR: storageDir });
+      const app = await stack.spawn(kind, { REDIS_URL: `redis://127.0.0.1:${redis.port}/?password=${PASSWORD}&connectTimeout=50` });
       expect(await app.exitCode()).toBe(2);
       const invalid = app.logsWith('config.invalid')[0];
       expect(invalid?.msg).toMatch(/REDIS_URL[\s\S]*"connectTimeout" is not supported/);

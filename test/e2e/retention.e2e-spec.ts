@@ -1,13 +1,10 @@
 import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import sharp from 'sharp';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
 import { until } from '../support/load';
-import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 const N = 6;
 const EVENTS_MAX_LEN = 50;
@@ -21,39 +18,21 @@ const MB = 1024 * 1024;
  * than before, although every failed-by-input image was several megabytes.
  */
 describe('retention: what N jobs of each outcome leave in Redis', () => {
-  let redis: TestRedis;
+  const stack = new TestStack();
   let client: Redis;
-  let storageDir: string;
   let api: AppProcess;
-  const apps: AppProcess[] = [];
-  const env = (extra: Record<string, string> = {}) => ({
-    REDIS_URL: redis.url,
-    STORAGE_DIR: storageDir,
-    EVENTS_MAX_LEN: String(EVENTS_MAX_LEN),
-    COMPLETED_JOB_MAX_COUNT: String(KEEP),
-    FAILED_JOB_MAX_COUNT: String(KEEP),
-    JOB_ATTEMPTS: '1',
-    ORT_INTRA_OP_THREADS: '1',
-    ...extra,
-  });
+  const env = { EVENTS_MAX_LEN: String(EVENTS_MAX_LEN), COMPLETED_JOB_MAX_COUNT: String(KEEP), FAILED_JOB_MAX_COUNT: String(KEEP), JOB_ATTEMPTS: '1' };
   const classify = (bytes: Buffer, signal?: AbortSignal) => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: bytes, signal });
   /** Memory of the data itself (INFO memory's used_memory_dataset): without client buffers, which shrink by themselves later. */
   const datasetMemory = async () => Number(/^used_memory_dataset:(\d+)/m.exec(await client.info('memory'))![1]);
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
-    client = redis.client();
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-retention-'));
-    api = await AppProcess.start('api', env({ REQUEST_WAIT_MS: '20000' }));
-    apps.push(api);
+    await stack.startRedis();
+    client = stack.client();
+    api = await stack.start('api', { ...env, REQUEST_WAIT_MS: '20000' });
   });
 
-  afterAll(async () => {
-    client?.disconnect();
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack.stop());
 
   it('finished jobs, events, image bytes and memory stay within the settings', async () => {
     // A 4 MB JPEG of noise, cut short: its header passes the API's checks, decoding fails in the worker (422).
@@ -66,14 +45,12 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
     // No worker yet. Abandoned: clients that hang up after 1 s.
     await Promise.all(Array.from({ length: N }, () => classify(castle, AbortSignal.timeout(1000)).catch(() => undefined)));
     // Failed by the infrastructure: queued (the client got 202), then their bytes vanish before a worker reads them.
-    const queuedApi = await AppProcess.start('api', env({ REQUEST_WAIT_MS: '100' }));
-    apps.push(queuedApi);
+    const queuedApi = await stack.start('api', { ...env, REQUEST_WAIT_MS: '100' });
     const queued = await Promise.all(Array.from({ length: N }, () => request(`${queuedApi.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle })));
     expect(queued.map((answer) => answer.status)).toEqual(queued.map(() => 202));
     await client.del(...queued.map((answer) => `iiq:blob:${answer.body.id}`));
 
-    const worker = await AppProcess.start('worker', env());
-    apps.push(worker);
+    const worker = await stack.start('worker', env);
     // The worker opened the queue too: the events cap in the queue's meta is still ours, not BullMQ's default.
     expect(await client.hget('iiq:inference:meta', 'opts.maxLenEvents')).toBe(String(EVENTS_MAX_LEN));
     await until(() => worker.logsWith('job.failed').length >= N, 30_000, 'the jobs without bytes to fail');

@@ -6,7 +6,7 @@ import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { multipart, request } from '../support/http';
 import { until } from '../support/load';
-import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -17,15 +17,14 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
  * not computed again.
  */
 describe('fault: failures of the infrastructure are not remembered as bad images', () => {
-  let redis: TestRedis;
-  let storageDir: string;
-  let wrongDir: string;
+  const stack = new TestStack();
+  const wrongDir = mkdtempSync(join(tmpdir(), 'iiq-infra-wrong-'));
   let api: AppProcess;
-  const apps: AppProcess[] = [];
+  let worker: AppProcess;
   const castle = fixture('castle_image.jpg');
   const face = fixture('face_obama_1.jpg');
   const truncated = castle.subarray(0, 20_000);
-  const env = (dir: string) => ({ REDIS_URL: redis.url, STORAGE_DIR: dir, JOB_ATTEMPTS: '2', FACE_WAIT_MS: '15000', ORT_INTRA_OP_THREADS: '1' });
+  const env = { JOB_ATTEMPTS: '2', FACE_WAIT_MS: '15000' };
 
   const analyse = async (bytes: Buffer) => {
     const form = multipart({ models: 'mobilenet_v2' });
@@ -43,31 +42,24 @@ describe('fault: failures of the infrastructure are not remembered as bad images
   const faces = (bytes: Buffer) => request(`${api.url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: bytes });
 
   beforeAll(async () => {
-    redis = await TestRedis.start();
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-infra-'));
-    wrongDir = mkdtempSync(join(tmpdir(), 'iiq-infra-wrong-'));
-    api = await AppProcess.start('api', env(storageDir));
-    apps.push(api);
+    await stack.startRedis();
+    api = await stack.start('api', env);
   });
 
   afterAll(async () => {
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
+    await stack.stop();
     rmSync(wrongDir, { recursive: true, force: true });
   });
 
   it('a worker with the wrong STORAGE_DIR fails; once fixed, the same images are computed, not answered from those failures', async () => {
-    const misconfigured = await AppProcess.start('worker', env(wrongDir));
-    apps.push(misconfigured);
+    const misconfigured = await stack.start('worker', { ...env, STORAGE_DIR: wrongDir });
     expect((await analyse(castle)).cached).toBe(false);
     const firstFaces = await faces(face);
     expect(firstFaces.body.error?.code).toBe('INPUT_EXPIRED');
     await until(() => misconfigured.logsWith('job.failed').filter((line) => line.jobName === 'analyze').length >= 2, 30_000, 'the analysis to fail on every attempt');
     await misconfigured.stop();
 
-    const fixed = await AppProcess.start('worker', env(storageDir));
-    apps.push(fixed);
+    worker = await stack.start('worker', env);
     const again = await analyse(castle);
     expect(again.state === 'failed' || again.cached).toBe(false);
     expect((await result(castle)).state).toBe('completed');
@@ -77,7 +69,6 @@ describe('fault: failures of the infrastructure are not remembered as bad images
   });
 
   it('a truncated JPEG fails once, and that failure is what later requests get', async () => {
-    const worker = apps[apps.length - 1];
     expect((await analyse(truncated)).cached).toBe(false);
     const stored = await result(truncated);
     expect(stored).toMatchObject({ state: 'failed', error: { code: 'IMAGE_DECODE_FAILED' } });

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type Redis from 'ioredis';
-import { AppProcess } from '../support/app-process';
 import { request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 const IMAGES = 250_000;
 const TENANTS = ['default', 'alice', 'bob', 'carol'];
@@ -55,32 +54,19 @@ function loadKeys(port: number): Promise<string> {
  * INFO commandstats counts what ran; a SCAN over the keyspace used to make readiness miss its 1 s limit.
  */
 describe('fault: a million keys in Redis', () => {
-  let redis: TestRedis;
-  const apps: AppProcess[] = [];
-  const clients: Redis[] = [];
-
-  beforeAll(async () => {
-    redis = await TestRedis.start();
-  });
-
-  afterAll(async () => {
-    clients.forEach((client) => client.disconnect());
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-  });
+  const stack = new TestStack();
+  afterAll(() => stack.stop());
 
   it('readiness and /v1/models answer without walking the keyspace', async () => {
+    const redis = await stack.startRedis();
     const started = Date.now();
     const summary = await loadKeys(redis.port);
-    const client = redis.client();
-    clients.push(client);
+    const client = stack.client();
     const keys = await client.dbsize();
     expect(keys).toBeGreaterThanOrEqual(4 * IMAGES);
     const loadMs = Date.now() - started;
     const usedMemory = Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
-    const env = { REDIS_URL: redis.url, ORT_INTRA_OP_THREADS: '1' };
-    const [api, worker] = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env)]);
-    apps.push(api, worker);
+    const [api] = await Promise.all([stack.start('api'), stack.start('worker')]);
 
     await client.config('RESETSTAT');
     const timings: Record<string, number[]> = { ready: [], models: [] };

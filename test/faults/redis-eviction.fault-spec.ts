@@ -1,12 +1,7 @@
-import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
 import { until } from '../support/load';
-import { TestRedis } from '../support/test-redis';
+import { errorLines, TestStack } from '../support/test-stack';
 
 /**
  * BullMQ needs Redis' maxmemory-policy `noeviction`: under any other policy a full Redis evicts queued jobs,
@@ -15,36 +10,13 @@ import { TestRedis } from '../support/test-redis';
  * whatever a damaged job record holds, GET /v1/jobs/:id and the worker answer it without a 500 or a crash.
  */
 describe('fault: a Redis that may evict keys', () => {
-  let storageDir: string;
-  const servers: TestRedis[] = [];
-  const apps: AppProcess[] = [];
-  const clients: Redis[] = [];
-  const redisWith = async (args: string[]) => {
-    const redis = await TestRedis.start(undefined, { args });
-    servers.push(redis);
-    return redis;
-  };
-  const start = async (kind: 'api' | 'worker', redis: TestRedis, env: Record<string, string> = {}) => {
-    const app = await AppProcess.start(kind, { REDIS_URL: redis.url, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1', ...env });
-    apps.push(app);
-    return app;
-  };
-
-  beforeAll(() => {
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-eviction-'));
-  });
-
-  afterAll(async () => {
-    clients.forEach((client) => client.disconnect());
-    await Promise.all(apps.map((app) => app.stop()));
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  const stack = new TestStack();
+  afterAll(() => stack.stop());
 
   it('neither app starts on allkeys-lru; the message names the policy and both ways out', async () => {
-    const redis = await redisWith(['--maxmemory-policy', 'allkeys-lru']);
+    const redis = await stack.startRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] });
     for (const kind of ['api', 'worker'] as const) {
-      const app = await AppProcess.spawn(kind, { REDIS_URL: redis.url, STORAGE_DIR: storageDir });
+      const app = await stack.spawn(kind, {}, redis);
       expect(await app.exitCode()).toBe(1);
       const fatal = app.logs.find((line) => line.level === 'fatal');
       expect(fatal?.msg).toMatch(/maxmemory-policy is "allkeys-lru"/);
@@ -52,8 +24,8 @@ describe('fault: a Redis that may evict keys', () => {
       expect(fatal?.msg).toMatch(/REDIS_ALLOW_EVICTION=true/);
     }
     // Accepted explicitly: both start, say so, and readiness reports the policy.
-    const api = await start('api', redis, { REDIS_ALLOW_EVICTION: 'true' });
-    const worker = await start('worker', redis, { REDIS_ALLOW_EVICTION: 'true' });
+    const api = await stack.start('api', { REDIS_ALLOW_EVICTION: 'true' }, redis);
+    const worker = await stack.start('worker', { REDIS_ALLOW_EVICTION: 'true' }, redis);
     expect(api.logsWith('redis.eviction_accepted')).toHaveLength(1);
     expect(worker.logsWith('redis.eviction_accepted')).toHaveLength(1);
     const ready = await request(`${api.url}/health/ready`);
@@ -63,11 +35,10 @@ describe('fault: a Redis that may evict keys', () => {
   });
 
   it('readiness of both apps fails as soon as the policy changes under them, naming it', async () => {
-    const redis = await redisWith([]);
-    const client = redis.client();
-    clients.push(client);
-    const api = await start('api', redis);
-    const worker = await start('worker', redis);
+    const redis = await stack.startRedis();
+    const client = stack.client(redis);
+    const api = await stack.start('api', {}, redis);
+    const worker = await stack.start('worker', {}, redis);
     const workerPort = (await worker.waitForLog((line) => line.action === 'worker.http_listening')).port;
     const workerReady = () => request(`http://127.0.0.1:${workerPort}/health/ready`);
     expect((await request(`${api.url}/health/ready`)).status).toBe(200);
@@ -87,11 +58,10 @@ describe('fault: a Redis that may evict keys', () => {
   });
 
   it('a job record with fields missing (evicted, then partly written again) is answered, never a 500, and the worker fails it cleanly', async () => {
-    const redis = await redisWith([]);
-    const client = redis.client();
-    clients.push(client);
+    const redis = await stack.startRedis();
+    const client = stack.client(redis);
     // No worker yet: the jobs stay queued and the API answers 202 with their ids.
-    const api = await start('api', redis, { REQUEST_WAIT_MS: '200' });
+    const api = await stack.start('api', { REQUEST_WAIT_MS: '200' }, redis);
     const submit = async () => {
       const answer = await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('castle_image.jpg') });
       expect(answer.status).toBe(202);
@@ -110,10 +80,10 @@ describe('fault: a Redis that may evict keys', () => {
       const answer = await request(`${api.url}/v1/jobs/${id}`);
       expect(`${id}: ${answer.status}`).toMatch(/: (200|404)$/);
     }
-    const worker = await start('worker', redis);
+    const worker = await stack.start('worker', {}, redis);
     await until(() => worker.logsWith('job.record_incomplete').length >= 1, 30_000, 'the worker to meet an incomplete record');
     for (const id of ids) expect((await request(`${api.url}/v1/jobs/${id}`)).status).not.toBe(500);
-    expect(api.logs.filter((line) => line.level === 'error' || line.level === 'fatal')).toEqual([]);
+    expect(errorLines(api)).toEqual([]);
     expect(worker.exited).toBe(false);
     await Promise.all([api.stop(), worker.stop()]);
   });

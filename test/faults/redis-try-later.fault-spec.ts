@@ -1,12 +1,9 @@
-import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { freePort } from '../support/free-port';
 import { HttpResult, multipart, request } from '../support/http';
 import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 /**
  * Redis replies that mean "not now" reach the client as 503 SERVICE_UNAVAILABLE with Retry-After, on every route
@@ -15,27 +12,9 @@ import { TestRedis } from '../support/test-redis';
  * LOADING, TRYAGAIN and CLUSTERDOWN need a big dataset or a cluster: libs/redis/src/try-later.spec.ts covers them.
  */
 describe('fault: Redis says "try again later"', () => {
-  let storageDir: string;
-  const servers: TestRedis[] = [];
-  const apps: AppProcess[] = [];
-  const clients: Redis[] = [];
+  const stack = new TestStack();
   const castle = fixture('castle_image.jpg');
-
-  const redisWith = async (args: string[] = []) => {
-    const redis = await TestRedis.start(undefined, { args });
-    servers.push(redis);
-    return redis;
-  };
-  const clientOf = (redis: TestRedis) => {
-    const client = redis.client();
-    clients.push(client);
-    return client;
-  };
-  const startApi = async (redis: TestRedis) => {
-    const api = await AppProcess.start('api', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, REQUEST_WAIT_MS: '1000' });
-    apps.push(api);
-    return api;
-  };
+  const startApi = (redis: TestRedis) => stack.start('api', { REQUEST_WAIT_MS: '1000' }, redis);
 
   /** Every writing route once: a classification, an analysis, a face search. */
   const writes = (api: AppProcess): Promise<HttpResult[]> => {
@@ -60,23 +39,13 @@ describe('fault: Redis says "try again later"', () => {
 
   const noErrorLines = (api: AppProcess) => expect(api.logs.filter((line) => line.level === 'error' && line.action === 'http.error' && line.status !== 503)).toEqual([]);
 
-  beforeAll(() => {
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-try-later-'));
-  });
-
-  afterAll(async () => {
-    clients.forEach((client) => client.disconnect());
-    await Promise.all(apps.map((app) => app.stop()));
-    await Promise.all(servers.map((server) => server.stop()));
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack.stop());
 
   it('OOM: a full Redis under noeviction (readiness stays up: workers still announce themselves)', async () => {
-    const redis = await redisWith();
-    const client = clientOf(redis);
+    const redis = await stack.startRedis();
+    const client = stack.client(redis);
     const api = await startApi(redis);
-    const worker = await AppProcess.start('worker', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, WORKER_HEARTBEAT_MS: '500', ORT_INTRA_OP_THREADS: '1' });
-    apps.push(worker);
+    await stack.start('worker', { WORKER_HEARTBEAT_MS: '500' }, redis);
     // Keys of our own, then a cap 1 MB below what is used: Redis is over its limit and stays there.
     for (let i = 0; i < 32; i++) await client.set(`filler:${i}`, Buffer.alloc(64 * 1024));
     const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
@@ -92,24 +61,24 @@ describe('fault: Redis says "try again later"', () => {
   });
 
   it('READONLY: the API pointed at a replica (as right after a failover)', async () => {
-    const primary = await redisWith();
-    const replica = await redisWith(['--replicaof', '127.0.0.1', String(primary.port)]);
+    const primary = await stack.startRedis();
+    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
     const api = await startApi(replica);
     expectTryLater(await writes(api), /read-only replica/);
     noErrorLines(api);
   });
 
   it('MASTERDOWN: a replica that lost its primary and serves no stale data', async () => {
-    const replica = await redisWith(['--replicaof', '127.0.0.1', String(await freePort()), '--replica-serve-stale-data', 'no']);
+    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(await freePort()), '--replica-serve-stale-data', 'no'] });
     const api = await startApi(replica);
     expectTryLater(await writes(api), /lost its primary/);
     noErrorLines(api);
   });
 
   it('BUSY: a script running past busy-reply-threshold', async () => {
-    const redis = await redisWith(['--busy-reply-threshold', '100']);
+    const redis = await stack.startRedis({ args: ['--busy-reply-threshold', '100'] });
     const api = await startApi(redis);
-    const blocker = clientOf(redis);
+    const blocker = stack.client(redis);
     // Spins for 3 s on Redis' own clock, then ends by itself (nothing to kill).
     const spinning = blocker.eval("local stop = tonumber(redis.call('TIME')[1]) + 3 while tonumber(redis.call('TIME')[1]) < stop do end return 1", 0);
     await new Promise((resolve) => setTimeout(resolve, 500));

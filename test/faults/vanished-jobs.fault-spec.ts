@@ -1,11 +1,8 @@
 import type Redis from 'ioredis';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
-import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
 
 /**
  * The job a POST /v1/classify queued disappears while the request waits for it (Redis restarted without
@@ -14,56 +11,46 @@ import { TestRedis } from '../support/test-redis';
  * never named.
  */
 describe('fault: the queued job vanishes while its request waits', () => {
-  let redis: TestRedis;
+  const stack = new TestStack();
   let client: Redis;
-  let storageDir: string;
   let api: AppProcess;
-  const apps: AppProcess[] = [];
-  const env = () => ({ REDIS_URL: redis.url, STORAGE_DIR: storageDir, REQUEST_WAIT_MS: '30000', JOB_POLL_INTERVAL_MS: '200', ORT_INTRA_OP_THREADS: '1' });
-  const classify = () => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('castle_image.jpg') });
+  const env = { REQUEST_WAIT_MS: '30000', JOB_POLL_INTERVAL_MS: '200' };
   /** The next log line of `action` after the ones already seen. */
   const next = (action: string) => {
     const seen = api.logsWith(action).length;
     return api.waitForLog((line) => line.action === action && api.logsWith(action).indexOf(line) >= seen);
   };
-
-  beforeAll(async () => {
-    redis = await TestRedis.start();
-    client = redis.client();
-    storageDir = mkdtempSync(join(tmpdir(), 'iiq-vanished-'));
-    // No worker yet: the jobs wait in the queue until the test flushes them.
-    api = await AppProcess.start('api', env());
-    apps.push(api);
-  });
-
-  afterAll(async () => {
-    client?.disconnect();
-    await Promise.all(apps.map((app) => app.stop()));
-    await redis?.stop();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
-
-  it('lost twice: 503 SERVICE_UNAVAILABLE with Retry-After', async () => {
+  /** Sends a classification and flushes Redis once its job is queued, and again once it is queued again. */
+  const classifyLosingItsJob = async (times: 1 | 2) => {
     const queued = next('job.enqueued');
-    const answer = classify();
+    const answer = request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('castle_image.jpg') });
     await queued;
     const requeued = next('job.requeued');
     await client.flushall();
     await requeued;
-    await client.flushall();
-    const lost = await answer;
+    if (times === 2) await client.flushall();
+    return answer;
+  };
+
+  beforeAll(async () => {
+    await stack.startRedis();
+    client = stack.client();
+    // No worker yet: the jobs wait in the queue until the test flushes them.
+    api = await stack.start('api', env);
+  });
+
+  afterAll(() => stack.stop());
+
+  it('lost twice: 503 SERVICE_UNAVAILABLE with Retry-After', async () => {
+    const lost = await classifyLosingItsJob(2);
     expect(`${lost.status} ${lost.body.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');
     expect(Number(lost.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
   });
 
   it('lost once: queued again, and the client gets its answer', async () => {
-    const queued = next('job.enqueued');
-    const answer = classify();
-    await queued;
-    const requeued = next('job.requeued');
-    await client.flushall();
-    await requeued;
-    apps.push(await AppProcess.start('worker', env()));
+    const answer = classifyLosingItsJob(1);
+    await next('job.requeued');
+    await stack.start('worker', env);
     const served = await answer;
     expect(served.status).toBe(200);
     expect(served.body.predictions[0].label).toBe('castle');

@@ -6,6 +6,16 @@ import { parseRedisUrl } from './redis-url';
 const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().default(fallback);
 const cores = Math.max(1, cpus().length);
+/** A refinement that runs a parser and reports what it throws as the variable's problem. */
+const parsedBy =
+  (parse: (value: string) => unknown) =>
+  (value: string, context: z.RefinementCtx): void => {
+    try {
+      parse(value);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  };
 
 /**
  * Every environment variable the product reads, with its default. README's configuration table mirrors this.
@@ -84,16 +94,7 @@ export const envSchema = z.object({
    * Comma list of `tenant:key` pairs or bare keys (a tenant of their own); when set, every route but health, docs
    * and metrics needs a key, and each tenant sees only its own records. Kept only as sha256 hashes.
    */
-  API_KEYS: z
-    .string()
-    .default('')
-    .superRefine((value, context) => {
-      try {
-        parseApiKeys(value);
-      } catch (error) {
-        context.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-    }),
+  API_KEYS: z.string().default('').superRefine(parsedBy(parseApiKeys)),
   /**
    * Which peers may set X-Forwarded-For (the client address used for rate limits without keys and for admin
    * login throttling): empty trusts none; a comma list of addresses or CIDRs (your proxies), or a hop count.
@@ -116,17 +117,7 @@ export const envSchema = z.object({
   ADMIN_LOGIN_WINDOW_MS: int(1000, 24 * 3600_000, 15 * 60_000),
 
   // Redis and queue
-  REDIS_URL: z
-    .string()
-    .url()
-    .default('redis://127.0.0.1:6379')
-    .superRefine((value, context) => {
-      try {
-        parseRedisUrl(value);
-      } catch (error) {
-        context.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-    }),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').superRefine(parsedBy(parseRedisUrl)),
   /**
    * BullMQ needs Redis' maxmemory-policy `noeviction`: any other policy may evict queued jobs, image bytes and
    * results, and accepted work is lost silently. Both apps read the policy (INFO memory) at start and in readiness
