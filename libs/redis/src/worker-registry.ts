@@ -7,9 +7,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
-/** KEYS: heartbeat key, live set. ARGV: heartbeat JSON, ttl ms, worker id. */
+/** KEYS: heartbeat key, live set. ARGV: heartbeat JSON, ttl ms, worker id. Prunes too, so the set stays bounded without readers. */
 const ANNOUNCE_BODY = `${NOW_MS}
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 `;
 
