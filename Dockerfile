@@ -1,16 +1,21 @@
 # One image for both roles: `docker run IMAGE api` or `docker run IMAGE worker`.
-FROM node:20-bookworm-slim AS build
+# The Node line is the one in .node-version, the runtime CI runs every suite on (a test keeps them equal).
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
-COPY tsconfig.json nest-cli.json ./
+# For an npm older than 11.16, which ignores package.json's allowScripts: onnxruntime-node's documented switch
+# (its postinstall would download CUDA providers; the CPU runtime ships in the package) and @scarf/scarf's
+# opt-out of its install-time analytics ping.
+ENV ONNXRUNTIME_NODE_INSTALL=skip SCARF_ANALYTICS=false
+COPY package.json package-lock.json .node-version ./
 COPY scripts ./scripts
+RUN npm ci --no-audit --no-fund
+# Only what the image runs: apps/ and libs/ (tsconfig.build.json leaves out specs, test/ and bench/).
+COPY tsconfig.json tsconfig.build.json ./
 COPY apps ./apps
 COPY libs ./libs
-COPY test ./test
-RUN npm run build && npm prune --omit=dev
+RUN npm run build -- --apps-only && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 MODELS_DIR=/app/models STORAGE_DIR=/data/images
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/* \

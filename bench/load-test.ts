@@ -11,55 +11,13 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import autocannon from 'autocannon';
-import { CliFlags } from './cli-flags';
 import { isLoopbackHost } from './loopback';
+import { MAX_DURATION_SECONDS, parseLoadTestArgs } from './load-test-options';
 
-interface Options {
-  url: string;
-  image: string;
-  path: string;
-  model?: string;
-  concurrency: number;
-  requests?: number;
-  durationSeconds?: number;
-  rate?: number;
-  maxErrorRate: number;
-  allowRemote: boolean;
-}
-
-const MAX_DURATION_SECONDS = 600;
 const CONTENT_TYPES: Record<string, string> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp' };
 
-function parseArgs(argv: string[]): Options {
-  const args = new CliFlags(argv);
-  const duration = args.get('duration');
-  const durationSeconds = duration ? parseDuration(duration) : undefined;
-  const requests = args.positive('requests');
-  return {
-    url: args.get('url') ?? 'http://127.0.0.1:3000',
-    image: args.get('image') ?? 'test/fixtures/castle_image.jpg',
-    path: args.get('path') ?? '/v1/classify',
-    model: args.get('model'),
-    concurrency: args.positive('concurrency', 32),
-    requests: requests ?? (durationSeconds ? undefined : 2000),
-    durationSeconds,
-    rate: args.positive('rate'),
-    maxErrorRate: Number(args.get('max-error-rate') ?? 0.01),
-    allowRemote: args.get('allow-remote') === 'true',
-  };
-}
-
-function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text);
-  if (!match) throw new Error(`--duration must look like 30s, 2m or 500ms, got ${text}`);
-  const value = Number(match[1]);
-  const seconds = match[2] === 'm' ? value * 60 : match[2] === 'ms' ? value / 1000 : value;
-  if (seconds > MAX_DURATION_SECONDS) throw new Error(`--duration is capped at ${MAX_DURATION_SECONDS}s`);
-  return seconds;
-}
-
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  const options = parseLoadTestArgs(process.argv.slice(2));
   const target = new URL(options.path, options.url);
   if (!options.allowRemote && !isLoopbackHost(target.hostname)) {
     throw new Error(`refusing to load-test ${target.hostname}: only loopback targets unless --allow-remote is given (and it is your own host)`);

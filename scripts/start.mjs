@@ -1,18 +1,23 @@
 // `npm start`: build if needed, make sure a Redis is there, then run the API and one worker together.
-// With REDIS_URL unset and nothing answering at 127.0.0.1:6379, starts `redis-server` from PATH with its
-// data under ./data/redis. Ctrl-C / SIGTERM stops everything it started.
+// With REDIS_URL unset and nothing answering at 127.0.0.1:LOCAL_REDIS_PORT (default 6379), starts
+// `redis-server` from PATH with its data under ./data/redis. Ctrl-C / SIGTERM stops the apps first and a
+// Redis started here last, so the apps close their connections cleanly (no ioredis error traces).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const root = new URL('..', import.meta.url).pathname;
 const say = (action, msg, extra = {}) =>
   console.log(JSON.stringify({ level: 'info', time: new Date().toISOString(), service: 'launcher', script: 'start.mjs', action, ...extra, msg }));
 
-execFileSync('node', [join(root, 'scripts/build.mjs'), '--if-needed'], { stdio: 'inherit' });
+// `--no-build`: for callers that have just built (the tests, which must not rebuild dist/ under other suites).
+if (!process.argv.includes('--no-build')) execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--if-needed'], { stdio: 'inherit' });
+const { redisUnreachable } = createRequire(import.meta.url)(join(root, 'dist/libs/redis/src/redis-probe.js'));
 
-/** True when something at host:port answers PING like a Redis. */
+/** True when something at host:port answers PING like a Redis (NOAUTH counts: it is one). */
 function redisAnswers(host, port, timeoutMs = 1000) {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
@@ -27,54 +32,91 @@ function redisAnswers(host, port, timeoutMs = 1000) {
   });
 }
 
-const children = [];
+/** Resolves when the child has exited and its output has all come through ('close', not 'exit'). */
+const closed = new Map();
+const exited = (child) => closed.get(child);
+const track = (child) => (closed.set(child, new Promise((resolve) => child.once('close', resolve))), child);
+
+const apps = [];
+let redis;
 let stopping = false;
-function stopAll(code) {
+/** Apps first (SIGTERM; a terminal's Ctrl-C has already sent them SIGINT), then the Redis started here. */
+async function stopAll(code) {
   if (stopping) return;
   stopping = true;
-  say('launcher.stopping', 'stopping API, worker and any Redis started here');
-  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 15_000).unref();
-  Promise.all(children.map((child) => new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r))))).then(() => process.exit(code));
+  say('launcher.stopping', redis ? 'stopping API and worker, then the Redis started here' : 'stopping API and worker');
+  setTimeout(() => process.exit(code || 1), 15_000).unref();
+  for (const app of apps) if (app.exitCode === null) app.kill('SIGTERM');
+  await Promise.all(apps.map(exited));
+  if (redis && redis.exitCode === null) {
+    redis.kill('SIGTERM');
+    await exited(redis);
+  }
+  say('launcher.stopped', 'stopped everything started here');
+  process.exit(code);
 }
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
+// The Redis runs in its own process group (so Ctrl-C does not reach it before the apps are done): never leave it behind.
+process.on('exit', () => redis?.exitCode === null && redis.kill('SIGTERM'));
 // `kill <npm pid>` kills npm without passing the signal on: when our parent is gone, stop as if signalled.
 const parent = process.ppid;
 setInterval(() => process.ppid !== parent && stopAll(0), 1000).unref();
 
 const env = { ...process.env };
-if (!env.REDIS_URL) {
-  if (await redisAnswers('127.0.0.1', 6379)) {
-    env.REDIS_URL = 'redis://127.0.0.1:6379';
-    say('redis.found', 'using the Redis already running at redis://127.0.0.1:6379');
+if (env.REDIS_URL) {
+  const problem = await redisUnreachable(env.REDIS_URL);
+  if (problem) {
+    console.error(problem);
+    process.exit(1);
+  }
+} else {
+  const port = Number(env.LOCAL_REDIS_PORT || 6379);
+  const url = `redis://127.0.0.1:${port}`;
+  if (await redisAnswers('127.0.0.1', port)) {
+    env.REDIS_URL = url;
+    say('redis.found', `using the Redis already running at ${url}`);
   } else {
     if (spawnSync('redis-server', ['--version']).error) {
       console.error(
-        'No Redis at 127.0.0.1:6379 and no redis-server on PATH.\n' +
+        `No Redis at 127.0.0.1:${port} and no redis-server on PATH.\n` +
           'Install one (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis),\n' +
           'or point REDIS_URL at an existing Redis: REDIS_URL=redis://host:6379 npm start',
       );
       process.exit(1);
     }
-    const dir = join(root, 'data', 'redis');
+    const dir = join(root, 'data', port === 6379 ? 'redis' : `redis-${port}`);
     mkdirSync(dir, { recursive: true });
-    const redis = spawn('redis-server', ['--port', '6379', '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '60 1'], { stdio: 'ignore' });
-    children.push(redis);
+    redis = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '60 1'], { stdio: 'ignore', detached: true }));
     redis.on('exit', (code) => !stopping && (say('redis.exited', `redis-server exited (${code})`), stopAll(1)));
-    for (let i = 0; i < 50 && !(await redisAnswers('127.0.0.1', 6379)); i++) await new Promise((r) => setTimeout(r, 100));
-    env.REDIS_URL = 'redis://127.0.0.1:6379';
-    say('redis.started', `started redis-server on 127.0.0.1:6379 with its data in ${dir}`, { pid: redis.pid });
+    for (let i = 0; i < 50 && !(await redisAnswers('127.0.0.1', port)); i++) await sleep(100);
+    env.REDIS_URL = url;
+    say('redis.started', `started redis-server on 127.0.0.1:${port} with its data in ${dir}`, { pid: redis.pid });
   }
 }
 
-for (const app of ['worker', 'api']) {
-  const child = spawn('node', [join(root, `dist/apps/${app}/src/main.js`)], { env, stdio: 'inherit' });
-  children.push(child);
+for (const name of ['worker', 'api']) {
+  // The API's output goes through here: the address is announced only once it is really listening.
+  const child = track(spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] }));
+  apps.push(child);
   child.on('exit', (code, signal) => {
     if (stopping) return;
-    say('launcher.child_exited', `${app} exited (${code ?? signal}); stopping the rest`);
+    say('launcher.child_exited', `${name} exited (${code ?? signal}); stopping the rest`);
     stopAll(code || 1);
   });
+  if (name === 'api') watchForListening(child);
 }
-say('launcher.started', `open http://localhost:${env.PORT || 3000} in a browser (Swagger UI at /docs); Ctrl-C stops everything`);
+
+function watchForListening(api) {
+  let announced = false;
+  let tail = ''; // the line may arrive split across chunks
+  api.stdout.on('data', (chunk) => {
+    process.stdout.write(chunk);
+    if (announced) return;
+    const text = tail + chunk.toString();
+    tail = text.slice(-64);
+    if (!text.includes('"action":"api.listening"')) return;
+    announced = true;
+    say('launcher.started', `open http://localhost:${env.PORT || 3000} in a browser (Swagger UI at /docs); Ctrl-C stops everything`);
+  });
+}

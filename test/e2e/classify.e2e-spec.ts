@@ -93,6 +93,20 @@ describe('POST /v1/classify (real Redis, real models)', () => {
     expect(response.body.predictions[0].label).toBe('castle');
   });
 
+  it('POST /predict errors keep the original client shape: success false, plus our error body', async () => {
+    // The original client does `r = requests.post(...).json(); if r["success"]: ...`: every answer needs "success".
+    for (const [bytes, status, code] of [
+      [Buffer.from('not an image at all, just text'), 415, 'IMAGE_UNSUPPORTED_FORMAT'],
+      [castle.subarray(0, 20_000), 422, 'IMAGE_DECODE_FAILED'],
+    ] as const) {
+      const refused = await postImage(url('/predict'), bytes as Buffer, 'x.jpg');
+      expect(refused.status).toBe(status);
+      expect(refused.body).toEqual({ success: false, error: { code, message: expect.any(String) } });
+    }
+    // Other routes keep the plain error body.
+    expect((await postImage(url('/v1/classify'), Buffer.from('text'), 'x.jpg')).body).not.toHaveProperty('success');
+  });
+
   it('GET /v1/jobs/:id returns the finished job with its result', async () => {
     const classified = await postImage(url('/v1/classify'), castle);
     const job = await request(url(`/v1/jobs/${classified.body.id}`));
@@ -138,7 +152,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
   it('serves Swagger UI and an OpenAPI document naming every route', async () => {
     expect((await request(url('/docs'))).status).toBe(200);
     const openapi = await request(url('/docs/json'));
-    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/health/live', '/health/ready', '/predict', '/v1/analyses', '/v1/classify', '/v1/faces', '/v1/images/{hash}', '/v1/images/{hash}/content', '/v1/images/{hash}/events', '/v1/images/{hash}/faces', '/v1/images/{hash}/matches', '/v1/images/{hash}/results/{model}', '/v1/jobs/{id}', '/v1/models']);
+    expect(Object.keys(openapi.body.paths).sort()).toEqual(['/health/live', '/health/ready', '/metrics', '/predict', '/v1/analyses', '/v1/classify', '/v1/faces', '/v1/images/{hash}', '/v1/images/{hash}/content', '/v1/images/{hash}/events', '/v1/images/{hash}/faces', '/v1/images/{hash}/matches', '/v1/images/{hash}/results/{model}', '/v1/jobs/{id}', '/v1/models']);
     expect(openapi.body.paths['/v1/classify'].post.responses['400']).toBeDefined();
   });
 

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { envSchema } from '@app/config';
+import { envSchema } from '@app/config/env.schema';
 import { REPO_ROOT } from '../support/app-process';
 
 /** No container engine or cluster here: parse the manifests and check their wiring against the app itself. */

@@ -5,12 +5,18 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { enforceIdleTimeout, httpLimits, nodeServerOptions, parseEnvOrExit } from '@app/config';
+import { AppConfig, enforceIdleTimeout, httpLimits, listenProblem, nodeServerOptions, parseEnvOrExit } from '@app/config';
+import { TenantResolver } from './auth/api-keys';
+import { registerBodyGate } from './auth/body-gate';
+import { registerBodyBudget } from './uploads/body-budget';
+import { UploadBudget } from './uploads/upload-budget';
+import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
-import { REDIS_CLIENT } from '@app/redis';
 import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
+import { REDIS_CLIENT, redactRedisUrl, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
+import { clientErrorHandler } from './common/client-error';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
 import { mountQueueDashboard } from './ops/queue-dashboard';
@@ -23,6 +29,12 @@ const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
+  // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
+  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('PORT', env.HOST, env.PORT));
+  if (problem) {
+    logger.fatal({ action: 'api.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.PORT }, problem);
+    process.exit(1);
+  }
   // HTTP time limits: Fastify's own defaults turn Node's request timeout off (requestTimeout 0) and leave the
   // checking interval at 30 s, so both are set here; the idle limit is enforceIdleTimeout's.
   const limits = httpLimits(env);
@@ -33,16 +45,22 @@ async function bootstrap(): Promise<void> {
     return503OnClosing: true,
     genReqId: generateRequestId,
     requestIdHeader: false,
+    clientErrorHandler,
     requestTimeout: limits.requestTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
     http: nodeServerOptions(limits),
   });
-  // abortOnError false: a failed start reaches the catch below (one fatal JSON line naming the cause, exit 1).
+  // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true, abortOnError: false });
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
   enforceIdleTimeout(fastify.server, limits.idleTimeout);
+  // Every route the server answers, logged once at start (the OpenAPI contract test compares them with the document).
+  const routes: string[] = [];
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
+  });
   // The server's request id, which a client can quote: the same id is in the API's and the worker's logs. A
   // client's own well-formed X-Request-Id is echoed as X-Client-Request-Id and logged beside it.
   fastify.addHook('onRequest', (request, reply, done) => {
@@ -51,6 +69,8 @@ async function bootstrap(): Promise<void> {
     if (clientId) void reply.header('x-client-request-id', clientId);
     done();
   });
+  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), env.QUEUE_PREFIX), app.get(AppConfig));
+  registerBodyBudget(fastify, app.get(UploadBudget), app.get(TenantResolver), app.get(AppConfig));
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.
     limits: { fileSize: env.MAX_IMAGE_BYTES, files: env.MAX_IMAGES_PER_REQUEST, fields: 20, fieldSize: 4096, parts: env.MAX_IMAGES_PER_REQUEST + 20, headerPairs: 100 },
@@ -100,6 +120,7 @@ async function bootstrap(): Promise<void> {
     setInterval(() => fastify.server.closeIdleConnections(), 100).unref();
   });
   await app.listen(env.PORT, env.HOST);
+  logger.info({ action: 'api.routes', routes }, `${routes.length} routes`);
   logger.info({ action: 'api.listening', host: env.HOST, port: env.PORT, url: await app.getUrl() }, `API listening on ${env.HOST}:${env.PORT}`);
 }
 
@@ -107,9 +128,12 @@ async function bootstrap(): Promise<void> {
  * TRUST_PROXY as Fastify's trustProxy: off when empty (X-Forwarded-For is ignored, the socket's address is the
  * client), a hop count, or the addresses/CIDRs of the proxies allowed to set it.
  */
-function trustProxySetting(value: string): boolean | number | string {
+function trustProxySetting(value: string): boolean | string | ((address: string, hop: number) => boolean) {
   if (value === '') return false;
-  return /^\d+$/.test(value) ? Number(value) : value;
+  if (!/^\d+$/.test(value)) return value;
+  // A hop count: trust the nearest `hops` proxies (proxy-addr numbers the socket's peer 0).
+  const hops = Number(value);
+  return (_address, hop) => hop < hops;
 }
 
 bootstrap().catch((error) => {

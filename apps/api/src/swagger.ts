@@ -1,15 +1,49 @@
 import { INestApplication } from '@nestjs/common';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { DocumentBuilder, getSchemaPath, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import { ErrorResponseDto } from './common/error.dto';
+import { PUBLIC_EXTENSION } from './auth/api-keys';
 
-/** Swagger UI at /docs and the OpenAPI JSON at /docs/json, generated from the controllers' decorators. */
-export function setupSwagger(app: INestApplication): void {
+/** The part of an operation this file edits. */
+type OperationObject = { responses: Record<string, unknown>; security?: unknown[] };
+
+/**
+ * The OpenAPI document, generated from the controllers' decorators. Every operation needs an API key (either
+ * scheme) unless its controller is @Public(), which the document states as `security: []`.
+ */
+export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
   const config = new DocumentBuilder()
     .setTitle('Image inference queue')
-    .setDescription('Images in over HTTP, one worker per job through a Redis (BullMQ) queue, ONNX models on the CPU. Every error is `{ error: { code, message } }`.')
+    .setDescription(
+      'Images in over HTTP, one worker per job through a Redis (BullMQ) queue, ONNX models on the CPU. Every error is `{ error: { code, message } }`. ' +
+        "With API_KEYS set, send your key as `x-api-key` or `Authorization: Bearer`; each key's tenant sees only its own images, results, jobs and faces.",
+    )
     .setVersion('0.1.0')
-    .addBearerAuth()
+    .setLicense('MIT', 'https://opensource.org/licenses/MIT')
+    .addServer('/', 'this server')
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key (API_KEYS), as a bearer token' })
     .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, 'api-key')
+    .addSecurityRequirements('api-key')
+    .addSecurityRequirements('bearer')
     .build();
-  const document = SwaggerModule.createDocument(app, config);
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json' });
+  const document = SwaggerModule.createDocument(app, config, { extraModels: [ErrorResponseDto] });
+  const errorBody = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: getSchemaPath(ErrorResponseDto) } } } });
+  for (const operations of Object.values(document.paths)) {
+    for (const operation of Object.values(operations) as OperationObject[]) {
+      if (!operation || typeof operation !== 'object' || !('responses' in operation)) continue;
+      if (PUBLIC_EXTENSION in operation) {
+        operation.security = [];
+        delete (operation as Record<string, unknown>)[PUBLIC_EXTENSION];
+        continue;
+      }
+      // What the key guard and the rate limiter answer on every protected route.
+      operation.responses['401'] ??= errorBody('UNAUTHORIZED: API_KEYS is set and the request has no valid key');
+      operation.responses['429'] ??= errorBody('RATE_LIMITED: past RATE_LIMIT_MAX for this key (or address) and route; see Retry-After');
+    }
+  }
+  return document;
+}
+
+/** Swagger UI at /docs and the OpenAPI JSON at /docs/json. */
+export function setupSwagger(app: INestApplication): void {
+  SwaggerModule.setup('docs', app, createOpenApiDocument(app), { jsonDocumentUrl: 'docs/json' });
 }

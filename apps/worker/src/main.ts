@@ -1,7 +1,8 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
-import { parseEnvOrExit } from '@app/config';
+import { listenProblem, parseEnvOrExit } from '@app/config';
+import { redactRedisUrl, redisUnreachable } from '@app/redis';
 import { NestPinoLogger } from '@app/logging/nest-pino-logger';
 import { WorkerModule } from './worker.module';
 
@@ -9,7 +10,13 @@ import { WorkerModule } from './worker.module';
 async function bootstrap(): Promise<void> {
   const logger = createLogger('worker');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
-  // abortOnError false: a failed start reaches the catch below (one fatal JSON line naming the cause, exit 1).
+  // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
+  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('WORKER_HTTP_PORT', env.HOST, env.WORKER_HTTP_PORT));
+  if (problem) {
+    logger.fatal({ action: 'worker.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.WORKER_HTTP_PORT }, problem);
+    process.exit(1);
+  }
+  // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger), abortOnError: false });
   exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS);
   logger.info({ action: 'worker.started' }, 'worker started');

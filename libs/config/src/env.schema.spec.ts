@@ -18,6 +18,15 @@ describe('parseEnv', () => {
     expect(env.LOG_LEVEL).toBe('info');
   });
 
+  it('puts the worker port beside the API port unless set, so `PORT=3001 npm start` cannot collide with itself', () => {
+    expect(parseEnv({}).WORKER_HTTP_PORT).toBe(3001);
+    expect(parseEnv({ PORT: '3001' }).WORKER_HTTP_PORT).toBe(3002);
+    expect(parseEnv({ PORT: '0' }).WORKER_HTTP_PORT).toBe(0);
+    expect(parseEnv({ PORT: '65535' }).WORKER_HTTP_PORT).toBe(0);
+    expect(parseEnv({ PORT: '3001', WORKER_HTTP_PORT: '9100' }).WORKER_HTTP_PORT).toBe(9100);
+    expect(() => parseEnv({ WORKER_HTTP_PORT: '70000' })).toThrow(/WORKER_HTTP_PORT/);
+  });
+
   it('names every bad variable in one error', () => {
     expect(() => parseEnv({ PORT: 'eighty', REDIS_URL: 'not a url', MAX_IMAGE_BYTES: '-1' })).toThrow(
       /PORT[\s\S]*REDIS_URL|REDIS_URL[\s\S]*PORT/,

@@ -88,7 +88,8 @@ export const envSchema = z.object({
 
   /** Back-pressure: waiting jobs beyond which new work is refused at once (503 + Retry-After). */
   MAX_QUEUE_DEPTH: int(1, 10_000_000, 1000),
-  WORKER_HTTP_PORT: int(0, 65535, 3001),
+  /** The worker's health/metrics port; unset: PORT + 1 (3001), so API and worker on one host never collide. */
+  WORKER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 
   /**
    * Comma list of `tenant:key` pairs or bare keys (a tenant of their own); when set, every route but health, docs
@@ -166,16 +167,21 @@ export const envSchema = z.object({
     }
   });
 
-export type Env = z.infer<typeof envSchema>;
+export type Env = Omit<z.infer<typeof envSchema>, 'WORKER_HTTP_PORT'> & { WORKER_HTTP_PORT: number };
 
 /** Parses the environment or throws one error listing every bad variable. */
 export function parseEnv(source: NodeJS.ProcessEnv): Env {
   // An empty variable means "not set": `FOO= npm start` should fall back to the default.
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
   const result = envSchema.safeParse(cleaned);
-  if (result.success) return result.data;
+  if (result.success) return { ...result.data, WORKER_HTTP_PORT: result.data.WORKER_HTTP_PORT ?? workerPortBeside(result.data.PORT) };
   const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
   throw new Error(`Invalid configuration:\n${problems}`);
+}
+
+/** The default worker port: the one after the API's (0 stays 0: any free port; after 65535, any free port). */
+function workerPortBeside(apiPort: number): number {
+  return apiPort === 0 || apiPort === 65535 ? 0 : apiPort + 1;
 }
 
 /** For entry points: the parsed environment, or the problems reported through `fatal` and exit code 2. */

@@ -4,3 +4,4 @@ export * from './app-config.module';
 export * from './api-keys';
 export * from './redis-url';
 export * from './http-limits';
+export * from './listen-check';

@@ -1,6 +1,12 @@
 import type { RedisOptions } from 'ioredis';
 
 /**
+ * The connection fields a URL carries. A subset of ioredis' RedisOptions that also fits BullMQ's own
+ * RedisOptions (since BullMQ 6 it no longer takes ioredis' type, whose retryStrategy may be null).
+ */
+export type RedisUrlOptions = Required<Pick<RedisOptions, 'host' | 'port' | 'db'>> & Pick<RedisOptions, 'username' | 'password' | 'tls' | 'family'>;
+
+/**
  * Query options a REDIS_URL may carry, in ioredis' own URL form (`redis://host:6379/?db=4&password=…`); each sets
  * the ioredis option of the same name. Any other option is refused by name rather than dropped silently.
  */
@@ -12,7 +18,7 @@ const QUERY_OPTIONS = ['db', 'username', 'password', 'family'] as const;
  * rediss://, and the query options above. Throws, naming the part, on another scheme, an unknown query option,
  * a bad database number or family, or a value given twice with two different values (say `/2?db=4`).
  */
-export function parseRedisUrl(url: string): RedisOptions {
+export function parseRedisUrl(url: string): RedisUrlOptions {
   const parsed = new URL(url);
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error(`REDIS_URL must be redis:// or rediss://, got ${parsed.protocol}`);
   const query = parsed.searchParams;

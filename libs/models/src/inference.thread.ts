@@ -7,6 +7,13 @@ import * as ort from 'onnxruntime-node';
 import { workerData } from 'piscina';
 import type { InferenceTask, InferenceTaskResult, InferenceThreadInit, TensorData } from './inference-task';
 
+// onnxruntime-node 1.30's binding reads the byte length of a Float16Array as 0, so on Node 23+ (which has
+// Float16Array, and onnxruntime-common then wraps every float16 input in one) each float16 model fails with
+// "not enough space: expected N, got 0" (microsoft/onnxruntime#32323, unreleased). onnxruntime-common looks
+// for Float16Array once, at the first Tensor: hidden in this thread (which runs nothing else), float16 data
+// stays the Uint16Array the binding reads, as on Node 20. Remove once a fixed onnxruntime-node is out.
+delete (globalThis as { Float16Array?: unknown }).Float16Array;
+
 async function createHandler(): Promise<(task: InferenceTask) => Promise<InferenceTaskResult>> {
   const init = workerData as InferenceThreadInit;
   const sessions = new Map<string, ort.InferenceSession>();

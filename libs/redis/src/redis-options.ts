@@ -1,5 +1,6 @@
-import type { RedisOptions } from 'ioredis';
-import { parseRedisUrl } from '@app/config';
+import { parseRedisUrl, RedisUrlOptions } from '@app/config';
+
+export type { RedisUrlOptions } from '@app/config';
 
 /**
  * ioredis options for every connection of both apps (ours and BullMQ's): REDIS_URL as parseRedisUrl reads it
@@ -7,6 +8,6 @@ import { parseRedisUrl } from '@app/config';
  * replica (a failover moved the primary behind a DNS name, as managed services do): the new connection finds
  * the new primary. The command itself fails (503 + Retry-After on the API) rather than being sent again.
  */
-export function redisOptionsFromUrl(url: string): RedisOptions {
+export function redisOptionsFromUrl(url: string): RedisUrlOptions & { reconnectOnError: (error: Error) => boolean } {
   return { ...parseRedisUrl(url), reconnectOnError: (error) => error.message.startsWith('READONLY') };
 }

@@ -4,3 +4,4 @@ export * from './analysis-store';
 export * from './storage.module';
 export * from './face-store';
 export * from './image-erasure';
+export * from './image-lock';

@@ -8,6 +8,7 @@ import { CONTENT_STORE, ContentStore } from './content-store';
 import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
 import { ImageErasure } from './image-erasure';
+import { ImageLocks } from './image-lock';
 
 /** The image store (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
 @Global()
@@ -21,7 +22,8 @@ import { ImageErasure } from './image-erasure';
       inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE],
       useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore) => new ImageErasure(redis, keys, content),
     },
+    { provide: ImageLocks, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new ImageLocks(redis, keys) },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore, ImageErasure],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, ImageErasure, ImageLocks],
 })
 export class StorageModule {}

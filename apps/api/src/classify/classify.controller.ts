@@ -1,4 +1,4 @@
-import { Controller, HttpCode, Post, Query, Req, Res } from '@nestjs/common';
+import { Controller, HttpCode, Post, Query, Req, Res, UseFilters } from '@nestjs/common';
 import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
@@ -19,7 +19,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { CallerTenant } from '../auth/api-keys';
 import { CLIENT_CLOSED_REQUEST, clientGoneSignal } from '../common/client-gone';
-import { ErrorResponseDto } from '../common/error.dto';
+import { ErrorResponseDto, LegacyErrorResponseDto } from '../common/error.dto';
+import { LegacyPredictExceptionFilter } from '../common/api-exception.filter';
 import { requestIdOf } from '../common/request-id';
 import { ImageUploadReader } from '../uploads/image-upload.reader';
 import { ClassifyResponseDto, IMAGE_REQUEST_BODY, JobAcceptedDto, LegacyPredictResponseDto } from './classify.dto';
@@ -39,7 +40,7 @@ export class ClassifyController {
   @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
   @ApiBody(IMAGE_REQUEST_BODY)
   @ApiQuery({ name: 'model', required: false, description: 'classification model name (GET /v1/models)', example: 'mobilenet_v2' })
-  @ApiQuery({ name: 'topk', required: false, description: 'how many labels, 1–20', example: 5 })
+  @ApiQuery({ name: 'topk', required: false, description: 'how many labels (top-k), 1–20', schema: { type: 'integer', minimum: 1, maximum: 20, default: 5 } })
   @ApiOkResponse({ type: ClassifyResponseDto })
   @ApiAcceptedResponse({ type: JobAcceptedDto, description: 'not finished within the wait limit; poll the Location URL' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_MISSING, IMAGE_EMPTY, INVALID_BASE64, UNKNOWN_MODEL, INVALID_PARAMETER' })
@@ -89,11 +90,15 @@ export class ClassifyController {
 
   @Post('predict')
   @HttpCode(200)
+  @UseFilters(LegacyPredictExceptionFilter)
   @ApiOperation({ summary: 'Compatibility with the original work-queue client: multipart field "image", top 5 of the default model' })
   @ApiConsumes('multipart/form-data')
   @ApiBody({ schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', format: 'binary' } } } })
   @ApiOkResponse({ type: LegacyPredictResponseDto })
-  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  @ApiBadRequestResponse({ type: LegacyErrorResponseDto, description: 'every error of this route: { success: false, error: { code, message } }' })
+  @ApiUnsupportedMediaTypeResponse({ type: LegacyErrorResponseDto })
+  @ApiPayloadTooLargeResponse({ type: LegacyErrorResponseDto })
+  @ApiUnprocessableEntityResponse({ type: LegacyErrorResponseDto })
   async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<LegacyPredictResponseDto> {
     const upload = await this.uploads.read(request);
     const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes, signal: clientGoneSignal(reply) });

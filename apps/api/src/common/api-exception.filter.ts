@@ -43,8 +43,8 @@ const STATUS_CODES: Record<number, ErrorCode> = {
 @Catch()
 export class ApiExceptionFilter implements ExceptionFilter {
   constructor(
-    @Inject(APP_LOGGER) private readonly logger: Logger,
-    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) protected readonly logger: Logger,
+    protected readonly config: AppConfig,
   ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
@@ -67,7 +67,12 @@ export class ApiExceptionFilter implements ExceptionFilter {
     if (this.unreadBodyTooLarge(request)) void reply.header('connection', 'close');
     const retryAfter = body.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
-    void reply.status(status).send({ error: body });
+    void reply.status(status).send(this.envelope(body));
+  }
+
+  /** The answer's body around the error (overridden where an older client expects another shape). */
+  protected envelope(body: ErrorBody): object {
+    return { error: body };
   }
 
   /**
@@ -116,4 +121,15 @@ function isHealthReport(response: unknown): boolean {
 function clientAborted(request: FastifyRequest | undefined): boolean {
   const raw = request?.raw;
   return !!raw && !raw.complete && (raw.destroyed || !!raw.socket?.destroyed);
+}
+
+/**
+ * POST /predict keeps the original work-queue client's answer shape on errors too: that client reads
+ * `r.json()["success"]` first, so an error is `{ success: false, error: { code, message } }`.
+ */
+@Catch()
+export class LegacyPredictExceptionFilter extends ApiExceptionFilter {
+  protected override envelope(body: ErrorBody): object {
+    return { success: false, error: body };
+  }
 }

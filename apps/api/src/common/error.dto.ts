@@ -11,3 +11,9 @@ export class ErrorDetailDto {
 export class ErrorResponseDto {
   @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
 }
+
+/** POST /predict's error shape, for the original work-queue client (it reads `success` first). */
+export class LegacyErrorResponseDto {
+  @ApiProperty({ example: false }) success!: boolean;
+  @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
+}

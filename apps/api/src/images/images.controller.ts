@@ -36,6 +36,7 @@ export class ImagesController {
   @Get(':hash/content')
   @ApiOperation({ summary: "The caller's stored image bytes (for galleries and previews); content-addressed, so cacheable forever" })
   @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif')
+  @ApiOkResponse({ description: 'the bytes as stored, typed by their format', schema: { type: 'string', format: 'binary' } })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
@@ -65,6 +66,10 @@ export class ImagesController {
   @Get(':hash/events')
   @ApiOperation({ summary: 'Server-sent events: one `result` event per model as it finishes, then `done` (or `erased`, `timeout`) and the stream closes' })
   @ApiProduces('text/event-stream')
+  @ApiOkResponse({
+    description: 'an event stream: `result` events ({ model, state, url, result?, error?, computedAt }), then one of `done`, `erased`, `timeout` ({ hash }); comment lines keep it alive',
+    schema: { type: 'string' },
+  })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   async events(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {

@@ -21,7 +21,7 @@ export class InferenceQueue {
   /** Jobs waiting for a worker (read at most every 100 ms: this runs on every submission). */
   async waitingDepth(): Promise<number> {
     if (Date.now() - this.depthCache.at > 100) {
-      const counts = await this.queue.getJobCounts('wait', 'prioritized', 'paused');
+      const counts = await this.queue.getJobCounts('wait', 'prioritized');
       this.depthCache = { value: Object.values(counts).reduce((a, b) => a + b, 0), at: Date.now() };
     }
     return this.depthCache.value;

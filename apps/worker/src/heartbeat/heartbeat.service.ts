@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { hostname } from 'node:os';
-import { IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { WorkerHeartbeat } from '@app/contracts';
@@ -17,7 +17,7 @@ import { workerId } from '../worker-id';
 @Injectable()
 export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
   private timer?: NodeJS.Timeout;
-  private readonly delay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private readonly delay: ELDHistogram = monitorEventLoopDelay({ resolution: 10 });
   private readonly startedAt = Date.now();
 
   constructor(
