@@ -1,6 +1,5 @@
 import type { RegisterQueueAsyncOptions, SharedBullAsyncConfiguration } from '@nestjs/bullmq';
 import type { BackoffOptions, KeepJobs, QueueOptions } from 'bullmq';
-import type { RedisOptions } from 'ioredis';
 import { AppConfig, Env } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { redisOptionsFromUrl } from './redis-options';
@@ -38,7 +37,7 @@ export function inferenceQueueOptions(env: Env): Pick<QueueOptions, 'streams' | 
 }
 
 /** BullModule.registerQueueAsync for the inference queue, with connection options to add to REDIS_URL's. */
-export function inferenceQueueRegistration(connection?: RedisOptions): RegisterQueueAsyncOptions {
+export function inferenceQueueRegistration(connection?: { enableOfflineQueue?: boolean }): RegisterQueueAsyncOptions {
   return {
     name: INFERENCE_QUEUE,
     inject: [AppConfig],
