@@ -1,7 +1,7 @@
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
-import { freePort } from '../support/free-port';
 import { HttpResult, multipart, request } from '../support/http';
+import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
 import { TestStack } from '../support/test-stack';
 
@@ -69,8 +69,14 @@ describe('fault: Redis says "try again later"', () => {
   });
 
   it('MASTERDOWN: a replica that lost its primary and serves no stale data', async () => {
-    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(await freePort()), '--replica-serve-stale-data', 'no'] });
+    const primary = await stack.startRedis();
+    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port), '--replica-serve-stale-data', 'no'] });
+    const watcher = stack.client(replica);
+    await until(async () => /master_link_status:up/.test(await watcher.info('replication')), 10_000, 'the replica to sync');
+    // Started while the replica has its primary (the start-up check pings Redis), then the primary goes.
     const api = await startApi(replica);
+    await primary.stop();
+    await until(async () => /master_link_status:down/.test(await watcher.info('replication')), 10_000, 'the replica to lose its primary');
     expectTryLater(await writes(api), /lost its primary/);
     noErrorLines(api);
   });

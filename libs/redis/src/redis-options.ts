@@ -1,6 +1,6 @@
-import { parseRedisUrl, RedisUrlOptions } from '@app/config';
+import { parseRedisUrl, RedisUrlOptions } from '@app/config/redis-url';
 
-export type { RedisUrlOptions } from '@app/config';
+export type { RedisUrlOptions } from '@app/config/redis-url';
 
 /**
  * ioredis options for every connection of both apps (ours and BullMQ's): REDIS_URL as parseRedisUrl reads it
