@@ -26,7 +26,10 @@ function satisfies(version, range) {
 }
 
 const link = join(root, 'node_modules', '.bin', 'node');
-const useOwn = satisfies(process.versions.node, range) && !process.env.CI;
+// The machine's own Node is the one running npm (npm_node_execpath), not this script's: on a second
+// `npm install` this script itself runs on the linked Node, which must not count as the machine's.
+const ownVersion = process.env.npm_node_execpath ? execFileSync(process.env.npm_node_execpath, ['--version'], { encoding: 'utf8' }).trim() : process.version;
+const useOwn = satisfies(ownVersion, range) && !process.env.CI;
 if (existsSync(link) || isSymlink(link)) rmSync(link);
 if (useOwn) process.exit(0);
 
@@ -43,7 +46,7 @@ if (!existsSync(binary) || !execFileSync(binary, ['--version'], { encoding: 'utf
 }
 mkdirSync(join(root, 'node_modules', '.bin'), { recursive: true });
 symlinkSync(relative(join(root, 'node_modules', '.bin'), binary), link);
-const why = process.env.CI ? 'CI tests the runtime the image ships' : `Node ${process.version} does not satisfy engines ${range}`;
+const why = process.env.CI ? 'CI tests the runtime the image ships' : `Node ${ownVersion} does not satisfy engines ${range}`;
 console.log(`node-runtime: ${why}; npm scripts run on Node v${pinned} from the npm registry package ${pkg} (node_modules/.cache/node-runtime)`);
 
 function isSymlink(path) {

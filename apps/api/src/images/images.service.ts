@@ -68,11 +68,11 @@ export class ImagesService {
     return { image, models: views };
   }
 
-  /** The tenant's stored bytes of an image and their format (checked by magic bytes when stored). */
+  /** The tenant's stored bytes of an image and their format (checked by its header when stored). */
   async content(tenant: TenantId, hash: string): Promise<{ bytes: Buffer; format: string }> {
     await this.requireImage(tenant, hash);
     const bytes = await this.store.get(tenant, hash);
-    const format = bytes && detectImageFormat(bytes);
+    const format = bytes && (await detectImageFormat(bytes));
     if (!bytes || !format) throw notFound(hash);
     return { bytes, format };
   }
