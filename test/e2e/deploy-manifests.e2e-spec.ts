@@ -19,6 +19,9 @@ describe('docker-compose.yml', () => {
   it('runs Redis with persistence, 2 APIs behind one port, 2 workers, and a shared image volume', () => {
     expect(Object.keys(services).sort()).toEqual(['api-1', 'api-2', 'gateway', 'redis', 'worker-1', 'worker-2']);
     expect(services.redis.command.join(' ')).toContain('--appendonly yes');
+    // BullMQ needs noeviction; both apps refuse to start on another policy.
+    expect(services.redis.command.join(' ')).toContain('--maxmemory-policy noeviction');
+    expect(services.redis.command.join(' ')).toMatch(/--maxmemory \d+[kmg]b/);
     expect(services.redis.volumes[0]).toMatch(/:\/data$/);
     expect(services.gateway.ports).toEqual(['3000:3000']);
     for (const name of ['api-1', 'api-2']) expect(services[name].command).toEqual(['api']);
@@ -46,10 +49,12 @@ describe('deploy/k8s', () => {
   const byKind = (kind: string) => docs.filter((doc) => doc.kind === kind);
   const deployment = (role: string) => byKind('Deployment').find((doc) => doc.metadata.labels.role === role);
 
+  const service = (name: string) => byKind('Service').find((doc) => doc.metadata.name === name);
+
   it('has api and worker Deployments, a Service, ConfigMap, Secret, HPA for the API and a KEDA ScaledObject for workers', () => {
     expect(deployment('api')).toBeDefined();
     expect(deployment('worker')).toBeDefined();
-    expect(byKind('Service')).toHaveLength(1);
+    expect(byKind('Service').map((doc) => doc.metadata.name).sort()).toEqual(['image-inference-api', 'redis']);
     expect(byKind('ConfigMap')).toHaveLength(1);
     expect(byKind('Secret')).toHaveLength(1);
     expect(byKind('HorizontalPodAutoscaler')[0].spec.scaleTargetRef.name).toBe(deployment('api').metadata.name);
@@ -69,9 +74,23 @@ describe('deploy/k8s', () => {
       expect(container.resources.requests.cpu).toBeDefined();
       expect(container.volumeMounts[0].mountPath).toBe(config.STORAGE_DIR);
     }
-    const service = byKind('Service')[0];
-    expect(service.spec.selector).toEqual(deployment('api').spec.selector.matchLabels);
-    expect(service.spec.ports[0].targetPort).toBe('http');
+    const api = service('image-inference-api');
+    expect(api.spec.selector).toEqual(deployment('api').spec.selector.matchLabels);
+    expect(api.spec.ports[0].targetPort).toBe('http');
+  });
+
+  it('runs Redis as compose does: persistent, capped, noeviction, at the address REDIS_URL names', () => {
+    const [redis] = byKind('StatefulSet').filter((doc) => doc.metadata.name === 'redis');
+    const args = redis.spec.template.spec.containers[0].args.join(' ');
+    expect(args).toContain('--appendonly yes');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    expect(args).toMatch(/--maxmemory \d+[kmg]b/);
+    expect(redis.spec.volumeClaimTemplates[0].metadata.name).toBe(redis.spec.template.spec.containers[0].volumeMounts[0].name);
+    const redisService = service('redis');
+    expect(redisService.spec.selector).toEqual(redis.spec.selector.matchLabels);
+    const url = new URL(byKind('ConfigMap')[0].data.REDIS_URL);
+    expect([url.hostname, Number(url.port)]).toEqual([redisService.metadata.name, redisService.spec.ports[0].port]);
+    expect(byKind('ScaledObject')[0].spec.triggers[0].metadata.address).toBe(`${redisService.metadata.name}:${redisService.spec.ports[0].port}`);
   });
 
   it('ConfigMap and Secret name only variables the app reads, with values the app accepts', () => {

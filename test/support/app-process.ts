@@ -53,6 +53,13 @@ export class AppProcess {
   }
 
   static async start(kind: 'api' | 'worker', env: Record<string, string>, readyTimeoutMs = 60_000): Promise<AppProcess> {
+    const app = await AppProcess.spawn(kind, env);
+    await app.waitForLog((line) => line.action === (kind === 'api' ? 'api.listening' : 'worker.ready'), readyTimeoutMs);
+    return app;
+  }
+
+  /** Starts the process without waiting for it to be ready (to watch it refuse to start). */
+  static async spawn(kind: 'api' | 'worker', env: Record<string, string>): Promise<AppProcess> {
     const port = kind === 'api' ? await freePort() : undefined;
     const child = spawn(process.execPath, [join(REPO_ROOT, `dist/apps/${kind}/src/main.js`)], {
       cwd: REPO_ROOT,
@@ -66,9 +73,15 @@ export class AppProcess {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const app = new AppProcess(kind, child, port);
-    await app.waitForLog((line) => line.action === (kind === 'api' ? 'api.listening' : 'worker.ready'), readyTimeoutMs);
-    return app;
+    return new AppProcess(kind, child, port);
+  }
+
+  /** The exit code once the process has ended by itself (it is killed after `timeoutMs`). */
+  async exitCode(timeoutMs = 60_000): Promise<number | null> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const code = await this.exitPromise;
+    clearTimeout(timer);
+    return code;
   }
 
   /** Resolves with the first log line (already seen or future) that matches. */

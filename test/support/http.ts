@@ -91,3 +91,50 @@ export function rawHttp(port: number, head: string, body?: Buffer, timeoutMs = 3
     })();
   });
 }
+
+export interface HeldConnection {
+  /** Status of the server's answer, 0 when it sent none. */
+  status: number;
+  /** When the server ended the connection (ms after connecting); undefined when it was still open at `maxMs`. */
+  closedByServerAfterMs?: number;
+  /** Bytes written before the server ended it. */
+  bytesSent: number;
+  /** Everything the server sent. */
+  received: string;
+}
+
+/**
+ * A connection to 127.0.0.1 that writes `first`, then `drip` one byte every `everyMs` (a slow client; without
+ * `drip`, a silent one), and watches what the server does. Closed here at `maxMs` at the latest.
+ */
+export function holdConnection(port: number, first: string | Buffer, options: { drip?: Buffer; everyMs?: number; maxMs: number }): Promise<HeldConnection> {
+  const { connect } = require('node:net') as typeof import('node:net');
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1');
+    const received: Buffer[] = [];
+    let bytesSent = 0;
+    let dripTimer: NodeJS.Timeout | undefined;
+    const finish = (closedByServer: boolean) => {
+      clearTimeout(limit);
+      clearInterval(dripTimer);
+      socket.destroy();
+      const text = Buffer.concat(received).toString('latin1');
+      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0), closedByServerAfterMs: closedByServer ? Date.now() - started : undefined, bytesSent, received: text });
+    };
+    const limit = setTimeout(() => finish(false), options.maxMs);
+    socket.on('data', (data) => received.push(data));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => undefined);
+    socket.on('connect', () => {
+      if (first.length > 0) socket.write(first, () => (bytesSent += Buffer.byteLength(first)));
+      let offset = 0;
+      if (options.drip) {
+        dripTimer = setInterval(() => {
+          if (offset >= options.drip!.length || socket.destroyed) return clearInterval(dripTimer);
+          socket.write(options.drip!.subarray(offset, ++offset), () => bytesSent++);
+        }, options.everyMs ?? 1000);
+      }
+    });
+  });
+}

@@ -20,19 +20,21 @@ export class TestRedis {
   /**
    * Starts a server, on `port` when given (to bring the same Redis address back after stop()). With
    * `appendOnlyDir` it persists like the compose setup (AOF, fsync every second) into that folder, so a
-   * restart on the same folder brings the data back.
+   * restart on the same folder brings the data back. `args` are more redis-server options (a maxmemory
+   * policy, `--replicaof`, `--requirepass` with `password` for the readiness check...).
    */
-  static async start(port?: number, options: { appendOnlyDir?: string } = {}): Promise<TestRedis> {
+  static async start(port?: number, options: { appendOnlyDir?: string; args?: string[]; password?: string } = {}): Promise<TestRedis> {
     port ??= await freePort();
     const persistence = options.appendOnlyDir ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', options.appendOnlyDir] : ['--appendonly', 'no'];
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, ...(options.args ?? [])], { stdio: 'ignore' });
     const redis = new TestRedis(child, port);
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined); // refused until the server is up: expected while we wait
     for (let i = 0; i < 100; i++) {
       try {
         await client.connect();
-        await client.ping();
+        // INFO, not PING: a replica without its primary answers INFO but refuses PING (MASTERDOWN).
+        await client.info('server');
         client.disconnect();
         return redis;
       } catch {
@@ -44,8 +46,15 @@ export class TestRedis {
     throw new Error(`redis-server did not start on port ${port}`);
   }
 
-  client(): Redis {
-    return new Redis({ port: this.port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+  client(options: { password?: string; db?: number } = {}): Redis {
+    return new Redis({ port: this.port, host: '127.0.0.1', maxRetriesPerRequest: 1, ...options });
+  }
+
+  /** INFO commandstats as calls per command (`scan`, `keys`, ...), since the last CONFIG RESETSTAT. */
+  static async commandCalls(client: Redis): Promise<Record<string, number>> {
+    const calls: Record<string, number> = {};
+    for (const [, name, count] of (await client.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[name] = Number(count);
+    return calls;
   }
 
   async stop(): Promise<void> {

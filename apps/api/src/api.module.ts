@@ -10,9 +10,8 @@ import { BullModule } from '@nestjs/bullmq';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppConfig, AppConfigModule } from '@app/config';
-import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
-import { bullRootOptions, REDIS_CLIENT, RedisModule, redisOptionsFromUrl } from '@app/redis';
+import { bullRootOptions, inferenceQueueRegistration, REDIS_CLIENT, RedisModule } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalysesController } from './analyses/analyses.controller';
 import { FacesController } from './faces/faces.controller';
@@ -75,16 +74,8 @@ export class ApiModule {
           }),
         }),
         BullModule.forRootAsync(bullRootOptions),
-        BullModule.registerQueueAsync({
-          name: INFERENCE_QUEUE,
-          inject: [AppConfig],
-          // Bounded event stream: BullMQ trims it to about this many entries.
-          useFactory: (config: AppConfig) => ({
-            streams: { events: { maxLen: config.values.EVENTS_MAX_LEN } },
-            // The producer fails fast while Redis is down (the request gets 503), rather than queueing commands.
-            connection: { ...redisOptionsFromUrl(config.values.REDIS_URL), enableOfflineQueue: false },
-          }),
-        }),
+        // The producer fails fast while Redis is down (the request gets 503), rather than queueing commands.
+        BullModule.registerQueueAsync(inferenceQueueRegistration({ enableOfflineQueue: false })),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
       providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },

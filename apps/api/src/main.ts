@@ -5,7 +5,7 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { AppConfig, listenProblem, parseEnvOrExit } from '@app/config';
+import { AppConfig, enforceIdleTimeout, httpLimits, listenProblem, nodeServerOptions, parseEnvOrExit } from '@app/config';
 import { TenantResolver } from './auth/api-keys';
 import { registerBodyGate } from './auth/body-gate';
 import { registerBodyBudget } from './uploads/body-budget';
@@ -35,12 +35,27 @@ async function bootstrap(): Promise<void> {
     logger.fatal({ action: 'api.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.PORT }, problem);
     process.exit(1);
   }
+  // HTTP time limits: Fastify's own defaults turn Node's request timeout off (requestTimeout 0) and leave the
+  // checking interval at 30 s, so both are set here; the idle limit is enforceIdleTimeout's.
+  const limits = httpLimits(env);
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
-  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false, clientErrorHandler });
-  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
+  const adapter = new FastifyAdapter({
+    bodyLimit: env.MAX_JSON_BODY_BYTES,
+    trustProxy: trustProxySetting(env.TRUST_PROXY),
+    return503OnClosing: true,
+    genReqId: generateRequestId,
+    requestIdHeader: false,
+    clientErrorHandler,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    http: nodeServerOptions(limits),
+  });
+  // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true, abortOnError: false });
   app.useLogger(app.get(NestPino));
 
   const fastify = app.getHttpAdapter().getInstance();
+  enforceIdleTimeout(fastify.server, limits.idleTimeout);
   // Every route the server answers, logged once at start (the OpenAPI contract test compares them with the document).
   const routes: string[] = [];
   fastify.addHook('onRoute', (route) => {

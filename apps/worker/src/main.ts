@@ -16,7 +16,8 @@ async function bootstrap(): Promise<void> {
     logger.fatal({ action: 'worker.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.WORKER_HTTP_PORT }, problem);
     process.exit(1);
   }
-  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger) });
+  // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger), abortOnError: false });
   exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS);
   logger.info({ action: 'worker.started' }, 'worker started');
 }

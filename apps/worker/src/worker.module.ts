@@ -2,9 +2,8 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import type { Logger } from 'pino';
 import { AppConfigModule } from '@app/config';
-import { INFERENCE_QUEUE } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
-import { bullRootOptions, RedisModule } from '@app/redis';
+import { bullRootOptions, inferenceQueueRegistration, RedisModule } from '@app/redis';
 import { StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
 import { FaceIndex } from './faces/face-index';
@@ -29,7 +28,8 @@ export class WorkerModule {
         RedisModule.forRoot({ failFast: false }),
         StorageModule,
         BullModule.forRootAsync(bullRootOptions),
-        BullModule.registerQueue({ name: INFERENCE_QUEUE }),
+        // The same queue options as the API's: BullMQ writes them into the queue's meta hash (events cap) on open.
+        BullModule.registerQueueAsync(inferenceQueueRegistration()),
       ],
       providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ImageInference, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
     };

@@ -33,4 +33,13 @@ describe('parseEnv', () => {
     );
     expect(() => parseEnv({ MAX_IMAGE_BYTES: '-1' })).toThrow(/MAX_IMAGE_BYTES/);
   });
+
+  it('documents the HTTP limits and the eviction guard, and refuses limits that contradict each other', () => {
+    const env = parseEnv({});
+    expect([env.HTTP_HEADERS_TIMEOUT_MS, env.HTTP_REQUEST_TIMEOUT_MS, env.HTTP_IDLE_TIMEOUT_MS, env.HTTP_KEEP_ALIVE_TIMEOUT_MS]).toEqual([60_000, 300_000, 60_000, 72_000]);
+    expect(env.REDIS_ALLOW_EVICTION).toBe(false);
+    expect(() => parseEnv({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '1000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS/);
+    expect(() => parseEnv({ HTTP_IDLE_TIMEOUT_MS: '5000' })).toThrow(/HTTP_IDLE_TIMEOUT_MS: must be longer than UPLOAD_BUDGET_WAIT_MS/);
+    expect(() => parseEnv({ REDIS_URL: 'redis://cache/?timeout=5' })).toThrow(/REDIS_URL: .*"timeout" is not supported/);
+  });
 });

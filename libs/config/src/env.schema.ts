@@ -1,10 +1,21 @@
 import { cpus } from 'node:os';
 import { z } from 'zod';
 import { parseApiKeys } from './api-keys';
+import { parseRedisUrl } from './redis-url';
 
 const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().default(fallback);
 const cores = Math.max(1, cpus().length);
+/** A refinement that runs a parser and reports what it throws as the variable's problem. */
+const parsedBy =
+  (parse: (value: string) => unknown) =>
+  (value: string, context: z.RefinementCtx): void => {
+    try {
+      parse(value);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  };
 
 /**
  * Every environment variable the product reads, with its default. README's configuration table mirrors this.
@@ -33,6 +44,18 @@ export const envSchema = z.object({
   /** Frames (pages) an animated GIF/WebP or multi-page TIFF may declare; only the first is used, but thousands are a parsing cost and a common attack. */
   MAX_IMAGE_FRAMES: int(1, 100_000, 100),
   REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),
+  /**
+   * HTTP time limits (API and the worker's port). Headers and the whole request must arrive within these totals
+   * (Node's own defaults: 60 s and 300 s; nginx allows 60 s for headers); a connection may stay silent at most
+   * HTTP_IDLE_TIMEOUT_MS while it owes the server bytes (nginx's client_body_timeout, 60 s), and an idle
+   * keep-alive connection stays open HTTP_KEEP_ALIVE_TIMEOUT_MS (Fastify's 72 s: longer than the 60 s idle limit of
+   * common load balancers, so the balancer closes first). A request that was received whole is never cut while it
+   * is being answered (waiting up to REQUEST_WAIT_MS for its job, or an event stream).
+   */
+  HTTP_HEADERS_TIMEOUT_MS: int(100, 3600_000, 60_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(100, 3600_000, 300_000),
+  HTTP_IDLE_TIMEOUT_MS: int(100, 3600_000, 60_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 3600_000, 72_000),
   JOB_POLL_INTERVAL_MS: int(20, 60_000, 500),
   /** Off only to prove (in tests) that polling alone completes every request. */
   QUEUE_EVENTS_ENABLED: bool(true),
@@ -83,16 +106,7 @@ export const envSchema = z.object({
    * Comma list of `tenant:key` pairs or bare keys (a tenant of their own); when set, every route but health, docs
    * and metrics needs a key, and each tenant sees only its own records. Kept only as sha256 hashes.
    */
-  API_KEYS: z
-    .string()
-    .default('')
-    .superRefine((value, context) => {
-      try {
-        parseApiKeys(value);
-      } catch (error) {
-        context.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-    }),
+  API_KEYS: z.string().default('').superRefine(parsedBy(parseApiKeys)),
   /**
    * Which peers may set X-Forwarded-For (the client address used for rate limits without keys and for admin
    * login throttling): empty trusts none; a comma list of addresses or CIDRs (your proxies), or a hop count.
@@ -115,7 +129,13 @@ export const envSchema = z.object({
   ADMIN_LOGIN_WINDOW_MS: int(1000, 24 * 3600_000, 15 * 60_000),
 
   // Redis and queue
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').superRefine(parsedBy(parseRedisUrl)),
+  /**
+   * BullMQ needs Redis' maxmemory-policy `noeviction`: any other policy may evict queued jobs, image bytes and
+   * results, and accepted work is lost silently. Both apps read the policy (INFO memory) at start and in readiness
+   * and refuse another, unless this is true.
+   */
+  REDIS_ALLOW_EVICTION: bool(false),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),
   BLOB_TTL_SECONDS: int(10, 7 * 24 * 3600, 900),
   JOB_DEADLINE_MS: int(1000, 24 * 3600_000, 300_000),
@@ -147,7 +167,16 @@ export const envSchema = z.object({
   STALLED_INTERVAL_MS: int(1000, 10 * 60_000, 5000),
   WORKER_HEARTBEAT_MS: int(500, 60_000, 5000),
   SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
-});
+})
+  .superRefine((env, context) => {
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      context.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request` });
+    }
+    // A multipart upload stops reading while it waits for room in the upload budget: that silence is ours, not the client's.
+    if (env.HTTP_IDLE_TIMEOUT_MS <= env.UPLOAD_BUDGET_WAIT_MS) {
+      context.addIssue({ code: 'custom', path: ['HTTP_IDLE_TIMEOUT_MS'], message: `must be longer than UPLOAD_BUDGET_WAIT_MS (${env.UPLOAD_BUDGET_WAIT_MS}), which an upload may wait in silence` });
+    }
+  });
 
 export type Env = Omit<z.infer<typeof envSchema>, 'WORKER_HTTP_PORT'> & { WORKER_HTTP_PORT: number };
 

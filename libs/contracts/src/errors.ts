@@ -58,6 +58,26 @@ export const ERROR_HTTP_STATUS: Record<ErrorCode, number> = {
   [ErrorCode.Internal]: 500,
 };
 
+/**
+ * Failures that are properties of the image itself (its bytes cannot be decoded, it has too many pixels or frames,
+ * its format is not one we read): sending the same bytes again gives the same answer, so they are remembered
+ * (analysis failure records, kept failed face jobs). Every other failure (an image store the worker cannot
+ * read, Redis trouble, a crashed thread) says nothing about the image and is computed again next time.
+ */
+const IMAGE_FAULTS: ReadonlySet<string> = new Set([
+  ErrorCode.ImageEmpty,
+  ErrorCode.ImageTooLarge,
+  ErrorCode.ImageUnsupportedFormat,
+  ErrorCode.ImageTooManyPixels,
+  ErrorCode.ImageTooManyFrames,
+  ErrorCode.ImageBadShape,
+  ErrorCode.ImageDecodeFailed,
+]);
+
+export function isImageFault(code: string): boolean {
+  return IMAGE_FAULTS.has(code);
+}
+
 /** An error that carries a stable code; thrown by services in both apps. */
 export class AppError extends Error {
   constructor(

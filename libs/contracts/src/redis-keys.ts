@@ -17,8 +17,9 @@ export class RedisKeys {
     return `${this.prefix}:worker:${workerId}`;
   }
 
-  workerPattern(): string {
-    return `${this.prefix}:worker:*`;
+  /** Live workers: worker id → when its heartbeat key expires (zset, epoch ms on Redis' clock; pruned as read). */
+  liveWorkers(): string {
+    return `${this.prefix}:workers`;
   }
 
   /** Tenants that have stored faces (set of names), so a starting worker can load their face indexes. */

@@ -1,5 +1,7 @@
-import type { SharedBullAsyncConfiguration } from '@nestjs/bullmq';
-import { AppConfig } from '@app/config';
+import type { RegisterQueueAsyncOptions, SharedBullAsyncConfiguration } from '@nestjs/bullmq';
+import type { BackoffOptions, KeepJobs, QueueOptions } from 'bullmq';
+import { AppConfig, Env } from '@app/config';
+import { INFERENCE_QUEUE } from '@app/contracts';
 import { redisOptionsFromUrl } from './redis-options';
 
 /** BullModule.forRootAsync options shared by API and worker: same Redis, same key prefix. */
@@ -11,3 +13,37 @@ export const bullRootOptions: SharedBullAsyncConfiguration = {
     connection: redisOptionsFromUrl(config.values.REDIS_URL),
   }),
 };
+
+/**
+ * Attempts, back-off and retention of finished jobs (age and count), from the environment. Every job the API adds
+ * carries them; they are also the queue's defaults and the worker's fallbacks, so no process can apply others.
+ */
+export function jobRetention(env: Env): { attempts: number; backoff: BackoffOptions; removeOnComplete: KeepJobs; removeOnFail: KeepJobs } {
+  return {
+    attempts: env.JOB_ATTEMPTS,
+    backoff: { type: 'exponential', delay: 500 },
+    removeOnComplete: { age: env.COMPLETED_JOB_TTL_SECONDS, count: env.COMPLETED_JOB_MAX_COUNT },
+    removeOnFail: { age: env.FAILED_JOB_TTL_SECONDS, count: env.FAILED_JOB_MAX_COUNT },
+  };
+}
+
+/**
+ * The inference queue's options, identical in every process that opens it. BullMQ writes the events stream's cap
+ * into the queue's meta hash whenever a Queue opens, and every script trims by what it finds there: a process
+ * opening the queue without these options (BullMQ's default cap: 10,000) would undo the others' EVENTS_MAX_LEN.
+ */
+export function inferenceQueueOptions(env: Env): Pick<QueueOptions, 'streams' | 'defaultJobOptions'> {
+  return { streams: { events: { maxLen: env.EVENTS_MAX_LEN } }, defaultJobOptions: jobRetention(env) };
+}
+
+/** BullModule.registerQueueAsync for the inference queue, with connection options to add to REDIS_URL's. */
+export function inferenceQueueRegistration(connection?: { enableOfflineQueue?: boolean }): RegisterQueueAsyncOptions {
+  return {
+    name: INFERENCE_QUEUE,
+    inject: [AppConfig],
+    useFactory: (config: AppConfig) => ({
+      ...inferenceQueueOptions(config.values),
+      ...(connection ? { connection: { ...redisOptionsFromUrl(config.values.REDIS_URL), ...connection } } : {}),
+    }),
+  };
+}

@@ -1,23 +1,13 @@
-import type { RedisOptions } from 'ioredis';
+import { parseRedisUrl, RedisUrlOptions } from '@app/config/redis-url';
+
+export type { RedisUrlOptions } from '@app/config/redis-url';
 
 /**
- * The connection fields a URL carries. A subset of ioredis' RedisOptions that also fits BullMQ's own
- * RedisOptions (since BullMQ 6 it no longer takes ioredis' type, whose retryStrategy may be null).
+ * ioredis options for every connection of both apps (ours and BullMQ's): REDIS_URL as parseRedisUrl reads it
+ * (validated at start), plus a reconnect when Redis answers READONLY, the sign that the address now leads to a
+ * replica (a failover moved the primary behind a DNS name, as managed services do): the new connection finds
+ * the new primary. The command itself fails (503 + Retry-After on the API) rather than being sent again.
  */
-export type RedisUrlOptions = Required<Pick<RedisOptions, 'host' | 'port' | 'db'>> & Pick<RedisOptions, 'username' | 'password' | 'tls'>;
-
-/** ioredis options from a redis:// or rediss:// URL (user, password, host, port, /db). */
-export function redisOptionsFromUrl(url: string): RedisUrlOptions {
-  const parsed = new URL(url);
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new Error(`REDIS_URL must be redis:// or rediss://, got ${parsed.protocol}`);
-  const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0;
-  if (!Number.isInteger(db) || db < 0) throw new Error(`REDIS_URL has an invalid database number: ${parsed.pathname}`);
-  return {
-    host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
-    port: parsed.port ? Number(parsed.port) : 6379,
-    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-    db,
-    tls: parsed.protocol === 'rediss:' ? {} : undefined,
-  };
+export function redisOptionsFromUrl(url: string): RedisUrlOptions & { reconnectOnError: (error: Error) => boolean } {
+  return { ...parseRedisUrl(url), reconnectOnError: (error) => error.message.startsWith('READONLY') };
 }

@@ -1,8 +1,12 @@
 import { DynamicModule, Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import Redis from 'ioredis';
+import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { assertNoEviction } from './eviction-policy';
 import { redisOptionsFromUrl } from './redis-options';
+import { WorkerRegistry } from './worker-registry';
 
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 
@@ -24,7 +28,10 @@ export interface RedisModuleOptions {
   failFast: boolean;
 }
 
-/** One ioredis connection for the product's own keys (RedisKeys); BullMQ keeps its own connections. */
+/**
+ * One ioredis connection for the product's own keys (RedisKeys); BullMQ keeps its own connections. The app does not
+ * start on a Redis that may evict keys (see evictionProblem) unless REDIS_ALLOW_EVICTION accepts the risk.
+ */
 @Global()
 @Module({})
 export class RedisModule {
@@ -34,8 +41,8 @@ export class RedisModule {
       providers: [
         {
           provide: REDIS_CLIENT,
-          inject: [AppConfig],
-          useFactory: async (config: AppConfig) => {
+          inject: [AppConfig, APP_LOGGER],
+          useFactory: async (config: AppConfig, logger: Logger) => {
             const client = new Redis({
               ...redisOptionsFromUrl(config.values.REDIS_URL),
               lazyConnect: true,
@@ -44,13 +51,21 @@ export class RedisModule {
             });
             // Connected before anything uses it (with no offline queue, early commands would fail).
             await client.connect();
+            try {
+              const policy = await assertNoEviction(client, config.values.REDIS_ALLOW_EVICTION);
+              if (policy !== 'noeviction') logger.warn({ action: 'redis.eviction_accepted', maxmemoryPolicy: policy }, `Redis maxmemory-policy is "${policy}" (REDIS_ALLOW_EVICTION=true): accepted work may be lost when Redis fills up`);
+            } catch (error) {
+              client.disconnect();
+              throw error;
+            }
             return client;
           },
         },
         { provide: RedisKeys, inject: [AppConfig], useFactory: (config: AppConfig) => new RedisKeys(config.values.QUEUE_PREFIX) },
+        { provide: WorkerRegistry, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new WorkerRegistry(redis, keys) },
         RedisCloser,
       ],
-      exports: [REDIS_CLIENT, RedisKeys],
+      exports: [REDIS_CLIENT, RedisKeys, WorkerRegistry],
     };
   }
 }

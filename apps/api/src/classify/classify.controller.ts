@@ -18,6 +18,7 @@ import {
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { CallerTenant } from '../auth/api-keys';
+import { CLIENT_CLOSED_REQUEST, clientGoneSignal } from '../common/client-gone';
 import { ErrorResponseDto, LegacyErrorResponseDto } from '../common/error.dto';
 import { LegacyPredictExceptionFilter } from '../common/api-exception.filter';
 import { requestIdOf } from '../common/request-id';
@@ -63,6 +64,7 @@ export class ClassifyController {
       bytes: upload.bytes,
       model: model ?? upload.fields.model,
       topk: topk ?? upload.fields.topk,
+      signal: clientGoneSignal(reply),
     });
     switch (outcome.kind) {
       case 'completed':
@@ -80,6 +82,9 @@ export class ClassifyController {
         reply.status(202).header('location', url);
         return { id: outcome.jobId, state: 'waiting', url };
       }
+      case 'abandoned':
+        reply.status(CLIENT_CLOSED_REQUEST);
+        return { id: outcome.jobId, state: 'abandoned', url: '' };
     }
   }
 
@@ -94,13 +99,17 @@ export class ClassifyController {
   @ApiUnsupportedMediaTypeResponse({ type: LegacyErrorResponseDto })
   @ApiPayloadTooLargeResponse({ type: LegacyErrorResponseDto })
   @ApiUnprocessableEntityResponse({ type: LegacyErrorResponseDto })
-  async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest): Promise<LegacyPredictResponseDto> {
+  async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<LegacyPredictResponseDto> {
     const upload = await this.uploads.read(request);
-    const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes });
+    const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes, signal: clientGoneSignal(reply) });
     if (outcome.kind === 'completed') {
       return { success: true, predictions: outcome.result.predictions.map(({ label, probability }) => ({ label, probability })) };
     }
     if (outcome.kind === 'failed') throw new AppError(outcome.error.code, outcome.error.message);
+    if (outcome.kind === 'abandoned') {
+      reply.status(CLIENT_CLOSED_REQUEST);
+      return { success: false, predictions: [] };
+    }
     throw new AppError(ErrorCode.DeadlineExceeded, `no answer within the wait limit; the result will be at /v1/jobs/${outcome.jobId}`, { jobId: outcome.jobId });
   }
 }

@@ -18,14 +18,22 @@ export interface ClassifyRequest {
   bytes: Buffer;
   model?: string;
   topk?: string | number;
+  /** Fires when the client hangs up: its job, if no worker has taken it yet, is dropped. */
+  signal?: AbortSignal;
 }
 
 export type ClassifyOutcome =
   | { kind: 'completed'; jobId: string; result: ClassifyJobResult; totalMs: number }
   | { kind: 'failed'; jobId: string; error: ErrorBody }
-  | { kind: 'pending'; jobId: string };
+  | { kind: 'pending'; jobId: string }
+  /** The client left before the answer; nobody can read the result (it never got the job id). */
+  | { kind: 'abandoned'; jobId: string };
 
-/** Synchronous classification: validate, queue one job, wait for its answer up to REQUEST_WAIT_MS. */
+/**
+ * Synchronous classification: validate, queue one job, wait for its answer up to REQUEST_WAIT_MS. The request
+ * holds the image bytes until it is answered, so a job that vanishes from Redis meanwhile is queued once more;
+ * a second loss is a 503. A job whose client hung up before a worker took it is dropped.
+ */
 @Injectable()
 export class ClassifyService {
   constructor(
@@ -43,32 +51,53 @@ export class ClassifyService {
     const model = this.models.catalog.get(request.model || DEFAULT_CLASSIFIER, 'classification');
     const topk = parseTopK(request.topk);
     const image = await inspectImage(request.bytes, this.config.imageLimits);
-    const jobId = randomUUID();
-    const now = Date.now();
-    await this.jobs.enqueueClassify(jobId, request.bytes, {
-      requestId: request.requestId,
-      tenant: request.tenant,
-      model: model.name,
-      topk,
-      enqueuedAt: now,
-      deadlineAt: now + env.JOB_DEADLINE_MS,
-    });
-    this.logger.info(
-      { action: 'job.enqueued', requestId: request.requestId, jobId, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
-      'classify job queued',
-    );
-    const outcome = await this.waiter.wait(jobId, env.REQUEST_WAIT_MS);
-    const totalMs = Math.round((performance.now() - started) * 100) / 100;
-    switch (outcome.state) {
-      case 'completed':
-        this.metrics.endToEnd.observe({ model: model.name }, totalMs / 1000);
-        return { kind: 'completed', jobId, result: outcome.result as ClassifyJobResult, totalMs };
-      case 'failed':
-        return { kind: 'failed', jobId, error: outcome.error };
-      case 'timeout':
-        this.logger.info({ action: 'job.wait_timeout', requestId: request.requestId, jobId, waitMs: env.REQUEST_WAIT_MS }, 'answer not ready in time; client gets 202');
-        return { kind: 'pending', jobId };
+    const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
+    for (let attempt = 1; ; attempt++) {
+      const jobId = randomUUID();
+      const now = Date.now();
+      await this.jobs.enqueueClassify(jobId, request.bytes, {
+        requestId: request.requestId,
+        tenant: request.tenant,
+        model: model.name,
+        topk,
+        enqueuedAt: now,
+        deadlineAt: now + env.JOB_DEADLINE_MS,
+      });
+      this.logger.info(
+        { action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId: request.requestId, jobId, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
+        attempt === 1 ? 'classify job queued' : 'classify job vanished from Redis; queued again',
+      );
+      const outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal);
+      switch (outcome.state) {
+        case 'completed': {
+          void this.jobs.releaseBlob(jobId).catch(() => undefined);
+          const totalMs = Math.round((performance.now() - started) * 100) / 100;
+          this.metrics.endToEnd.observe({ model: model.name }, totalMs / 1000);
+          return { kind: 'completed', jobId, result: outcome.result as ClassifyJobResult, totalMs };
+        }
+        case 'failed':
+          void this.jobs.releaseBlob(jobId).catch(() => undefined);
+          return { kind: 'failed', jobId, error: outcome.error };
+        case 'timeout':
+          this.logger.info({ action: 'job.wait_timeout', requestId: request.requestId, jobId, waitMs: env.REQUEST_WAIT_MS }, 'answer not ready in time; client gets 202');
+          return { kind: 'pending', jobId };
+        case 'abandoned':
+          await this.abandon(jobId, request.requestId);
+          return { kind: 'abandoned', jobId };
+        case 'vanished':
+          this.logger.warn({ action: 'job.vanished', requestId: request.requestId, jobId, attempt }, 'the queued job is no longer in Redis (restart without persistence, failover, flush)');
+          if (attempt > 1) {
+            throw new AppError(ErrorCode.ServiceUnavailable, 'the queued job was lost by the queue store (Redis) twice; try again shortly', { retryAfterSeconds: 2 });
+          }
+      }
     }
+  }
+
+  /** The client hung up: its job is dropped unless a worker already holds it (then it finishes, unread). */
+  private async abandon(jobId: string, requestId: string): Promise<void> {
+    const dropped = await this.jobs.dropAbandoned(jobId).catch(() => false);
+    this.metrics.abandonedJobs.inc({ outcome: dropped ? 'dropped' : 'running' });
+    this.logger.info({ action: 'job.abandoned', requestId, jobId, dropped }, dropped ? 'client left before a worker took the job: dropped' : 'client left while a worker runs the job');
   }
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
 import { AppConfig, Env } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
+import { redisTryLater } from '@app/redis';
 
 type Limits = Pick<Env, 'MAX_IMAGE_BYTES' | 'MAX_JSON_BODY_BYTES' | 'MAX_IMAGES_PER_REQUEST'>;
 
@@ -54,8 +55,13 @@ export class ApiExceptionFilter implements ExceptionFilter {
       void reply.status(exception.getStatus()).send(exception.getResponse());
       return;
     }
-    const { status, body } = this.describe(exception);
     const requestId = request?.id;
+    if (clientAborted(request)) {
+      // The client hung up mid-upload: nothing is wrong here and nobody is left to answer.
+      this.logger.info({ action: 'http.client_abort', requestId, bytesDeclared: request.headers['content-length'], reason: (exception as Error)?.message }, 'the client closed the connection before its request was received');
+      return;
+    }
+    const { status, body } = this.describe(exception);
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
     if (this.unreadBodyTooLarge(request)) void reply.header('connection', 'close');
@@ -91,8 +97,10 @@ export class ApiExceptionFilter implements ExceptionFilter {
       const message = typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
       return { status, body: { code: STATUS_CODES[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.BadRequest), message } };
     }
-    if (isRedisUnavailable(exception)) {
-      return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message: 'the queue store (Redis) is unreachable; try again shortly', details: { retryAfterSeconds: 2 } } };
+    const tryLater = redisTryLater(exception);
+    if (tryLater) {
+      const message = `the queue store (Redis) ${tryLater.reason}; try again in ${tryLater.retryAfterSeconds} s`;
+      return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message, details: { retryAfterSeconds: tryLater.retryAfterSeconds } } };
     }
     const fastifyError = exception as { code?: string; statusCode?: number; message?: string };
     const mapped = fastifyError?.code ? FASTIFY_CODES[fastifyError.code] : undefined;
@@ -109,13 +117,10 @@ function isHealthReport(response: unknown): boolean {
   return typeof response === 'object' && response !== null && 'status' in response && 'details' in response && 'info' in response;
 }
 
-/** ioredis' ways of saying "not connected" (offline queue disabled, retries exhausted, socket gone). */
-function isRedisUnavailable(exception: unknown): boolean {
-  if (!(exception instanceof Error)) return false;
-  return (
-    exception.name === 'MaxRetriesPerRequestError' ||
-    /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ENOTFOUND.*redis/i.test(exception.message)
-  );
+/** The connection is gone while the request's body was still arriving: the client aborted its upload. */
+function clientAborted(request: FastifyRequest | undefined): boolean {
+  const raw = request?.raw;
+  return !!raw && !raw.complete && (raw.destroyed || !!raw.socket?.destroyed);
 }
 
 /**

@@ -64,7 +64,11 @@ export class FacesService {
     return this.match(tenant, requestId, imageHash);
   }
 
-  /** Queues (or joins) the image's match-faces job and waits up to FACE_WAIT_MS for its answer. */
+  /**
+   * Queues (or joins) the image's match-faces job and waits up to FACE_WAIT_MS for its answer. A job that vanished
+   * from Redis meanwhile (restart without persistence, a failover that lost writes) is queued once more: the
+   * image is in the store.
+   */
   private async match(tenant: TenantId, requestId: string, imageHash: string): Promise<FacesOutcome> {
     const env = this.config.values;
     await this.jobs.assertCapacity();
@@ -74,14 +78,17 @@ export class FacesService {
     }
     const jobId = matchFacesJobId(tenant, imageHash);
     const data: MatchFacesJobData = { requestId, tenant, imageHash, enqueuedAt: Date.now() };
-    // One job per image: concurrent submissions of the same image join it.
-    await this.jobs.addDeduplicated(InferenceJobName.MatchFaces, data, jobId, JobPriority.Interactive, env.FAILED_RESULT_TTL_SECONDS);
-    this.logger.info({ action: 'job.enqueued', requestId, tenant, jobId, imageHash }, 'match-faces job queued');
-    const outcome = await this.waiter.wait(jobId, env.FACE_WAIT_MS);
-    const view = await this.view(tenant, imageHash);
-    if (view) return { kind: 'done', view, cached: false };
-    if (outcome.state === 'failed' && outcome.error.code !== ErrorCode.JobNotFound) throw new AppError(outcome.error.code, outcome.error.message);
-    return { kind: 'pending', imageHash, jobId };
+    const deadline = Date.now() + env.FACE_WAIT_MS;
+    for (let attempt = 1; ; attempt++) {
+      // One job per image: concurrent submissions of the same image join it.
+      await this.jobs.addDeduplicated(InferenceJobName.MatchFaces, data, jobId, JobPriority.Interactive, env.FAILED_RESULT_TTL_SECONDS);
+      this.logger.info({ action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId, tenant, jobId, imageHash }, attempt === 1 ? 'match-faces job queued' : 'match-faces job vanished from Redis; queued again');
+      const outcome = await this.waiter.wait(jobId, Math.max(0, deadline - Date.now()));
+      const view = await this.view(tenant, imageHash);
+      if (view) return { kind: 'done', view, cached: false };
+      if (outcome.state === 'failed') throw new AppError(outcome.error.code, outcome.error.message);
+      if (outcome.state !== 'vanished' || attempt > 1) return { kind: 'pending', imageHash, jobId };
+    }
   }
 
   async matches(tenant: TenantId, imageHash: string): Promise<FacesOutcome> {

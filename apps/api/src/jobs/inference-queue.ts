@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectQueue } from '@nestjs/bullmq';
-import { Job, JobsOptions, Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyJobData, ErrorCode, INFERENCE_QUEUE, InferenceJobName, JobPriority, JobState, RedisKeys } from '@app/contracts';
-import { REDIS_CLIENT } from '@app/redis';
+import { AppError, ClassifyJobData, decodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, isImageFault, JobPriority, JobState, RedisKeys } from '@app/contracts';
+import { jobRetention, REDIS_CLIENT } from '@app/redis';
 
 /** The API's seam to the inference queue: puts work on it and reads job state back. */
 @Injectable()
@@ -42,17 +42,38 @@ export class InferenceQueue {
     const key = this.keys.blob(jobId);
     await this.redis.set(key, bytes, 'EX', this.config.values.BLOB_TTL_SECONDS);
     const payload: ClassifyJobData = { ...data, image: { kind: 'blob', key } };
-    await this.queue.add(InferenceJobName.Classify, payload, { ...this.retention(), jobId, priority: JobPriority.Interactive });
+    await this.queue.add(InferenceJobName.Classify, payload, { ...jobRetention(this.config.values), jobId, priority: JobPriority.Interactive });
+  }
+
+  /**
+   * A classify job whose client hung up before a worker took it: removed with its bytes, so no worker runs it for
+   * nobody. Returns false when a worker holds it already (BullMQ does not remove a locked job): it runs to the end.
+   */
+  async dropAbandoned(jobId: string): Promise<boolean> {
+    const removed = (await this.queue.remove(jobId)) === 1;
+    if (removed) await this.releaseBlob(jobId);
+    return removed;
+  }
+
+  /** The short-lived bytes of a classify job that has its final outcome (the worker deletes them too; DEL is idempotent). */
+  async releaseBlob(jobId: string): Promise<void> {
+    await this.redis.del(this.keys.blob(jobId));
   }
 
   /**
    * Adds a job whose id is derived from what it works on, so adding it again while it exists joins it
    * (BullMQ ignores an add with an existing id). Its result lives in a store of its own, so the job leaves
-   * Redis when it completes; a failure stays for `keepFailedSeconds` (0: leaves at once) to be read back.
+   * Redis when it completes; a failure stays for `keepFailedSeconds` (0: leaves at once) to be read back. A kept
+   * failure answers for the image only when it is a property of the image (isImageFault): a failed job kept for
+   * anything else (a worker without the image store, Redis trouble) is removed first, so the work runs again.
    */
   async addDeduplicated(name: InferenceJobName, data: object, jobId: string, priority: number, keepFailedSeconds: number): Promise<void> {
+    if (keepFailedSeconds > 0 && (await this.getStateById(jobId)) === 'failed') {
+      const failed = await this.getJob(jobId);
+      if (failed && !isImageFault(decodeJobError(failed.failedReason).code)) await this.queue.remove(jobId);
+    }
     await this.queue.add(name, data, {
-      ...this.retention(),
+      ...jobRetention(this.config.values),
       jobId,
       priority,
       removeOnComplete: true,
@@ -60,23 +81,22 @@ export class InferenceQueue {
     });
   }
 
+  /**
+   * The job, or undefined when it does not exist or its record is damaged beyond reading (BullMQ cannot parse
+   * its JSON fields: a hash evicted and partly written again, say). Fields may still be missing from a job
+   * returned here; callers read every field as optional.
+   */
   async getJob(jobId: string): Promise<Job | undefined> {
-    return (await this.queue.getJob(jobId)) ?? undefined;
+    try {
+      return (await this.queue.getJob(jobId)) ?? undefined;
+    } catch (error) {
+      if (error instanceof SyntaxError) return undefined;
+      throw error;
+    }
   }
 
   async getStateById(jobId: string): Promise<JobState> {
     return toJobState(await this.queue.getJobState(jobId));
-  }
-
-  /** Every job is removed after its age/count limit so finished work never piles up in Redis. */
-  private retention(): JobsOptions {
-    const env = this.config.values;
-    return {
-      attempts: env.JOB_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 500 },
-      removeOnComplete: { age: env.COMPLETED_JOB_TTL_SECONDS, count: env.COMPLETED_JOB_MAX_COUNT },
-      removeOnFail: { age: env.FAILED_JOB_TTL_SECONDS, count: env.FAILED_JOB_MAX_COUNT },
-    };
   }
 }
 

@@ -2,7 +2,7 @@ import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs
 import { QueueEvents } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { decodeJobError, ErrorBody, ErrorCode, INFERENCE_QUEUE } from '@app/contracts';
+import { decodeJobError, ErrorBody, INFERENCE_QUEUE } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { redisOptionsFromUrl } from '@app/redis';
 import { InferenceQueue } from './inference-queue';
@@ -10,7 +10,11 @@ import { InferenceQueue } from './inference-queue';
 export type JobOutcome =
   | { state: 'completed'; result: unknown }
   | { state: 'failed'; error: ErrorBody }
-  | { state: 'timeout' };
+  | { state: 'timeout' }
+  /** The job is not in Redis any more (Redis restarted without persistence, a failover lost writes, FLUSHALL). */
+  | { state: 'vanished' }
+  /** The caller's signal fired (its client hung up) before the job finished. */
+  | { state: 'abandoned' };
 
 interface Waiter {
   settle: (outcome: JobOutcome) => void;
@@ -48,19 +52,24 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     this.events.on('error', (error) => this.logger.warn({ action: 'queue_events.error', err: error }, 'QueueEvents error; polling covers the gap'));
   }
 
-  /** Resolves when the job completes or fails for good, or with `timeout` after timeoutMs. */
-  wait(jobId: string, timeoutMs: number): Promise<JobOutcome> {
+  /**
+   * Resolves when the job completes or fails for good, with `vanished` when it is no longer in Redis, `timeout`
+   * after timeoutMs, or `abandoned` as soon as `signal` fires.
+   */
+  wait(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobOutcome> {
     return new Promise((resolve) => {
       let done = false;
       let pollTimer: NodeJS.Timeout | undefined;
       let checking = false;
       const deadline = setTimeout(() => waiter.settle({ state: 'timeout' }), timeoutMs);
+      const abandon = () => waiter.settle({ state: 'abandoned' });
 
       const waiter: Waiter = {
         settle: (outcome) => {
           if (done) return;
           done = true;
           clearTimeout(deadline);
+          signal?.removeEventListener('abort', abandon);
           if (pollTimer) clearTimeout(pollTimer);
           this.unregister(jobId, waiter);
           resolve(outcome);
@@ -84,6 +93,8 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
       };
 
       this.register(jobId, waiter);
+      if (signal?.aborted) return abandon();
+      signal?.addEventListener('abort', abandon, { once: true });
       waiter.check();
     });
   }
@@ -96,7 +107,7 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     const state = await this.jobs.getStateById(jobId);
     if (state === 'waiting' || state === 'active') return undefined;
     const job = state === 'unknown' ? undefined : await this.jobs.getJob(jobId);
-    if (!job) return { state: 'failed', error: { code: ErrorCode.JobNotFound, message: `job ${jobId} no longer exists` } };
+    if (!job) return { state: 'vanished' };
     if (state === 'completed') return { state: 'completed', result: job.returnvalue };
     return { state: 'failed', error: decodeJobError(job.failedReason) };
   }

@@ -27,6 +27,13 @@ export class ApiMetrics {
 
   readonly cacheHits = new Counter({ name: 'result_cache_hits_total', help: 'Answers served from stored results', labelNames: ['kind'], registers: [this.registry] });
 
+  readonly abandonedJobs = new Counter({
+    name: 'classify_jobs_abandoned_total',
+    help: 'Classify jobs whose client hung up before the answer: dropped before a worker took them, or already running',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+
   readonly urlRefusals = new Counter({ name: 'url_fetch_refusals_total', help: 'URL-intake refusals by error code', labelNames: ['code'], registers: [this.registry] });
 
   constructor(jobs: InferenceQueue) {

@@ -5,14 +5,17 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { REDIS_CLIENT } from '@app/redis';
+import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { ModelDirectory } from '../models/model-directory';
 
 /** Terminus' per-check session (its class is not exported). */
 type Indicator = ReturnType<HealthIndicatorService['check']>;
 
-/** Liveness (the process answers) and readiness (Redis, a worker with models, room in the queue), via @nestjs/terminus. */
+/**
+ * Liveness (the process answers) and readiness (Redis answers and will not evict keys, a worker with models, room
+ * in the queue), via @nestjs/terminus. Every check is O(1) or O(workers) in Redis, whatever the keyspace holds.
+ */
 @ApiTags('health')
 @Public()
 @SkipThrottle()
@@ -36,12 +39,14 @@ export class HealthController {
 
   @Get('ready')
   @HealthCheck()
-  @ApiOperation({ summary: 'Redis answers, at least one worker has its models loaded, the queue is under MAX_QUEUE_DEPTH' })
+  @ApiOperation({ summary: 'Redis answers with maxmemory-policy noeviction, at least one worker has its models loaded, the queue is under MAX_QUEUE_DEPTH' })
   ready() {
     return this.health.check([
       this.probe('redis', async (indicator) => {
-        await this.redis.ping();
-        return indicator.up();
+        // Checked again here, not only at start: a managed Redis' policy can be changed under a running service.
+        const policy = await readEvictionPolicy(this.redis);
+        const problem = evictionProblem(policy, this.config.values.REDIS_ALLOW_EVICTION);
+        return problem ? indicator.down({ maxmemoryPolicy: policy ?? null, message: problem }) : indicator.up({ maxmemoryPolicy: policy ?? null });
       }),
       this.probe('workers', async (indicator) => {
         const workers = (await this.directory.liveWorkers()).filter((worker) => worker.models.length > 0);

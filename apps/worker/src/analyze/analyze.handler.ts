@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalysisRecord, AnalyzeJobData, AppError, ImageRef } from '@app/contracts';
+import { AnalysisRecord, AnalyzeJobData, AppError, ImageRef, isImageFault } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { CatalogModel, postprocess } from '@app/models';
 import { AnalysisStore } from '@app/storage';
@@ -13,8 +13,10 @@ import { workerId } from '../worker-id';
 /**
  * analyze jobs: one model on one tenant's stored image; the result goes to that tenant's result store under
  * (hash, model). Idempotent: a result already there (a redelivered job, or a racing resubmission) is not
- * recomputed. Bad input is remembered as a failure for FAILED_RESULT_TTL_SECONDS. An image erased before or
- * while the job runs ends the job quietly, with nothing written back.
+ * recomputed. A failure that is a property of the image (isImageFault: cannot be decoded, too many pixels or
+ * frames) is remembered for FAILED_RESULT_TTL_SECONDS; any other failure (the image store unreadable, Redis
+ * trouble) is not, so the pair is computed again when asked again. An image erased before or while the job runs
+ * ends the job quietly, with nothing written back.
  */
 @Injectable()
 export class AnalyzeHandler {
@@ -52,7 +54,7 @@ export class AnalyzeHandler {
       return { state: 'completed', batchSize, reused: false };
     } catch (error) {
       if (!(await this.results.hasImage(tenant, imageHash))) return this.erased(job);
-      if (error instanceof AppError) {
+      if (error instanceof AppError && isImageFault(error.code)) {
         // Input that cannot be analysed will not improve on retry: remember the answer for a while.
         const record: AnalysisRecord = {
           state: 'failed',

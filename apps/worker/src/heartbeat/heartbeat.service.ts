@@ -1,18 +1,18 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { hostname } from 'node:os';
 import { ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
-import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { RedisKeys, WorkerHeartbeat } from '@app/contracts';
+import { WorkerHeartbeat } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { REDIS_CLIENT } from '@app/redis';
+import { WorkerRegistry } from '@app/redis';
 import { ModelHost } from '../inference/model-host';
 import { workerId } from '../worker-id';
 
 /**
  * Publishes this worker's presence, loaded models and event-loop delay in Redis with a TTL of three
- * beats (the API reads them for /v1/models), and logs the delay: it must stay far below lockDuration/2.
+ * beats (WorkerRegistry; the API reads them for readiness and /v1/models), and logs the delay: it must stay far
+ * below lockDuration/2.
  */
 @Injectable()
 export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
@@ -23,8 +23,7 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly config: AppConfig,
     private readonly models: ModelHost,
-    private readonly keys: RedisKeys,
-    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    private readonly registry: WorkerRegistry,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -56,8 +55,8 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
       if (maxMs > this.config.values.LOCK_DURATION_MS / 4) {
         this.logger.warn({ action: 'worker.event_loop_blocked', workerId, eventLoopDelayMaxMs: maxMs }, 'event loop blocked long enough to endanger job locks');
       }
-      await this.redis
-        .set(this.keys.worker(workerId), JSON.stringify(heartbeat), 'PX', interval * 3)
+      await this.registry
+        .announce(heartbeat, interval * 3)
         .catch((error) => this.logger.warn({ action: 'worker.heartbeat_failed', err: error }, 'heartbeat failed'));
     }
   }
@@ -65,6 +64,6 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.delay.disable();
-    await this.redis.del(this.keys.worker(workerId)).catch(() => undefined);
+    await this.registry.withdraw(workerId).catch(() => undefined);
   }
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
+import { jobRetention, redisTryLater } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
@@ -13,6 +14,13 @@ import { ImageSource } from './image-source';
 import { ModelHost } from './model-host';
 import { WorkerMetrics } from '../ops/worker-metrics';
 import { workerId } from '../worker-id';
+
+/**
+ * Failures worth another attempt (JOB_ATTEMPTS, with back-off): the image store or Redis may be back, another worker
+ * may see the image store, a crashed thread is replaced. Every other coded failure (a property of the image, an
+ * unknown model, a passed deadline) is the same on every attempt, so the job fails at once.
+ */
+const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.InputExpired, ErrorCode.ServiceUnavailable, ErrorCode.InferenceFailed, ErrorCode.Internal]);
 
 /**
  * Consumes INFERENCE_QUEUE. BullMQ hands each job to exactly one worker (a Redis-side atomic move from
@@ -42,7 +50,11 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.concurrency = Math.max(env.WORKER_CONCURRENCY, largestBatch);
     this.worker.opts.lockDuration = env.LOCK_DURATION_MS;
     this.worker.opts.stalledInterval = env.STALLED_INTERVAL_MS;
-    this.worker.on('error', (error) => this.logger.error({ action: 'worker.error', err: error }, 'worker error'));
+    // Jobs carry their own retention (set by the API); the worker's fallbacks are the same, never BullMQ's.
+    const retention = jobRetention(env);
+    this.worker.opts.removeOnComplete = retention.removeOnComplete;
+    this.worker.opts.removeOnFail = retention.removeOnFail;
+    this.worker.on('error', (error) => this.logWorkerError(error));
     // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
     // running the job but before that record must leave the bytes for the retry (at-least-once).
     this.worker.on('completed', (job: Job) => this.release(job));
@@ -53,6 +65,21 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     // Readiness and /v1/models see the loaded models now, not one heartbeat interval later.
     await this.heartbeat.beatNow();
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
+  }
+
+  private redisTrouble = { loggedAt: 0, suppressed: 0 };
+
+  /**
+   * BullMQ retries fetching the next job at once after a Redis reply such as OOM (a full Redis): one error per
+   * round trip. Those are logged as one warning every 10 s with the number left out, not hundreds of error lines.
+   */
+  private logWorkerError(error: Error): void {
+    const tryLater = redisTryLater(error);
+    if (!tryLater) return void this.logger.error({ action: 'worker.error', err: error }, 'worker error');
+    const now = Date.now();
+    if (now - this.redisTrouble.loggedAt < 10_000) return void this.redisTrouble.suppressed++;
+    this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast: this.redisTrouble.suppressed, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
+    this.redisTrouble = { loggedAt: now, suppressed: 0 };
   }
 
   private release(job: Job): void {
@@ -73,6 +100,12 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     const startedAt = Date.now();
     const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, tenant: job.data?.tenant, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
     this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');
+    if (!job.name || !job.data || typeof job.data !== 'object' || !job.data.tenant) {
+      // A record without its name or data (keys evicted under memory pressure, a damaged hash): nothing to run.
+      this.metrics.jobs.inc({ name: job.name || 'unknown', outcome: 'failed' });
+      this.logger.error({ action: 'job.record_incomplete', ...context, fields: Object.keys(job.data ?? {}) }, "the job's record in Redis is incomplete (evicted or damaged); failed without running");
+      throw new UnrecoverableError(encodeJobError(new AppError(ErrorCode.InferenceFailed, "the job's record in Redis is incomplete (was Redis evicting keys?)")));
+    }
     try {
       if (typeof job.data?.deadlineAt === 'number' && startedAt > job.data.deadlineAt) {
         // Synchronous jobs only: analysis jobs carry no deadline, their results are fetched later.
@@ -99,8 +132,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       const encoded = encodeJobError(error);
       this.metrics.jobs.inc({ name: job.name, outcome: 'failed' });
       this.logger.warn({ action: 'job.failed', ...context, ms: Date.now() - startedAt, error: encoded }, 'job failed');
-      // Bad input will not get better on retry; infrastructure errors (Redis, a crashed thread) may.
-      if (error instanceof AppError) throw new UnrecoverableError(encoded);
+      // Bad input will not get better on retry; infrastructure errors (Redis, the image store, a crashed thread) may.
+      if (error instanceof AppError && !RETRYABLE.has(error.code)) throw new UnrecoverableError(encoded);
       throw new Error(encoded);
     }
   }

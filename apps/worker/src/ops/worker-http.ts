@@ -3,16 +3,17 @@ import { AddressInfo } from 'node:net';
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
-import { AppConfig } from '@app/config';
+import { AppConfig, enforceIdleTimeout, httpLimits, nodeServerOptions } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
-import { REDIS_CLIENT } from '@app/redis';
+import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
 import { ModelHost } from '../inference/model-host';
 import { WorkerMetrics } from './worker-metrics';
 
 /**
  * The worker's small HTTP port (WORKER_HTTP_PORT; 0 picks a free one): /health/live, /health/ready
- * (models loaded, Redis answers, not shutting down) and /metrics. Plain node:http: the worker has no
- * other HTTP surface, so a web framework would only add weight here.
+ * (models loaded, Redis answers with maxmemory-policy noeviction, not shutting down) and /metrics. Plain
+ * node:http with the same HTTP time limits as the API: the worker has no other HTTP surface, so a web framework
+ * would only add weight here.
  */
 @Injectable()
 export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -28,12 +29,14 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    this.server = createServer((request, response) => {
+    const limits = httpLimits(this.config.values);
+    this.server = createServer(nodeServerOptions(limits), (request, response) => {
       void this.handle(request.url ?? '/').then(
         ({ status, type, body }) => response.writeHead(status, { 'content-type': type }).end(body),
         (error) => response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'error', message: (error as Error).message })),
       );
     });
+    enforceIdleTimeout(this.server, limits.idleTimeout);
     const env = this.config.values;
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
@@ -52,8 +55,9 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
         shutdown: this.shuttingDown ? { status: 'down', message: 'shutting down' } : { status: 'up' },
       };
       try {
-        await Promise.race([this.redis.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 1000 ms')), 1000).unref())]);
-        checks.redis = { status: 'up' };
+        const policy = await Promise.race([readEvictionPolicy(this.redis), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 1000 ms')), 1000).unref())]);
+        const problem = evictionProblem(policy, this.config.values.REDIS_ALLOW_EVICTION);
+        checks.redis = problem ? { status: 'down', message: problem } : { status: 'up' };
       } catch (error) {
         checks.redis = { status: 'down', message: (error as Error).message };
       }

@@ -1,0 +1,43 @@
+import { redisTryLater } from './try-later';
+
+/** Replies as Redis 7 words them (directly, and from inside a script or a transaction) and ioredis' own errors. */
+const replyError = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+
+describe('redisTryLater', () => {
+  it.each([
+    ["OOM command not allowed when used memory > 'maxmemory'.", 'is out of memory'],
+    ["OOM command not allowed when used memory > 'maxmemory'. script: 8f2e, on @user_script:3.", 'is out of memory'],
+    ['LOADING Redis is loading the dataset in memory', 'is loading'],
+    ['BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.', 'is busy'],
+    ["READONLY You can't write against a read only replica.", 'read-only replica'],
+    ["MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", 'lost its primary'],
+    ['TRYAGAIN Multiple keys request during rehashing of slot', 'cluster resharding'],
+    ['CLUSTERDOWN The cluster is down', 'cluster is down'],
+    ['MISCONF Redis is configured to save RDB snapshots, but it is currently not able to persist on disk.', 'snapshot failed'],
+    ['NOREPLICAS Not enough good replicas to write.', 'too few replicas'],
+    ['ERR Error running script (call to f_1): @user_script:1: -READONLY You can\'t write against a read only replica.', 'read-only replica'],
+  ])('%s', (message, reason) => {
+    const verdict = redisTryLater(replyError(message));
+    expect(verdict?.reason).toContain(reason);
+    expect(verdict?.retryAfterSeconds).toBeGreaterThan(0);
+  });
+
+  it('judges a refused transaction by the errors of its commands', () => {
+    const execAbort = Object.assign(replyError('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [replyError("OOM command not allowed when used memory > 'maxmemory'.")] });
+    expect(redisTryLater(execAbort)?.reason).toBe('is out of memory');
+  });
+
+  it('counts a lost connection as "try later"', () => {
+    expect(redisTryLater(new Error('Connection is closed.'))?.reason).toBe('is unreachable');
+    expect(redisTryLater(Object.assign(new Error('Reached the max retries per request limit (which is 1).'), { name: 'MaxRetriesPerRequestError' }))?.reason).toBe('is unreachable');
+    expect(redisTryLater(new Error("Stream isn't writeable and enableOfflineQueue options is false"))?.reason).toBe('is unreachable');
+    expect(redisTryLater(new Error('connect ECONNREFUSED 127.0.0.1:6379'))?.reason).toBe('is unreachable');
+  });
+
+  it('leaves real errors alone', () => {
+    expect(redisTryLater(replyError('WRONGTYPE Operation against a key holding the wrong kind of value'))).toBeUndefined();
+    expect(redisTryLater(replyError('ERR unknown command'))).toBeUndefined();
+    expect(redisTryLater(new Error('the image cannot be decoded: BUSY signal'))).toBeUndefined();
+    expect(redisTryLater('OOM')).toBeUndefined();
+  });
+});

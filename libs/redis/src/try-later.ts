@@ -1,0 +1,46 @@
+/**
+ * Redis replies and client errors that mean "the store cannot take this now, try again shortly", with how
+ * long to wait (seconds, for Retry-After). Everything else is a real error.
+ *
+ * Reply prefixes are Redis' own error codes: OOM (maxmemory reached under noeviction), LOADING (reading its
+ * data after a restart), BUSY (a script runs past busy-reply-threshold), READONLY (connected to a replica, e.g.
+ * right after a failover), MASTERDOWN (a replica lost its primary and serves no stale data), TRYAGAIN and
+ * CLUSTERDOWN (Redis Cluster resharding or without quorum), MISCONF (writes refused after a failed snapshot),
+ * NOREPLICAS (min-replicas-to-write not met). Inside a script Redis reports them after `@user_script:<line>: `.
+ */
+const REPLY_CODES: Record<string, { reason: string; retryAfterSeconds: number }> = {
+  OOM: { reason: 'is out of memory', retryAfterSeconds: 10 },
+  LOADING: { reason: 'is loading its data after a restart', retryAfterSeconds: 5 },
+  BUSY: { reason: 'is busy running a script', retryAfterSeconds: 2 },
+  READONLY: { reason: 'is a read-only replica (failover in progress?)', retryAfterSeconds: 2 },
+  MASTERDOWN: { reason: 'is a replica that lost its primary', retryAfterSeconds: 2 },
+  TRYAGAIN: { reason: 'is moving keys (cluster resharding)', retryAfterSeconds: 1 },
+  CLUSTERDOWN: { reason: 'cluster is down', retryAfterSeconds: 2 },
+  MISCONF: { reason: 'refuses writes (its last snapshot failed)', retryAfterSeconds: 10 },
+  NOREPLICAS: { reason: 'has too few replicas to accept writes', retryAfterSeconds: 2 },
+};
+
+const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY_CODES).join('|')}) `);
+
+/** ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone). */
+const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/;
+
+export interface TryLater {
+  /** What Redis is going through, to finish "the queue store (Redis) …". */
+  reason: string;
+  retryAfterSeconds: number;
+}
+
+/**
+ * What the error says about Redis' availability, or undefined when it is not a "try later" error. A transaction
+ * refused as a whole (EXECABORT) is judged by the errors of the commands it queued (ioredis' previousErrors).
+ */
+export function redisTryLater(error: unknown): TryLater | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const reply = REPLY_CODE.exec(error.message);
+  if (reply) return REPLY_CODES[reply[1]];
+  const queued = (error as { previousErrors?: unknown }).previousErrors;
+  if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) return queued.map(redisTryLater).find(Boolean);
+  if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
+  return undefined;
+}

@@ -1,0 +1,104 @@
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { holdConnection, multipart, request } from '../support/http';
+import { TestStack } from '../support/test-stack';
+
+const HEADERS_MS = 1000;
+const REQUEST_MS = 3000;
+const IDLE_MS = 1500;
+const KEEP_ALIVE_MS = 1000;
+/** Longer than every limit above: a request still open this long was not cut. */
+const WAIT_MS = 5000;
+/** Far past every limit (and Node's 30 s checking interval would not reach it either): where a hold without limits is given up. */
+const GIVE_UP_MS = 12_000;
+
+/**
+ * HTTP time limits with small values, against the real API (no worker: nothing answers a job). Slow and silent
+ * clients are cut off by the limit that applies to them (408 or a close); a request that was received whole and
+ * waits for its job, and an event stream, are not cut by the idle limit however long they wait.
+ */
+describe('HTTP time limits', () => {
+  const stack = new TestStack();
+  let api: AppProcess;
+
+  beforeAll(async () => {
+    await stack.startRedis();
+    api = await stack.start('api', {
+      HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+      HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_MS),
+      HTTP_IDLE_TIMEOUT_MS: String(IDLE_MS),
+      HTTP_KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_MS),
+      UPLOAD_BUDGET_WAIT_MS: '1000',
+      REQUEST_WAIT_MS: String(WAIT_MS),
+      SSE_MAX_MS: String(WAIT_MS),
+    });
+  });
+
+  afterAll(() => stack.stop());
+
+  const head = (lines: string[]) => `${lines.join('\r\n')}\r\n`;
+
+  it('cuts slow and silent clients, each by the limit that applies, and keeps requests that are being answered', async () => {
+    const port = api.port!;
+    const body = fixture('castle_image.jpg');
+    const [slowHead, slowBody, silentBody, silentConnection, keepAlive, waiting, stream] = await Promise.all([
+      // Slow-loris on the head: one header byte every 200 ms, never finishing it.
+      holdConnection(port, head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1']), { drip: Buffer.from('X-Padding: ' + 'a'.repeat(200)), everyMs: 200, maxMs: GIVE_UP_MS }),
+      // Slow-loris on the body: one byte every 200 ms (never silent for the idle limit), never finishing it.
+      holdConnection(port, `${head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: image/jpeg', `Content-Length: ${body.length}`])}\r\n`, { drip: body, everyMs: 200, maxMs: GIVE_UP_MS }),
+      // 100 bytes of a body, then silence.
+      holdConnection(port, Buffer.concat([Buffer.from(`${head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: image/jpeg', `Content-Length: ${body.length}`])}\r\n`), body.subarray(0, 100)]), { maxMs: GIVE_UP_MS }),
+      // Connects and sends nothing at all.
+      holdConnection(port, '', { maxMs: GIVE_UP_MS }),
+      // One request on a keep-alive connection, then nothing.
+      holdConnection(port, `${head(['GET /health/live HTTP/1.1', 'Host: 127.0.0.1', 'Connection: keep-alive'])}\r\n`, { maxMs: GIVE_UP_MS }),
+      // A whole request waiting for its job (no worker runs): answered 202 at REQUEST_WAIT_MS, never cut by the idle limit.
+      request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body }).then((answer) => ({ ...answer, ms: 0 })),
+      // An event stream of an image whose analysis never finishes (no worker): ends at SSE_MAX_MS with `timeout`, not cut when idle.
+      (async () => {
+        const form = multipart({ models: 'mobilenet_v2' });
+        form.append('images', new Blob([body]), 'castle_image.jpg');
+        const submitted = await request(`${api.url}/v1/analyses`, { method: 'POST', body: form });
+        const started = Date.now();
+        const events = await fetch(`${api.url}/v1/images/${submitted.body.images[0].hash}/events`);
+        return { text: await events.text(), ms: Date.now() - started };
+      })(),
+    ]);
+
+    // Node answers 408 when the head or the whole request takes too long (checked every tenth of the limit).
+    expect(slowHead.status).toBe(408);
+    expect(slowHead.closedByServerAfterMs).toBeLessThan(HEADERS_MS + 3000);
+    expect(slowBody.status).toBe(408);
+    expect(slowBody.closedByServerAfterMs).toBeGreaterThanOrEqual(REQUEST_MS);
+    expect(slowBody.closedByServerAfterMs).toBeLessThan(REQUEST_MS + 3000);
+    // Silence while the client owes bytes, or before it sent anything: closed at the idle limit.
+    expect(silentBody.closedByServerAfterMs).toBeGreaterThanOrEqual(IDLE_MS - 100);
+    expect(silentBody.closedByServerAfterMs).toBeLessThan(IDLE_MS + 3000);
+    expect(silentConnection.closedByServerAfterMs).toBeLessThan(IDLE_MS + 3000);
+    // An idle keep-alive connection: answered, then closed after the keep-alive limit (Node adds 1 s to what it advertises).
+    expect(keepAlive.status).toBe(200);
+    expect(keepAlive.received).toMatch(/keep-alive: timeout=1/i);
+    expect(keepAlive.closedByServerAfterMs).toBeLessThan(KEEP_ALIVE_MS + 1000 + 3000);
+    // Being answered is not idle.
+    expect(waiting.status).toBe(202);
+    expect(stream.text).toContain('event: timeout');
+    expect(stream.ms).toBeGreaterThanOrEqual(WAIT_MS - 200);
+    expect(api.exited).toBe(false);
+    console.log(
+      `HTTP limits: slow head 408 after ${slowHead.closedByServerAfterMs} ms (limit ${HEADERS_MS}), slow body 408 after ${slowBody.closedByServerAfterMs} ms (limit ${REQUEST_MS}), ` +
+        `silent body closed after ${silentBody.closedByServerAfterMs} ms, silent connection after ${silentConnection.closedByServerAfterMs} ms (idle ${IDLE_MS}), keep-alive closed after ${keepAlive.closedByServerAfterMs} ms (${KEEP_ALIVE_MS}); ` +
+        `a request waiting ${WAIT_MS} ms for its job answered 202, an event stream ran its ${stream.ms} ms`,
+    );
+  });
+
+  it('refuses limits that contradict each other, naming them', async () => {
+    for (const [env, name] of [
+      [{ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '2000' }, 'HTTP_HEADERS_TIMEOUT_MS'],
+      [{ HTTP_IDLE_TIMEOUT_MS: '5000', UPLOAD_BUDGET_WAIT_MS: '10000' }, 'HTTP_IDLE_TIMEOUT_MS'],
+    ] as const) {
+      const app = await stack.spawn('api', env);
+      expect(await app.exitCode()).toBe(2);
+      expect(JSON.stringify(app.logsWith('config.invalid'))).toContain(name);
+    }
+  });
+});

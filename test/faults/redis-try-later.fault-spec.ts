@@ -1,0 +1,96 @@
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { HttpResult, multipart, request } from '../support/http';
+import { until } from '../support/load';
+import { TestRedis } from '../support/test-redis';
+import { TestStack } from '../support/test-stack';
+
+/**
+ * Redis replies that mean "not now" reach the client as 503 SERVICE_UNAVAILABLE with Retry-After, on every route
+ * that writes: produced here for real with OOM (a full Redis under noeviction), READONLY (the API pointed at a
+ * replica), BUSY (a long script past busy-reply-threshold) and MASTERDOWN (a replica without its primary).
+ * LOADING, TRYAGAIN and CLUSTERDOWN need a big dataset or a cluster: libs/redis/src/try-later.spec.ts covers them.
+ */
+describe('fault: Redis says "try again later"', () => {
+  const stack = new TestStack();
+  const castle = fixture('castle_image.jpg');
+  const startApi = (redis: TestRedis) => stack.start('api', { REQUEST_WAIT_MS: '1000' }, redis);
+
+  /** Every writing route once: a classification, an analysis, a face search. */
+  const writes = (api: AppProcess): Promise<HttpResult[]> => {
+    const analysis = multipart({ models: 'mobilenet_v2' });
+    analysis.append('images', new Blob([castle]), 'castle_image.jpg');
+    return Promise.all([
+      request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }),
+      request(`${api.url}/v1/analyses`, { method: 'POST', body: analysis }),
+      request(`${api.url}/v1/faces`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: fixture('face_obama_1.jpg') }),
+    ]);
+  };
+
+  /** Every answer a 503 with Retry-After, at least one naming the cause (after READONLY the connection is renewed, and the others may find it reconnecting). */
+  const expectTryLater = (answers: HttpResult[], reason: RegExp) => {
+    for (const answer of answers) {
+      expect(`${answer.status} ${answer.body?.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');
+      expect(answer.body.error.message).toMatch(/^the queue store \(Redis\) /);
+      expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+    expect(answers.map((answer) => answer.body.error.message).join('\n')).toMatch(reason);
+  };
+
+  const noErrorLines = (api: AppProcess) => expect(api.logs.filter((line) => line.level === 'error' && line.action === 'http.error' && line.status !== 503)).toEqual([]);
+
+  afterAll(() => stack.stop());
+
+  it('OOM: a full Redis under noeviction (readiness stays up: workers still announce themselves)', async () => {
+    const redis = await stack.startRedis();
+    const client = stack.client(redis);
+    const api = await startApi(redis);
+    await stack.start('worker', { WORKER_HEARTBEAT_MS: '500' }, redis);
+    // Keys of our own, then a cap 1 MB below what is used: Redis is over its limit and stays there.
+    for (let i = 0; i < 32; i++) await client.set(`filler:${i}`, Buffer.alloc(64 * 1024));
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
+    await client.config('SET', 'maxmemory', String(used - 1024 * 1024));
+    await expect(client.set('one-more', 'x')).rejects.toThrow(/^OOM/);
+    expectTryLater(await writes(api), /out of memory/);
+    noErrorLines(api);
+    // Three heartbeat lifetimes later the worker is still seen: the API stays in service and answers 503s.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const ready = await request(`${api.url}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect(ready.body.info.workers.count).toBe(1);
+  });
+
+  it('READONLY: the API pointed at a replica (as right after a failover)', async () => {
+    const primary = await stack.startRedis();
+    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    const api = await startApi(replica);
+    expectTryLater(await writes(api), /read-only replica/);
+    noErrorLines(api);
+  });
+
+  it('MASTERDOWN: a replica that lost its primary and serves no stale data', async () => {
+    const primary = await stack.startRedis();
+    const replica = await stack.startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port), '--replica-serve-stale-data', 'no'] });
+    const watcher = stack.client(replica);
+    await until(async () => /master_link_status:up/.test(await watcher.info('replication')), 10_000, 'the replica to sync');
+    // Started while the replica has its primary (the start-up check pings Redis), then the primary goes.
+    const api = await startApi(replica);
+    await primary.stop();
+    await until(async () => /master_link_status:down/.test(await watcher.info('replication')), 10_000, 'the replica to lose its primary');
+    expectTryLater(await writes(api), /lost its primary/);
+    noErrorLines(api);
+  });
+
+  it('BUSY: a script running past busy-reply-threshold', async () => {
+    const redis = await stack.startRedis({ args: ['--busy-reply-threshold', '100'] });
+    const api = await startApi(redis);
+    const blocker = stack.client(redis);
+    // Spins for 3 s on Redis' own clock, then ends by itself (nothing to kill).
+    const spinning = blocker.eval("local stop = tonumber(redis.call('TIME')[1]) + 3 while tonumber(redis.call('TIME')[1]) < stop do end return 1", 0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const answers = await writes(api);
+    await spinning;
+    expectTryLater(answers, /busy running a script/);
+    noErrorLines(api);
+  });
+});
