@@ -56,6 +56,19 @@ export const envSchema = z.object({
   FACE_MATCHES_MAX: int(1, 10_000, 100),
   FACE_DETECTOR: z.string().default('yunet'),
   FACE_EMBEDDER: z.string().default('mobilefacenet'),
+  /**
+   * A tenant with fewer faces is matched by the exact scan alone (no approximate index, nothing changes for
+   * it); at and above it, faces settle into an HNSW index and the exact scan covers only the recent tail,
+   * never more than this many faces. Where the bench measured the exact scan and the index to cost the same.
+   */
+  FACE_INDEX_MIN_FACES: int(1, 10_000_000, 20_000),
+  /**
+   * How long a face stays in a worker's exact tail after that worker first saw it, before it moves into the
+   * index. Faces two workers insert at the same moment are therefore compared exactly (no pair missed).
+   */
+  FACE_TAIL_SETTLE_MS: int(0, 3600_000, 10_000),
+  /** Faces moved into a tenant's index since its last snapshot file before a worker saves a new one. */
+  FACE_SNAPSHOT_EVERY: int(1, 10_000_000, 20_000),
 
   /** URL intake: hosts or CIDRs allowed even though private/loopback (comma list); everything else must be public. */
   FETCH_ALLOW_HOSTS: z.string().default(''),

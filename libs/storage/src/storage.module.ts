@@ -5,11 +5,12 @@ import { RedisKeys } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
 import { AnalysisStore } from './analysis-store';
 import { CONTENT_STORE, ContentStore } from './content-store';
+import { FaceSnapshots } from './face-snapshots';
 import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
 import { ImageErasure } from './image-erasure';
 
-/** The image store (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
+/** The image store and face-index snapshots (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
 @Global()
 @Module({
   providers: [
@@ -17,11 +18,16 @@ import { ImageErasure } from './image-erasure';
     { provide: FaceStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new FaceStore(redis, keys) },
     { provide: AnalysisStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new AnalysisStore(redis, keys) },
     {
+      provide: FaceSnapshots,
+      inject: [AppConfig, REDIS_CLIENT, RedisKeys],
+      useFactory: (config: AppConfig, redis: Redis, keys: RedisKeys) => new FaceSnapshots(config.values.STORAGE_DIR, redis, keys),
+    },
+    {
       provide: ImageErasure,
-      inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE],
-      useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore) => new ImageErasure(redis, keys, content),
+      inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE, FaceSnapshots],
+      useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore, snapshots: FaceSnapshots) => new ImageErasure(redis, keys, content, snapshots),
     },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore, ImageErasure],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure],
 })
 export class StorageModule {}
