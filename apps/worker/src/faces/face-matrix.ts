@@ -71,26 +71,12 @@ export class FaceMatrix {
   search(query: Float32Array, beforeSeq: number, excludeImage: string, threshold: number): { faceId: string; imageHash: string; similarity: number }[] {
     const found: { faceId: string; imageHash: string; similarity: number }[] = [];
     const d = this.dimensions;
-    const data = this.data;
     const alive = this.alive;
     const q = Float32Array.from(query);
     const limit = this.rowsBefore(beforeSeq);
-    const unrolled = d - (d % 8);
     for (let row = 0; row < limit; row++) {
       if (alive[row] === 0) continue;
-      const base = row * d;
-      // Independent accumulators let the CPU overlap the multiply-adds.
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      let k = 0;
-      for (; k < unrolled; k += 8) {
-        const b = base + k;
-        s0 += data[b] * q[k] + data[b + 4] * q[k + 4];
-        s1 += data[b + 1] * q[k + 1] + data[b + 5] * q[k + 5];
-        s2 += data[b + 2] * q[k + 2] + data[b + 6] * q[k + 6];
-        s3 += data[b + 3] * q[k + 3] + data[b + 7] * q[k + 7];
-      }
-      for (; k < d; k++) s0 += data[base + k] * q[k];
-      const dot = s0 + s1 + s2 + s3;
+      const dot = dotProduct(this.data, row * d, q, d);
       if (dot >= threshold && this.imageHashes[row] !== excludeImage) found.push({ faceId: this.faceIds[row], imageHash: this.imageHashes[row], similarity: dot });
     }
     return found;
@@ -158,4 +144,24 @@ export class FaceMatrix {
     this.seenAt = seenAt;
     this.alive = alive;
   }
+}
+
+/**
+ * Σ data[base + k] · q[k] for k < d, summed in double precision in a fixed order, so the exact scan and the
+ * exact check of the index's candidates give bit-identical similarities for the same pair.
+ */
+export function dotProduct(data: Float32Array, base: number, q: Float32Array, d: number): number {
+  const unrolled = d - (d % 8);
+  // Independent accumulators let the CPU overlap the multiply-adds.
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let k = 0;
+  for (; k < unrolled; k += 8) {
+    const b = base + k;
+    s0 += data[b] * q[k] + data[b + 4] * q[k + 4];
+    s1 += data[b + 1] * q[k + 1] + data[b + 5] * q[k + 5];
+    s2 += data[b + 2] * q[k + 2] + data[b + 6] * q[k + 6];
+    s3 += data[b + 3] * q[k + 3] + data[b + 7] * q[k + 7];
+  }
+  for (; k < d; k++) s0 += data[base + k] * q[k];
+  return s0 + s1 + s2 + s3;
 }

@@ -1,7 +1,7 @@
 import { FaceMatch } from '@app/contracts';
 import type { FaceLogEntry } from '@app/storage';
 import { ApproximateFaceIndex } from './approximate-face-index';
-import { FaceMatrix } from './face-matrix';
+import { dotProduct, FaceMatrix } from './face-matrix';
 
 type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
 
@@ -96,7 +96,7 @@ export class TenantFaces {
     const seen = new Set(matches.map((match) => match.faceId));
     for (const entry of entries.values()) {
       if (entry.imageHash === excludeImage || seen.has(entry.faceId)) continue;
-      const similarity = dot(query, entry.embedding);
+      const similarity = dotProduct(entry.embedding, 0, query, this.dimensions);
       if (similarity >= threshold) matches.push({ faceId: entry.faceId, imageHash: entry.imageHash, similarity });
     }
     return { matches, checked: candidates.length, truncated };
@@ -117,10 +117,4 @@ export class TenantFaces {
     this.settledSinceSnapshot += taken.seqs.length;
     return taken.seqs.length;
   }
-}
-
-function dot(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
-  return sum;
 }
