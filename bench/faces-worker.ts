@@ -11,10 +11,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Redis from 'ioredis';
 import pino from 'pino';
-import { AppConfig } from '@app/config';
 import { parseEnv } from '@app/config/env.schema';
 import { asTenantId, RedisKeys } from '@app/contracts';
-import { FaceSnapshots, FaceStore } from '@app/storage';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceStore } from '@app/storage/face-store';
 import { FaceIndex } from '../apps/worker/src/faces/face-index';
 
 async function main(): Promise<void> {
@@ -26,7 +26,8 @@ async function main(): Promise<void> {
   const logger = pino({ level: 'warn' }, pino.destination(2));
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;
-  const index = new FaceIndex(new FaceStore(redis, keys), new FaceSnapshots(env.STORAGE_DIR, redis, keys), { values: env } as AppConfig, logger);
+  const options = { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, snapshotEvery: env.FACE_SNAPSHOT_EVERY };
+  const index = new FaceIndex(new FaceStore(redis, keys), new FaceSnapshots(env.STORAGE_DIR, redis, keys), options, logger);
   const loadStarted = performance.now();
   await index.onModuleInit();
   const loadMs = performance.now() - loadStarted;

@@ -1,11 +1,11 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import type { Logger } from 'pino';
-import { AppConfigModule } from '@app/config';
+import { AppConfig, AppConfigModule } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
-import { LoggingModule } from '@app/logging';
+import { APP_LOGGER, LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
-import { StorageModule } from '@app/storage';
+import { FaceSnapshots, FaceStore, StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
 import { FaceIndex } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
@@ -31,7 +31,24 @@ export class WorkerModule {
         BullModule.forRootAsync(bullRootOptions),
         BullModule.registerQueue({ name: INFERENCE_QUEUE }),
       ],
-      providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ImageInference, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
+      providers: [
+        WorkerMetrics,
+        WorkerHttp,
+        ModelHost,
+        ImageSource,
+        ImageInference,
+        ClassifyHandler,
+        AnalyzeHandler,
+        {
+          provide: FaceIndex,
+          inject: [FaceStore, FaceSnapshots, AppConfig, APP_LOGGER],
+          useFactory: (store: FaceStore, snapshots: FaceSnapshots, config: AppConfig, appLogger: Logger) =>
+            new FaceIndex(store, snapshots, { minFaces: config.values.FACE_INDEX_MIN_FACES, settleMs: config.values.FACE_TAIL_SETTLE_MS, snapshotEvery: config.values.FACE_SNAPSHOT_EVERY }, appLogger),
+        },
+        MatchFacesHandler,
+        InferenceProcessor,
+        HeartbeatService,
+      ],
     };
   }
 }

@@ -1,18 +1,25 @@
 import { statSync } from 'node:fs';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import type { Logger } from 'pino';
-import { AppConfig } from '@app/config';
 import { FaceMatch, TenantId } from '@app/contracts';
-import { APP_LOGGER } from '@app/logging';
-import { FaceSnapshots, FaceStore, NewFace } from '@app/storage';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
+
+/** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS and FACE_SNAPSHOT_EVERY (libs/config env.schema). */
+export interface FaceIndexOptions {
+  minFaces: number;
+  settleMs: number;
+  snapshotEvery: number;
+}
 
 export interface MatchedFace {
   faceId: string;
   seq: number;
   matches: FaceMatch[];
+  /** Settled faces the approximate index offered and that were checked exactly (0 on the exact scan alone). */
+  checked: number;
 }
 
 const DIMENSIONS = 128;
@@ -39,9 +46,11 @@ const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
  * without one the index is built from the log. A background loop moves settled faces into the index in small
  * steps and saves a new snapshot every FACE_SNAPSHOT_EVERY settled faces (one worker at a time, under the
  * tenant's lock), or soon after an erasure deleted the old one.
+ *
+ * Plain class (no Nest import, so the e2e specs can run it in Jest); the worker module provides it by factory
+ * and Nest calls its onModuleInit / onModuleDestroy.
  */
-@Injectable()
-export class FaceIndex implements OnModuleInit, OnModuleDestroy {
+export class FaceIndex {
   private readonly tenants = new Map<TenantId, TenantFaces>();
   private readonly loading = new Map<TenantId, Promise<TenantFaces>>();
   private readonly snapshotChecked = new Map<TenantId, number>();
@@ -52,8 +61,8 @@ export class FaceIndex implements OnModuleInit, OnModuleDestroy {
   constructor(
     private readonly store: FaceStore,
     private readonly snapshots: FaceSnapshots,
-    private readonly config: AppConfig,
-    @Inject(APP_LOGGER) private readonly logger: Logger,
+    private readonly options: FaceIndexOptions,
+    private readonly logger: Logger,
   ) {}
 
   /** Loads every tenant known to have faces, so the first job of each pays no load; then starts the background loop. */
@@ -92,7 +101,7 @@ export class FaceIndex implements OnModuleInit, OnModuleDestroy {
     const matched: MatchedFace[] = [];
     for (const [i, face] of faces.entries()) {
       const found = await this.search(tenant, own, face.embedding, seqs[i], imageHash, threshold);
-      matched.push({ faceId: face.faceId, seq: seqs[i], matches: found.matches.map((m) => ({ ...m, similarity: Math.round(m.similarity * 10000) / 10000 })) });
+      matched.push({ faceId: face.faceId, seq: seqs[i], checked: found.checked, matches: found.matches.map((m) => ({ ...m, similarity: Math.round(m.similarity * 10000) / 10000 })) });
     }
     return matched;
   }
@@ -135,8 +144,7 @@ export class FaceIndex implements OnModuleInit, OnModuleDestroy {
   }
 
   private get policy(): SettlePolicy {
-    const env = this.config.values;
-    return { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, batch: SETTLE_BATCH };
+    return { minFaces: this.options.minFaces, settleMs: this.options.settleMs, batch: SETTLE_BATCH };
   }
 
   /** The tenant's view, loaded once (concurrent callers share the load). */
@@ -241,13 +249,15 @@ export class FaceIndex implements OnModuleInit, OnModuleDestroy {
   private async snapshotIfDue(tenant: TenantId, faces: TenantFaces): Promise<void> {
     if (!faces.settled) return;
     const now = Date.now();
-    const every = this.config.values.FACE_SNAPSHOT_EVERY;
+    const every = this.options.snapshotEvery;
     if (faces.settledSinceSnapshot < every && now - (this.snapshotChecked.get(tenant) ?? 0) < SNAPSHOT_CHECK_MS) return;
     if (now - (this.snapshotSaved.get(tenant) ?? 0) < SNAPSHOT_MIN_INTERVAL_MS) return;
     this.snapshotChecked.set(tenant, now);
     const newest = (await this.snapshots.list(tenant))[0];
-    // Another worker's snapshot may already cover what this one settled.
-    if (newest && faces.indexedUpTo - newest.indexedUpTo < every) {
+    // Another worker's snapshot may already cover what this one settled; with none (first time, or an erasure
+    // deleted it), a tenant of FACE_SNAPSHOT_EVERY indexed faces or more gets one (smaller ones build in seconds).
+    const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.settled.size >= every;
+    if (!due) {
       faces.settledSinceSnapshot = 0;
       return;
     }
