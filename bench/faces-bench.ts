@@ -23,6 +23,7 @@ import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
 import { FacePipeline } from '../apps/worker/src/faces/face-pipeline';
 import { FaceMatrix } from '../apps/worker/src/faces/face-matrix';
 import { ApproximateFaceIndex } from '../apps/worker/src/faces/approximate-face-index';
+import { RERANK_MARGIN } from '../apps/worker/src/faces/tenant-faces';
 import { REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
@@ -30,6 +31,9 @@ import { clusteredFaces, DIMENSIONS, FaceSet, newView, similaritySpread, strange
 import { percentile, round } from './stats';
 
 const TENANT = 'bench';
+/** FACE_INDEX_SEARCH_WIDTH's default; the cold worker also answers at the other widths (recall against time). */
+const DEFAULT_WIDTH = 256;
+const WIDTHS = [64, 128, 256, 512, 1024];
 const THRESHOLD = 0.45;
 const VIEWS = 10;
 
@@ -66,7 +70,7 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     const env = { REDIS_URL: redis.url, STORAGE_DIR: join(work, 'images'), FACE_MATCH_THRESHOLD: String(THRESHOLD), BENCH_TENANT: TENANT };
 
     log('cold worker: building the index from the log');
-    const cold = await worker(queriesPath, join(work, 'cold.json'), { ...env, FACE_TAIL_SETTLE_MS: '0' }, ['--settle-all', '--save-snapshot']);
+    const cold = await worker(queriesPath, join(work, 'cold.json'), { ...env, FACE_TAIL_SETTLE_MS: '0', BENCH_WIDTHS: WIDTHS.join(',') }, ['--settle-all', '--save-snapshot']);
     const snapshot = readdirSync(join(work, 'images', TENANT, '.face-index')).find((name) => name.endsWith('.usearch'))!;
     const snapshotBytes = statSync(join(work, 'images', TENANT, '.face-index', snapshot)).size;
 
@@ -89,6 +93,12 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     const truthCold = Array.from({ length: queryCount }, (_, i) => exactAt(false)(i));
     const truthWarm = Array.from({ length: queryCount }, (_, i) => exactAt(true)(i));
     const coldScore = score(cold.results, truthCold);
+    const byWidth = Object.fromEntries(
+      Object.entries(cold.byWidth ?? {}).map(([width, run]) => {
+        const scored = score(run.results, truthCold);
+        return [width, { searchMsP50: round(percentile(run.times, 50), 3), searchMsP99: round(percentile(run.times, 99), 3), recall: scored.recall, falseMatches: scored.falseMatches }];
+      }),
+    );
     const warmScore = score(warm.results, truthWarm);
 
     const result: Record<string, unknown> = {
@@ -110,6 +120,8 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       workerReady: { indexLoadMs: Math.round(warm.loadMs), replayedFaces: replayed, state: warm.afterLoad },
       afterRestart: { searchMsP50: round(percentile(warm.times, 50), 3), searchMsP99: round(percentile(warm.times, 99), 3), recall: warmScore.recall, falseMatches: warmScore.falseMatches, exactMatches: warmScore.expected, tailFaces: warm.beforeSave?.tail },
       candidatesCheckedP50: percentile(cold.checked, 50),
+      searchWidth: DEFAULT_WIDTH,
+      byWidth,
       exactScanMsP50: round(percentile(exactTimes, 50), 2),
       exactScanMsP99: round(percentile(exactTimes, 99), 2),
       similaritySpread: { fixtures, synthetic },
@@ -155,6 +167,7 @@ interface WorkerReport {
   times: number[];
   checked: number[];
   results: string[][];
+  byWidth?: Record<string, { times: number[]; results: string[][] }>;
 }
 
 async function worker(queriesPath: string, outPath: string, env: Record<string, string>, flags: string[]): Promise<WorkerReport> {
@@ -241,7 +254,7 @@ function crossover(set: FaceSet, queries: Float32Array) {
       matrix.search(query, Infinity, '', THRESHOLD);
       exact.push(performance.now() - t0);
       t0 = performance.now();
-      index.searchAbove(query, THRESHOLD - 0.03, Infinity);
+      index.searchAbove(query, THRESHOLD - RERANK_MARGIN, Infinity, DEFAULT_WIDTH);
       approximate.push(performance.now() - t0);
     }
     rows.push({ faces: n, exactMsP50: round(percentile(exact, 50), 3), indexMsP50: round(percentile(approximate, 50), 3) });

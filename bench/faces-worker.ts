@@ -5,7 +5,8 @@
  * runs: exact tail + index candidates checked exactly from the log), and can save a snapshot.
  *
  * node dist/bench/faces-worker.js <queries.f32> <out.json> [--save-snapshot] [--settle-all]
- * Environment: REDIS_URL, STORAGE_DIR, FACE_* (as a worker), BENCH_TENANT.
+ * Environment: REDIS_URL, STORAGE_DIR, FACE_* (as a worker), BENCH_TENANT, BENCH_WIDTHS (search widths to
+ * measure besides FACE_INDEX_SEARCH_WIDTH, comma list).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,7 +16,7 @@ import { parseEnv } from '@app/config/env.schema';
 import { asTenantId, RedisKeys } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore } from '@app/storage/face-store';
-import { FaceIndex } from '../apps/worker/src/faces/face-index';
+import { FaceIndex, faceIndexOptions } from '../apps/worker/src/faces/face-index';
 
 async function main(): Promise<void> {
   const [queriesPath, outPath, ...flags] = process.argv.slice(2);
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: 'warn' }, pino.destination(2));
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;
-  const options = { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, snapshotEvery: env.FACE_SNAPSHOT_EVERY };
+  const options = faceIndexOptions(env);
   const index = new FaceIndex(new FaceStore(redis, keys), new FaceSnapshots(env.STORAGE_DIR, redis, keys), options, logger);
   const loadStarted = performance.now();
   await index.onModuleInit();
@@ -57,6 +58,21 @@ async function main(): Promise<void> {
     results.push(found.matches.map((match) => match.faceId));
     checked.push(found.checked);
   }
+  // The same queries at other search widths (FACE_INDEX_SEARCH_WIDTH), on the same loaded index.
+  const byWidth: Record<string, { times: number[]; results: string[][] }> = {};
+  const defaultWidth = options.searchWidth;
+  for (const width of (process.env.BENCH_WIDTHS ?? '').split(',').filter(Boolean).map(Number)) {
+    options.searchWidth = width;
+    const run = { times: [] as number[], results: [] as string[][] };
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      const found = await index.match(tenant, queries.slice(i * 128, (i + 1) * 128), env.FACE_MATCH_THRESHOLD);
+      run.times.push(performance.now() - t0);
+      run.results.push(found.matches.map((match) => match.faceId));
+    }
+    byWidth[width] = run;
+  }
+  options.searchWidth = defaultWidth;
   const beforeSave = index.describe(tenant);
   let snapshotMs: number | undefined;
   if (flags.includes('--save-snapshot')) {
@@ -65,7 +81,7 @@ async function main(): Promise<void> {
     snapshotMs = performance.now() - t0;
   }
   await index.onModuleDestroy();
-  writeFileSync(outPath, JSON.stringify({ loadMs, readyMs, rssBefore, rssLoaded, afterLoad, beforeSave, snapshotMs, times, checked, results }));
+  writeFileSync(outPath, JSON.stringify({ loadMs, readyMs, rssBefore, rssLoaded, afterLoad, beforeSave, snapshotMs, times, checked, results, byWidth }));
   redis.disconnect();
 }
 

@@ -79,7 +79,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
   });
 
   const open = async (storageDir: string) => {
-    const index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 200, settleMs: 0, snapshotEvery: 1_000_000 }, silent);
+    const index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 200, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, silent);
     indexes.push(index);
     await index.onModuleInit();
     await until(() => index.describe(tenant)?.tail === 0, 30_000, 'every loaded face to settle into the index');

@@ -7,7 +7,7 @@ import { APP_LOGGER, LoggingModule } from '@app/logging';
 import { bullRootOptions, RedisModule } from '@app/redis';
 import { FaceSnapshots, FaceStore, StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
-import { FaceIndex } from './faces/face-index';
+import { FaceIndex, faceIndexOptions } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
 import { WorkerHttp } from './ops/worker-http';
 import { WorkerMetrics } from './ops/worker-metrics';
@@ -43,7 +43,7 @@ export class WorkerModule {
           provide: FaceIndex,
           inject: [FaceStore, FaceSnapshots, AppConfig, APP_LOGGER],
           useFactory: (store: FaceStore, snapshots: FaceSnapshots, config: AppConfig, appLogger: Logger) =>
-            new FaceIndex(store, snapshots, { minFaces: config.values.FACE_INDEX_MIN_FACES, settleMs: config.values.FACE_TAIL_SETTLE_MS, snapshotEvery: config.values.FACE_SNAPSHOT_EVERY }, appLogger),
+            new FaceIndex(store, snapshots, faceIndexOptions(config.values), appLogger),
         },
         MatchFacesHandler,
         InferenceProcessor,

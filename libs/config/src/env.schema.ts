@@ -69,6 +69,11 @@ export const envSchema = z.object({
   FACE_TAIL_SETTLE_MS: int(0, 3600_000, 10_000),
   /** Faces moved into a tenant's index since its last snapshot file before a worker saves a new one. */
   FACE_SNAPSHOT_EVERY: int(1, 10_000_000, 20_000),
+  /**
+   * Nearest faces the first index search asks for (HNSW's search breadth, ef): more finds more of the weak
+   * true pairs and costs time in proportion. README "Face matching at scale" has recall and time per width.
+   */
+  FACE_INDEX_SEARCH_WIDTH: int(16, 8192, 256),
 
   /** URL intake: hosts or CIDRs allowed even though private/loopback (comma list); everything else must be public. */
   FETCH_ALLOW_HOSTS: z.string().default(''),

@@ -4,25 +4,24 @@ import { Index, MetricKind, ScalarKind } from 'usearch';
 
 /**
  * HNSW parameters, measured by `npm run bench -- faces` on clustered identities (README "Face matching at
- * scale"): connectivity 16 (M; level 0 keeps 2M = 32 links) and 128 candidates while inserting
- * (expansion_add, usearch's default) reached recall ≥ 0.99 of the exact scan at 1,000,000 faces; M = 8 or 12
- * lost a third to a half of the pairs at 1,000,000 whatever the search width.
+ * scale"): connectivity 16 (M; level 0 keeps 2M = 32 links) and 256 candidates while inserting
+ * (expansion_add). At 200,000 faces, expansion_add 256 reached recall 1.000 of the exact scan at k = 512 where
+ * usearch's default 128 stopped at 0.998; M = 8 or 12 lost a third to a half of the pairs at 1,000,000.
  */
-export const HNSW = { connectivity: 16, expansionAdd: 128 } as const;
+export const HNSW = { connectivity: 16, expansionAdd: 256 } as const;
 
 /**
- * Search width: the first search asks for this many nearest faces; while the last one is still above the
- * floor the search is repeated with 4× as many, up to MAX_NEIGHBOURS, so every face above the floor is
- * returned however many there are (a range search built from k-NN searches).
+ * The first search asks for `searchWidth` nearest faces (FACE_INDEX_SEARCH_WIDTH); while the last one is still
+ * above the floor the search is repeated with 4× as many, up to MAX_NEIGHBOURS, so every face above the floor
+ * is returned however many there are (a range search built from k-NN searches).
  */
-export const FIRST_NEIGHBOURS = 256;
 export const MAX_NEIGHBOURS = 8192;
 /**
- * An index this small is searched whole (k = its size): about the cost of one widened search, and exact. HNSW
- * on clustered 128-d faces leaves about 1 in 1,000 true pairs unreached even at k = 512 of 1,600 faces; only
- * k ≥ size reaches every node.
+ * An index of at most 4 × searchWidth faces is searched whole (k = its size): about the cost of one widened
+ * search, and exact. HNSW on clustered 128-d faces leaves about 1 in 1,000 true pairs unreached even at
+ * k = 512 of 1,600 faces; only k ≥ size reaches every node.
  */
-export const EXHAUSTIVE_UP_TO = 4 * FIRST_NEIGHBOURS;
+export const EXHAUSTIVE_FACTOR = 4;
 
 /** Keys at or above this are scrub sentinels, never faces (sequence numbers stay far below 2^53). */
 const SENTINEL_BIT = 1n << 63n;
@@ -77,7 +76,7 @@ export class ApproximateFaceIndex {
       quantization: ScalarKind.I8,
       connectivity: HNSW.connectivity,
       expansion_add: HNSW.expansionAdd,
-      expansion_search: FIRST_NEIGHBOURS,
+      expansion_search: 64,
       multi: false,
     });
   }
@@ -117,12 +116,13 @@ export class ApproximateFaceIndex {
 
   /**
    * Every face with a sequence number below `beforeSeq` whose int8 similarity to `query` (unit vector) is at
-   * least `floor`, best first, up to MAX_NEIGHBOURS. `truncated` says the cap was reached.
+   * least `floor`, best first, up to MAX_NEIGHBOURS, starting with a k-NN search of `searchWidth` (usearch
+   * explores max(k, expansion_search) candidates). `truncated` says the cap was reached.
    */
-  searchAbove(query: Float32Array, floor: number, beforeSeq: number): { candidates: Candidate[]; truncated: boolean } {
+  searchAbove(query: Float32Array, floor: number, beforeSeq: number, searchWidth: number): { candidates: Candidate[]; truncated: boolean } {
     const total = this.index.size();
     if (total === 0) return { candidates: [], truncated: false };
-    let wanted = total <= EXHAUSTIVE_UP_TO ? total : FIRST_NEIGHBOURS;
+    let wanted = total <= EXHAUSTIVE_FACTOR * searchWidth ? total : searchWidth;
     for (;;) {
       const found = this.index.search(query, wanted, 1);
       const count = found.keys.length;

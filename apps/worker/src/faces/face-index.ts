@@ -1,17 +1,25 @@
 import { statSync } from 'node:fs';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
 
-/** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS and FACE_SNAPSHOT_EVERY (libs/config env.schema). */
+/** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
   minFaces: number;
   settleMs: number;
   snapshotEvery: number;
+  /** Mutable so the bench can measure several widths on one loaded index. */
+  searchWidth: number;
+}
+
+/** The options from the validated environment. */
+export function faceIndexOptions(env: Pick<Env, 'FACE_INDEX_MIN_FACES' | 'FACE_TAIL_SETTLE_MS' | 'FACE_SNAPSHOT_EVERY' | 'FACE_INDEX_SEARCH_WIDTH'>): FaceIndexOptions {
+  return { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, snapshotEvery: env.FACE_SNAPSHOT_EVERY, searchWidth: env.FACE_INDEX_SEARCH_WIDTH };
 }
 
 export interface MatchedFace {
@@ -138,7 +146,7 @@ export class FaceIndex {
   }
 
   private async search(tenant: TenantId, faces: TenantFaces, embedding: Float32Array, beforeSeq: number, excludeImage: string, threshold: number): Promise<TenantMatch> {
-    const found = await faces.match(embedding, beforeSeq, excludeImage, threshold, (seqs) => this.store.readFaces(tenant, seqs));
+    const found = await faces.match(embedding, beforeSeq, excludeImage, threshold, (seqs) => this.store.readFaces(tenant, seqs), this.options.searchWidth);
     if (found.truncated) this.logger.warn({ action: 'faces.search_truncated', tenant, matches: found.matches.length }, 'more faces above the threshold than one search returns; some matches may be missing');
     return found;
   }

@@ -87,10 +87,10 @@ export class TenantFaces {
    * The faces of other images, numbered below `beforeSeq`, at or above `threshold`: exact over the tail, and
    * over the index through its candidates (int8 similarity ≥ threshold − RERANK_MARGIN) checked exactly.
    */
-  async match(query: Float32Array, beforeSeq: number, excludeImage: string, threshold: number, readSettled: SettledFaceReader): Promise<TenantMatch> {
+  async match(query: Float32Array, beforeSeq: number, excludeImage: string, threshold: number, readSettled: SettledFaceReader, searchWidth = 256): Promise<TenantMatch> {
     const matches: FaceMatch[] = this.tail.search(query, beforeSeq, excludeImage, threshold);
     if (!this.settled || this.settled.size === 0) return { matches, checked: 0, truncated: false };
-    const { candidates, truncated } = this.settled.searchAbove(query, threshold - RERANK_MARGIN, beforeSeq);
+    const { candidates, truncated } = this.settled.searchAbove(query, threshold - RERANK_MARGIN, beforeSeq, searchWidth);
     if (candidates.length === 0) return { matches, checked: 0, truncated };
     const entries = await readSettled(candidates.map((candidate) => candidate.seq));
     const seen = new Set(matches.map((match) => match.faceId));
