@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -143,6 +144,38 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     const fresh = (await restarted.saveSnapshot(tenant))!;
     expect(closestRow(fresh, faces[401].embedding)).toBeGreaterThan(0.99);
     for (const face of [faces[3], faces[400], faces[799]]) expect(closestRow(fresh, face.embedding)).toBeLessThan(0.9);
+  });
+
+  it('a purge waits for a writer holding the lock and deletes what it wrote; a writer that lost its lock deletes its own file; one writer at a time', async () => {
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-snapshots-'));
+    dirs.push(storageDir);
+    const snapshots = new FaceSnapshots(storageDir, client, keys);
+    const other = 'other' as TenantId;
+    const slowSave = (ms: number, content = { indexedUpTo: 10, appliedUpTo: 12, sentinels: 0 }) => async (path: string) => {
+      await sleep(ms);
+      await writeFile(path, 'index bytes');
+      return content;
+    };
+    // The erasure's tombstone (seq 20) lands while a writer (applied up to 12) is saving.
+    const writing = snapshots.write(other, slowSave(400));
+    await sleep(50);
+    expect(await snapshots.write(other, slowSave(0))).toBeUndefined(); // the lock is taken: nothing written
+    const purgeStarted = Date.now();
+    const purged = await snapshots.purgeBefore(other, 20);
+    expect(Date.now() - purgeStarted).toBeGreaterThanOrEqual(250); // it waited for the writer
+    expect((await writing)?.appliedUpTo).toBe(12);
+    expect(purged).toBe(1);
+    expect(snapshotFiles(storageDir, 'other')).toEqual([]);
+
+    // A file saved after the tombstone stays; one whose writer lost the lock (expired) does not appear.
+    expect(await snapshots.write(other, slowSave(0, { indexedUpTo: 30, appliedUpTo: 31, sentinels: 2 }))).toMatchObject({ appliedUpTo: 31, sentinels: 2 });
+    expect(await snapshots.purgeBefore(other, 20)).toBe(0);
+    const lost = snapshots.write(other, async (path) => {
+      await client.del(keys.tenant(other).faceSnapshotLock());
+      return slowSave(0, { indexedUpTo: 40, appliedUpTo: 41, sentinels: 0 })(path);
+    });
+    expect(await lost).toBeUndefined();
+    expect((await snapshots.list(other)).map((file) => file.appliedUpTo)).toEqual([31]);
   });
 });
 

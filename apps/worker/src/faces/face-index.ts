@@ -31,10 +31,13 @@ export interface MatchedFace {
 }
 
 const DIMENSIONS = 128;
-/** Faces moved into an index per step of the background loop: about 20–60 ms of usearch inserts at 10⁶ faces. */
-const SETTLE_BATCH = 256;
+/**
+ * Faces moved into an index per step of the background loop (each step blocks the event loop while usearch
+ * inserts: about 0.2–0.5 ms a face at 10⁶ faces on 2 busy cores, so tens of ms); far more than faces arrive.
+ */
+const SETTLE_BATCH = 64;
 /** Faces moved per step while a tenant loads (before the worker is ready, or on its first use). */
-const LOAD_BATCH = 4096;
+const LOAD_BATCH = 1024;
 /** Idle pause of the background loop. */
 const IDLE_MS = 1000;
 /** At most one snapshot check per tenant this often (a directory listing), and one save per tenant per minute. */
