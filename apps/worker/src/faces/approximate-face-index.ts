@@ -34,10 +34,10 @@ export interface Candidate {
 
 /**
  * The settled faces of one tenant in a usearch HNSW graph (int8 vectors, cosine metric), keyed by sequence
- * number: about 270 bytes per face in the saved file and ~300 in memory, against 512 for the float32 row
- * the exact scan needs. usearch (Unum, Apache-2.0) ships prebuilt binaries in its npm package, so it
- * installs offline from the registry; hnswlib-node was measured too (README) and builds from source, holds
- * float32 only (≈ 800 bytes per face) and has no batch insert.
+ * number: 276 bytes per face in the saved file and about 380–440 in memory (measured), against 512 for the
+ * float32 row alone that the exact scan needs. usearch (Unum, Apache-2.0) ships prebuilt binaries in its npm
+ * package, so it installs offline from the registry; hnswlib-node was measured too (README) and builds from
+ * source, holds float32 only and has no batch insert.
  *
  * Deletion scrubs: usearch's remove() only marks the node free and leaves its vector in memory and in every
  * file saved afterwards. So each removed face's slot is immediately reused by a sentinel (a random unit
