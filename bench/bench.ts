@@ -12,6 +12,7 @@ import { inferImage } from '../apps/worker/src/inference/infer-image';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { benchFaces } from './faces-bench';
+import { benchFacesQuality } from './faces-quality';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
 
@@ -33,7 +34,7 @@ async function inProcess() {
     const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads });
     const executor = new ModelExecutor(catalog, runtime);
     // The worker's own decode → announce → batch path, minus Redis and the queue.
-    const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, 50_000_000)).run;
+    const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, { maxPixels: 50_000_000, heic: true })).run;
     for (let i = 0; i < 10; i++) await pipeline(i);
     if (maxBatchSize === 1) {
       const sequential = await runConcurrently(N.latency1, 1, pipeline);
@@ -42,7 +43,7 @@ async function inProcess() {
     const loaded = await runConcurrently(N.throughput, 32, pipeline);
     results[`throughputBatch${maxBatchSize}`] = (N.throughput / loaded.wallMs) * 1000;
     // The model step alone: pre-decoded tensors, so decoding does not hide the batching effect.
-    const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, 50_000_000)));
+    const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, { maxPixels: 50_000_000, heic: true })));
     const modelOnly = await runConcurrently(N.throughput, 32, (i) => executor.run(MODEL, tensors[i % tensors.length].tensor));
     results[`modelStepBatch${maxBatchSize}`] = (N.throughput / modelOnly.wallMs) * 1000;
     await runtime.close();
@@ -132,7 +133,14 @@ async function seedProtocol(redis: TestRedis) {
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
-  if (mode && mode !== 'classify' && mode !== 'faces') throw new Error(`unknown bench "${mode}" (available: classify, faces)`);
+  if (mode && !['classify', 'faces', 'faces-quality'].includes(mode)) throw new Error(`unknown bench "${mode}" (available: classify, faces, faces-quality)`);
+  if (mode === 'faces-quality') {
+    const quality = await benchFacesQuality();
+    console.log(JSON.stringify(quality, null, 2));
+    mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(REPO_ROOT, 'bench', 'results', 'faces-quality-latest.json'), JSON.stringify({ when: new Date().toISOString(), ...quality }, null, 2) + '\n');
+    return;
+  }
   if (mode === 'faces') {
     const faces = await benchFaces(process.argv.slice(3));
     console.log(Object.entries(faces).map(([key, value]) => `${key.padEnd(24)}  ${typeof value === 'object' ? JSON.stringify(value) : value}`).join('\n'));

@@ -206,7 +206,7 @@ async function fixtureSpread() {
   const catalog = ModelCatalog.load(join(REPO_ROOT, 'models'), {});
   const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads: 1 });
   try {
-    const pipeline = new FacePipeline(catalog, new ModelExecutor(catalog, runtime), { detector: 'yunet', embedder: 'mobilefacenet', minFaceSize: 20, maxPixels: 50_000_000 });
+    const pipeline = new FacePipeline(catalog, new ModelExecutor(catalog, runtime), { detector: 'yunet', embedder: 'mobilefacenet', minFaceSize: 20, limits: { maxPixels: 50_000_000, heic: true } });
     const labelled: { person: string; embedding: Float32Array }[] = [];
     for (const [file, people] of Object.entries({
       'face_obama_1.jpg': ['obama'],

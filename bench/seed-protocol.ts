@@ -33,7 +33,7 @@ export class SeedModelServer {
         await Promise.all(
           items.map(async (raw) => {
             const { id, image } = JSON.parse(raw) as { id: string; image: string };
-            const input = await prepareModelInput(Buffer.from(image, 'base64'), this.model.preprocess, 50_000_000);
+            const input = await prepareModelInput(Buffer.from(image, 'base64'), this.model.preprocess, { maxPixels: 50_000_000, heic: true });
             const run = await this.executor.run(this.model.name, input.tensor);
             const predictions = classificationPredictions(run.output[this.model.outputs[0]], this.model.postprocess.activation, 5, this.model.labelList);
             await this.redis.set(`seed:result:${id}`, JSON.stringify(predictions), 'EX', 60);

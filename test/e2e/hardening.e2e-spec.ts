@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
-import { multipart, postImage, request } from '../support/http';
+import { multipart, postImage, rawHttp, request } from '../support/http';
 import { sampleRss, until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
 
@@ -116,6 +116,93 @@ describe('hardening: limits, addresses, time and what is left behind', () => {
     });
   });
 
+  it('with API keys on, a body without a valid key is refused (401) before it is read, and such refusals are rate limited', async () => {
+    const api = await start('api', { QUEUE_PREFIX: 'bodygate', API_KEYS: 'acme:acme-key', RATE_LIMIT_MAX: '3' });
+    const json = Buffer.from(JSON.stringify({ images: ['A'.repeat(30 * MB)], models: ['mobilenet_v2'] }));
+    const head = (key: string) => `POST /v1/analyses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${json.length}${key}\r\n\r\n`;
+    for (const key of ['', '\r\nx-api-key: wrong-key']) {
+      const answer = await uploadUntilAnswered(api.port!, head(key), json);
+      expect(answer.status).toBe(401);
+      expect(answer.writtenBeforeAnswer).toBeLessThan(8 * MB);
+      expect(answer.closed).toBe(true);
+    }
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg', 'x-api-key': `guess-${i}` }, body: castle })).status);
+    expect(statuses).toEqual([401, 429, 429]);
+  });
+
+  it('bodies read into memory hold the upload budget: 40 concurrent 9.5 MB uploads keep the API bounded, each answered', async () => {
+    await start('worker', { QUEUE_PREFIX: 'bodybudget' });
+    const api = await start('api', { QUEUE_PREFIX: 'bodybudget', MAX_IMAGE_BYTES: String(10 * MB), API_KEYS: 'acme:acme-key,globex:globex-key' });
+    const big = Buffer.concat([fixture('cat_kitten_224.png'), Buffer.alloc(9.5 * MB - fixture('cat_kitten_224.png').length, 7)]);
+    const rss = sampleRss({ api: api.pid }, 50);
+    const send = (i: number) =>
+      i % 2 === 0
+        ? request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/png', 'x-api-key': 'acme-key' }, body: big })
+        : request(`${api.url}/v1/faces`, { method: 'POST', headers: { 'x-api-key': 'acme-key' }, body: multipart({ image: { bytes: big, filename: 'big.png' } }) });
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i)));
+    const peak = rss.stop().api;
+    const statuses = answers.map((answer) => answer.status);
+    console.log(`upload budget: 40 × 9.5 MB from one tenant: ${statuses.filter((s) => s === 200).length} answered, ${statuses.filter((s) => s === 503).length} told to retry (503); API peak RSS ${Math.round(peak / MB)} MB`);
+    expect(statuses.every((status) => status === 200 || status === 503)).toBe(true);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThan(0);
+    expect(answers.filter((answer) => answer.status === 503).every((answer) => answer.headers.get('retry-after') === '2')).toBe(true);
+    // One tenant holds at most half the budget: another tenant is still served meanwhile.
+    expect((await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg', 'x-api-key': 'globex-key' }, body: castle })).status).toBe(200);
+    expect(peak).toBeLessThan(450 * MB);
+  });
+
+  it('erasure racing an upload of the same image: one of them wins whole (never metadata without bytes)', async () => {
+    await start('worker', { QUEUE_PREFIX: 'eraserace' });
+    const api = await start('api', { QUEUE_PREFIX: 'eraserace' });
+    const dog = fixture('dog_beagle_jemma.png');
+    const form = multipart({ models: 'mobilenet_v2' });
+    form.append('images', new Blob([dog]), 'dog.png');
+    const hash = (await request(`${api.url}/v1/analyses`, { method: 'POST', body: form })).body.images[0].hash;
+    await until(async () => (await request(`${api.url}/v1/images/${hash}/results/mobilenet_v2`)).status === 200, 30_000, 'the first analysis');
+
+    // The same image again, then a second file that arrives slowly; the erasure lands while it streams.
+    const boundary = 'raceboundary';
+    const part = (name: string, bytes: Buffer) => Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="${name}"\r\nContent-Type: image/png\r\n\r\n`), bytes, Buffer.from('\r\n')]);
+    const slowFile = fixture('cat_kitten_224.png');
+    const body = Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="models"\r\n\r\nmobilenet_v2\r\n`), part('dog.png', dog), part('kitten.png', slowFile), Buffer.from(`--${boundary}--\r\n`)]);
+    const cut = body.length - slowFile.length;
+    const socket = connect(api.port!, '127.0.0.1');
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    socket.write(`POST /v1/analyses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    socket.write(body.subarray(0, cut));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const erased = await request(`${api.url}/v1/images/${hash}`, { method: 'DELETE' });
+    expect(erased.status).toBe(200);
+    socket.write(body.subarray(cut));
+    expect(await answer).toMatch(/^HTTP\/1\.1 202/);
+
+    // The upload came after the erasure: the image is back whole — bytes, metadata, a fresh result.
+    expect((await request(`${api.url}/v1/images/${hash}/content`)).status).toBe(200);
+    await until(async () => (await request(`${api.url}/v1/images/${hash}/results/mobilenet_v2`)).status === 200, 30_000, 'the new analysis');
+    expect((await request(`${api.url}/v1/images/${hash}/results/mobilenet_v2`)).body.state).toBe('completed');
+  });
+
+  it('GET /v1/jobs/:id looks up classify job ids only: ids derived from an image are not even looked up', async () => {
+    const api = await start('api', { QUEUE_PREFIX: 'jobids' });
+    for (const id of ['an-0123456789abcdef0123456789abcdef', 'faces-0123456789abcdef0123456789abcdef', 'not-a-uuid']) {
+      const answer = await request(`${api.url}/v1/jobs/${id}`);
+      expect(answer.status).toBe(404);
+      expect(answer.body.error.code).toBe('JOB_NOT_FOUND');
+    }
+  });
+
+  it('headers too large: 431 in the API’s error shape', async () => {
+    const api = await start('api', { QUEUE_PREFIX: 'bigheader' });
+    const answer = await rawHttp(api.port!, `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(64 * 1024)}`);
+    expect(answer.status).toBe(431);
+    expect(answer.body).toEqual({ error: { code: 'BAD_REQUEST', message: expect.stringContaining('headers') } });
+  });
+
   it('without API keys, rotating X-Forwarded-For or made-up keys does not escape the rate limit (unless TRUST_PROXY names the proxy)', async () => {
     const api = await start('api', { QUEUE_PREFIX: 'xff', RATE_LIMIT_MAX: '3' });
     const statuses: number[] = [];
@@ -133,6 +220,14 @@ describe('hardening: limits, addresses, time and what is left behind', () => {
     for (let i = 0; i < 5; i++) statuses.push((await request(`${api.url}/v1/models`, { headers: { 'x-api-key': `guess-${i}` } })).status);
     expect(statuses).toEqual([401, 401, 401, 429, 429]);
     expect((await request(`${api.url}/v1/models`, { headers: { 'x-api-key': 'real-key' } })).status).toBe(200);
+  });
+
+  it('admin Basic auth: wrong passwords sent all at once are compared at most ADMIN_LOGIN_MAX_FAILURES times', async () => {
+    const api = await start('api', { QUEUE_PREFIX: 'adminburst', ADMIN_PASSWORD: 'right-pass', ADMIN_LOGIN_MAX_FAILURES: '5' });
+    const basic = (password: string) => ({ authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` });
+    const statuses = (await Promise.all(Array.from({ length: 60 }, (_, i) => request(`${api.url}/admin/queues`, { headers: basic(`wrong-${i}`) })))).map((answer) => answer.status);
+    expect(statuses.filter((status) => status === 401)).toHaveLength(5);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(55);
   });
 
   it('admin Basic auth: after ADMIN_LOGIN_MAX_FAILURES wrong passwords the address is refused with 429, even with the right one', async () => {

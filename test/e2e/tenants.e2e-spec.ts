@@ -7,6 +7,8 @@ import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { multipart, request, HttpResult } from '../support/http';
 import { until } from '../support/load';
+import { analyzeJobId, matchFacesJobId } from '@app/contracts/queues';
+import { asTenantId } from '@app/contracts/tenant';
 import { TestRedis } from '../support/test-redis';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -193,10 +195,15 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(obama2.body.faces[0].matches).toEqual([]);
     const erasedFaceId = aliceFaceIds[0];
     const after = await dumpRedis(client);
-    const leftovers = after.filter(({ key, text }) => !key.includes('{bob}') && [hash, erasedFaceId].some((needle) => key.includes(needle) || text.includes(needle)));
+    // Nothing names the image: not its hash, its face id, nor its (derivable) job ids in the queue's event stream.
+    const alice = asTenantId('alice');
+    const jobIds = [matchFacesJobId(alice, hash), analyzeJobId(alice, hash, 'mobilenet_v2'), analyzeJobId(alice, hash, 'yunet')];
+    const leftovers = after.filter(({ key, text }) => !key.includes('{bob}') && [hash, erasedFaceId, ...jobIds].some((needle) => key.includes(needle) || text.includes(needle)));
     expect(leftovers).toEqual([]);
     expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
     expect(readdirSync(join(storageDir, 'alice'), { recursive: true }).map(String).filter((name) => name.includes(hash))).toEqual([]);
+    // Not even an empty shard folder named by the hash's first bytes.
+    expect(readdirSync(join(storageDir, 'alice'), { recursive: true }).map(String).filter((name) => name === `${hash.slice(0, 2)}/${hash.slice(2, 4)}`)).toEqual([]);
 
     // Bob's copy: untouched.
     expect((await call(KEYS.bob, `/v1/images/${hash}`)).body.models.mobilenet_v2.state).toBe('completed');

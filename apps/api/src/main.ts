@@ -5,12 +5,18 @@ import fastifyStatic from '@fastify/static';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPino } from 'nestjs-pino';
-import { listenProblem, parseEnvOrExit } from '@app/config';
+import { AppConfig, listenProblem, parseEnvOrExit } from '@app/config';
+import { TenantResolver } from './auth/api-keys';
+import { registerBodyGate } from './auth/body-gate';
+import { registerBodyBudget } from './uploads/body-budget';
+import { UploadBudget } from './uploads/upload-budget';
+import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
 import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { REDIS_CLIENT, redactRedisUrl, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
+import { clientErrorHandler } from './common/client-error';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
 import { mountQueueDashboard } from './ops/queue-dashboard';
@@ -30,7 +36,7 @@ async function bootstrap(): Promise<void> {
     process.exit(1);
   }
   // JSON bodies (base64 images inside) are capped as a whole; each decoded image is then held to MAX_IMAGE_BYTES.
-  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false });
+  const adapter = new FastifyAdapter({ bodyLimit: env.MAX_JSON_BODY_BYTES, trustProxy: trustProxySetting(env.TRUST_PROXY), return503OnClosing: true, genReqId: generateRequestId, requestIdHeader: false, clientErrorHandler });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.forRoot(logger), adapter, { bufferLogs: true });
   app.useLogger(app.get(NestPino));
 
@@ -48,6 +54,8 @@ async function bootstrap(): Promise<void> {
     if (clientId) void reply.header('x-client-request-id', clientId);
     done();
   });
+  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), env.QUEUE_PREFIX), app.get(AppConfig));
+  registerBodyBudget(fastify, app.get(UploadBudget), app.get(TenantResolver), app.get(AppConfig));
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.
     limits: { fileSize: env.MAX_IMAGE_BYTES, files: env.MAX_IMAGES_PER_REQUEST, fields: 20, fieldSize: 4096, parts: env.MAX_IMAGES_PER_REQUEST + 20, headerPairs: 100 },

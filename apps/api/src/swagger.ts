@@ -20,7 +20,7 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion('0.1.0')
     .setLicense('MIT', 'https://opensource.org/licenses/MIT')
     .addServer('/', 'this server')
-    .addBearerAuth()
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key (API_KEYS), as a bearer token' })
     .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, 'api-key')
     .addSecurityRequirements('api-key')
     .addSecurityRequirements('bearer')

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, scryptSync } from 'node:crypto';
 import { asTenantId, TenantId } from '@app/contracts';
 
 /** One configured API key: the tenant it acts for and the sha256 of the key (the key itself is not kept). */
@@ -10,18 +10,38 @@ export interface TenantKey {
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
 
 /**
- * API_KEYS: a comma list of `tenant:key` pairs (a tenant may have several keys) or bare keys. A bare key is a
- * tenant of its own, named `key-<16 hex of the key's sha256>` so that the name gives the key away to nobody.
- * Throws on a bad tenant name, an empty key, or one key given to two tenants.
+ * The tenant name of a bare key: `key-` and 16 hex of scrypt(key) (N = 2^15, r = 8: about 50 ms and 32 MiB per
+ * guess, the cost OWASP recommends for passwords), so that the name, which is in every log line, is no fast
+ * offline test of guesses at a weak key. Computed once per key at start.
+ */
+export function bareKeyTenant(key: string): string {
+  let name = bareKeyNames.get(key);
+  if (!name) {
+    name = `key-${scryptSync(key, 'image-inference-queue tenant name', 8, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }).toString('hex')}`;
+    bareKeyNames.set(key, name);
+  }
+  return name;
+}
+
+/** Start-up parses API_KEYS more than once (validation, then the resolver): derive each name once. */
+const bareKeyNames = new Map<string, string>();
+
+/**
+ * API_KEYS: a comma list of `tenant:key` pairs (a tenant may have several keys) or bare keys (no colon). A bare
+ * key is a tenant of its own, named by bareKeyTenant. A key that itself contains a colon must be given with its
+ * tenant (`name:part1:part2` is tenant `name`, key `part1:part2`). Throws on a bad tenant name, an empty key, one
+ * key given to two tenants, or a setting that is not empty yet names no key (`,`: an unfilled template).
  */
 export function parseApiKeys(setting: string): TenantKey[] {
   const byDigest = new Map<string, TenantKey>();
-  for (const entry of setting.split(',').map((item) => item.trim()).filter(Boolean)) {
+  const entries = setting.split(',').map((item) => item.trim()).filter(Boolean);
+  if (entries.length === 0 && setting.trim() !== '') throw new Error('API_KEYS is set but names no key; leave it empty to run without keys');
+  for (const entry of entries) {
     const colon = entry.indexOf(':');
     const key = (colon < 0 ? entry : entry.slice(colon + 1)).trim();
     if (!key) throw new Error(`API_KEYS entry "${entry.slice(0, colon)}:" has an empty key`);
     const digest = sha256(key);
-    const tenant = colon < 0 ? asTenantId(`key-${digest.toString('hex').slice(0, 16)}`) : asTenantId(entry.slice(0, colon).trim());
+    const tenant = asTenantId(colon < 0 ? bareKeyTenant(key) : entry.slice(0, colon).trim());
     const seen = byDigest.get(digest.toString('hex'));
     if (seen && seen.tenant !== tenant) throw new Error(`API_KEYS gives one key to two tenants (${seen.tenant} and ${tenant})`);
     byDigest.set(digest.toString('hex'), { tenant, digest });

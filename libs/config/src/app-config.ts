@@ -11,8 +11,8 @@ export class AppConfig {
     this.values = configService.getOrThrow<Env>('app');
   }
 
-  /** What the API checks on every uploaded image before queueing it. */
-  get imageLimits(): { maxBytes: number; maxPixels: number; maxFrames: number } {
-    return { maxBytes: this.values.MAX_IMAGE_BYTES, maxPixels: this.values.MAX_IMAGE_PIXELS, maxFrames: this.values.MAX_IMAGE_FRAMES };
+  /** What the API checks on every uploaded image before queueing it, and what the worker decodes. */
+  get imageLimits(): { maxBytes: number; maxPixels: number; maxFrames: number; heic: boolean } {
+    return { maxBytes: this.values.MAX_IMAGE_BYTES, maxPixels: this.values.MAX_IMAGE_PIXELS, maxFrames: this.values.MAX_IMAGE_FRAMES, heic: this.values.HEIC_ENABLED };
   }
 }

@@ -19,6 +19,11 @@ export const envSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   MAX_IMAGE_BYTES: int(1024, 1024 * 1024 * 1024, 10 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1, 1_000_000_000, 50_000_000),
+  /**
+   * Accept HEIC (HEVC-coded HEIF, what phones save) and decode it with libheif (WebAssembly, LGPL-3.0) in a
+   * worker thread. false: HEIC is refused with 415 like any unsupported format, and libheif decodes nothing.
+   */
+  HEIC_ENABLED: bool(true),
   /** Frames (pages) an animated GIF/WebP or multi-page TIFF may declare; only the first is used, but thousands are a parsing cost and a common attack. */
   MAX_IMAGE_FRAMES: int(1, 100_000, 100),
   REQUEST_WAIT_MS: int(100, 10 * 60_000, 30_000),
@@ -45,9 +50,9 @@ export const envSchema = z.object({
   SSE_MAX_MS: int(1000, 3600_000, 300_000),
 
   /**
-   * Cosine similarity at or above which two faces are the same person. Measured with this pipeline:
-   * same person 0.59–0.75, different people ≤ 0.18; 0.45 leaves 0.14 below the weakest true pair and
-   * 0.27 above the strongest impostor, erring towards fewer false matches.
+   * Cosine similarity at or above which two faces are the same person. Re-derived with the two-stage detector
+   * (README "Face matching"): same person 0.69–0.97, different people ≤ 0.18 on the face fixtures; 0.45 leaves
+   * 0.24 below the weakest true pair and 0.27 above the strongest impostor, erring towards fewer false matches.
    */
   FACE_MATCH_THRESHOLD: z.coerce.number().min(-1).max(1).default(0.45),
   FACE_MIN_SIZE: int(1, 10_000, 20),

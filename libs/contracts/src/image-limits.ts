@@ -1,9 +1,9 @@
-/** Raster formats the product accepts (as named by libvips/sharp). SVG, PDF and other vector or document formats are refused. */
-export const ACCEPTED_IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'] as const;
+/** Raster formats the product accepts (AVIF and HEIC are the AV1 and HEVC members of the HEIF family). SVG, PDF and other vector or document formats are refused. */
+export const ACCEPTED_IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heic'] as const;
 export type AcceptedImageFormat = (typeof ACCEPTED_IMAGE_FORMATS)[number];
 
 /** Content types accepted as a raw request body. */
-export const RAW_IMAGE_CONTENT_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif'];
+export const RAW_IMAGE_CONTENT_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'image/heic', 'image/heif'];
 
 export const TOPK_MIN = 1;
 export const TOPK_MAX = 20;

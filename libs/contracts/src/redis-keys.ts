@@ -62,6 +62,11 @@ export class TenantKeys {
     return `${this.prefix}:image:${imageHash}`;
   }
 
+  /** A short lock (string, PX) held while an image's bytes and metadata are written together, or erased. */
+  imageLock(imageHash: string): string {
+    return `${this.prefix}:lock:image:${imageHash}`;
+  }
+
   /** The set of models ever requested for an image (what GET /v1/images/:hash reports). */
   imageModels(imageHash: string): string {
     return `${this.prefix}:image:${imageHash}:models`;

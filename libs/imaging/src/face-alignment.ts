@@ -1,5 +1,5 @@
-import sharp from 'sharp';
 import { AppError, ErrorCode } from '@app/contracts';
+import type { DecodedImage } from './image-decoder';
 
 /** The ArcFace 112×112 five-point template (eyes, nose tip, mouth corners), as in insightface. */
 export const ARCFACE_TEMPLATE: [number, number][] = [
@@ -45,29 +45,6 @@ export function estimateSimilarity(from: [number, number][], to: [number, number
   return { a, b, tx: mtx - (a * mfx - b * mfy), ty: mty - (b * mfx + a * mfy) };
 }
 
-export interface DecodedImage {
-  /** HWC uint8 RGB, display orientation. */
-  data: Buffer;
-  width: number;
-  height: number;
-}
-
-/** Full decode (EXIF-oriented, 3-channel sRGB), for cutting several faces out of one image. */
-export async function decodeRgb(bytes: Buffer, maxPixels: number): Promise<DecodedImage> {
-  try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
-      .rotate()
-      .removeAlpha()
-      .toColourspace('srgb')
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { data, width: info.width, height: info.height };
-  } catch (error) {
-    throw new AppError(ErrorCode.ImageDecodeFailed, `the image cannot be decoded: ${(error as Error).message}`);
-  }
-}
-
 /**
  * Warps the face onto the 112×112 template (bilinear sampling, black outside the image) and writes the
  * CHW float tensor: BGR order, (pixel − 127.5) / 127.5, as MobileFaceNet (PaddleX) expects.
@@ -103,3 +80,4 @@ export function alignFaceTensor(image: DecodedImage, landmarks: [number, number]
   }
   return tensor;
 }
+

@@ -1,108 +1,101 @@
 import sharp from 'sharp';
-import { AppError, ErrorCode } from '@app/contracts';
-import type { PreprocessSpec } from '@app/models';
-import { detectImageFormat } from './image-format';
+import type { Sharp } from 'sharp';
+import { InputGeometry, PixelRect, placement, planInput, PreprocessSpec } from '@app/models';
+import { DecodedImage, DecodeLimits, rawRgb, readImage } from './image-decoder';
 
 export interface ModelInput {
   /** One image, CHW float32, ready for the model. */
   tensor: Float32Array;
-  /** Display size of the original (after EXIF orientation): detections are mapped back to it. */
+  /** How the image's pixels sit in the tensor: detections are mapped back through it. */
+  geometry: InputGeometry;
+  /** Display size of the original (after EXIF orientation). */
   originalWidth: number;
   originalHeight: number;
-  /** original = model-input coordinate / scale (per axis); letterbox pads right/bottom so no offset. */
-  scaleX: number;
-  scaleY: number;
   decodeMs: number;
 }
 
 /**
- * Decodes an image with sharp (libvips, off the event loop in libuv's pool), orients it by EXIF,
- * drops alpha, makes it 3-channel sRGB, resizes as the model's manifest says and writes the tensor.
+ * Decodes an image under the decode policy (readImage: the whole file, whatever the model), orients it,
+ * resamples it as the model's manifest says (planInput) and writes the tensor. sharp runs libvips in
+ * libuv's pool, off the event loop.
  */
-export async function prepareModelInput(bytes: Buffer, spec: PreprocessSpec, maxPixels: number): Promise<ModelInput> {
+export async function prepareModelInput(bytes: Buffer, spec: PreprocessSpec, limits: DecodeLimits): Promise<ModelInput> {
   const started = performance.now();
-  if (!detectImageFormat(bytes)) throw new AppError(ErrorCode.ImageUnsupportedFormat, 'the data is not a supported raster image');
-  try {
-    // failOn 'error': truncated or corrupt data fails instead of decoding to grey; limitInputPixels stops bombs before decoding.
-    const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error', sequentialRead: true }).rotate();
-    const metadata = await image.metadata();
-    const originalWidth = metadata.autoOrient?.width ?? metadata.width;
-    const originalHeight = metadata.autoOrient?.height ?? metadata.height;
-    if (!originalWidth || !originalHeight) throw new Error('no dimensions');
-    const geometry = planResize(originalWidth, originalHeight, spec);
-    image.resize(geometry.resize);
-    if (geometry.crop) image.extract(geometry.crop);
-    if (geometry.pad) image.extend({ ...geometry.pad, background: { r: spec.padValue, g: spec.padValue, b: spec.padValue } });
-    const { data, info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    if (info.width !== spec.width || info.height !== spec.height || info.channels !== 3) {
-      throw new Error(`preprocessing produced ${info.width}×${info.height}×${info.channels}, expected ${spec.width}×${spec.height}×3`);
-    }
-    return {
-      tensor: toChwTensor(data, spec),
-      originalWidth,
-      originalHeight,
-      scaleX: geometry.scaleX,
-      scaleY: geometry.scaleY,
-      decodeMs: performance.now() - started,
-    };
-  } catch (error) {
-    if (error instanceof AppError) throw error;
-    const message = (error as Error).message;
-    if (/pixel limit/i.test(message)) throw new AppError(ErrorCode.ImageTooManyPixels, `the image exceeds the ${maxPixels}-pixel limit`);
-    throw new AppError(ErrorCode.ImageDecodeFailed, `the image cannot be decoded: ${message}`);
+  return readImage(bytes, limits, async (image, header) => {
+    const geometry = planInput(header.width, header.height, spec);
+    const tensor = writeTensor(await resample(image, header, geometry), geometry, spec);
+    return { tensor, geometry, originalWidth: header.width, originalHeight: header.height, decodeMs: performance.now() - started };
+  });
+}
+
+/**
+ * A model input made from pixels already decoded: the whole image (planInput) or a region of it (planRegion),
+ * e.g. a face detector's input and its second pass on a crop around each face, both from the same decode.
+ */
+export async function modelInputFromPixels(pixels: DecodedImage, geometry: InputGeometry, spec: PreprocessSpec): Promise<Float32Array> {
+  // A region is copied out first (a few hundred kB), so libvips resamples it without walking the whole image.
+  const source = isWhole(pixels, geometry.source) ? pixels : cutOut(pixels, geometry.source);
+  const image = sharp(source.data, { raw: { width: source.width, height: source.height, channels: 3 } });
+  const cut = source === pixels ? geometry : { ...geometry, source: { left: 0, top: 0, width: source.width, height: source.height } };
+  // Placed where the geometry puts its source rectangle, wherever it was resampled from.
+  return writeTensor(await resample(image, source, cut), geometry, spec);
+}
+
+function isWhole(size: { width: number; height: number }, rect: PixelRect): boolean {
+  return rect.left === 0 && rect.top === 0 && rect.width === size.width && rect.height === size.height;
+}
+
+/** The rectangle's pixels as an image of their own (rows copied). */
+function cutOut(pixels: DecodedImage, rect: PixelRect): DecodedImage {
+  const row = rect.width * 3;
+  const data = Buffer.allocUnsafe(row * rect.height);
+  for (let y = 0; y < rect.height; y++) {
+    const start = ((rect.top + y) * pixels.width + rect.left) * 3;
+    pixels.data.copy(data, y * row, start, start + row);
   }
+  return { data, width: rect.width, height: rect.height };
 }
 
-interface ResizePlan {
-  /** Only one side for center-crop: sharp then scales both axes by exactly the same factor, as the reference did. */
-  resize: { width?: number; height?: number; fit?: 'fill' };
-  crop?: { left: number; top: number; width: number; height: number };
-  pad?: { top: number; left: number; right: number; bottom: number };
-  scaleX: number;
-  scaleY: number;
-}
-
-export function planResize(width: number, height: number, spec: PreprocessSpec): ResizePlan {
-  switch (spec.resize) {
-    case 'face-align':
-      throw new Error('face-align input is made from detected landmarks (alignFaceTensor), not from a whole image');
-    case 'stretch':
-      return { resize: { width: spec.width, height: spec.height, fit: 'fill' }, scaleX: spec.width / width, scaleY: spec.height / height };
-    case 'center-crop': {
-      const shorter = Math.max(spec.shorterSide ?? Math.max(spec.width, spec.height), spec.width, spec.height);
-      const scale = shorter / Math.min(width, height);
-      // sharp rounds the other side itself; a floor'd centre offset stays inside it either way.
-      const resizedWidth = Math.max(spec.width, Math.round(width * scale));
-      const resizedHeight = Math.max(spec.height, Math.round(height * scale));
-      const left = Math.max(0, Math.floor((resizedWidth - spec.width) / 2));
-      const top = Math.max(0, Math.floor((resizedHeight - spec.height) / 2));
-      const resize = width <= height ? { width: shorter } : { height: shorter };
-      return { resize, crop: { left, top, width: spec.width, height: spec.height }, scaleX: scale, scaleY: scale };
-    }
-    case 'letterbox': {
-      const scale = Math.min(spec.width / width, spec.height / height);
-      const resizeWidth = Math.min(spec.width, Math.max(1, Math.round(width * scale)));
-      const resizeHeight = Math.min(spec.height, Math.max(1, Math.round(height * scale)));
-      return {
-        resize: { width: resizeWidth, height: resizeHeight, fit: 'fill' },
-        pad: { top: 0, left: 0, right: spec.width - resizeWidth, bottom: spec.height - resizeHeight },
-        scaleX: scale,
-        scaleY: scale,
-      };
-    }
+/** The geometry's source rectangle of a width×height image, resampled to its resized size. */
+async function resample(image: Sharp, size: { width: number; height: number }, geometry: InputGeometry): Promise<DecodedImage> {
+  const { source, resizedWidth, resizedHeight } = geometry;
+  // Called before resize, extract cuts the (oriented) image first, so only the rectangle is resampled.
+  if (!isWhole(size, source)) image.extract(source);
+  const { uniformBy } = geometry;
+  const resized = await rawRgb(uniformBy ? image.resize(uniformBy === 'width' ? { width: resizedWidth } : { height: resizedHeight }) : image.resize(resizedWidth, resizedHeight, { fit: 'fill' }));
+  // By one side, sharp rounds the other itself: a pixel either way only moves a centre crop by half a pixel.
+  const slack = uniformBy ? 1 : 0;
+  if (Math.abs(resized.width - resizedWidth) > slack || Math.abs(resized.height - resizedHeight) > slack) {
+    throw new Error(`resampling produced ${resized.width}×${resized.height}, expected ${resizedWidth}×${resizedHeight}`);
   }
+  return resized;
 }
 
-/** HWC uint8 RGB → CHW float32 in the model's channel order: (pixel·scale − mean[c]) / std[c]. */
-export function toChwTensor(rgb: Buffer, spec: PreprocessSpec): Float32Array {
-  const plane = spec.width * spec.height;
+/**
+ * Writes the resampled pixels into a CHW float32 tensor of the geometry's input size at their placement
+ * (padding around them, or a crop when they are larger), in the model's channel order:
+ * (pixel·scale − mean[c]) / std[c]; padding is `padValue` through the same formula.
+ */
+export function writeTensor(resized: DecodedImage, geometry: InputGeometry, spec: PreprocessSpec): Float32Array {
+  const { inputWidth, inputHeight } = geometry;
+  const plane = inputWidth * inputHeight;
   const tensor = new Float32Array(plane * 3);
+  const [left, top] = placement(geometry);
+  const x0 = Math.max(0, left);
+  const y0 = Math.max(0, top);
+  const x1 = Math.min(inputWidth, left + resized.width);
+  const y1 = Math.min(inputHeight, top + resized.height);
   for (let c = 0; c < 3; c++) {
     const source = spec.channels === 'RGB' ? c : 2 - c;
     const mean = spec.mean[c];
     const std = spec.std[c];
     const offset = c * plane;
-    for (let i = 0; i < plane; i++) tensor[offset + i] = (rgb[i * 3 + source] * spec.scale - mean) / std;
+    tensor.fill((spec.padValue * spec.scale - mean) / std, offset, offset + plane);
+    for (let y = y0; y < y1; y++) {
+      const row = (y - top) * resized.width - left;
+      const out = offset + y * inputWidth;
+      for (let x = x0; x < x1; x++) tensor[out + x] = (resized.data[(row + x) * 3 + source] * spec.scale - mean) / std;
+    }
   }
   return tensor;
 }

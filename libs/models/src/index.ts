@@ -1,4 +1,5 @@
 export * from './manifest';
+export * from './input-geometry';
 export * from './labels';
 export * from './model-catalog';
 export * from './inference-task';

@@ -3,6 +3,18 @@ import { Piscina } from 'piscina';
 import { CatalogModel, ModelCatalog } from './model-catalog';
 import { InferenceTask, InferenceTaskResult, InferenceThreadInit } from './inference-task';
 
+/** The spatial size of one input tensor (an InputGeometry is one). */
+export interface TensorSize {
+  inputWidth: number;
+  inputHeight: number;
+}
+
+/** A fixed-input model's size, or a dynamic-input model's nominal size (its preprocessing box). */
+export function inputSize(model: CatalogModel): TensorSize {
+  const [, , height, width] = model.input.shape;
+  return model.dynamicInput ? { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height } : { inputWidth: width, inputHeight: height };
+}
+
 export interface InferenceRuntimeOptions {
   /** Worker threads, each with its own copy of every session. */
   threads: number;
@@ -39,9 +51,11 @@ export class InferenceRuntime {
     const warmups: Promise<unknown>[] = [];
     for (let thread = 0; thread < options.threads; thread++) {
       for (const model of catalog.list()) {
-        const size = model.input.shape[1] * model.input.shape[2] * model.input.shape[3];
-        const zeros = model.input.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
-        warmups.push(runtime.run(model, zeros, 1));
+        // A dynamic-input model warms up at its nominal size (the preprocessing box).
+        const size = inputSize(model);
+        const values = 3 * size.inputWidth * size.inputHeight;
+        const zeros = model.input.dtype === 'float16' ? new Uint16Array(values) : new Float32Array(values);
+        warmups.push(runtime.run(model, zeros, 1, size));
       }
     }
     try {
@@ -53,9 +67,10 @@ export class InferenceRuntime {
     return runtime;
   }
 
-  /** Runs one batch: `input` holds `batchSize` images in the model's NCHW layout and dtype. */
-  async run(model: CatalogModel, input: Float32Array | Uint16Array, batchSize: number): Promise<InferenceTaskResult> {
-    const [, channels, height, width] = model.input.shape;
+  /** Runs one batch: `input` holds `batchSize` images of `size` in the model's NCHW layout and dtype. */
+  async run(model: CatalogModel, input: Float32Array | Uint16Array, batchSize: number, size: TensorSize = inputSize(model)): Promise<InferenceTaskResult> {
+    const channels = model.input.shape[1];
+    const [height, width] = [size.inputHeight, size.inputWidth];
     // Copy into a buffer of our own so it can be transferred (the caller's may be a view into a larger one).
     const data = input.slice().buffer as ArrayBuffer;
     const task: InferenceTask = {

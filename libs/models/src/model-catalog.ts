@@ -8,6 +8,8 @@ import { readLabels } from './labels';
 export interface CatalogModel extends ManifestEntry {
   /** Absolute path of the weights. */
   path: string;
+  /** Height and width are chosen per image (shape −1): every run states its input size, and a batch runs one size at a time. */
+  dynamicInput: boolean;
   /** Effective batch limits after the fixed-batch rule and environment overrides. */
   maxBatchSize: number;
   maxBatchDelayMs: number;
@@ -42,11 +44,13 @@ export class ModelCatalog {
     const parsed = manifestSchema.safeParse(raw);
     if (!parsed.success) throw new Error(`Invalid model manifest ${manifestPath}: ${parsed.error.message}`);
     const models = parsed.data.models.map((entry): CatalogModel => {
+      const dynamicInput = entry.input.shape[2] < 0;
       const fixedBatch = entry.input.shape[0] > 0 ? entry.input.shape[0] : undefined;
       const wanted = overrides.maxBatchSize ?? entry.batch.maxSize;
       return {
         ...entry,
         path: resolve(dir, entry.file),
+        dynamicInput,
         maxBatchSize: fixedBatch ?? wanted,
         maxBatchDelayMs: overrides.maxBatchDelayMs ?? entry.batch.maxDelayMs,
         labelList: entry.labels ? readLabels(resolve(dir, entry.labels)) : [],

@@ -12,6 +12,13 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `;
 
+/** SADD the models only while the image exists, so a late request cannot re-create half an erased image. */
+const ADD_MODELS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], unpack(ARGV))
+return 1
+`;
+
 /**
  * Analysis state in Redis, per tenant and image hash (+ model): results with a TTL, image metadata, the models
  * requested per image, and a pub/sub notice when a model finishes. Both apps use it; results are written
@@ -51,6 +58,12 @@ export class AnalysisStore {
     for (const [field, value] of Object.entries(meta)) multi.hsetnx(k.image(meta.hash), field, String(value));
     if (models.length > 0) multi.sadd(k.imageModels(meta.hash), ...models);
     await multi.exec();
+  }
+
+  /** Adds models asked of an image the tenant has; false (nothing written) when it has no such image (erased). */
+  async addModels(tenant: TenantId, hash: string, models: string[]): Promise<boolean> {
+    const k = this.keys.tenant(tenant);
+    return (await this.redis.eval(ADD_MODELS, 2, k.image(hash), k.imageModels(hash), ...models)) === 1;
   }
 
   /** Whether the tenant has the image: the one check behind every route that takes an image hash. */

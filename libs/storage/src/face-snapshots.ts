@@ -20,10 +20,11 @@ export interface FaceSnapshotFile {
 export type SnapshotContent = Omit<FaceSnapshotFile, 'path'>;
 
 /**
- * Longest a writer may hold a tenant's snapshot lock: saving 10⁶ faces takes about a second; past this the
- * lock expires, an erasure stops waiting, and a writer that finds its lock gone deletes the file it wrote.
+ * Longest a writer may hold a tenant's snapshot lock: saving 10⁶ faces takes under a second (bench); past this
+ * the lock expires, an erasure stops waiting, and a writer that finds its lock gone deletes the file it wrote.
+ * Below the 30 s of the image lock an erasure holds while it waits (ImageLocks).
  */
-export const SNAPSHOT_LOCK_MS = 60_000;
+export const SNAPSHOT_LOCK_MS = 20_000;
 
 const NAME = /^faces-(\d+)-(\d+)-(\d+)\.usearch$/;
 const TEMP = /^\.tmp-/;

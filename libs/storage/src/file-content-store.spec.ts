@@ -38,6 +38,8 @@ describe('FileContentStore', () => {
     expect(await store.remove(alice, hash)).toBe(true);
     expect(await store.remove(alice, hash)).toBe(false);
     expect(existsSync(store.pathOf(alice, hash))).toBe(false);
+    // No empty shard folders left to name the hash's first bytes.
+    expect(readdirSync(join(dir, 'alice')).filter((name) => name !== '.incoming')).toEqual([]);
     expect(await store.get(bob, hash)).toEqual(bytes);
   });
 

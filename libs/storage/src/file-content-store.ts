@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { asTenantId, TenantId } from '@app/contracts';
 import { assertSha256, ContentStore } from './content-store';
 
@@ -45,9 +45,16 @@ export class FileContentStore implements ContentStore {
     const path = this.pathOf(tenant, hash);
     try {
       if (await this.has(tenant, hash)) return false;
-      await mkdir(join(path, '..'), { recursive: true });
-      await rename(stagedPath, path);
-      return true;
+      // Twice: a remove of another image may take an empty shard folder away between mkdir and rename.
+      for (let attempt = 1; ; attempt++) {
+        await mkdir(dirname(path), { recursive: true });
+        try {
+          await rename(stagedPath, path);
+          return true;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 2) throw error;
+        }
+      }
     } finally {
       await unlink(stagedPath).catch(() => undefined);
     }
@@ -70,13 +77,19 @@ export class FileContentStore implements ContentStore {
     }
   }
 
+  /** Deletes the tenant's copy, and its shard folders once empty (their names are the hash's first 4 hex). */
   async remove(tenant: TenantId, hash: string): Promise<boolean> {
+    const path = this.pathOf(tenant, hash);
     try {
-      await unlink(this.pathOf(tenant, hash));
-      return true;
+      await unlink(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw error;
     }
+    for (const folder of [dirname(path), dirname(dirname(path))]) {
+      // Not empty (another image), or gone (a concurrent remove): either way, leave it.
+      if (!(await rmdir(folder).then(() => true, () => false))) break;
+    }
+    return true;
   }
 }

@@ -5,3 +5,4 @@ export * from './storage.module';
 export * from './face-store';
 export * from './face-snapshots';
 export * from './image-erasure';
+export * from './image-lock';

@@ -9,6 +9,7 @@ import { FaceSnapshots } from './face-snapshots';
 import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
 import { ImageErasure } from './image-erasure';
+import { ImageLocks } from './image-lock';
 
 /** The image store and face-index snapshots (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
 @Global()
@@ -27,7 +28,8 @@ import { ImageErasure } from './image-erasure';
       inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE, FaceSnapshots],
       useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore, snapshots: FaceSnapshots) => new ImageErasure(redis, keys, content, snapshots),
     },
+    { provide: ImageLocks, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new ImageLocks(redis, keys) },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure, ImageLocks],
 })
 export class StorageModule {}

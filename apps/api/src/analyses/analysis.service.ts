@@ -4,7 +4,7 @@ import { AppConfig } from '@app/config';
 import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { inspectImage, ImageInfo } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, ImageLocks } from '@app/storage';
 import { ModelDirectory } from '../models/model-directory';
 import { ApiMetrics } from '../ops/api-metrics';
 import { AnalysisJobs, ModelStatus } from './analysis-jobs';
@@ -15,19 +15,18 @@ export interface SubmittedImage {
   models: Record<string, ModelStatus>;
 }
 
-interface StoredImage {
-  hash: string;
+/** An image staged on disk whose header passed: adopted into the store once the whole request has passed. */
+interface CheckedImage {
+  staged: StagedImage;
   info: ImageInfo;
-  /** This request wrote the bytes (the tenant had no copy), so a refusal later in the request removes them. */
-  written: boolean;
 }
 
 /**
  * Many images × many models for one tenant: each image arrives staged on disk (streamed there, never whole in
- * memory), is checked from its header and adopted into the tenant's store, then, once every image and every
- * model name has passed, each image is registered and each pair queued once. A refusal anywhere leaves nothing
- * behind: staged files are removed, bytes this request adopted are removed again, nothing is registered or
- * queued.
+ * memory) and is checked from its header; once every image and every model name has passed, each image's bytes
+ * are adopted into the tenant's store and its metadata registered (together, under the image's lock), and each
+ * pair queued once. A refusal anywhere leaves nothing behind: the staged files are removed, nothing is stored,
+ * registered or queued.
  */
 @Injectable()
 export class AnalysisService {
@@ -36,6 +35,7 @@ export class AnalysisService {
     private readonly pairs: AnalysisJobs,
     private readonly results: AnalysisStore,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
+    private readonly locks: ImageLocks,
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
@@ -49,20 +49,29 @@ export class AnalysisService {
     let models = Array.isArray(modelFields) ? this.parseModels(modelFields) : undefined;
     // Refuse before reading or storing anything when the queue is full.
     await this.pairs.assertCapacity();
-    const stored: StoredImage[] = [];
+    const checked: CheckedImage[] = [];
     try {
-      for await (const staged of images) stored.push(await this.checkAndAdopt(tenant, staged, stored.length));
-      if (stored.length === 0) throw new AppError(ErrorCode.ImageMissing, 'no images in the request');
+      for await (const staged of images) checked.push(await this.check(staged, checked.length));
+      if (checked.length === 0) throw new AppError(ErrorCode.ImageMissing, 'no images in the request');
       models ??= this.parseModels((modelFields as () => string[])());
     } catch (error) {
-      await this.discard(tenant, stored);
+      await Promise.all(checked.map(({ staged }) => discardStaged(staged)));
       throw error;
     }
     const firstSeen = new Date().toISOString();
     const answered = new Map<string, SubmittedImage>();
-    for (const { hash, info, written } of stored) {
-      if (answered.has(hash)) continue;
-      await this.results.registerImage(tenant, { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen }, models);
+    for (const { staged, info } of checked) {
+      const hash = staged.hash;
+      if (answered.has(hash)) {
+        await discardStaged(staged);
+        continue;
+      }
+      // Bytes and metadata together, so an erasure of the same image lands before both or after both.
+      const written = await this.locks.withLock(tenant, hash, async () => {
+        const adopted = await this.store.adopt(tenant, hash, staged.path);
+        await this.results.registerImage(tenant, { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen }, models);
+        return adopted;
+      });
       const statuses: Record<string, ModelStatus> = {};
       for (const model of models) statuses[model] = await this.pairs.ensure(tenant, hash, model, requestId);
       answered.set(hash, { hash, models: statuses });
@@ -70,25 +79,17 @@ export class AnalysisService {
       this.metrics.cacheHits.inc({ kind: 'analysis' }, cached.length);
       this.logger.info({ action: 'analysis.submitted', requestId, tenant, imageHash: hash, newImage: written, models, cached }, 'image analysis submitted');
     }
-    return stored.map(({ hash }) => answered.get(hash)!);
+    return checked.map(({ staged }) => answered.get(staged.hash)!);
   }
 
-  private async checkAndAdopt(tenant: TenantId, staged: StagedImage, index: number): Promise<StoredImage> {
-    let info: ImageInfo;
+  /** The staged image's header checks; on a refusal its staging file is removed and the error names the image. */
+  private async check(staged: StagedImage, index: number): Promise<CheckedImage> {
     try {
-      info = await inspectImage({ path: staged.path, bytes: staged.bytes }, this.config.imageLimits);
+      return { staged, info: await inspectImage({ path: staged.path, bytes: staged.bytes }, this.config.imageLimits) };
     } catch (error) {
       await discardStaged(staged);
       if (error instanceof AppError) throw new AppError(error.code, `image ${index + 1}: ${error.message}`, { imageIndex: index });
       throw error;
-    }
-    return { hash: staged.hash, info, written: await this.store.adopt(tenant, staged.hash, staged.path) };
-  }
-
-  /** Removes the bytes a refused request wrote, unless the tenant registered that image meanwhile. */
-  private async discard(tenant: TenantId, stored: StoredImage[]): Promise<void> {
-    for (const { hash, written } of stored) {
-      if (written && !(await this.results.hasImage(tenant, hash).catch(() => true))) await this.store.remove(tenant, hash).catch(() => undefined);
     }
   }
 

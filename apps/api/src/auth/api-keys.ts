@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
-import { applyDecorators, CanActivate, createParamDecorator, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import { applyDecorators, CanActivate, createParamDecorator, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { APP_LOGGER } from '@app/logging';
 import { ApiExtension } from '@nestjs/swagger';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
@@ -35,8 +37,14 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 export class TenantResolver {
   private readonly keys: TenantKey[];
 
-  constructor(config: AppConfig) {
+  constructor(config: AppConfig, @Inject(APP_LOGGER) logger: Logger) {
     this.keys = parseApiKeys(config.values.API_KEYS);
+    const keysPerTenant = new Map<string, number>();
+    for (const { tenant } of this.keys) keysPerTenant.set(tenant, (keysPerTenant.get(tenant) ?? 0) + 1);
+    logger.info(
+      { action: 'auth.tenants', tenants: Object.fromEntries(keysPerTenant) },
+      this.enabled ? `${keysPerTenant.size} tenants, ${this.keys.length} API keys` : `no API_KEYS: one tenant (${DEFAULT_TENANT}), no key needed`,
+    );
   }
 
   get enabled(): boolean {
@@ -59,12 +67,19 @@ export class TenantResolver {
   }
 
   /**
-   * Rate-limit bucket: the valid key's digest (each key has its own budget), else the client address — so
-   * rotating made-up keys buys nothing, and without API_KEYS presented keys are ignored.
+   * Rate-limit bucket: the caller's tenant (one budget however many keys it has), else the client address —
+   * so rotating made-up keys buys nothing, and without API_KEYS presented keys are ignored.
    */
   tracker(request: FastifyRequest): string {
-    const key = presentedKey(request);
-    return this.enabled && key && this.resolve(request) ? `key:${sha256(key).toString('hex').slice(0, 32)}` : `ip:${request.ip}`;
+    const tenant = this.enabled ? this.resolve(request) : null;
+    return tenant ? `tenant:${tenant}` : `ip:${request.ip}`;
+  }
+
+  /** The 401 for a request without a valid key (null when it has one, or keys are off). */
+  refusal(request: FastifyRequest): AppError | null {
+    if (this.resolve(request)) return null;
+    if (!presentedKey(request)) return new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
+    return new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
   }
 }
 
@@ -81,10 +96,9 @@ export class ApiKeyGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean {
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE, [context.getHandler(), context.getClass()])) return true;
-    const request = context.switchToHttp().getRequest<FastifyRequest>();
-    if (this.tenants.resolve(request)) return true;
-    if (!presentedKey(request)) throw new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
-    throw new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
+    const refusal = this.tenants.refusal(context.switchToHttp().getRequest<FastifyRequest>());
+    if (refusal) throw refusal;
+    return true;
   }
 }
 

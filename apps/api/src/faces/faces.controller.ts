@@ -44,7 +44,7 @@ export class FacesController {
     }
     if (json && 'url' in json) {
       if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
-      return this.answer(await this.faces.submit(tenant, requestId, await this.fetcher.fetch(json.url, requestId)), reply);
+      return this.answer(await this.faces.submit(tenant, requestId, await this.fetcher.fetch(json.url, requestId, tenant, reply)), reply);
     }
     return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request)).bytes), reply);
   }

@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId, TenantId } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore, FaceSnapshots, FaceStore } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FaceSnapshots, FaceStore, ImageLocks } from '@app/storage';
 import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
@@ -27,6 +27,7 @@ export class FacesService {
     private readonly snapshots: FaceSnapshots,
     private readonly results: AnalysisStore,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
+    private readonly locks: ImageLocks,
     private readonly jobs: InferenceQueue,
     private readonly waiter: JobWaiter,
     private readonly config: AppConfig,
@@ -45,8 +46,11 @@ export class FacesService {
       return { kind: 'done', view: known, cached: true };
     }
     await this.jobs.assertCapacity();
-    await this.store.put(tenant, imageHash, bytes);
-    await this.results.registerImage(tenant, { hash: imageHash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() }, []);
+    // Bytes and metadata together, so an erasure of the same image lands before both or after both.
+    await this.locks.withLock(tenant, imageHash, async () => {
+      await this.store.put(tenant, imageHash, bytes);
+      await this.results.registerImage(tenant, { hash: imageHash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() }, []);
+    });
     return this.match(tenant, requestId, imageHash);
   }
 

@@ -35,13 +35,13 @@ export class ImagesController {
 
   @Get(':hash/content')
   @ApiOperation({ summary: "The caller's stored image bytes (for galleries and previews); content-addressed, so cacheable forever" })
-  @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif')
+  @ApiProduces('image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'image/heic')
   @ApiOkResponse({ description: 'the bytes as stored, typed by their format', schema: { type: 'string', format: 'binary' } })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
     const { bytes, format } = await this.images.content(tenant, hash);
-    // Only magic-byte-checked raster images are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
+    // Only raster images whose header libvips (and for HEIF, libheif) accepted are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
     void reply
       .header('content-type', `image/${format}`)
       .header('x-content-type-options', 'nosniff')

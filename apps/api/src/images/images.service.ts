@@ -2,8 +2,10 @@ import { Inject, Injectable } from '@nestjs/common';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
+import type Redis from 'ioredis';
+import { REDIS_CLIENT } from '@app/redis';
 import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, TenantId } from '@app/contracts';
-import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks } from '@app/storage';
 import { detectImageFormat } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { requireImageHash } from '../common/image-hash';
@@ -38,9 +40,11 @@ export class ImagesService {
     private readonly analyses: AnalysisService,
     private readonly hub: ImageEventsHub,
     private readonly erasure: ImageErasure,
+    private readonly locks: ImageLocks,
     private readonly config: AppConfig,
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -64,11 +68,11 @@ export class ImagesService {
     return { image, models: views };
   }
 
-  /** The tenant's stored bytes of an image and their format (checked by magic bytes when stored). */
+  /** The tenant's stored bytes of an image and their format (checked by its header when stored). */
   async content(tenant: TenantId, hash: string): Promise<{ bytes: Buffer; format: string }> {
     await this.requireImage(tenant, hash);
     const bytes = await this.store.get(tenant, hash);
-    const format = bytes && detectImageFormat(bytes);
+    const format = bytes && (await detectImageFormat(bytes));
     if (!bytes || !format) throw notFound(hash);
     return { bytes, format };
   }
@@ -78,10 +82,10 @@ export class ImagesService {
     requireImageHash(hash);
     // The same 400 as POST /v1/analyses for a model an analysis cannot run (unknown, or an embedder).
     this.analyses.assertAnalysable(model);
-    const meta = await this.requireImage(tenant, hash);
+    await this.requireImage(tenant, hash);
     const record = await this.results.getResult(tenant, hash, model);
     if (record) return { kind: 'ready', record };
-    await this.results.registerImage(tenant, meta, [model]);
+    if (!(await this.results.addModels(tenant, hash, [model]))) throw notFound(hash);
     const status = await this.pairs.ensure(tenant, hash, model, requestId);
     const now = await this.results.getResult(tenant, hash, model);
     return now ? { kind: 'ready', record: now } : { kind: 'pending', state: status.state };
@@ -135,14 +139,40 @@ export class ImagesService {
    * such image.
    */
   async erase(tenant: TenantId, hash: string, requestId: string): Promise<ErasureReport & { imageHash: string; removedJobs: number }> {
-    const models = (await this.requireImage(tenant, hash)) && (await this.results.modelsOf(tenant, hash));
-    const report = await this.erasure.erase(tenant, hash);
-    // Waiting jobs go; a running one cannot be removed (it holds a lock) and finishes without writing back.
-    const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
-    let removedJobs = 0;
-    for (const jobId of jobIds) removedJobs += await this.queue.remove(jobId).catch(() => 0);
-    this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
-    return { imageHash: hash, ...report, removedJobs };
+    await this.requireImage(tenant, hash);
+    return this.locks.withLock(tenant, hash, async () => {
+      const models = await this.results.modelsOf(tenant, hash);
+      const report = await this.erasure.erase(tenant, hash);
+      if (!report.existed) throw notFound(hash);
+      const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
+      const removedJobs = await this.removeJobs(jobIds);
+      this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
+      return { imageHash: hash, ...report, removedJobs };
+    });
+  }
+
+  /**
+   * Removes the image's jobs: waiting ones from the queue (a running one holds a lock, cannot be removed, and
+   * finishes without writing back), and every entry of the queue's event stream that names them (their ids are
+   * derived from the tenant and the image, so an entry would say the image was processed). The stream is capped
+   * at EVENTS_MAX_LEN entries, so reading it here costs at most that. Returns how many jobs existed and went.
+   */
+  private async removeJobs(jobIds: string[]): Promise<number> {
+    let removed = 0;
+    for (const jobId of jobIds) {
+      if (await this.queue.getJob(jobId)) removed += await this.queue.remove(jobId).catch(() => 0);
+    }
+    const ids = new Set(jobIds);
+    const events = `${this.config.values.QUEUE_PREFIX}:${INFERENCE_QUEUE}:events`;
+    const client = this.redis;
+    let from = '-';
+    for (;;) {
+      const entries = (await client.xrange(events, from, '+', 'COUNT', 1000)) as [string, string[]][];
+      const naming = entries.filter(([, fields]) => fields.some((field, i) => i % 2 === 1 && ids.has(field))).map(([id]) => id);
+      if (naming.length > 0) await client.xdel(events, ...naming);
+      if (entries.length < 1000) return removed;
+      from = `(${entries[entries.length - 1][0]}`;
+    }
   }
 }
 

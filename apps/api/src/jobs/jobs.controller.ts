@@ -16,7 +16,12 @@ export class JobStatusDto {
   @ApiProperty() attempts!: number;
 }
 
-const JOB_ID = /^[A-Za-z0-9:_-]{1,200}$/;
+/**
+ * The ids this route answers for: a classify job's random UUID (what POST /v1/classify hands out). Analysis and
+ * face jobs have ids derived from tenant and image — computable by anyone who has the photo — so they are not
+ * looked up at all: no answer, and no timing, says whether such a job exists. Their results are read by image.
+ */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 @ApiTags('jobs')
 @Controller('v1/jobs')
@@ -24,7 +29,7 @@ export class JobsController {
   constructor(private readonly jobs: InferenceQueue) {}
 
   @Get(':id')
-  @ApiOperation({ summary: "State and result or error of one of the caller's jobs (kept for COMPLETED_JOB_TTL_SECONDS / FAILED_JOB_TTL_SECONDS); another tenant's job is 404" })
+  @ApiOperation({ summary: "State and result or error of one of the caller's classify jobs (kept for COMPLETED_JOB_TTL_SECONDS / FAILED_JOB_TTL_SECONDS); another tenant's job is 404" })
   @ApiOkResponse({ type: JobStatusDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'JOB_NOT_FOUND' })
   async get(@CallerTenant() tenant: TenantId, @Param('id') id: string): Promise<JobStatusDto> {

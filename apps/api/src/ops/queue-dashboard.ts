@@ -31,22 +31,26 @@ export async function mountQueueDashboard(fastify: FastifyInstance, queue: Queue
   const expected = sha256(`${auth.user}:${auth.password}`);
   await fastify.register(async (scope) => {
     scope.addHook('onRequest', async (request, reply) => {
+      const header = request.headers.authorization ?? '';
+      const unauthorized = () =>
+        reply.status(401).header('www-authenticate', 'Basic realm="queues"').send({ error: { code: 'UNAUTHORIZED', message: 'admin credentials required' } });
+      // A browser's first visit carries no credentials: asked for them, it costs no attempt.
+      if (!header) return unauthorized();
+      // Every attempt is counted before its password is compared (one atomic INCR), so attempts sent all at
+      // once cannot slip past the count: at most maxFailures are compared per window. A right password gives
+      // its attempt back.
       const failuresKey = keys.adminFailures(request.ip);
-      const failures = Number(await redis.get(failuresKey)) || 0;
-      if (failures >= auth.maxFailures) {
+      const [[, attempts]] = (await redis.multi().incr(failuresKey).pexpire(failuresKey, auth.windowMs, 'NX').exec()) as [[unknown, number]];
+      if (attempts > auth.maxFailures) {
         const retryAfter = Math.max(1, Math.ceil((await redis.pttl(failuresKey)) / 1000));
-        await reply
+        return reply
           .status(429)
           .header('retry-after', String(retryAfter))
           .send({ error: { code: 'RATE_LIMITED', message: `too many failed admin logins from this address; try again in ${retryAfter} s` } });
-        return;
       }
-      const header = request.headers.authorization ?? '';
       const presented = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString('utf8') : '';
-      if (timingSafeEqual(sha256(presented), expected)) return;
-      // A browser's first visit carries no credentials: only a wrong password counts as a failure.
-      if (header) await redis.multi().incr(failuresKey).pexpire(failuresKey, auth.windowMs, 'NX').exec();
-      await reply.status(401).header('www-authenticate', 'Basic realm="queues"').send({ error: { code: 'UNAUTHORIZED', message: 'admin credentials required' } });
+      if (!timingSafeEqual(sha256(presented), expected)) return unauthorized();
+      await redis.decr(failuresKey);
     });
     await scope.register(serverAdapter.registerPlugin() as never, { prefix: basePath });
   });

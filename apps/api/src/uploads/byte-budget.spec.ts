@@ -29,3 +29,26 @@ describe('ByteBudget', () => {
     expect(budget.inUse).toBe(0);
   });
 });
+
+describe('ByteBudget holders', () => {
+  it('one holder gets at most half the budget: its further reservations wait for its own, others are served past them', async () => {
+    const budget = new ByteBudget(100, 1_000);
+    const first = await budget.acquire(40, 'greedy');
+    let secondGranted = false;
+    const second = budget.acquire(40, 'greedy').then((release) => ((secondGranted = true), release));
+    const other = await budget.acquire(40, 'polite');
+    await sleep(20);
+    expect(secondGranted).toBe(false);
+    first();
+    (await second)();
+    expect(secondGranted).toBe(true);
+    other();
+    expect(budget.inUse).toBe(0);
+    // A holder that waits past the limit is refused, and holds nothing afterwards.
+    const tight = new ByteBudget(100, 50);
+    const held = await tight.acquire(50, 'greedy');
+    await expect(tight.acquire(10, 'greedy')).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    held();
+    expect(tight.inUse).toBe(0);
+  });
+});

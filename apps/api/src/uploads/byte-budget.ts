@@ -2,20 +2,26 @@ import { AppError, ErrorCode } from '@app/contracts';
 
 interface Waiting {
   bytes: number;
+  holder?: string;
   grant: () => void;
 }
 
+const busy = () => new AppError(ErrorCode.ServiceUnavailable, 'too many images are being received at once; try again shortly', { retryAfterSeconds: 2 });
+
 /**
- * A budget of bytes held in memory across all requests of this process (uploads being read and checked, URL
- * bodies being fetched): a reader reserves the most it may hold before reading, and gives it back when the
- * bytes are stored and dropped. Reservations are granted first come, first served; a reservation that cannot
- * be granted within `waitMs` is refused with 503 + Retry-After, so memory stays bounded however many requests
- * arrive. (A few lines of our own: the semaphore libraries on the registry count permits, not bytes, or wait
- * without a time limit.)
+ * A budget of bytes held in memory (or in flight to disk) across all requests of this process: a reader reserves
+ * the most it may hold before reading, and gives it back when the bytes are stored or dropped. Reservations are
+ * granted first come, first served; one that cannot be granted within `waitMs` is refused with 503 + Retry-After,
+ * so memory stays bounded however many requests arrive. A holder (a tenant, or a client address) may hold at
+ * most half the budget (unless it holds nothing), so one client cannot take it all: its further reservations
+ * wait for its own, while other holders' reservations are granted past them.
+ * (A few lines of our own: the semaphore libraries on the registry count permits, not bytes, or wait without a
+ * time limit.)
  */
 export class ByteBudget {
   private used = 0;
   private readonly queue: Waiting[] = [];
+  private readonly byHolder = new Map<string, number>();
 
   constructor(
     readonly capacity: number,
@@ -28,8 +34,8 @@ export class ByteBudget {
   }
 
   /** Runs `work` while holding `bytes` of the budget (at most the whole budget). */
-  async withReservation<T>(bytes: number, work: () => Promise<T>): Promise<T> {
-    const release = await this.acquire(bytes);
+  async withReservation<T>(bytes: number, work: () => Promise<T>, holder?: string): Promise<T> {
+    const release = await this.acquire(bytes, holder);
     try {
       return await work();
     } finally {
@@ -37,26 +43,55 @@ export class ByteBudget {
     }
   }
 
-  /** Holds `bytes` of the budget (at most the whole budget) until the returned function is called (once). */
-  async acquire(bytes: number): Promise<() => void> {
+  /**
+   * Holds `bytes` of the budget (at most the whole budget) until the returned function is called (once).
+   * Throws 503 SERVICE_UNAVAILABLE when `holder` already holds half the budget, or no room frees up in time.
+   */
+  async acquire(bytes: number, holder?: string): Promise<() => void> {
     const amount = Math.min(bytes, this.capacity);
-    await this.reserve(amount);
+    await this.reserve(amount, holder);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.release(amount);
+      this.used -= amount;
+      this.forget(holder, amount);
+      this.grantWaiting();
     };
   }
 
-  private reserve(bytes: number): Promise<void> {
-    if (this.queue.length === 0 && this.used + bytes <= this.capacity) {
-      this.used += bytes;
+  private forget(holder: string | undefined, amount: number): void {
+    if (!holder) return;
+    const left = (this.byHolder.get(holder) ?? 0) - amount;
+    if (left > 0) this.byHolder.set(holder, left);
+    else this.byHolder.delete(holder);
+  }
+
+  private inBudget(bytes: number): boolean {
+    return this.used + bytes <= this.capacity;
+  }
+
+  /** Within the holder's half of the budget (or the holder holds nothing yet). */
+  private inShare(bytes: number, holder: string | undefined): boolean {
+    const held = holder ? (this.byHolder.get(holder) ?? 0) : 0;
+    return held === 0 || held + bytes <= this.capacity / 2;
+  }
+
+  private take(bytes: number, holder: string | undefined): void {
+    this.used += bytes;
+    if (holder) this.byHolder.set(holder, (this.byHolder.get(holder) ?? 0) + bytes);
+  }
+
+  private reserve(bytes: number, holder?: string): Promise<void> {
+    // First come, first served: nobody passes a reservation that waits for room in the budget.
+    if (this.inBudget(bytes) && this.inShare(bytes, holder) && !this.queue.some((waiting) => !this.inBudget(waiting.bytes))) {
+      this.take(bytes, holder);
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
       const entry: Waiting = {
         bytes,
+        holder,
         grant: () => {
           clearTimeout(timer);
           resolve();
@@ -64,17 +99,26 @@ export class ByteBudget {
       };
       const timer = setTimeout(() => {
         this.queue.splice(this.queue.indexOf(entry), 1);
-        reject(new AppError(ErrorCode.ServiceUnavailable, 'too many images are being received at once; try again shortly', { retryAfterSeconds: 2 }));
+        reject(busy());
       }, this.waitMs);
       this.queue.push(entry);
     });
   }
 
-  private release(bytes: number): void {
-    this.used -= bytes;
-    while (this.queue.length > 0 && this.used + this.queue[0].bytes <= this.capacity) {
-      const next = this.queue.shift()!;
-      this.used += next.bytes;
+  /**
+   * Grants waiting reservations in arrival order, passing over those whose holder is at its share, and stopping
+   * at the first that waits for room in the budget (first come, first served).
+   */
+  private grantWaiting(): void {
+    for (let i = 0; i < this.queue.length; ) {
+      const next = this.queue[i];
+      if (!this.inBudget(next.bytes)) return;
+      if (!this.inShare(next.bytes, next.holder)) {
+        i++;
+        continue;
+      }
+      this.queue.splice(i, 1);
+      this.take(next.bytes, next.holder);
       next.grant();
     }
   }

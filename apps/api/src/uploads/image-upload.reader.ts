@@ -87,7 +87,7 @@ export class ImageUploadReader {
         throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
       }
       this.assertImageCount(++count);
-      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES);
+      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES, `tenant:${tenant}`);
       try {
         yield await stageImage(this.store, tenant, this.fileChunks(part.file), this.config.values.MAX_IMAGE_BYTES);
       } finally {

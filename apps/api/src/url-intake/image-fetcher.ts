@@ -2,6 +2,7 @@ import { lookup as dnsLookup, LookupAddress } from 'node:dns';
 import http, { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, LookupFunction } from 'node:net';
+import type { FastifyReply } from 'fastify';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
@@ -46,7 +47,7 @@ export class ImageFetcher {
     const env = this.config.values;
     if (urls.length > env.MAX_URLS_PER_REQUEST) throw new AppError(ErrorCode.BadRequest, `at most ${env.MAX_URLS_PER_REQUEST} URLs per request (MAX_URLS_PER_REQUEST)`);
     for (const url of urls) {
-      const release = await this.budget.acquire(env.MAX_IMAGE_BYTES);
+      const release = await this.budget.acquire(env.MAX_IMAGE_BYTES, `tenant:${tenant}`);
       try {
         const writer = await StagedImageWriter.open(this.store, tenant, env.MAX_IMAGE_BYTES);
         let staged: StagedImage;
@@ -64,13 +65,16 @@ export class ImageFetcher {
     }
   }
 
-  /** The image at `url` in memory (one image, under the upload budget while it is read). */
-  async fetch(rawUrl: string, requestId: string): Promise<Buffer> {
-    return this.budget.withReservation(this.config.values.MAX_IMAGE_BYTES, async () => {
-      const chunks: Buffer[] = [];
-      await this.fetchTo(rawUrl, requestId, (chunk) => void chunks.push(chunk));
-      return Buffer.concat(chunks);
-    });
+  /**
+   * The image at `url` in memory, under a reservation of the upload budget that lasts until `reply` is sent
+   * (the caller keeps the bytes that long).
+   */
+  async fetch(rawUrl: string, requestId: string, tenant: TenantId, reply: FastifyReply): Promise<Buffer> {
+    const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES, `tenant:${tenant}`);
+    reply.raw.once('close', release);
+    const chunks: Buffer[] = [];
+    await this.fetchTo(rawUrl, requestId, (chunk) => void chunks.push(chunk));
+    return Buffer.concat(chunks);
   }
 
   /** Fetches `rawUrl` (following checked redirects) and hands its body to `sink` chunk by chunk, waiting for each. */

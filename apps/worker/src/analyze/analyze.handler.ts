@@ -2,9 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalysisRecord, AnalyzeJobData, AppError } from '@app/contracts';
+import { AnalysisRecord, AnalyzeJobData, AppError, ImageRef } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { postprocess } from '@app/models';
+import { CatalogModel, postprocess } from '@app/models';
 import { AnalysisStore } from '@app/storage';
 import { ImageInference } from '../inference/image-inference';
 import { ModelHost } from '../inference/model-host';
@@ -37,20 +37,19 @@ export class AnalyzeHandler {
     const model = this.models.catalog.get(modelName);
     const env = this.config.values;
     try {
-      const { input, run } = await this.inference.run(model, { kind: 'store', tenant, hash: imageHash });
-      const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
+      const { result, batchSize, inferenceMs } = await this.compute(model, { kind: 'store', tenant, hash: imageHash });
       const record: AnalysisRecord = {
         state: 'completed',
         model: model.name,
         task: model.task,
-        result: postprocess(model, run.output, geometry),
+        result,
         computedAt: new Date().toISOString(),
         workerId,
-        inferenceMs: Math.round(run.batchMs * 100) / 100,
+        inferenceMs: Math.round(inferenceMs * 100) / 100,
       };
       if (!(await this.results.putResult(tenant, imageHash, record, env.RESULT_TTL_SECONDS))) return this.erased(job);
       this.logger.info({ action: 'analysis.stored', jobId: job.id, requestId: job.data.requestId, tenant, imageHash, model: model.name }, 'analysis result stored');
-      return { state: 'completed', batchSize: run.batchSize, reused: false };
+      return { state: 'completed', batchSize, reused: false };
     } catch (error) {
       if (!(await this.results.hasImage(tenant, imageHash))) return this.erased(job);
       if (error instanceof AppError) {
@@ -72,5 +71,15 @@ export class AnalyzeHandler {
   private erased(job: Job<AnalyzeJobData>): { state: string; batchSize: number; reused: boolean } {
     this.logger.info({ action: 'analysis.skipped_erased', jobId: job.id, requestId: job.data.requestId, tenant: job.data.tenant, imageHash: job.data.imageHash }, 'image erased; nothing computed or written');
     return { state: 'erased', batchSize: 0, reused: false };
+  }
+
+  /** Face detectors run both passes of the face pipeline (the same faces as POST /v1/faces); other models one batched run. */
+  private async compute(model: CatalogModel, ref: ImageRef): Promise<{ result: unknown; batchSize: number; inferenceMs: number }> {
+    if (model.task === 'face-detection') {
+      const started = performance.now();
+      return { result: { faces: await this.inference.detectFaces(model, ref) }, batchSize: 1, inferenceMs: performance.now() - started };
+    }
+    const { input, run } = await this.inference.run(model, ref);
+    return { result: postprocess(model, run.output, input.geometry), batchSize: run.batchSize, inferenceMs: run.batchMs };
   }
 }

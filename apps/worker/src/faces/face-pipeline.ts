@@ -1,5 +1,6 @@
-import { alignFaceTensor, decodeRgb, prepareModelInput } from '@app/imaging';
-import { decodeYunet, FaceDetection, ModelCatalog, ModelExecutor, unitLength } from '@app/models';
+import { alignFaceTensor, DecodeLimits } from '@app/imaging';
+import { CatalogModel, FaceDetection, ModelCatalog, ModelExecutor, unitLength } from '@app/models';
+import { FaceDetector } from './face-detector';
 
 export interface EmbeddedFace extends FaceDetection {
   /** L2-normalised embedding. */
@@ -19,36 +20,38 @@ export interface FacePipelineOptions {
   embedder: string;
   /** Faces whose shorter box side is below this (original pixels) are skipped. */
   minFaceSize: number;
-  maxPixels: number;
+  limits: DecodeLimits;
 }
 
 /**
- * Detect (YuNet, 5 landmarks) → align to the ArcFace template → embed (MobileFaceNet) → L2-normalise.
+ * Decode once at full resolution → detect (YuNet: whole image, then a crop around each face; FaceDetector) →
+ * align each face onto the ArcFace template from the original pixels → embed (MobileFaceNet) → L2-normalise.
  * The embeddings of one image's faces run as one batch.
  */
 export class FacePipeline {
+  private readonly detector: FaceDetector;
+  private readonly embedder: CatalogModel;
+
   constructor(
-    private readonly catalog: ModelCatalog,
+    catalog: ModelCatalog,
     private readonly executor: ModelExecutor,
     private readonly options: FacePipelineOptions,
-  ) {}
+  ) {
+    this.detector = new FaceDetector(executor, catalog.get(options.detector, 'face-detection'));
+    this.embedder = catalog.get(options.embedder, 'face-embedding');
+  }
 
   async run(bytes: Buffer): Promise<FacePipelineResult> {
-    const detector = this.catalog.get(this.options.detector, 'face-detection');
-    const embedder = this.catalog.get(this.options.embedder, 'face-embedding');
-    const [input, decoded] = await Promise.all([prepareModelInput(bytes, detector.preprocess, this.options.maxPixels), decodeRgb(bytes, this.options.maxPixels)]);
-    const detected = await this.executor.run(detector.name, input.tensor);
-    const geometry = { inputWidth: detector.preprocess.width, inputHeight: detector.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
-    const all = decodeYunet(detected.output, geometry, detector.postprocess.scoreThreshold, detector.postprocess.iouThreshold);
+    const { image, faces: all } = await this.detector.decodeAndDetect(bytes, this.options.limits);
     const kept = all.filter((face) => Math.min(face.box.width, face.box.height) >= this.options.minFaceSize);
     const skipped = all.filter((face) => !kept.includes(face));
     const embeddings = await Promise.all(
       kept.map(async (face) => {
-        const run = await this.executor.run(embedder.name, alignFaceTensor(decoded, face.landmarks));
-        return unitLength(run.output[embedder.outputs[0]]);
+        const run = await this.executor.run(this.embedder.name, alignFaceTensor(image, face.landmarks));
+        return unitLength(run.output[this.embedder.outputs[0]]);
       }),
     );
-    return { faces: kept.map((face, i) => ({ ...face, embedding: embeddings[i] })), skipped, width: decoded.width, height: decoded.height };
+    return { faces: kept.map((face, i) => ({ ...face, embedding: embeddings[i] })), skipped, width: image.width, height: image.height };
   }
 }
 

@@ -48,7 +48,7 @@ export class MatchFacesHandler {
       detector: env.FACE_DETECTOR,
       embedder: env.FACE_EMBEDDER,
       minFaceSize: env.FACE_MIN_SIZE,
-      maxPixels: env.MAX_IMAGE_PIXELS,
+      limits: this.config.imageLimits,
     });
     let bytes: Buffer;
     try {

@@ -1,4 +1,4 @@
-import { ModelInput, prepareModelInput } from '@app/imaging';
+import { DecodeLimits, ModelInput, prepareModelInput } from '@app/imaging';
 import { BatchedResult, CatalogModel, ModelExecutor, ModelOutputs } from '@app/models';
 
 export interface ImageRun {
@@ -12,11 +12,11 @@ export interface ImageRun {
  * lone image (nothing else on its way) runs without waiting for company. The worker's handlers (through
  * ImageInference) and the benchmark's in-process pipeline both run images this way.
  */
-export async function inferImage(executor: ModelExecutor, model: CatalogModel, readBytes: () => Promise<Buffer>, maxPixels: number): Promise<ImageRun> {
+export async function inferImage(executor: ModelExecutor, model: CatalogModel, readBytes: () => Promise<Buffer>, limits: DecodeLimits): Promise<ImageRun> {
   const arrival = executor.expect(model.name);
   try {
-    const input = await prepareModelInput(await readBytes(), model.preprocess, maxPixels);
-    return { input, run: await arrival.submit(input.tensor) };
+    const input = await prepareModelInput(await readBytes(), model.preprocess, limits);
+    return { input, run: await arrival.submit(input.tensor, input.geometry) };
   } finally {
     arrival.cancel();
   }

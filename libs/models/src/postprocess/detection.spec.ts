@@ -37,10 +37,9 @@ describe('detection decoders on the real models', () => {
 
   async function prepare(modelName: string, image: string) {
     const model = catalog.get(modelName);
-    const input = await prepareModelInput(fixture(image), model.preprocess, 50_000_000);
-    const run = await executor.run(model.name, input.tensor);
-    const geometry = { inputWidth: model.preprocess.width, inputHeight: model.preprocess.height, scaleX: input.scaleX, scaleY: input.scaleY };
-    return { model, run, geometry, ...model.postprocess };
+    const input = await prepareModelInput(fixture(image), model.preprocess, { maxPixels: 50_000_000, heic: true });
+    const run = await executor.run(model.name, input.tensor, input.geometry);
+    return { model, run, geometry: input.geometry, ...model.postprocess };
   }
 
   async function detect(image: string) {

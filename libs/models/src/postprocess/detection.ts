@@ -1,13 +1,9 @@
+import { Box, InputGeometry, toImageBox, toImagePoint } from '../input-geometry';
+
 /**
- * Decoders for detection models. Boxes come back in original-image pixels: model-input coordinates are
- * divided by the preprocessing scale (letterbox pads right/bottom only, so there is no offset).
+ * Decoders for detection models. Boxes and landmarks come back in original-image pixels, mapped through the
+ * input's geometry (scale and padding or crop offset, see input-geometry.ts).
  */
-export interface Box {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
 
 export interface ObjectDetection {
   label: string;
@@ -21,13 +17,6 @@ export interface FaceDetection {
   box: Box;
   /** image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner */
   landmarks: [number, number][];
-}
-
-export interface InputGeometry {
-  inputWidth: number;
-  inputHeight: number;
-  scaleX: number;
-  scaleY: number;
 }
 
 export function iou(a: Box, b: Box): number {
@@ -54,7 +43,8 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
 const roundScore = (value: number) => Math.round(value * 10000) / 10000;
 
 function toOriginal(box: Box, geometry: InputGeometry): Box {
-  return { x: round2(box.x / geometry.scaleX), y: round2(box.y / geometry.scaleY), width: round2(box.width / geometry.scaleX), height: round2(box.height / geometry.scaleY) };
+  const mapped = toImageBox(geometry, box);
+  return { x: round2(mapped.x), y: round2(mapped.y), width: round2(mapped.width), height: round2(mapped.height) };
 }
 
 /**
@@ -121,7 +111,8 @@ export function decodeYunet(outputs: Record<string, Float32Array>, geometry: Inp
       const h = Math.exp(bbox[i * 4 + 3]) * stride;
       const landmarks: [number, number][] = [];
       for (let k = 0; k < 5; k++) {
-        landmarks.push([round2(((kps[i * 10 + 2 * k] + col) * stride) / geometry.scaleX), round2(((kps[i * 10 + 2 * k + 1] + row) * stride) / geometry.scaleY)]);
+        const [x, y] = toImagePoint(geometry, [(kps[i * 10 + 2 * k] + col) * stride, (kps[i * 10 + 2 * k + 1] + row) * stride]);
+        landmarks.push([round2(x), round2(y)]);
       }
       faces.push({ score: roundScore(score), box: toOriginal({ x: cx - w / 2, y: cy - h / 2, width: w, height: h }, geometry), landmarks });
     }

@@ -2,7 +2,8 @@ import type { CatalogModel } from '../model-catalog';
 import type { ModelOutputs } from '../model-executor';
 import type { ModelTask } from '../manifest';
 import { classificationPredictions } from './classification';
-import { decodeYolox, decodeYunet, InputGeometry } from './detection';
+import type { InputGeometry } from '../input-geometry';
+import { decodeYolox, decodeYunet } from './detection';
 
 export * from './classification';
 export * from './detection';

@@ -1,0 +1,32 @@
+import { createHash } from 'node:crypto';
+import { bareKeyTenant, parseApiKeys } from './api-keys';
+import { parseEnv } from './env.schema';
+
+describe('API_KEYS', () => {
+  it('reads tenant:key pairs, several keys per tenant, and bare keys as tenants of their own', () => {
+    const keys = parseApiKeys('alice:k1, alice:k2,bob:k3,lonely,name:part1:part2');
+    expect(keys.map((key) => key.tenant)).toEqual(['alice', 'alice', 'bob', bareKeyTenant('lonely'), 'name']);
+    expect(keys[4].digest).toEqual(createHash('sha256').update('part1:part2').digest());
+  });
+
+  it("names a bare key's tenant by a slow derivation, not by a prefix of the key's plain sha256", () => {
+    const name = bareKeyTenant('a-bare-key');
+    expect(name).toMatch(/^key-[0-9a-f]{16}$/);
+    expect(name).toBe(bareKeyTenant('a-bare-key'));
+    expect(name.slice(4)).not.toBe(createHash('sha256').update('a-bare-key').digest('hex').slice(0, 16));
+  });
+
+  it('refuses a value that names no key, bad tenant names, empty keys, and one key for two tenants', () => {
+    for (const [value, message] of [
+      [',', /names no key/],
+      [' , ', /names no key/],
+      ['bad/tenant:k', /tenant name/],
+      ['acme:', /empty key/],
+      ['a:same,b:same', /two tenants/],
+    ] as const) {
+      expect(() => parseApiKeys(value)).toThrow(message);
+      expect(() => parseEnv({ API_KEYS: value })).toThrow(/API_KEYS/);
+    }
+    expect(parseApiKeys('')).toEqual([]);
+  });
+});

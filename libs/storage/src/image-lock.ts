@@ -1,0 +1,40 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Redis from 'ioredis';
+import { AppError, ErrorCode, RedisKeys, TenantId } from '@app/contracts';
+
+/** Deletes the lock only if it is still ours (it may have expired and been taken by someone else). */
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/**
+ * A lock on one tenant's image, held while its bytes and metadata are written together (an upload) or taken away
+ * together (an erasure), so an erasure never lands between an upload's bytes and its metadata (which would leave
+ * metadata without bytes, or bytes without metadata). One Redis key with an expiry, set only if absent, released
+ * only by its holder (the single-instance pattern of the Redis documentation's distributed-locks page; the
+ * critical sections are a rename and a few Redis writes, far shorter than the expiry).
+ */
+export class ImageLocks {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    /** How long a holder may keep the lock before it expires by itself (ms). */
+    private readonly expiresMs = 30_000,
+    /** How long to wait for it before giving up with 503 (ms). */
+    private readonly waitMs = 10_000,
+  ) {}
+
+  async withLock<T>(tenant: TenantId, imageHash: string, work: () => Promise<T>): Promise<T> {
+    const key = this.keys.tenant(tenant).imageLock(imageHash);
+    const token = randomUUID();
+    const deadline = Date.now() + this.waitMs;
+    while ((await this.redis.set(key, token, 'PX', this.expiresMs, 'NX')) !== 'OK') {
+      if (Date.now() > deadline) throw new AppError(ErrorCode.ServiceUnavailable, 'the image is being changed by another request; try again shortly', { retryAfterSeconds: 1 });
+      await sleep(20);
+    }
+    try {
+      return await work();
+    } finally {
+      await this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+    }
+  }
+}
