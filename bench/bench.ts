@@ -11,7 +11,7 @@ import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
 import { inferImage } from '../apps/worker/src/inference/infer-image';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
-import { benchFaceIndex } from './faces-bench';
+import { benchFaces } from './faces-bench';
 import { benchFacesQuality } from './faces-quality';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
@@ -142,8 +142,8 @@ async function main(): Promise<void> {
     return;
   }
   if (mode === 'faces') {
-    const faces = benchFaceIndex();
-    console.log(Object.entries(faces).map(([key, value]) => `${key.padEnd(28)}  ${value}`).join('\n'));
+    const faces = await benchFaces(process.argv.slice(3));
+    console.log(Object.entries(faces).map(([key, value]) => `${key.padEnd(24)}  ${typeof value === 'object' ? JSON.stringify(value) : value}`).join('\n'));
     mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
     writeFileSync(join(REPO_ROOT, 'bench', 'results', 'faces-latest.json'), JSON.stringify({ when: new Date().toISOString(), ...faces }, null, 2) + '\n');
     return;

@@ -1,12 +1,12 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import type { Logger } from 'pino';
-import { AppConfigModule } from '@app/config';
-import { LoggingModule } from '@app/logging';
+import { AppConfig, AppConfigModule } from '@app/config';
+import { APP_LOGGER, LoggingModule } from '@app/logging';
 import { bullRootOptions, inferenceQueueRegistration, RedisModule } from '@app/redis';
-import { StorageModule } from '@app/storage';
+import { FaceSnapshots, FaceStore, StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
-import { FaceIndex } from './faces/face-index';
+import { FaceIndex, faceIndexOptions } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
 import { WorkerHttp } from './ops/worker-http';
 import { WorkerMetrics } from './ops/worker-metrics';
@@ -31,7 +31,24 @@ export class WorkerModule {
         // The same queue options as the API's: BullMQ writes them into the queue's meta hash (events cap) on open.
         BullModule.registerQueueAsync(inferenceQueueRegistration()),
       ],
-      providers: [WorkerMetrics, WorkerHttp, ModelHost, ImageSource, ImageInference, ClassifyHandler, AnalyzeHandler, FaceIndex, MatchFacesHandler, InferenceProcessor, HeartbeatService],
+      providers: [
+        WorkerMetrics,
+        WorkerHttp,
+        ModelHost,
+        ImageSource,
+        ImageInference,
+        ClassifyHandler,
+        AnalyzeHandler,
+        {
+          provide: FaceIndex,
+          inject: [FaceStore, FaceSnapshots, AppConfig, APP_LOGGER],
+          useFactory: (store: FaceStore, snapshots: FaceSnapshots, config: AppConfig, appLogger: Logger) =>
+            new FaceIndex(store, snapshots, faceIndexOptions(config.values), appLogger),
+        },
+        MatchFacesHandler,
+        InferenceProcessor,
+        HeartbeatService,
+      ],
     };
   }
 }

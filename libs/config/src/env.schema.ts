@@ -90,6 +90,25 @@ export const envSchema = z.object({
   FACE_MATCHES_MAX: int(1, 10_000, 100),
   FACE_DETECTOR: z.string().default('yunet'),
   FACE_EMBEDDER: z.string().default('mobilefacenet'),
+  /**
+   * A tenant with fewer faces is matched by the exact scan alone (no approximate index, nothing changes for
+   * it); at and above it, faces settle into an HNSW index and the exact scan covers only the recent tail,
+   * never more than this many faces. The bench's exact scan takes under 2 ms here, about what the index costs
+   * with its Redis read of the candidates (README "Face matching at scale").
+   */
+  FACE_INDEX_MIN_FACES: int(1, 10_000_000, 20_000),
+  /**
+   * How long a face stays in a worker's exact tail after that worker first saw it, before it moves into the
+   * index. Faces two workers insert at the same moment are therefore compared exactly (no pair missed).
+   */
+  FACE_TAIL_SETTLE_MS: int(0, 3600_000, 10_000),
+  /** Faces moved into a tenant's index since its last snapshot file before a worker saves a new one. */
+  FACE_SNAPSHOT_EVERY: int(1, 10_000_000, 20_000),
+  /**
+   * Nearest faces the first index search asks for (HNSW's search breadth, ef): more finds more of the weak
+   * true pairs and costs time in proportion. README "Face matching at scale" has recall and time per width.
+   */
+  FACE_INDEX_SEARCH_WIDTH: int(16, 8192, 256),
 
   /** URL intake: hosts or CIDRs allowed even though private/loopback (comma list); everything else must be public. */
   FETCH_ALLOW_HOSTS: z.string().default(''),

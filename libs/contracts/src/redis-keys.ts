@@ -87,6 +87,14 @@ export class TenantKeys {
     return `${this.prefix}:faces:log`;
   }
 
+  /**
+   * Held (string: the holder's random token, PX expiry) while a worker saves the tenant's face-index snapshot
+   * file; an erasure waits for it before deleting snapshots (libs/storage FaceSnapshots). Names no image.
+   */
+  faceSnapshotLock(): string {
+    return `${this.prefix}:faces:snapshot-lock`;
+  }
+
   /** One face: image hash, seq, box, landmarks, score (hash). */
   face(faceId: string): string {
     return `${this.prefix}:face:${faceId}`;

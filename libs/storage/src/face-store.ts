@@ -83,7 +83,8 @@ return 1
  * faces inserted by a job that has not written the image's record yet are found too — from the index (log
  * entries deleted, one tombstone appended so every worker drops them), from every other face's and image's
  * match set, and its own face and match records. The tombstone names the removed faces by their sequence
- * numbers only, so nothing left in the log identifies the image. Returns {faces removed, other images updated}.
+ * numbers only, so nothing left in the log identifies the image. Returns {faces removed, other images updated,
+ * 1 if the image had a face record, the tombstone's sequence number or 0 when no face was removed}.
  */
 export const FORGET_FACES_LUA = `
 local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
@@ -114,18 +115,19 @@ local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
     redis.call('ZREM', prefix .. ':image:' .. otherImage .. ':matches', imageHash)
     touched = touched + 1
   end
+  local tombstone = 0
   if #seqs > 0 then
-    local seq = redis.call('INCR', seqKey)
-    redis.call('XADD', logKey, seq .. '-1', 'op', 'del', 'seqs', table.concat(seqs, ','))
+    tombstone = redis.call('INCR', seqKey)
+    redis.call('XADD', logKey, tombstone .. '-1', 'op', 'del', 'seqs', table.concat(seqs, ','))
   end
   local had = redis.call('DEL', imageFacesKey, imageMatchesKey)
-  return {#faceIds, touched, had}
+  return {#faceIds, touched, had, tombstone}
 end
 `;
 
 const DELETE_IMAGE_FACES = `${FORGET_FACES_LUA}
 local removed = forget_faces(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-return {removed[1], removed[2]}
+return {removed[1], removed[2], removed[4]}
 `;
 
 /** The face index and match sets in Redis, one tenant at a time: the one seam both apps use for faces. */
@@ -150,15 +152,32 @@ export class FaceStore {
   /** The tenant's log entries after `afterSeq`, oldest first, at most `count`. */
   async readLog(tenant: TenantId, afterSeq: number, count = 5000): Promise<FaceLogEntry[]> {
     const entries = (await this.redis.xrange(this.keys.tenant(tenant).faceLog(), `(${afterSeq}-1`, '+', 'COUNT', count)) as [string, string[]][];
-    return entries.map(([id, flat]) => {
-      const fields: Record<string, string> = {};
-      for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
-      const seq = Number(id.split('-')[0]);
-      if (fields.op === 'del') return { op: 'del', seq, removedSeqs: fields.seqs.split(',').map(Number) };
-      const raw = Buffer.from(fields.embedding, 'base64');
-      const embedding = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-      return { op: 'add', seq, faceId: fields.faceId, imageHash: fields.imageHash, embedding };
-    });
+    return entries.map(parseLogEntry);
+  }
+
+  /**
+   * The `add` entries of these faces, by sequence number, in one round trip (one XRANGE each, pipelined). A face
+   * removed meanwhile has no entry any more and is simply absent from the answer.
+   */
+  async readFaces(tenant: TenantId, seqs: number[]): Promise<Map<number, Extract<FaceLogEntry, { op: 'add' }>>> {
+    const found = new Map<number, Extract<FaceLogEntry, { op: 'add' }>>();
+    if (seqs.length === 0) return found;
+    const log = this.keys.tenant(tenant).faceLog();
+    const pipeline = this.redis.pipeline();
+    for (const seq of seqs) pipeline.xrange(log, `${seq}-1`, `${seq}-1`);
+    for (const [error, entries] of (await pipeline.exec()) ?? []) {
+      if (error) throw error;
+      for (const raw of entries as [string, string[]][]) {
+        const entry = parseLogEntry(raw);
+        if (entry.op === 'add') found.set(entry.seq, entry);
+      }
+    }
+    return found;
+  }
+
+  /** The tenant's last sequence number (0 when it never stored a face). */
+  async headSeq(tenant: TenantId): Promise<number> {
+    return Number((await this.redis.get(this.keys.tenant(tenant).faceSeq())) ?? 0);
   }
 
   /**
@@ -213,11 +232,14 @@ export class FaceStore {
     return { faceId, box: parsed.box, landmarks: parsed.landmarks, score: parsed.score, matches: list, matchCount };
   }
 
-  /** Forgets the image's faces (DELETE_IMAGE_FACES). */
-  async deleteImageFaces(tenant: TenantId, imageHash: string): Promise<{ removedFaces: number; updatedImages: number }> {
+  /**
+   * Forgets the image's faces (DELETE_IMAGE_FACES). `tombstoneSeq` is the sequence number of the tombstone
+   * appended (0 when there was no face): snapshots applied before it must go (FaceSnapshots.purgeBefore).
+   */
+  async deleteImageFaces(tenant: TenantId, imageHash: string): Promise<{ removedFaces: number; updatedImages: number; tombstoneSeq: number }> {
     const k = this.keys.tenant(tenant);
-    const [removedFaces, updatedImages] = (await this.redis.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), k.prefix, imageHash, faceIdStem(tenant, imageHash))) as number[];
-    return { removedFaces, updatedImages };
+    const [removedFaces, updatedImages, tombstoneSeq] = (await this.redis.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), k.prefix, imageHash, faceIdStem(tenant, imageHash))) as number[];
+    return { removedFaces, updatedImages, tombstoneSeq };
   }
 
   /** Notes that a tenant stores faces, so that starting workers load its index. */
@@ -229,6 +251,16 @@ export class FaceStore {
   async tenants(): Promise<TenantId[]> {
     return (await this.redis.smembers(this.keys.faceTenants())) as TenantId[];
   }
+}
+
+function parseLogEntry([id, flat]: [string, string[]]): FaceLogEntry {
+  const fields: Record<string, string> = {};
+  for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
+  const seq = Number(id.split('-')[0]);
+  if (fields.op === 'del') return { op: 'del', seq, removedSeqs: fields.seqs.split(',').map(Number) };
+  const raw = Buffer.from(fields.embedding, 'base64');
+  const embedding = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  return { op: 'add', seq, faceId: fields.faceId, imageHash: fields.imageHash, embedding };
 }
 
 function round(value: number): number {

@@ -1,13 +1,15 @@
 import type Redis from 'ioredis';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
 import { ContentStore } from './content-store';
+import { FaceSnapshots } from './face-snapshots';
 import { FORGET_FACES_LUA } from './face-store';
 
 /**
  * Erasure of one tenant's image in Redis: its faces (as DELETE …/faces does), every result of every model
  * asked of it, the set of those models, and its metadata, in one script. Workers write results and faces only
  * while the metadata exists (checked inside their own scripts), so a job that runs on after this writes
- * nothing back. Returns {faces removed, other images updated, results removed, 1 if the image existed}.
+ * nothing back. Returns {faces removed, other images updated, results removed, 1 if the image existed, the
+ * faces' tombstone sequence number or 0}.
  */
 const ERASE_IMAGE = `${FORGET_FACES_LUA}
 local imageKey, modelsKey = KEYS[3], KEYS[4]
@@ -19,7 +21,7 @@ for _, model in ipairs(redis.call('SMEMBERS', modelsKey)) do
   results = results + redis.call('DEL', prefix .. ':result:' .. imageHash .. ':' .. model)
 end
 redis.call('DEL', imageKey, modelsKey)
-return {removed[1], removed[2], results, existed}
+return {removed[1], removed[2], results, existed, removed[4]}
 `;
 
 export interface ErasureReport {
@@ -31,10 +33,13 @@ export interface ErasureReport {
   removedResults: number;
   /** Whether the tenant's copy of the bytes was deleted. */
   removedBytes: boolean;
+  /** Face-index snapshot files deleted because they could hold the erased faces' vectors. */
+  removedSnapshots: number;
 }
 
 /**
- * Erases everything one tenant holds of one image: its Redis records (ERASE_IMAGE) and its copy of the bytes.
+ * Erases everything one tenant holds of one image: its Redis records (ERASE_IMAGE), its copy of the bytes,
+ * and every face-index snapshot file that could still hold its faces' vectors (FaceSnapshots.purgeBefore).
  * Another tenant's copy of the same file is a different record and a different file, untouched. Queued jobs are
  * the caller's (the API removes them from the queue; one already running writes nothing back).
  */
@@ -43,11 +48,12 @@ export class ImageErasure {
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly content: ContentStore,
+    private readonly snapshots: FaceSnapshots,
   ) {}
 
   async erase(tenant: TenantId, imageHash: string): Promise<ErasureReport> {
     const k = this.keys.tenant(tenant);
-    const [removedFaces, updatedImages, removedResults, existed] = (await this.redis.eval(
+    const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq] = (await this.redis.eval(
       ERASE_IMAGE,
       4,
       k.faceSeq(),
@@ -59,6 +65,7 @@ export class ImageErasure {
       faceIdStem(tenant, imageHash),
     )) as number[];
     const removedBytes = await this.content.remove(tenant, imageHash);
-    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedBytes };
+    const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
+    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedBytes, removedSnapshots };
   }
 }

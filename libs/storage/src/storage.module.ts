@@ -5,12 +5,13 @@ import { RedisKeys } from '@app/contracts';
 import { REDIS_CLIENT } from '@app/redis';
 import { AnalysisStore } from './analysis-store';
 import { CONTENT_STORE, ContentStore } from './content-store';
+import { FaceSnapshots } from './face-snapshots';
 import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
 import { ImageErasure } from './image-erasure';
 import { ImageLocks } from './image-lock';
 
-/** The image store (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
+/** The image store and face-index snapshots (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
 @Global()
 @Module({
   providers: [
@@ -18,12 +19,17 @@ import { ImageLocks } from './image-lock';
     { provide: FaceStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new FaceStore(redis, keys) },
     { provide: AnalysisStore, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new AnalysisStore(redis, keys) },
     {
+      provide: FaceSnapshots,
+      inject: [AppConfig, REDIS_CLIENT, RedisKeys],
+      useFactory: (config: AppConfig, redis: Redis, keys: RedisKeys) => new FaceSnapshots(config.values.STORAGE_DIR, redis, keys),
+    },
+    {
       provide: ImageErasure,
-      inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE],
-      useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore) => new ImageErasure(redis, keys, content),
+      inject: [REDIS_CLIENT, RedisKeys, CONTENT_STORE, FaceSnapshots],
+      useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore, snapshots: FaceSnapshots) => new ImageErasure(redis, keys, content, snapshots),
     },
     { provide: ImageLocks, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new ImageLocks(redis, keys) },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore, ImageErasure, ImageLocks],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure, ImageLocks],
 })
 export class StorageModule {}

@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId, TenantId } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore, FaceStore, ImageLocks } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FaceSnapshots, FaceStore, ImageLocks } from '@app/storage';
 import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
@@ -24,6 +24,7 @@ export class FacesService {
 
   constructor(
     private readonly faces: FaceStore,
+    private readonly snapshots: FaceSnapshots,
     private readonly results: AnalysisStore,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
     private readonly locks: ImageLocks,
@@ -114,9 +115,11 @@ export class FacesService {
   async forget(tenant: TenantId, imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number }> {
     requireImageHash(imageHash);
     if (!(await this.faces.hasImageFaces(tenant, imageHash))) throw noFaceData(imageHash);
-    const removed = await this.faces.deleteImageFaces(tenant, imageHash);
-    this.logger.info({ action: 'faces.forgotten', tenant, imageHash, ...removed }, 'image faces removed from the index and every match set');
-    return { imageHash, ...removed };
+    const { removedFaces, updatedImages, tombstoneSeq } = await this.faces.deleteImageFaces(tenant, imageHash);
+    // Saved face indexes from before the tombstone may hold these faces' vectors: they go too.
+    const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
+    this.logger.info({ action: 'faces.forgotten', tenant, imageHash, removedFaces, updatedImages, removedSnapshots }, 'image faces removed from the index and every match set');
+    return { imageHash, removedFaces, updatedImages };
   }
 }
 

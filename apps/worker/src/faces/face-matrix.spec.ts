@@ -20,13 +20,34 @@ describe('FaceMatrix', () => {
     expect(m.search(unit([1, 0, 0]), 2, 'img1', 0.9)).toEqual([]);
   });
 
-  it('drops removed faces and keeps a re-added face once', () => {
+  it('drops removed faces, and refuses a face out of sequence order', () => {
     const m = new FaceMatrix(2);
     m.add(1, 'a', 'img1', unit([1, 0]));
-    m.remove(2, [1]);
+    expect(m.remove([1, 7])).toBe(1);
     expect(m.search(unit([1, 0]), 10, 'x', 0.5)).toEqual([]);
+    expect(m.size).toBe(0);
     m.add(3, 'a', 'img1', unit([1, 0]));
     expect(m.search(unit([1, 0]), 10, 'x', 0.5)).toHaveLength(1);
-    expect(m.lastSeq).toBe(3);
+    expect(() => m.add(2, 'b', 'img2', unit([0, 1]))).toThrow(/not after/);
+  });
+
+  it('takes the oldest faces off the front: those seen long enough ago, and any beyond the size it may keep', () => {
+    const m = new FaceMatrix(2, 2);
+    for (let seq = 1; seq <= 6; seq++) m.add(seq, `f${seq}`, `img${seq}`, unit([1, seq]), seq * 100);
+    m.remove([2]);
+    // seen at or before 300: seqs 1–3 (2 was removed: not returned, but taken off)
+    const first = m.takeOldest(300, 10, 100)!;
+    expect(Array.from(first.seqs)).toEqual([1, 3]);
+    expect(first.upToSeq).toBe(3);
+    expect(Array.from(first.vectors.subarray(2, 4))).toEqual(Array.from(unit([1, 3])));
+    expect(m.size).toBe(3);
+    // nothing is due by time, but at most one may stay
+    const second = m.takeOldest(0, 1, 100)!;
+    expect(Array.from(second.seqs)).toEqual([4, 5]);
+    expect(m.takeOldest(0, 1, 100)).toBeUndefined();
+    expect(m.search(unit([1, 6]), Infinity, 'x', 0.99).map((f) => f.faceId)).toEqual(['f6']);
+    // and the limit per call holds
+    m.add(7, 'f7', 'img7', unit([1, 7]), 0);
+    expect(Array.from(m.takeOldest(Infinity, 0, 1)!.seqs)).toEqual([6]);
   });
 });

@@ -76,7 +76,18 @@ export class MatchFacesHandler {
     };
     if (!(await this.faces.finishImage(tenant, imageHash, record, pairs))) return this.erased(job);
     this.logger.info(
-      { action: 'faces.matched', jobId: job.id, requestId: job.data.requestId, tenant, imageHash, faces: newFaces.length, skipped: found.skipped.length, matches: pairs.length, indexSize: this.index.size },
+      {
+        action: 'faces.matched',
+        jobId: job.id,
+        requestId: job.data.requestId,
+        tenant,
+        imageHash,
+        faces: newFaces.length,
+        skipped: found.skipped.length,
+        matches: pairs.length,
+        indexSize: this.index.size,
+        checkedFromIndex: matched.reduce((sum, face) => sum + face.checked, 0),
+      },
       'faces detected, embedded and matched',
     );
     return { faces: newFaces.length, matches: pairs.length, reused: false, batchSize: newFaces.length };

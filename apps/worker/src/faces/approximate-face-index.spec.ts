@@ -1,0 +1,86 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApproximateFaceIndex } from './approximate-face-index';
+
+const D = 32;
+/** A unit vector near axis 0, `spread` controlling how far. Deterministic per `i`. */
+const nearAxis = (i: number, spread: number) => {
+  const v = new Float32Array(D);
+  v[0] = 1;
+  for (let k = 1; k < D; k++) v[k] = spread * Math.sin(i * 12.9898 + k * 78.233);
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+};
+/** A pseudo-random unit vector orthogonal to axis 0, different for each `i` (sin-hash noise). */
+const far = (i: number) => {
+  const v = new Float32Array(D).map((_, k) => {
+    const x = Math.sin((i + 1) * 127.1 + (k + 1) * 311.7) * 43758.5453;
+    return x - Math.floor(x) - 0.5;
+  });
+  v[0] = 0;
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+};
+
+describe('ApproximateFaceIndex (usearch HNSW, int8)', () => {
+  let dir: string;
+  beforeAll(() => (dir = mkdtempSync(join(tmpdir(), 'iiq-ann-'))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('returns every face above the floor, widening past the first search width, and only those below beforeSeq', () => {
+    const index = ApproximateFaceIndex.create(D);
+    const seqs: number[] = [];
+    const vectors = new Float32Array(400 * D);
+    for (let i = 0; i < 400; i++) {
+      seqs.push(i + 1);
+      vectors.set(i < 300 ? nearAxis(i, 0.05) : far(i), i * D);
+    }
+    index.add(seqs, vectors);
+    const query = nearAxis(1000, 0);
+    const { candidates, truncated } = index.searchAbove(query, 0.9, Infinity, 16);
+    expect(truncated).toBe(false);
+    expect(candidates.map((c) => c.seq).sort((a, b) => a - b)).toEqual(seqs.slice(0, 300));
+    expect(candidates.every((c) => c.similarity >= 0.9)).toBe(true);
+    expect(index.searchAbove(query, 0.9, 101, 16).candidates.map((c) => c.seq).sort((a, b) => a - b)).toEqual(seqs.slice(0, 100));
+  });
+
+  it('scrubs a removed face: a file saved afterwards no longer holds its vector, and a reload keeps the rest', () => {
+    const index = ApproximateFaceIndex.create(D);
+    const vectors = new Float32Array(50 * D);
+    for (let i = 0; i < 50; i++) vectors.set(far(i), i * D);
+    index.add(Array.from({ length: 50 }, (_, i) => i + 1), vectors);
+    const before = join(dir, 'before.usearch');
+    index.save(before);
+    const rowOf = (path: string, seqIndex: number) => {
+      // The file starts with the int8 vector matrix (rows u32, bytes per row u32): find the row of face `seqIndex`.
+      const file = readFileSync(path);
+      const rows = file.readUInt32LE(0);
+      let best = -1;
+      for (let row = 0; row < rows; row++) {
+        let dot = 0;
+        let norm = 0;
+        for (let k = 0; k < D; k++) {
+          const value = file.readInt8(8 + row * D + k);
+          dot += value * vectors[seqIndex * D + k];
+          norm += value * value;
+        }
+        if (norm > 0) best = Math.max(best, dot / Math.sqrt(norm));
+      }
+      return best;
+    };
+    expect(rowOf(before, 7)).toBeGreaterThan(0.99);
+    expect(index.remove([8, 999])).toBe(1);
+    expect(index.size).toBe(49);
+    expect(index.sentinelCount).toBe(1);
+    const after = join(dir, 'after.usearch');
+    index.save(after);
+    expect(rowOf(after, 7)).toBeLessThan(0.9);
+    expect(rowOf(after, 8)).toBeGreaterThan(0.99);
+    const loaded = ApproximateFaceIndex.load(after, D, index.sentinelCount);
+    expect(loaded.size).toBe(49);
+    // far(8) is face 9, kept; far(7) was face 8, removed
+    expect(loaded.searchAbove(far(8), 0.99, Infinity, 16).candidates.map((c) => c.seq)).toEqual([9]);
+    expect(loaded.searchAbove(far(7), 0.99, Infinity, 16).candidates).toEqual([]);
+  });
+});

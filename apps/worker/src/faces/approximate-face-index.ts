@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Index, MetricKind, ScalarKind } from 'usearch';
+
+/**
+ * HNSW parameters, measured by `npm run bench -- faces` on clustered identities (README "Face matching at
+ * scale"): connectivity 16 (M; level 0 keeps 2M = 32 links) and 256 candidates while inserting
+ * (expansion_add). At 200,000 faces, expansion_add 256 reached recall 1.000 of the exact scan at k = 512 where
+ * usearch's default 128 stopped at 0.998; at 1,000,000 faces (default expansion_add, k 16–128) M = 8 found only
+ * 18–60 % of the pairs and M = 12 33–86 %. At 1,000,000 this setting found 0.993 at width 256 (bench).
+ */
+export const HNSW = { connectivity: 16, expansionAdd: 256 } as const;
+
+/**
+ * The first search asks for `searchWidth` nearest faces (FACE_INDEX_SEARCH_WIDTH); while the last one is still
+ * above the floor the search is repeated with 4× as many, up to MAX_NEIGHBOURS, so every face above the floor
+ * is returned however many there are (a range search built from k-NN searches).
+ */
+export const MAX_NEIGHBOURS = 8192;
+/**
+ * An index of at most 4 × searchWidth faces is searched whole (k = its size): about the cost of one widened
+ * search, and exact. HNSW on clustered 128-d faces leaves about 1 in 1,000 true pairs unreached even at
+ * k = 512 of 1,600 faces; only k ≥ size reaches every node.
+ */
+export const EXHAUSTIVE_FACTOR = 4;
+
+/** Keys at or above this are scrub sentinels, never faces (sequence numbers stay far below 2^53). */
+const SENTINEL_BIT = 1n << 63n;
+
+export interface Candidate {
+  seq: number;
+  /** Cosine similarity as the int8 index computes it (within about ±0.01 of the float32 value). */
+  similarity: number;
+}
+
+/**
+ * The settled faces of one tenant in a usearch HNSW graph (int8 vectors, cosine metric), keyed by sequence
+ * number: 276 bytes per face in the saved file and about 380–440 in memory (measured), against 512 for the
+ * float32 row alone that the exact scan needs. usearch (Unum, Apache-2.0) ships prebuilt binaries in its npm
+ * package, so it installs offline from the registry; hnswlib-node was measured too (README) and builds from
+ * source, holds float32 only and has no batch insert.
+ *
+ * Deletion scrubs: usearch's remove() only marks the node free and leaves its vector in memory and in every
+ * file saved afterwards. So each removed face's slot is immediately reused by a sentinel (a random unit
+ * vector under a key with the top bit set) that overwrites the vector; sentinels are skipped by search and
+ * counted. (With no free slot left before a removal, the next insert reuses exactly the freed slot.)
+ *
+ * All calls are synchronous native code on the caller's thread; callers keep batches small.
+ */
+export class ApproximateFaceIndex {
+  private sentinels: number;
+
+  private constructor(
+    private readonly index: Index,
+    readonly dimensions: number,
+    sentinels: number,
+  ) {
+    this.sentinels = sentinels;
+  }
+
+  static create(dimensions: number): ApproximateFaceIndex {
+    return new ApproximateFaceIndex(ApproximateFaceIndex.blank(dimensions), dimensions, 0);
+  }
+
+  /** Reads a file written by save(); `sentinels` is the count recorded with it. Throws on a bad file. */
+  static load(path: string, dimensions: number, sentinels: number): ApproximateFaceIndex {
+    const index = ApproximateFaceIndex.blank(dimensions);
+    index.load(path);
+    if (index.dimensions() !== dimensions) throw new Error(`face index ${path} has ${index.dimensions()} dimensions, expected ${dimensions}`);
+    return new ApproximateFaceIndex(index, dimensions, sentinels);
+  }
+
+  private static blank(dimensions: number): Index {
+    return new Index({
+      dimensions,
+      metric: MetricKind.Cos,
+      quantization: ScalarKind.I8,
+      connectivity: HNSW.connectivity,
+      expansion_add: HNSW.expansionAdd,
+      expansion_search: 64,
+      multi: false,
+    });
+  }
+
+  /** Faces held (sentinels excluded). */
+  get size(): number {
+    return this.index.size() - this.sentinels;
+  }
+
+  get sentinelCount(): number {
+    return this.sentinels;
+  }
+
+  /**
+   * Adds faces: `seqs[i]` names the unit vector `vectors[i·d .. (i+1)·d)`. Runs on all cores (usearch's own
+   * threads) and blocks the caller meanwhile: about 0.1–0.3 ms per face at 10⁶ faces on 2 cores.
+   */
+  add(seqs: ArrayLike<number>, vectors: Float32Array): void {
+    if (seqs.length === 0) return;
+    if (vectors.length !== seqs.length * this.dimensions) throw new Error(`${seqs.length} faces need ${seqs.length * this.dimensions} values, got ${vectors.length}`);
+    const keys = new BigUint64Array(seqs.length);
+    for (let i = 0; i < seqs.length; i++) keys[i] = BigInt(seqs[i]);
+    this.index.add(keys, vectors, seqs.length > 1 ? availableParallelism() : 1);
+  }
+
+  /** Removes the faces with these sequence numbers (absent ones are ignored) and scrubs their vectors; returns how many were held. */
+  remove(seqs: Iterable<number>): number {
+    let removed = 0;
+    for (const seq of seqs) {
+      if ((this.index.remove(BigInt(seq)) as number) === 0) continue;
+      removed++;
+      this.index.add(sentinelKey(), randomUnit(this.dimensions), 1);
+      this.sentinels++;
+    }
+    return removed;
+  }
+
+  /**
+   * Every face with a sequence number below `beforeSeq` whose int8 similarity to `query` (unit vector) is at
+   * least `floor`, best first, up to MAX_NEIGHBOURS, starting with a k-NN search of `searchWidth` (usearch
+   * explores max(k, expansion_search) candidates). `truncated` says the cap was reached.
+   */
+  searchAbove(query: Float32Array, floor: number, beforeSeq: number, searchWidth: number): { candidates: Candidate[]; truncated: boolean } {
+    const total = this.index.size();
+    if (total === 0) return { candidates: [], truncated: false };
+    let wanted = total <= EXHAUSTIVE_FACTOR * searchWidth ? total : searchWidth;
+    for (;;) {
+      const found = this.index.search(query, wanted, 1);
+      const count = found.keys.length;
+      const lastSimilarity = count > 0 ? 1 - found.distances[count - 1] : -1;
+      const more = count === wanted && wanted < total && lastSimilarity >= floor;
+      if (!more || wanted >= MAX_NEIGHBOURS) {
+        const candidates: Candidate[] = [];
+        for (let i = 0; i < count; i++) {
+          const similarity = 1 - found.distances[i];
+          if (similarity < floor) break;
+          const key = found.keys[i];
+          if (key >= SENTINEL_BIT) continue;
+          const seq = Number(key);
+          if (seq < beforeSeq) candidates.push({ seq, similarity });
+        }
+        return { candidates, truncated: more };
+      }
+      wanted = Math.min(wanted * 4, MAX_NEIGHBOURS, total);
+    }
+  }
+
+  /** Writes the whole index (graph and int8 vectors) to `path`; blocks the caller (≈ 0.2–0.5 s at 10⁶ faces). */
+  save(path: string): void {
+    this.index.save(path);
+  }
+}
+
+function sentinelKey(): bigint {
+  return SENTINEL_BIT | randomBytes(8).readBigUInt64BE() >> 1n;
+}
+
+/** A random unit vector: noise that stands for nobody. */
+function randomUnit(dimensions: number): Float32Array {
+  const bytes = randomBytes(dimensions * 2);
+  const v = new Float32Array(dimensions);
+  let norm = 0;
+  for (let i = 0; i < dimensions; i++) {
+    v[i] = bytes.readInt16LE(i * 2) || 1;
+    norm += v[i] * v[i];
+  }
+  norm = Math.sqrt(norm);
+  for (let i = 0; i < dimensions; i++) v[i] /= norm;
+  return v;
+}

@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Redis from 'ioredis';
+import { asTenantId, RedisKeys, TenantId } from '@app/contracts';
+
+/** One saved approximate face index of a tenant, named by what it covers. */
+export interface FaceSnapshotFile {
+  path: string;
+  /** Every face of the tenant with a sequence number up to this one (and not removed) is in the file. */
+  indexedUpTo: number;
+  /** The log was applied up to here when it was saved: no tombstone up to here names a face in the file. */
+  appliedUpTo: number;
+  /** Scrub sentinels in the file (see ApproximateFaceIndex). */
+  sentinels: number;
+}
+
+/** What the writer reports about the file it saved. */
+export type SnapshotContent = Omit<FaceSnapshotFile, 'path'>;
+
+/**
+ * Longest a writer may hold a tenant's snapshot lock: saving 10⁶ faces takes under a second (bench); past this
+ * the lock expires, an erasure stops waiting, and a writer that finds its lock gone deletes the file it wrote.
+ * Below the 30 s of the image lock an erasure holds while it waits (ImageLocks).
+ */
+export const SNAPSHOT_LOCK_MS = 20_000;
+
+const NAME = /^faces-(\d+)-(\d+)-(\d+)\.usearch$/;
+const TEMP = /^\.tmp-/;
+
+/** Releases the lock only if it is still ours; 1 when it was. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * Saved face indexes, beside the content store: `<STORAGE_DIR>/<tenant>/.face-index/faces-<indexedUpTo>-
+ * <appliedUpTo>-<sentinels>.usearch`, so a starting worker loads one and replays the tenant's log after
+ * `indexedUpTo` instead of rebuilding. The files hold int8 copies of the tenant's embeddings, so erasure
+ * must reach them: an erased face's tombstone has a sequence number T, and every file with
+ * `appliedUpTo < T` may hold the face, so `purgeBefore(T)` deletes them. Files saved later were saved by a
+ * worker that had applied T (and scrubbed the face's vector), so they are clean.
+ *
+ * The race between a writer and an erasure is closed by one lock per tenant in Redis
+ * (`<prefix>:{t}:faces:snapshot-lock`): a writer takes it, then brings its index up to the log's head, saves,
+ * renames and releases. An erasure appends its tombstone first, then waits while the lock is held, then
+ * purges. Either the writer took the lock after the tombstone (and applied it), or the erasure waits for the
+ * file to be complete and deletes it.
+ */
+export class FaceSnapshots {
+  readonly root: string;
+
+  constructor(
+    root: string,
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {
+    this.root = resolve(root);
+  }
+
+  folder(tenant: TenantId): string {
+    return join(this.root, asTenantId(tenant), '.face-index');
+  }
+
+  /** The tenant's complete snapshot files, newest (highest appliedUpTo) first. */
+  async list(tenant: TenantId): Promise<FaceSnapshotFile[]> {
+    const folder = this.folder(tenant);
+    const files: FaceSnapshotFile[] = [];
+    for (const name of await readdir(folder).catch(() => [] as string[])) {
+      const parts = NAME.exec(name);
+      if (parts) files.push({ path: join(folder, name), indexedUpTo: Number(parts[1]), appliedUpTo: Number(parts[2]), sentinels: Number(parts[3]) });
+    }
+    return files.sort((a, b) => b.appliedUpTo - a.appliedUpTo || b.indexedUpTo - a.indexedUpTo);
+  }
+
+  /**
+   * Saves a snapshot under the tenant's lock: `save(tempPath)` must bring the index up to the log's head,
+   * write it to `tempPath` and say what it holds. Returns the file, or undefined when another writer holds
+   * the lock (nothing is written) or the lock was lost meanwhile (the file is deleted again). Older files
+   * are deleted once the new one is in place.
+   */
+  async write(tenant: TenantId, save: (tempPath: string) => Promise<SnapshotContent>): Promise<FaceSnapshotFile | undefined> {
+    const lock = this.keys.tenant(tenant).faceSnapshotLock();
+    const token = randomBytes(12).toString('hex');
+    if ((await this.redis.set(lock, token, 'PX', SNAPSHOT_LOCK_MS, 'NX')) !== 'OK') return undefined;
+    const folder = this.folder(tenant);
+    const temp = join(folder, `.tmp-${process.pid}-${token}`);
+    let file: FaceSnapshotFile | undefined;
+    try {
+      await mkdir(folder, { recursive: true });
+      const content = await save(temp);
+      file = { path: join(folder, `faces-${content.indexedUpTo}-${content.appliedUpTo}-${content.sentinels}.usearch`), ...content };
+      await rename(temp, file.path);
+    } finally {
+      await unlink(temp).catch(() => undefined);
+      const stillOurs = (await this.redis.eval(RELEASE, 1, lock, token)) === 1;
+      if (file && !stillOurs) {
+        // An erasure may have purged without waiting for us: this file must not outlive it.
+        await unlink(file.path).catch(() => undefined);
+        file = undefined;
+      }
+    }
+    if (file) for (const older of await this.list(tenant)) if (older.path !== file.path) await unlink(older.path).catch(() => undefined);
+    return file;
+  }
+
+  /**
+   * After a tombstone with sequence number `tombstoneSeq`: waits while a writer holds the tenant's lock (at
+   * most SNAPSHOT_LOCK_MS), then deletes every snapshot saved before that tombstone was applied, and any
+   * temporary file a dead writer left. Returns how many files were deleted.
+   */
+  async purgeBefore(tenant: TenantId, tombstoneSeq: number): Promise<number> {
+    const lock = this.keys.tenant(tenant).faceSnapshotLock();
+    const deadline = Date.now() + SNAPSHOT_LOCK_MS;
+    while ((await this.redis.exists(lock)) === 1 && Date.now() < deadline) await sleep(25);
+    let removed = 0;
+    const folder = this.folder(tenant);
+    const stale = (await this.list(tenant)).filter((file) => file.appliedUpTo < tombstoneSeq).map((file) => file.path);
+    for (const name of await readdir(folder).catch(() => [] as string[])) if (TEMP.test(name)) stale.push(join(folder, name));
+    for (const path of stale) {
+      try {
+        await unlink(path);
+        removed++;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return removed;
+  }
+}

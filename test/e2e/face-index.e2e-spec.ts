@@ -1,0 +1,288 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceStore } from '@app/storage/face-store';
+import { FaceIndex } from '../../apps/worker/src/faces/face-index';
+import { FaceMatrix } from '../../apps/worker/src/faces/face-matrix';
+import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../bench/face-identities';
+import { AppProcess } from '../support/app-process';
+import { fixture } from '../support/fixtures';
+import { postImage, request } from '../support/http';
+import { until } from '../support/load';
+import { TestRedis } from '../support/test-redis';
+
+const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
+const THRESHOLD = 0.45;
+const silent = pino({ level: 'silent' });
+
+/** The highest cosine similarity between `embedding` and any int8 row of a saved usearch index (its vector matrix comes first: rows u32, bytes per row u32, then the rows). */
+function closestRow(path: string, embedding: Float32Array): number {
+  const file = readFileSync(path);
+  const rows = file.readUInt32LE(0);
+  const width = file.readUInt32LE(4);
+  expect(width).toBe(DIMENSIONS); // int8: one byte per dimension
+  let best = -1;
+  for (let row = 0; row < rows; row++) {
+    const base = 8 + row * width;
+    let dot = 0;
+    let norm = 0;
+    for (let k = 0; k < width; k++) {
+      const value = file.readInt8(base + k);
+      dot += value * embedding[k];
+      norm += value * value;
+    }
+    if (norm > 0) best = Math.max(best, dot / Math.sqrt(norm));
+  }
+  return best;
+}
+
+const snapshotFiles = (storageDir: string, tenant: string) =>
+  readdirSync(join(storageDir, tenant, '.face-index'))
+    .filter((name) => name.endsWith('.usearch'))
+    .map((name) => join(storageDir, tenant, '.face-index', name));
+
+/** A stored image with one synthetic face, inserted as a worker inserts it (INSERT_FACES). */
+async function storeFace(client: Redis, store: FaceStore, keys: RedisKeys, tenant: TenantId, name: string, embedding: Float32Array): Promise<{ hash: string; faceId: string; seq: number }> {
+  const hash = sha256(name);
+  await client.hset(keys.tenant(tenant).image(hash), 'size', '1');
+  const faceId = `${faceIdStem(tenant, hash)}-0`; // the id a worker gives an image's first face: what erasure probes
+  const [seq] = (await store.insertFaces(tenant, hash, [{ faceId, box: { x: 0, y: 0, width: 50, height: 50 }, landmarks: [], score: 1, embedding }]))!;
+  return { hash, faceId, seq };
+}
+
+describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on a real Redis)', () => {
+  const tenant = 'acme' as TenantId;
+  const keys = new RedisKeys('iiq');
+  let redis: TestRedis;
+  let client: Redis;
+  let store: FaceStore;
+  let dirs: string[] = [];
+  const indexes: FaceIndex[] = [];
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    client = redis.client();
+    store = new FaceStore(client, keys);
+  });
+
+  afterAll(async () => {
+    for (const index of indexes) await index.onModuleDestroy();
+    client?.disconnect();
+    await redis?.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const open = async (storageDir: string) => {
+    const index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 200, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, silent);
+    indexes.push(index);
+    await index.onModuleInit();
+    await until(() => index.describe(tenant)?.tail === 0, 30_000, 'every loaded face to settle into the index');
+    return index;
+  };
+
+  it('a worker started from a snapshot + the log after it answers exactly as a cold rebuild and as the exact scan; deleted faces never return; erasure deletes the older snapshot and a new one holds no erased vector', async () => {
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-'));
+    const coldDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-cold-'));
+    dirs = [storageDir, coldDir];
+    await client.sadd(keys.faceTenants(), tenant);
+    // 900 faces: the index is searched whole below 1,024 (EXHAUSTIVE_UP_TO), so both answers are exact and comparable.
+    const set = clusteredFaces(800, 10, 3);
+    const faces: { hash: string; faceId: string; seq: number; embedding: Float32Array }[] = [];
+    const add = async (embedding: Float32Array) => faces.push({ ...(await storeFace(client, store, keys, tenant, `img-${faces.length}`, embedding)), embedding });
+    for (let row = 0; row < 800; row++) await add(set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+
+    // Worker 1 builds the index from the log and saves a snapshot.
+    const first = await open(storageDir);
+    expect(first.describe(tenant)).toMatchObject({ tail: 0, indexed: 800 });
+    const saved = await first.saveSnapshot(tenant);
+    expect(saved).toBeDefined();
+
+    // After the snapshot: more faces, and deletions of settled faces (in the snapshot) and of new ones.
+    const random = new Xorshift(9);
+    for (let i = 0; i < 100; i++) await add(newView(set, Math.floor(random.next() * 80), random));
+    const deleted = [faces[3], faces[400], faces[799], faces[800], faces[850]];
+    const tombstones: number[] = [];
+    for (const face of deleted) tombstones.push((await store.deleteImageFaces(tenant, face.hash)).tombstoneSeq);
+    expect(Math.min(...tombstones)).toBeGreaterThan(900);
+    const deletedIds = new Set(deleted.map((face) => face.faceId));
+
+    // Worker 2: the snapshot + the log after it. Worker 3: a cold rebuild (no snapshot in its folder).
+    const restarted = await open(storageDir);
+    const cold = await open(coldDir);
+    expect(restarted.describe(tenant)).toMatchObject({ indexed: 895, tail: 0 });
+    expect(cold.describe(tenant)).toMatchObject({ indexed: 895, tail: 0 });
+
+    // The exact answer, from every live face.
+    const exact = new FaceMatrix(DIMENSIONS, faces.length);
+    for (const face of faces) if (!deletedIds.has(face.faceId)) exact.add(face.seq, face.faceId, face.hash, face.embedding);
+    const queries = [...Array.from({ length: 60 }, () => newView(set, Math.floor(random.next() * 80), random)), ...deleted.map((face) => face.embedding)];
+    let compared = 0;
+    for (const query of queries) {
+      const truth = exact.search(query, Infinity, '', THRESHOLD).map((m) => `${m.faceId}@${m.similarity}`).sort();
+      const fromSnapshot = (await restarted.match(tenant, query, THRESHOLD)).matches.map((m) => `${m.faceId}@${m.similarity}`).sort();
+      const rebuilt = (await cold.match(tenant, query, THRESHOLD)).matches.map((m) => `${m.faceId}@${m.similarity}`).sort();
+      expect(fromSnapshot).toEqual(rebuilt);
+      expect(fromSnapshot).toEqual(truth);
+      for (const id of fromSnapshot) expect(deletedIds.has(id.split('@')[0])).toBe(false);
+      compared += truth.length;
+    }
+    expect(compared).toBeGreaterThan(200); // the queries do have matches (10 views per identity)
+
+    // The old snapshot still holds the deleted settled faces' int8 vectors (so the check below can see one) …
+    expect(closestRow(saved!, faces[400].embedding)).toBeGreaterThan(0.99);
+    // … and goes, since it was saved before their tombstones.
+    expect(await new FaceSnapshots(storageDir, client, keys).purgeBefore(tenant, Math.max(...tombstones))).toBe(1);
+    expect(snapshotFiles(storageDir, tenant)).toEqual([]);
+    // A snapshot saved after the tombstones: the live faces are in it, the deleted ones are scrubbed.
+    const fresh = (await restarted.saveSnapshot(tenant))!;
+    expect(closestRow(fresh, faces[401].embedding)).toBeGreaterThan(0.99);
+    for (const face of [faces[3], faces[400], faces[799]]) expect(closestRow(fresh, face.embedding)).toBeLessThan(0.9);
+  });
+
+  it('a purge waits for a writer holding the lock and deletes what it wrote; a writer that lost its lock deletes its own file; one writer at a time', async () => {
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-snapshots-'));
+    dirs.push(storageDir);
+    const snapshots = new FaceSnapshots(storageDir, client, keys);
+    const other = 'other' as TenantId;
+    const slowSave = (ms: number, content = { indexedUpTo: 10, appliedUpTo: 12, sentinels: 0 }) => async (path: string) => {
+      await sleep(ms);
+      await writeFile(path, 'index bytes');
+      return content;
+    };
+    // The erasure's tombstone (seq 20) lands while a writer (applied up to 12) is saving.
+    const writing = snapshots.write(other, slowSave(400));
+    await sleep(50);
+    expect(await snapshots.write(other, slowSave(0))).toBeUndefined(); // the lock is taken: nothing written
+    const purgeStarted = Date.now();
+    const purged = await snapshots.purgeBefore(other, 20);
+    expect(Date.now() - purgeStarted).toBeGreaterThanOrEqual(250); // it waited for the writer
+    expect((await writing)?.appliedUpTo).toBe(12);
+    expect(purged).toBe(1);
+    expect(snapshotFiles(storageDir, 'other')).toEqual([]);
+
+    // A file saved after the tombstone stays; one whose writer lost the lock (expired) does not appear.
+    expect(await snapshots.write(other, slowSave(0, { indexedUpTo: 30, appliedUpTo: 31, sentinels: 2 }))).toMatchObject({ appliedUpTo: 31, sentinels: 2 });
+    expect(await snapshots.purgeBefore(other, 20)).toBe(0);
+    const lost = snapshots.write(other, async (path) => {
+      await client.del(keys.tenant(other).faceSnapshotLock());
+      return slowSave(0, { indexedUpTo: 40, appliedUpTo: 41, sentinels: 0 })(path);
+    });
+    expect(await lost).toBeUndefined();
+    expect((await snapshots.list(other)).map((file) => file.appliedUpTo)).toEqual([31]);
+  });
+});
+
+/**
+ * Two APIs and two workers on a tenant large enough to be indexed (FACE_INDEX_MIN_FACES=1000, 3,000
+ * synthetic faces stored before the workers start), with the real models on the fixture photos.
+ */
+describe('face index in the running service (2 APIs, 2 workers, an indexed tenant)', () => {
+  let redis: TestRedis;
+  let client: Redis;
+  let storageDir: string;
+  let apis: AppProcess[];
+  let workers: AppProcess[];
+  let env: Record<string, string>;
+  const hashOf = (name: string) => sha256(fixture(name));
+  const submit = (bytes: Buffer, api = apis[0]) => postImage(`${api.url}/v1/faces`, bytes, 'photo.jpg');
+  const matchedLine = (hash: string) => workers.flatMap((worker) => worker.logsWith('faces.matched')).find((line) => line.imageHash === hash);
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    client = redis.client();
+    storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-e2e-'));
+    const keys = new RedisKeys('iiq');
+    const store = new FaceStore(client, keys);
+    const tenant = 'default' as TenantId;
+    await client.sadd(keys.faceTenants(), tenant);
+    // Strangers: random directions, far below the threshold from any real face.
+    const random = new Xorshift(17);
+    for (let i = 0; i < 3000; i++) {
+      const v = new Float32Array(DIMENSIONS).map(() => random.gaussian());
+      const n = Math.hypot(...v);
+      await storeFace(client, store, keys, tenant, `stranger-${i}`, v.map((x) => x / n));
+    }
+    env = {
+      REDIS_URL: redis.url,
+      STORAGE_DIR: storageDir,
+      ORT_INTRA_OP_THREADS: '1',
+      WORKER_CONCURRENCY: '1',
+      FACE_WAIT_MS: '30000',
+      FACE_INDEX_MIN_FACES: '1000',
+      FACE_TAIL_SETTLE_MS: '1500',
+      FACE_SNAPSHOT_EVERY: '500',
+    };
+    const started = await Promise.all([AppProcess.start('api', env), AppProcess.start('api', env), AppProcess.start('worker', env), AppProcess.start('worker', env)]);
+    apis = started.slice(0, 2);
+    workers = started.slice(2);
+  });
+
+  afterAll(async () => {
+    await Promise.all([...(apis ?? []), ...(workers ?? [])].map((app) => app.stop()));
+    client?.disconnect();
+    await redis?.stop();
+    rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('loads the stored faces into an index at start and saves a snapshot beside the content store', async () => {
+    for (const worker of workers) expect((await worker.waitForLog((line) => line.action === 'faces.index_loaded')).faces).toBe(3000);
+    await until(() => snapshotFiles(storageDir, 'default').length > 0, 30_000, 'a snapshot file');
+  });
+
+  it('a face added on one worker is matched by a query on the other as soon as it is in the log, and once settled, through its index', async () => {
+    const first = await submit(fixture('face_obama_1.jpg'));
+    expect(first.status).toBe(200);
+    const processedBy = workers.findIndex((worker) => worker.pid === matchedLine(hashOf('face_obama_1.jpg'))?.pid);
+    expect(processedBy).toBeGreaterThanOrEqual(0);
+    // Only the other worker is left: it knows obama_1's face only from the log.
+    const [gone] = workers.splice(processedBy, 1);
+    await gone.stop();
+    const second = await submit(fixture('face_obama_2.jpg'), apis[1]);
+    expect(second.body.matchedImages).toEqual([hashOf('face_obama_1.jpg')]);
+    expect(matchedLine(hashOf('face_obama_2.jpg'))?.pid).toBe(workers[0].pid);
+
+    // After FACE_TAIL_SETTLE_MS both faces have moved into that worker's index: found there, checked exactly.
+    await sleep(4000);
+    const third = await submit(fixture('faces_obama_biden.jpg'));
+    expect([...third.body.matchedImages].sort()).toEqual([hashOf('face_obama_1.jpg'), hashOf('face_obama_2.jpg')].sort());
+    expect(matchedLine(hashOf('faces_obama_biden.jpg'))?.checkedFromIndex).toBeGreaterThanOrEqual(2);
+    workers.push(await AppProcess.start('worker', env));
+  });
+
+  it('two workers inserting the same person at the same moment find the pair', async () => {
+    let onTwoWorkers = 0;
+    for (let round = 0; round < 4 && onTwoWorkers < 1; round++) {
+      const one = Buffer.concat([fixture('face_biden_1.jpg'), Buffer.from(`same-moment-${round}-a`)]);
+      const two = Buffer.concat([fixture('face_biden_2.jpg'), Buffer.from(`same-moment-${round}-b`)]);
+      const [a, b] = await Promise.all([submit(one, apis[0]), submit(two, apis[1])]);
+      expect(a.status).toBe(200);
+      expect(b.status).toBe(200);
+      expect((await request(`${apis[0].url}/v1/images/${sha256(one)}/matches`)).body.matchedImages).toContain(sha256(two));
+      expect((await request(`${apis[1].url}/v1/images/${sha256(two)}/matches`)).body.matchedImages).toContain(sha256(one));
+      await until(() => matchedLine(sha256(one)) !== undefined && matchedLine(sha256(two)) !== undefined, 10_000, 'both faces.matched lines');
+      if (matchedLine(sha256(one))!.pid !== matchedLine(sha256(two))!.pid) onTwoWorkers++;
+    }
+    expect(onTwoWorkers).toBe(1);
+  });
+
+  it('erasure deletes every snapshot that could hold the erased face, and the face is matched no more', async () => {
+    const obama1 = hashOf('face_obama_1.jpg');
+    const before = snapshotFiles(storageDir, 'default');
+    expect(before.length).toBeGreaterThan(0);
+    const erased = await request(`${apis[0].url}/v1/images/${obama1}`, { method: 'DELETE' });
+    expect(erased.status).toBe(200);
+    expect(erased.body.removedFaces).toBe(1);
+    expect(erased.body.removedSnapshots).toBeGreaterThanOrEqual(1);
+    for (const path of before) expect(snapshotFiles(storageDir, 'default')).not.toContain(path);
+    const again = await submit(Buffer.concat([fixture('face_obama_2.jpg'), Buffer.from('after-erasure')]));
+    expect(again.body.matchedImages).not.toContain(obama1);
+    expect(again.body.matchedImages).toContain(hashOf('face_obama_2.jpg'));
+  });
+});
