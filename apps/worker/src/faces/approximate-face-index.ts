@@ -18,9 +18,10 @@ export const HNSW = { connectivity: 16, expansionAdd: 256 } as const;
  */
 export const MAX_NEIGHBOURS = 8192;
 /**
- * An index of at most 4 × searchWidth faces is searched whole (k = its size): about the cost of one widened
- * search, and exact. HNSW on clustered 128-d faces leaves about 1 in 1,000 true pairs unreached even at
- * k = 512 of 1,600 faces; only k ≥ size reaches every node.
+ * An index of at most 4 × searchWidth faces is asked for all its faces (k = its size): about the cost of one
+ * widened search. Still approximate: a node the graph does not reach is not returned (HNSW on clustered 128-d
+ * faces leaves about 1 in 1,000 true pairs unreached at k = 512 of 1,600 faces, and a few even at k = size).
+ * Tenants that small use the exact scan in production anyway (FACE_INDEX_MIN_FACES).
  */
 export const EXHAUSTIVE_FACTOR = 4;
 
