@@ -14,18 +14,20 @@ export function exitGracefullyOnSignals(app: INestApplicationContext, logger: Lo
     logger.info({ action: 'shutdown.started', signal, graceMs }, `${signal}: finishing in-flight work`);
     const started = Date.now();
     beforeClose();
+    // Logs are written asynchronously: the last line is flushed before the process exits, or it may be lost.
+    const exit = (code: number) => logger.flush(() => process.exit(code));
     setTimeout(() => {
       logger.error({ action: 'shutdown.timeout', graceMs }, 'graceful shutdown took too long; exiting');
-      process.exit(1);
+      exit(1);
     }, graceMs).unref();
     app.close().then(
       () => {
         logger.info({ action: 'shutdown.completed', ms: Date.now() - started }, 'stopped cleanly');
-        process.exit(0);
+        exit(0);
       },
       (error) => {
         logger.error({ action: 'shutdown.failed', err: error }, 'error while shutting down');
-        process.exit(1);
+        exit(1);
       },
     );
   };
