@@ -9,7 +9,7 @@ export interface HttpResult<T = any> {
 
 export async function request<T = any>(url: string, init?: RequestInit): Promise<HttpResult<T>> {
   if (!/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?\//.test(url)) throw new Error(`tests only talk to loopback, not ${url}`);
-  const response = await fetch(url, init);
+  const response = await fetchOnce(url, init);
   const text = await response.text();
   let body: unknown = text;
   try {
@@ -18,6 +18,21 @@ export async function request<T = any>(url: string, init?: RequestInit): Promise
     // not JSON
   }
   return { status: response.status, headers: response.headers, body: body as T };
+}
+
+/**
+ * fetch, once more for a GET or HEAD that fails with a reset connection: the test apps listen on ports freed a
+ * moment ago, and fetch's connection pool may still hold a connection to an earlier process on the same port.
+ */
+async function fetchOnce(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const method = (init?.method ?? 'GET').toUpperCase();
+    const reset = (error as { cause?: { code?: string } }).cause?.code === 'ECONNRESET';
+    if (!reset || (method !== 'GET' && method !== 'HEAD')) throw error;
+    return fetch(url, init);
+  }
 }
 
 export function multipart(fields: Record<string, string | { bytes: Buffer; filename: string; type?: string }>): FormData {
