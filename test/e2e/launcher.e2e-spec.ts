@@ -18,6 +18,9 @@ describe('npm start (scripts/start.mjs)', () => {
     const launcher = startLauncher({ LOCAL_REDIS_PORT: String(redisPort), PORT: String(apiPort) });
     try {
       await launcher.waitFor('launcher.started', 120_000);
+      // Both apps up (the API announces itself; the worker is ready once its models are loaded).
+      await launcher.waitFor('worker.ready', 120_000);
+      expect(launcher.actions()).not.toContain('launcher.child_exited');
       expect(await redisUnreachable(`redis://127.0.0.1:${redisPort}`, 1000)).toBeUndefined();
       const sent = Date.now();
       // What a terminal does on Ctrl-C: SIGINT to the whole foreground process group.

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { ChildProcess, spawn } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePort } from './free-port';
@@ -25,7 +26,8 @@ export class TestRedis {
    */
   static async start(port?: number, options: { appendOnlyDir?: string; args?: string[]; password?: string } = {}): Promise<TestRedis> {
     port ??= await freePort();
-    const persistence = options.appendOnlyDir ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', options.appendOnlyDir] : ['--appendonly', 'no'];
+    // Never the repository: a replica's full sync writes an RDB file into its --dir even with --save ''.
+    const persistence = options.appendOnlyDir ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', options.appendOnlyDir] : ['--appendonly', 'no', '--dir', tmpdir()];
     const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, ...(options.args ?? [])], { stdio: 'ignore' });
     const redis = new TestRedis(child, port);
     const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
