@@ -187,6 +187,31 @@ describe('hardening: limits, addresses, time and what is left behind', () => {
     expect((await request(`${api.url}/v1/images/${hash}/results/mobilenet_v2`)).body.state).toBe('completed');
   });
 
+  it('a client that declares a huge body and sends it slowly holds at most half the upload budget: other tenants are served meanwhile', async () => {
+    await start('worker', { QUEUE_PREFIX: 'hog' });
+    const api = await start('api', { QUEUE_PREFIX: 'hog', API_KEYS: 'hog:hog-key,fair:fair-key' });
+    // Two requests that each declare the whole JSON limit (32 MB) and send nothing more.
+    const hogs = [0, 1].map(() => {
+      const socket = connect(api.port!, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: hog-key\r\nContent-Type: application/json\r\nContent-Length: ${32 * MB}\r\n\r\n{"image":"`);
+      return socket;
+    });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (const [route, send] of [
+        ['raw classify', () => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg', 'x-api-key': 'fair-key' }, body: castle })],
+        ['multipart faces', () => request(`${api.url}/v1/faces`, { method: 'POST', headers: { 'x-api-key': 'fair-key' }, body: multipart({ image: { bytes: castle, filename: 'c.jpg' } }) })],
+        ['JSON classify', () => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': 'fair-key' }, body: JSON.stringify({ image: castle.toString('base64') }) })],
+      ] as const) {
+        const answer = await send();
+        expect([route, answer.status, answer.body?.error?.message]).toEqual([route, 200, undefined]);
+      }
+    } finally {
+      hogs.forEach((socket) => socket.destroy());
+    }
+  });
+
   it('GET /v1/jobs/:id looks up classify job ids only: ids derived from an image are not even looked up', async () => {
     const api = await start('api', { QUEUE_PREFIX: 'jobids' });
     for (const id of ['an-0123456789abcdef0123456789abcdef', 'faces-0123456789abcdef0123456789abcdef', 'not-a-uuid']) {

@@ -57,7 +57,7 @@ export class ClassifyController {
     @Query('model') model?: string,
     @Query('topk') topk?: string,
   ): Promise<ClassifyResponseDto | JobAcceptedDto> {
-    const upload = await this.uploads.read(request);
+    const upload = await this.uploads.read(request, reply);
     const outcome = await this.classifier.classify({
       requestId: requestIdOf(request),
       tenant,
@@ -100,7 +100,7 @@ export class ClassifyController {
   @ApiPayloadTooLargeResponse({ type: LegacyErrorResponseDto })
   @ApiUnprocessableEntityResponse({ type: LegacyErrorResponseDto })
   async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<LegacyPredictResponseDto> {
-    const upload = await this.uploads.read(request);
+    const upload = await this.uploads.read(request, reply);
     const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes, signal: clientGoneSignal(reply) });
     if (outcome.kind === 'completed') {
       return { success: true, predictions: outcome.result.predictions.map(({ label, probability }) => ({ label, probability })) };

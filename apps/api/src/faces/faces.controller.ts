@@ -46,7 +46,7 @@ export class FacesController {
       if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
       return this.answer(await this.faces.submit(tenant, requestId, await this.fetcher.fetch(json.url, requestId, tenant, reply)), reply);
     }
-    return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request)).bytes), reply);
+    return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request, reply)).bytes), reply);
   }
 
   @Get('v1/images/:hash/matches')

@@ -44,6 +44,17 @@ describe('ByteBudget holders', () => {
     expect(secondGranted).toBe(true);
     other();
     expect(budget.inUse).toBe(0);
+    // A holder waiting for its own share blocks nobody, even when the budget could not hold it either.
+    const full = new ByteBudget(100, 1_000);
+    const hog = await full.acquire(50, 'hog');
+    const bystander = await full.acquire(10, 'bystander');
+    const hogAgain = full.acquire(50, 'hog').catch(() => undefined);
+    const fair = await Promise.race([full.acquire(30, 'fair'), sleep(200).then(() => undefined)]);
+    expect(fair).toBeDefined();
+    fair!();
+    hog();
+    bystander();
+    await hogAgain;
     // A holder that waits past the limit is refused, and holds nothing afterwards.
     const tight = new ByteBudget(100, 50);
     const held = await tight.acquire(50, 'greedy');

@@ -12,9 +12,9 @@ const busy = () => new AppError(ErrorCode.ServiceUnavailable, 'too many images a
  * A budget of bytes held in memory (or in flight to disk) across all requests of this process: a reader reserves
  * the most it may hold before reading, and gives it back when the bytes are stored or dropped. Reservations are
  * granted first come, first served; one that cannot be granted within `waitMs` is refused with 503 + Retry-After,
- * so memory stays bounded however many requests arrive. A holder (a tenant, or a client address) may hold at
- * most half the budget (unless it holds nothing), so one client cannot take it all: its further reservations
- * wait for its own, while other holders' reservations are granted past them.
+ * so memory stays bounded however many requests arrive. A holder (a tenant, or a client address) holds at most
+ * half the budget (a larger reservation is cut to half), so one client cannot take it all: its further
+ * reservations wait for its own, while other holders' reservations are granted past them.
  * (A few lines of our own: the semaphore libraries on the registry count permits, not bytes, or wait without a
  * time limit.)
  */
@@ -48,7 +48,8 @@ export class ByteBudget {
    * Throws 503 SERVICE_UNAVAILABLE when `holder` already holds half the budget, or no room frees up in time.
    */
   async acquire(bytes: number, holder?: string): Promise<() => void> {
-    const amount = Math.min(bytes, this.capacity);
+    // No single reservation takes more than half: a holder is never the only one served.
+    const amount = Math.min(bytes, holder ? this.capacity / 2 : this.capacity);
     await this.reserve(amount, holder);
     let released = false;
     return () => {
@@ -71,10 +72,9 @@ export class ByteBudget {
     return this.used + bytes <= this.capacity;
   }
 
-  /** Within the holder's half of the budget (or the holder holds nothing yet). */
+  /** Within the holder's half of the budget. */
   private inShare(bytes: number, holder: string | undefined): boolean {
-    const held = holder ? (this.byHolder.get(holder) ?? 0) : 0;
-    return held === 0 || held + bytes <= this.capacity / 2;
+    return !holder || (this.byHolder.get(holder) ?? 0) + bytes <= this.capacity / 2;
   }
 
   private take(bytes: number, holder: string | undefined): void {
@@ -83,8 +83,9 @@ export class ByteBudget {
   }
 
   private reserve(bytes: number, holder?: string): Promise<void> {
-    // First come, first served: nobody passes a reservation that waits for room in the budget.
-    if (this.inBudget(bytes) && this.inShare(bytes, holder) && !this.queue.some((waiting) => !this.inBudget(waiting.bytes))) {
+    // First come, first served: nobody passes a reservation that waits only for room in the budget (one that
+    // waits for its holder's own share blocks nobody).
+    if (this.inBudget(bytes) && this.inShare(bytes, holder) && !this.queue.some((waiting) => this.inShare(waiting.bytes, waiting.holder) && !this.inBudget(waiting.bytes))) {
       this.take(bytes, holder);
       return Promise.resolve();
     }
@@ -112,11 +113,11 @@ export class ByteBudget {
   private grantWaiting(): void {
     for (let i = 0; i < this.queue.length; ) {
       const next = this.queue[i];
-      if (!this.inBudget(next.bytes)) return;
       if (!this.inShare(next.bytes, next.holder)) {
         i++;
         continue;
       }
+      if (!this.inBudget(next.bytes)) return;
       this.queue.splice(i, 1);
       this.take(next.bytes, next.holder);
       next.grant();

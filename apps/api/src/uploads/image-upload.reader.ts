@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Inject, Injectable } from '@nestjs/common';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { TenantResolver } from '../auth/api-keys';
 import { AppError, ErrorCode, TenantId } from '@app/contracts';
 import { CONTENT_STORE, ContentStore } from '@app/storage';
 import { StagedImage, stageImage } from './staged-image';
@@ -32,11 +33,17 @@ export class ImageUploadReader {
   constructor(
     private readonly config: AppConfig,
     private readonly budget: UploadBudget,
+    private readonly tenants: TenantResolver,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
   ) {}
 
-  async read(request: FastifyRequest, fieldName = 'image'): Promise<ImageUpload> {
-    if (request.isMultipart()) return this.readMultipart(request, fieldName);
+  /**
+   * The one image of a request. A multipart image is read into memory under a reservation of MAX_IMAGE_BYTES
+   * of the process's upload budget, held until `reply` is sent (raw and JSON bodies are reserved the same way
+   * before Fastify parses them: registerBodyBudget).
+   */
+  async read(request: FastifyRequest, reply: FastifyReply, fieldName = 'image'): Promise<ImageUpload> {
+    if (request.isMultipart()) return this.readMultipart(request, reply, fieldName);
     if (Buffer.isBuffer(request.body)) return { bytes: request.body, fields: {} };
     const json = jsonObjectBody(request);
     if (json) return this.readJson(json, fieldName);
@@ -46,8 +53,8 @@ export class ImageUploadReader {
   /**
    * Several images and repeatable text fields: multipart files in `fieldName` (any number up to
    * MAX_IMAGES_PER_REQUEST), or JSON `{ <fieldName>: [base64, ...], ... }`. Each image is streamed into a
-   * staging file of the tenant's store (never held whole in memory), one at a time, under a reservation of the
-   * process's upload budget that lasts until the consumer asks for the next one. The consumer adopts or
+   * staging file of the tenant's store, one at a time: never held whole in memory (a few chunks at a time, the
+   * disk's write speed pacing the socket), so it holds none of the upload budget. The consumer adopts or
    * discards each staged image. `fields` is complete once `images` is exhausted (multipart fields may follow
    * the files).
    */
@@ -87,12 +94,7 @@ export class ImageUploadReader {
         throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
       }
       this.assertImageCount(++count);
-      const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES, `tenant:${tenant}`);
-      try {
-        yield await stageImage(this.store, tenant, this.fileChunks(part.file), this.config.values.MAX_IMAGE_BYTES);
-      } finally {
-        release();
-      }
+      yield await stageImage(this.store, tenant, this.fileChunks(part.file), this.config.values.MAX_IMAGE_BYTES);
     }
     if (count === 0) throw new AppError(ErrorCode.ImageMissing, `no images: send at least one file in field "${fieldName}"`);
   }
@@ -114,7 +116,8 @@ export class ImageUploadReader {
     if (count > maxImages) throw new AppError(ErrorCode.BadRequest, `at most ${maxImages} images per request`);
   }
 
-  private async readMultipart(request: FastifyRequest, fieldName: string): Promise<ImageUpload> {
+  private async readMultipart(request: FastifyRequest, reply: FastifyReply, fieldName: string): Promise<ImageUpload> {
+    const holder = this.tenants.tracker(request);
     let bytes: Buffer | undefined;
     const fields: Record<string, string> = {};
     for await (const part of request.parts()) {
@@ -124,6 +127,7 @@ export class ImageUploadReader {
           part.file.resume();
           throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send exactly one file in field "${fieldName}"`);
         }
+        await this.budget.holdUntilSent(reply, this.config.values.MAX_IMAGE_BYTES, holder);
         const chunks: Buffer[] = [];
         for await (const chunk of this.fileChunks(part.file)) chunks.push(chunk as Buffer);
         bytes = Buffer.concat(chunks);

@@ -39,39 +39,33 @@ export class ImageFetcher {
   }
 
   /**
-   * The images at `urls`, fetched one at a time and streamed into staging files of the tenant's store (never
-   * held whole in memory), each under a reservation of the process's upload budget that lasts until the
-   * consumer asks for the next one (at most MAX_URLS_PER_REQUEST URLs). The consumer adopts or discards each.
+   * The images at `urls`, fetched one at a time and streamed into staging files of the tenant's store: never
+   * held whole in memory (the disk's write speed paces the response), at most MAX_URLS_PER_REQUEST of them. The
+   * consumer adopts or discards each.
    */
   async *stageEach(urls: string[], requestId: string, tenant: TenantId): AsyncGenerator<StagedImage> {
     const env = this.config.values;
     if (urls.length > env.MAX_URLS_PER_REQUEST) throw new AppError(ErrorCode.BadRequest, `at most ${env.MAX_URLS_PER_REQUEST} URLs per request (MAX_URLS_PER_REQUEST)`);
     for (const url of urls) {
-      const release = await this.budget.acquire(env.MAX_IMAGE_BYTES, `tenant:${tenant}`);
+      const writer = await StagedImageWriter.open(this.store, tenant, env.MAX_IMAGE_BYTES);
+      let staged: StagedImage;
       try {
-        const writer = await StagedImageWriter.open(this.store, tenant, env.MAX_IMAGE_BYTES);
-        let staged: StagedImage;
-        try {
-          await this.fetchTo(url, requestId, (chunk) => writer.write(chunk));
-          staged = await writer.finish();
-        } catch (error) {
-          await writer.discard();
-          throw error;
-        }
-        yield staged;
-      } finally {
-        release();
+        await this.fetchTo(url, requestId, (chunk) => writer.write(chunk));
+        staged = await writer.finish();
+      } catch (error) {
+        await writer.discard();
+        throw error;
       }
+      yield staged;
     }
   }
 
   /**
-   * The image at `url` in memory, under a reservation of the upload budget that lasts until `reply` is sent
-   * (the caller keeps the bytes that long).
+   * The image at `url` in memory, under a reservation of MAX_IMAGE_BYTES of the upload budget held until `reply`
+   * is sent (the caller keeps the bytes that long).
    */
   async fetch(rawUrl: string, requestId: string, tenant: TenantId, reply: FastifyReply): Promise<Buffer> {
-    const release = await this.budget.acquire(this.config.values.MAX_IMAGE_BYTES, `tenant:${tenant}`);
-    reply.raw.once('close', release);
+    await this.budget.holdUntilSent(reply, this.config.values.MAX_IMAGE_BYTES, `tenant:${tenant}`);
     const chunks: Buffer[] = [];
     await this.fetchTo(rawUrl, requestId, (chunk) => void chunks.push(chunk));
     return Buffer.concat(chunks);
