@@ -1,3 +1,4 @@
+import type Redis from 'ioredis';
 import { request } from '../support/http';
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
@@ -25,15 +26,15 @@ describe('fault: a worker stalls silently (its fetch connection goes dead withou
       expect([200, 202]).toContain(answer.status);
     }
   };
+  let client: Redis;
   const counts = async () => {
-    const client = stack.client();
     const [wait, prioritized, active] = await Promise.all(['wait', 'prioritized', 'active'].map((list) => (list === 'prioritized' ? client.zcard(`iiq:inference:${list}`) : client.llen(`iiq:inference:${list}`))));
-    client.disconnect();
     return { waiting: wait + prioritized, active };
   };
 
   beforeAll(async () => {
     await stack.startRedis();
+    client = stack.client();
     // Answers 202 at once: the jobs are left in the queue for the worker.
     api = await stack.start('api', { REQUEST_WAIT_MS: '100' });
   });
