@@ -216,6 +216,20 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(later.body.matchedImages).toEqual([aliceOnly.obama2]);
   });
 
+  it('an image whose metadata Redis lost (its bytes still stored) is registered again from its bytes: it can be read and erased', async () => {
+    const hash = aliceOnly.kitten;
+    // What a Redis restart without persistence leaves: the bytes on disk, no metadata.
+    expect(await client.del(`iiq:{alice}:image:${hash}`)).toBe(1);
+    const described = await call(KEYS.alice, `/v1/images/${hash}`);
+    expect(described.status).toBe(200);
+    expect(described.body.image).toMatchObject({ hash, format: 'png', width: 224, height: 224 });
+    // Still the owner's only: bob gets what he gets for any hash he never stored.
+    expect((await call(KEYS.bob, `/v1/images/${hash}`)).status).toBe(404);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' })).status).toBe(200);
+    expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);
+  });
+
   it('erasure removes queued jobs of the image, and a job already running writes nothing back', async () => {
     const kittenVariant = Buffer.concat([fixture('cat_kitten_224.png'), Buffer.from('erase-me')]);
     const hash = sha256(kittenVariant);
