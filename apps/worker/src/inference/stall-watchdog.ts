@@ -65,9 +65,12 @@ export class StallWatchdog implements OnApplicationShutdown {
     this.checking = true;
     try {
       const timeoutMs = this.config.values.WORKER_STALL_TIMEOUT_MS;
-      const counts = this.activity.running() === 0 ? await this.countJobs() : undefined;
-      const waiting = counts ? (counts.wait ?? 0) + (counts.prioritized ?? 0) : 0;
-      if (!counts || waiting === 0 || (counts.active ?? 0) > 0) return this.clear(now);
+      if (this.activity.running() > 0) return this.clear(now);
+      const counts = await this.countJobs();
+      // Redis does not answer: an outage, which the connections are already retrying. The clock starts again.
+      if (!counts) return void (this.suspectSince = undefined);
+      const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0);
+      if (waiting === 0 || (counts.active ?? 0) > 0) return this.clear(now);
       this.suspectSince ??= now;
       if (now - this.suspectSince < timeoutMs || now - this.activity.lastActivityAt() < timeoutMs) return;
       if (this.state.stalledSince === undefined) return await this.stalled(now, waiting);
