@@ -170,6 +170,9 @@ describe('fault: Sentinel failover under load', () => {
       `Sentinel failover totals: ${all.length} requests; classify ${count('classify', 200)} × 200, ${count('classify', 202)} × 202, ${count('classify', 503)} × 503; ` +
         `analyses ${accepted.length} accepted (all completed, 0 lost), ${count('analysis', 503)} × 503; classify jobs that vanished and were queued again: ${vanished}`,
     );
+    // Each process says where it went: its own client's last reconnection names the current primary.
+    const primary = await sentinels.primaryPort();
+    for (const app of started) expect(app.logsWith('redis.reconnected').at(-1)?.node).toBe(`127.0.0.1:${primary}`);
     expect(started.filter((app) => app.exited)).toEqual([]);
   });
 });

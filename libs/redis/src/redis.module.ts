@@ -50,6 +50,13 @@ export class RedisModule {
               maxRetriesPerRequest: options.failFast ? 1 : 20,
               enableOfflineQueue: !options.failFast,
             });
+            // One line per (re)connection, naming the node reached: after a failover, the new primary.
+            let connectedBefore = false;
+            client.on('ready', () => {
+              const node = client.stream ? `${client.stream.remoteAddress}:${client.stream.remotePort}` : undefined;
+              logger.info({ action: connectedBefore ? 'redis.reconnected' : 'redis.connected', redis: connection.describe(), node }, connectedBefore ? 'reconnected to Redis' : 'connected to Redis');
+              connectedBefore = true;
+            });
             // Connected before anything uses it (with no offline queue, early commands would fail).
             await client.connect();
             try {
