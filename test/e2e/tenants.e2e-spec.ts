@@ -225,7 +225,7 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     const erased = await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' });
     expect(erased.status).toBe(200);
     // Whatever was still running has finished by now; none of it came back.
-    await until(async () => (await client.keys('iiq:inference:an-*')).length === 0, 30_000, 'the analysis jobs to leave the queue');
+    await until(async () => (await client.keys('{iiq}:inference:an-*')).length === 0, 30_000, 'the analysis jobs to leave the queue');
     const after = await dumpRedis(client);
     expect(after.filter(({ key, text }) => key.includes(hash) || text.includes(hash))).toEqual([]);
     expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);

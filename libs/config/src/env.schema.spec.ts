@@ -27,6 +27,13 @@ describe('parseEnv', () => {
     expect(() => parseEnv({ WORKER_HTTP_PORT: '70000' })).toThrow(/WORKER_HTTP_PORT/);
   });
 
+  it('takes QUEUE_PREFIX as a name or a Redis Cluster hash tag, braced by default, and refuses half a tag', () => {
+    expect(parseEnv({}).QUEUE_PREFIX).toBe('{iiq}');
+    expect(parseEnv({ QUEUE_PREFIX: 'iiq' }).QUEUE_PREFIX).toBe('iiq');
+    expect(parseEnv({ QUEUE_PREFIX: '{acme_1}' }).QUEUE_PREFIX).toBe('{acme_1}');
+    for (const bad of ['{iiq', 'iiq}', '{a}b', '{}', 'a:b']) expect(() => parseEnv({ QUEUE_PREFIX: bad })).toThrow(/QUEUE_PREFIX/);
+  });
+
   it('names every bad variable in one error', () => {
     expect(() => parseEnv({ PORT: 'eighty', REDIS_URL: 'not a url', MAX_IMAGE_BYTES: '-1' })).toThrow(
       /PORT[\s\S]*REDIS_URL|REDIS_URL[\s\S]*PORT/,

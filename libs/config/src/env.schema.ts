@@ -155,7 +155,16 @@ export const envSchema = z.object({
    * and refuse another, unless this is true.
    */
   REDIS_ALLOW_EVICTION: bool(false),
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),
+  /**
+   * BullMQ's key prefix. In braces (the default, `{iiq}`) it is a Redis Cluster hash tag: every key of the queue
+   * hashes to one slot, as BullMQ's multi-key scripts require on a Cluster. Without braces (`iiq`, the layout before
+   * Cluster support) the queue keeps its old keys on a single Redis or Sentinel, and a Cluster is refused. The
+   * product's own keys use the name without braces (`iiq:…`) either way.
+   */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, 'a name of letters, digits, _ and -, optionally in braces as a Redis Cluster hash tag: {iiq}')
+    .default('{iiq}'),
   BLOB_TTL_SECONDS: int(10, 7 * 24 * 3600, 900),
   JOB_DEADLINE_MS: int(1000, 24 * 3600_000, 300_000),
   JOB_ATTEMPTS: int(1, 20, 3),

@@ -22,8 +22,9 @@ import { redisOptionsFromUrl } from '@app/redis';
 async function migrate(tenant: TenantId): Promise<void> {
   const env = parseEnv(process.env);
   const redis = new Redis({ ...redisOptionsFromUrl(env.REDIS_URL), maxRetriesPerRequest: 3 });
-  const prefix = env.QUEUE_PREFIX;
-  const k = new RedisKeys(prefix).tenant(tenant);
+  const keys = new RedisKeys(env.QUEUE_PREFIX);
+  const prefix = keys.prefix;
+  const k = keys.tenant(tenant);
   const counts = { images: 0, results: 0, faces: 0, files: 0 };
   try {
     const scan = async (pattern: string): Promise<string[]> => {
@@ -70,7 +71,7 @@ async function migrate(tenant: TenantId): Promise<void> {
     }
     if (entries.length > 0) await redis.del(old('faces:log'));
     if (await redis.exists(old('faces:seq'))) await redis.rename(old('faces:seq'), k.faceSeq());
-    if (counts.faces > 0) await redis.sadd(new RedisKeys(prefix).faceTenants(), tenant);
+    if (counts.faces > 0) await redis.sadd(keys.faceTenants(), tenant);
     for (const key of imageFacesKeys) {
       const record = JSON.parse((await redis.get(key))!) as { faceIds: string[] };
       record.faceIds = record.faceIds.map(newFaceId);
