@@ -64,7 +64,10 @@ const parent = process.ppid;
 setInterval(() => process.ppid !== parent && stopAll(0), 1000).unref();
 
 const env = { ...process.env };
-if (env.REDIS_URL) {
+if (env.REDIS_SENTINELS) {
+  // Sentinel: the apps check the configuration and ask the sentinels for the primary themselves.
+  say('redis.sentinel', `using Redis through the sentinels at ${env.REDIS_SENTINELS}`);
+} else if (env.REDIS_URL) {
   const problem = await redisUnreachable(env.REDIS_URL);
   if (problem) {
     console.error(problem);

@@ -60,9 +60,14 @@ export class TestRedis {
   }
 
   async stop(): Promise<void> {
-    if (this.process.exitCode !== null) return;
+    await this.kill('SIGTERM');
+  }
+
+  /** Sends `signal` (SIGKILL: a crash, nothing flushed) and resolves once the server has exited. */
+  async kill(signal: NodeJS.Signals): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
     const exited = new Promise((resolve) => this.process.once('exit', resolve));
-    this.process.kill('SIGTERM');
+    this.process.kill(signal);
     await exited;
   }
 }

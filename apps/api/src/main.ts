@@ -14,7 +14,7 @@ import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
 import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
-import { REDIS_CLIENT, redactRedisUrl, redisUnreachable } from '@app/redis';
+import { REDIS_CLIENT, RedisConnection, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
 import { clientErrorHandler } from './common/client-error';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
@@ -30,9 +30,9 @@ async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
   // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
-  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('PORT', env.HOST, env.PORT));
+  const problem = (await redisUnreachable(RedisConnection.fromEnv(env))) ?? (await listenProblem('PORT', env.HOST, env.PORT));
   if (problem) {
-    logger.fatal({ action: 'api.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.PORT }, problem);
+    logger.fatal({ action: 'api.cannot_start', redis: RedisConnection.fromEnv(env).describe(), port: env.PORT }, problem);
     process.exit(1);
   }
   // HTTP time limits: Fastify's own defaults turn Node's request timeout off (requestTimeout 0) and leave the

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { listenProblem, parseEnvOrExit } from '@app/config';
-import { redactRedisUrl, redisUnreachable } from '@app/redis';
+import { RedisConnection, redisUnreachable } from '@app/redis';
 import { NestPinoLogger } from '@app/logging/nest-pino-logger';
 import { WorkerModule } from './worker.module';
 
@@ -11,9 +11,9 @@ async function bootstrap(): Promise<void> {
   const logger = createLogger('worker');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
   // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
-  const problem = (await redisUnreachable(env.REDIS_URL)) ?? (await listenProblem('WORKER_HTTP_PORT', env.HOST, env.WORKER_HTTP_PORT));
+  const problem = (await redisUnreachable(RedisConnection.fromEnv(env))) ?? (await listenProblem('WORKER_HTTP_PORT', env.HOST, env.WORKER_HTTP_PORT));
   if (problem) {
-    logger.fatal({ action: 'worker.cannot_start', redisUrl: redactRedisUrl(env.REDIS_URL), port: env.WORKER_HTTP_PORT }, problem);
+    logger.fatal({ action: 'worker.cannot_start', redis: RedisConnection.fromEnv(env).describe(), port: env.WORKER_HTTP_PORT }, problem);
     process.exit(1);
   }
   // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.

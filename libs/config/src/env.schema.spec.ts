@@ -49,4 +49,15 @@ describe('parseEnv', () => {
     expect(() => parseEnv({ HTTP_IDLE_TIMEOUT_MS: '5000' })).toThrow(/HTTP_IDLE_TIMEOUT_MS: must be longer than UPLOAD_BUDGET_WAIT_MS/);
     expect(() => parseEnv({ REDIS_URL: 'redis://cache/?timeout=5' })).toThrow(/REDIS_URL: .*"timeout" is not supported/);
   });
+
+  it('reaches Redis one way only: Sentinel settings beside REDIS_URL are refused, not half-used', () => {
+    const env = parseEnv({ REDIS_SENTINELS: 's1:26379, s2', REDIS_SENTINEL_MASTER: 'queue', REDIS_PASSWORD: 'data' });
+    expect([env.REDIS_SENTINELS, env.REDIS_SENTINEL_MASTER, env.REDIS_PASSWORD]).toEqual(['s1:26379, s2', 'queue', 'data']);
+    expect(parseEnv({ REDIS_SENTINELS: 's1' }).REDIS_SENTINEL_MASTER).toBe('mymaster');
+    expect(() => parseEnv({ REDIS_SENTINELS: 's1:26379', REDIS_URL: 'redis://cache:6379' })).toThrow(/REDIS_URL: is set, and so is REDIS_SENTINELS.*unset REDIS_URL/);
+    expect(() => parseEnv({ REDIS_PASSWORD: 'data' })).toThrow(/REDIS_PASSWORD: is only read with REDIS_SENTINELS/);
+    expect(() => parseEnv({ REDIS_SENTINEL_MASTER: 'queue', REDIS_URL: 'redis://cache:6379' })).toThrow(/REDIS_SENTINEL_MASTER: is only read with REDIS_SENTINELS/);
+    expect(() => parseEnv({ REDIS_SENTINELS: 's1:99999' })).toThrow(/REDIS_SENTINELS: .*port out of range/);
+    expect(() => parseEnv({ REDIS_SENTINELS: 's1:26379,,s2' })).toThrow(/REDIS_SENTINELS: .*not host:port/);
+  });
 });

@@ -2,6 +2,7 @@ import { cpus } from 'node:os';
 import { z } from 'zod';
 import { parseApiKeys } from './api-keys';
 import { parseRedisUrl } from './redis-url';
+import { parseHostPorts, redisTopologyProblems } from './redis-topology';
 
 const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().default(fallback);
@@ -150,6 +151,16 @@ export const envSchema = z.object({
   // Redis and queue
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379').superRefine(parsedBy(parseRedisUrl)),
   /**
+   * Redis Sentinel instead of REDIS_URL: comma list of sentinel `host:port` (port 26379 when left out). Every
+   * connection of both apps asks the sentinels for the current primary of REDIS_SENTINEL_MASTER and follows it
+   * after a failover. Refused beside REDIS_URL. REDIS_SENTINEL_PASSWORD: the sentinels' own `requirepass`;
+   * REDIS_PASSWORD: the data nodes' (primary and replicas).
+   */
+  REDIS_SENTINELS: z.string().superRefine(parsedBy((value) => parseHostPorts(value, 'REDIS_SENTINELS', 26379))).optional(),
+  REDIS_SENTINEL_MASTER: z.string().regex(/^[A-Za-z0-9._-]+$/).default('mymaster'),
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  REDIS_PASSWORD: z.string().optional(),
+  /**
    * BullMQ needs Redis' maxmemory-policy `noeviction`: any other policy may evict queued jobs, image bytes and
    * results, and accepted work is lost silently. Both apps read the policy (INFO memory) at start and in readiness
    * and refuse another, unless this is true.
@@ -213,8 +224,11 @@ export function parseEnv(source: NodeJS.ProcessEnv): Env {
   // An empty variable means "not set": `FOO= npm start` should fall back to the default.
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
   const result = envSchema.safeParse(cleaned);
-  if (result.success) return { ...result.data, WORKER_HTTP_PORT: result.data.WORKER_HTTP_PORT ?? workerPortBeside(result.data.PORT) };
-  const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
+  // Which way to reach Redis is read from what was set, not from the defaults filled in.
+  const topology = redisTopologyProblems(cleaned);
+  if (result.success && topology.length === 0) return { ...result.data, WORKER_HTTP_PORT: result.data.WORKER_HTTP_PORT ?? workerPortBeside(result.data.PORT) };
+  const issues: Array<[string, string]> = [...(result.success ? [] : result.error.issues.map((issue): [string, string] => [issue.path.join('.'), issue.message])), ...topology];
+  const problems = issues.map(([path, message]) => `  ${path}: ${message}`).join('\n');
   throw new Error(`Invalid configuration:\n${problems}`);
 }
 

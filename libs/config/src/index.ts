@@ -5,3 +5,4 @@ export * from './api-keys';
 export * from './redis-url';
 export * from './http-limits';
 export * from './listen-check';
+export * from './redis-topology';

@@ -2,15 +2,15 @@ import type { RegisterQueueAsyncOptions, SharedBullAsyncConfiguration } from '@n
 import type { BackoffOptions, KeepJobs, QueueOptions } from 'bullmq';
 import { AppConfig, Env } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
-import { redisOptionsFromUrl } from './redis-options';
+import { RedisConnection } from './redis-connection';
 
 /** BullModule.forRootAsync options shared by API and worker: same Redis, same key prefix. */
 export const bullRootOptions: SharedBullAsyncConfiguration = {
-  inject: [AppConfig],
-  useFactory: (config: AppConfig) => ({
+  inject: [AppConfig, RedisConnection],
+  useFactory: (config: AppConfig, connection: RedisConnection) => ({
     prefix: config.values.QUEUE_PREFIX,
     // BullMQ needs maxRetriesPerRequest null on blocking connections; it sets that itself for workers.
-    connection: redisOptionsFromUrl(config.values.REDIS_URL),
+    connection: connection.bullConnection(),
   }),
 };
 
@@ -36,14 +36,14 @@ export function inferenceQueueOptions(env: Env): Pick<QueueOptions, 'streams' | 
   return { streams: { events: { maxLen: env.EVENTS_MAX_LEN } }, defaultJobOptions: jobRetention(env) };
 }
 
-/** BullModule.registerQueueAsync for the inference queue, with connection options to add to REDIS_URL's. */
+/** BullModule.registerQueueAsync for the inference queue, with connection options to add to RedisConnection's. */
 export function inferenceQueueRegistration(connection?: { enableOfflineQueue?: boolean }): RegisterQueueAsyncOptions {
   return {
     name: INFERENCE_QUEUE,
-    inject: [AppConfig],
-    useFactory: (config: AppConfig) => ({
+    inject: [AppConfig, RedisConnection],
+    useFactory: (config: AppConfig, redis: RedisConnection) => ({
       ...inferenceQueueOptions(config.values),
-      ...(connection ? { connection: { ...redisOptionsFromUrl(config.values.REDIS_URL), ...connection } } : {}),
+      ...(connection ? { connection: redis.bullConnection(connection) } : {}),
     }),
   };
 }

@@ -1,3 +1,4 @@
+export * from './redis-connection';
 export * from './redis-options';
 export * from './redis.module';
 export * from './bull-connection';

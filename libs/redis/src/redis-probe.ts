@@ -1,31 +1,23 @@
-import Redis from 'ioredis';
-import { redisOptionsFromUrl } from './redis-options';
-
-/** The URL with its password replaced by `***`, for messages and logs. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url;
-  }
-}
+import { RedisConnection } from './redis-connection';
 
 /**
- * One connection attempt and a PING to the Redis at `url`, within `timeoutMs` (ms). Resolves with undefined
- * when it answers, or with one sentence naming the URL (password hidden), the reason and the fix. Never
- * retries and never lets ioredis print its "Unhandled error event" traces: a start-up check, not a client.
+ * One connection attempt and a PING to Redis within `timeoutMs` (ms): at `target` (a REDIS_URL) or as the
+ * connection says (through Sentinel: the sentinels are asked once each for the primary, which must answer).
+ * Resolves with undefined when it answers, or with one sentence naming where it looked (passwords hidden), the
+ * reason and the fix. Never retries and never lets ioredis print its "Unhandled error event" traces: a start-up
+ * check, not a client.
  */
-export async function redisUnreachable(url: string, timeoutMs = 3000): Promise<string | undefined> {
-  const client = new Redis({
-    ...redisOptionsFromUrl(url),
+export async function redisUnreachable(target: string | RedisConnection, timeoutMs = 3000): Promise<string | undefined> {
+  const connection = typeof target === 'string' ? RedisConnection.fromUrl(target) : target;
+  const client = connection.client({
     lazyConnect: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     retryStrategy: () => null,
+    sentinelRetryStrategy: () => null,
+    failoverDetector: false,
   });
   // ioredis reports the cause (ECONNREFUSED, ENOTFOUND…) as an 'error' event, then rejects with "Connection is closed".
   let cause: NodeJS.ErrnoException | undefined;
@@ -37,8 +29,11 @@ export async function redisUnreachable(url: string, timeoutMs = 3000): Promise<s
   } catch (error) {
     const first = cause ?? (error as NodeJS.ErrnoException);
     const reason = first.code ?? first.message;
+    if (connection.topology.mode !== 'standalone') {
+      return `cannot reach Redis through ${connection.describe()} (${reason}): set ${connection.setting} to sentinels that monitor that name and a primary that answers (passwords: REDIS_SENTINEL_PASSWORD, REDIS_PASSWORD)`;
+    }
     return (
-      `cannot reach Redis at ${redactRedisUrl(url)} (${reason}): set REDIS_URL to a Redis that answers, ` +
+      `cannot reach Redis at ${connection.describe()} (${reason}): set REDIS_URL to a Redis that answers, ` +
       'or unset it and install redis-server (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) for npm start to run one'
     );
   } finally {

@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { assertNoEviction } from './eviction-policy';
-import { redisOptionsFromUrl } from './redis-options';
+import { RedisConnection } from './redis-connection';
 import { WorkerRegistry } from './worker-registry';
 
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
@@ -29,7 +29,8 @@ export interface RedisModuleOptions {
 }
 
 /**
- * One ioredis connection for the product's own keys (RedisKeys); BullMQ keeps its own connections. The app does not
+ * The RedisConnection every connection is made from (REDIS_URL or Sentinel), and one ioredis connection for the
+ * product's own keys (RedisKeys); BullMQ keeps its own connections, made from the same RedisConnection. The app does not
  * start on a Redis that may evict keys (see evictionProblem) unless REDIS_ALLOW_EVICTION accepts the risk.
  */
 @Global()
@@ -39,12 +40,12 @@ export class RedisModule {
     return {
       module: RedisModule,
       providers: [
+        { provide: RedisConnection, inject: [AppConfig], useFactory: (config: AppConfig) => RedisConnection.fromEnv(config.values) },
         {
           provide: REDIS_CLIENT,
-          inject: [AppConfig, APP_LOGGER],
-          useFactory: async (config: AppConfig, logger: Logger) => {
-            const client = new Redis({
-              ...redisOptionsFromUrl(config.values.REDIS_URL),
+          inject: [AppConfig, RedisConnection, APP_LOGGER],
+          useFactory: async (config: AppConfig, connection: RedisConnection, logger: Logger) => {
+            const client = connection.client({
               lazyConnect: true,
               maxRetriesPerRequest: options.failFast ? 1 : 20,
               enableOfflineQueue: !options.failFast,
@@ -65,7 +66,7 @@ export class RedisModule {
         { provide: WorkerRegistry, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new WorkerRegistry(redis, keys) },
         RedisCloser,
       ],
-      exports: [REDIS_CLIENT, RedisKeys, WorkerRegistry],
+      exports: [RedisConnection, REDIS_CLIENT, RedisKeys, WorkerRegistry],
     };
   }
 }

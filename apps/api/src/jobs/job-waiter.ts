@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { decodeJobError, ErrorBody, INFERENCE_QUEUE } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { redisOptionsFromUrl } from '@app/redis';
+import { RedisConnection } from '@app/redis';
 import { InferenceQueue } from './inference-queue';
 
 export type JobOutcome =
@@ -45,7 +45,7 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
       this.logger.warn({ action: 'queue_events.disabled' }, 'QueueEvents disabled: waiting for jobs by polling only');
       return;
     }
-    this.events = new QueueEvents(INFERENCE_QUEUE, { connection: redisOptionsFromUrl(env.REDIS_URL), prefix: env.QUEUE_PREFIX });
+    this.events = new QueueEvents(INFERENCE_QUEUE, { connection: RedisConnection.fromEnv(env).bullConnection(), prefix: env.QUEUE_PREFIX });
     this.events.on('completed', ({ jobId, returnvalue }) => this.notify(jobId, { state: 'completed', result: returnvalue }));
     // A failed event may be one attempt of several: let the waiter confirm the final state.
     this.events.on('failed', ({ jobId }) => this.wake(jobId));

@@ -1,10 +1,9 @@
 import 'reflect-metadata';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import Redis from 'ioredis';
 import { parseEnv } from '@app/config';
 import { asTenantId, faceIdStem, RedisKeys, TenantId } from '@app/contracts';
-import { redisOptionsFromUrl } from '@app/redis';
+import { RedisConnection } from '@app/redis';
 
 /**
  * One-off move of data written before tenants existed (every key `<prefix>:image:…`, `…:result:…`,
@@ -21,7 +20,7 @@ import { redisOptionsFromUrl } from '@app/redis';
  */
 async function migrate(tenant: TenantId): Promise<void> {
   const env = parseEnv(process.env);
-  const redis = new Redis({ ...redisOptionsFromUrl(env.REDIS_URL), maxRetriesPerRequest: 3 });
+  const redis = RedisConnection.fromEnv(env).client({ maxRetriesPerRequest: 3 });
   const keys = new RedisKeys(env.QUEUE_PREFIX);
   const prefix = keys.prefix;
   const k = keys.tenant(tenant);
