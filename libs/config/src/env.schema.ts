@@ -161,6 +161,13 @@ export const envSchema = z.object({
   REDIS_SENTINEL_PASSWORD: z.string().optional(),
   REDIS_PASSWORD: z.string().optional(),
   /**
+   * Redis Cluster instead of REDIS_URL: comma list of seed `host:port` (port 6379 when left out); the rest of the
+   * cluster is discovered from them. Every connection of both apps is then an ioredis Cluster, which routes each
+   * command to the primary of its key's slot and follows resharding and failovers. Refused beside REDIS_URL or
+   * REDIS_SENTINELS, and with a QUEUE_PREFIX without braces. REDIS_PASSWORD: the nodes' password.
+   */
+  REDIS_CLUSTER_NODES: z.string().superRefine(parsedBy((value) => parseHostPorts(value, 'REDIS_CLUSTER_NODES', 6379))).optional(),
+  /**
    * BullMQ needs Redis' maxmemory-policy `noeviction`: any other policy may evict queued jobs, image bytes and
    * results, and accepted work is lost silently. Both apps read the policy (INFO memory) at start and in readiness
    * and refuse another, unless this is true.
@@ -208,6 +215,13 @@ export const envSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
 })
   .superRefine((env, context) => {
+    if (env.REDIS_CLUSTER_NODES !== undefined && !env.QUEUE_PREFIX.startsWith('{')) {
+      context.addIssue({
+        code: 'custom',
+        path: ['QUEUE_PREFIX'],
+        message: `"${env.QUEUE_PREFIX}" has no braces, and REDIS_CLUSTER_NODES is set: BullMQ's scripts need every key of the queue in one slot; use "{${env.QUEUE_PREFIX}}" (a hash tag)`,
+      });
+    }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       context.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request` });
     }

@@ -20,6 +20,9 @@ import { RedisConnection } from '@app/redis';
  */
 async function migrate(tenant: TenantId): Promise<void> {
   const env = parseEnv(process.env);
+  // Data from before tenants only exists on a single Redis (Cluster support came later); its RENAMEs from old keys
+  // to tenant-tagged ones would cross slots on a Cluster anyway.
+  if (env.REDIS_CLUSTER_NODES !== undefined) throw new Error('REDIS_CLUSTER_NODES is set: run it against the single Redis (REDIS_URL) or Sentinel that holds the old data, before moving to a Cluster');
   const redis = RedisConnection.fromEnv(env).client({ maxRetriesPerRequest: 3 });
   const keys = new RedisKeys(env.QUEUE_PREFIX);
   const prefix = keys.prefix;
