@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { envSchema } from '@app/config/env.schema';
+import { envSchema, parseEnv } from '@app/config/env.schema';
 import { REPO_ROOT } from '../support/app-process';
 
 /** No container engine or cluster here: parse the manifests and check their wiring against the app itself. */
@@ -44,6 +44,35 @@ describe('docker-compose.yml', () => {
   });
 });
 
+
+describe('deploy/compose-sentinel.yml (Sentinel on top of docker-compose.yml)', () => {
+  const [base] = read('docker-compose.yml');
+  const [overlay] = read('deploy/compose-sentinel.yml');
+  const services = overlay.services as Record<string, any>;
+
+  it('points every app at the three sentinels instead of REDIS_URL, with settings the app accepts', () => {
+    const apps = Object.keys(base.services).filter((name) => /^(api|worker)-/.test(name));
+    for (const name of apps) {
+      // Compose merges environment maps: the base's REDIS_URL is emptied (the app reads empty as unset).
+      const env = { ...base.services[name].environment, ...services[name].environment };
+      expect(env.REDIS_URL).toBe('');
+      const variables = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+      for (const variable of Object.keys(variables)) expect(appVariables.has(variable) ? variable : `unknown variable ${variable}`).toBe(variable);
+      expect(parseEnv(variables as Record<string, string>).REDIS_SENTINELS).toBeDefined();
+      const sentinels = String(env.REDIS_SENTINELS).split(',').map((entry) => entry.split(':')[0]);
+      expect(sentinels.sort()).toEqual(Object.keys(services).filter((service) => service.startsWith('sentinel-')).sort());
+    }
+  });
+
+  it('runs a persistent replica of redis and sentinels that monitor redis under REDIS_SENTINEL_MASTER with a quorum of 2', () => {
+    const replica = services['redis-replica'].command.join(' ');
+    expect(replica).toContain('--replicaof redis 6379');
+    expect(replica).toContain('--appendonly yes');
+    expect(replica).toContain('--maxmemory-policy noeviction');
+    const script = services['sentinel-1'].command.join(' ');
+    expect(script).toContain(`sentinel monitor ${services['api-1'].environment.REDIS_SENTINEL_MASTER} redis 6379 2`);
+  });
+});
 describe('deploy/k8s', () => {
   const docs = readdirSync(join(REPO_ROOT, 'deploy/k8s')).flatMap((file) => read(`deploy/k8s/${file}`));
   const byKind = (kind: string) => docs.filter((doc) => doc.kind === kind);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { AppProcess } from '../support/app-process';
+import { freePort } from '../support/free-port';
 import { multipart, request } from '../support/http';
 import { classifySamples, until } from '../support/load';
 import { TestSentinels } from '../support/test-sentinel';
@@ -47,6 +48,18 @@ describe('fault: Sentinel failover under load', () => {
     await Promise.all(apps.map((app) => app.stop()));
     await sentinels?.stop();
     rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('refuses at start what it cannot use: REDIS_URL beside REDIS_SENTINELS, sentinels that do not answer, an unknown master name', async () => {
+    const both = await AppProcess.spawn('api', { ...sentinels.env, REDIS_URL: 'redis://127.0.0.1:6390' });
+    expect(await both.exitCode()).toBe(2);
+    expect(both.logsWith('config.invalid')[0]?.msg).toMatch(/REDIS_URL: is set, and so is REDIS_SENTINELS/);
+    const silent = await AppProcess.spawn('worker', { REDIS_SENTINELS: `127.0.0.1:${await freePort()}` });
+    expect(await silent.exitCode()).toBe(1);
+    expect(silent.logsWith('worker.cannot_start')[0]?.msg).toMatch(/cannot reach Redis through sentinel "mymaster" via 127\.0\.0\.1:\d+ .*REDIS_SENTINELS/);
+    const unknown = await AppProcess.spawn('api', { ...sentinels.env, REDIS_SENTINEL_MASTER: 'nobody' });
+    expect(await unknown.exitCode()).toBe(1);
+    expect(unknown.logsWith('api.cannot_start')[0]?.msg).toMatch(/cannot reach Redis through sentinel "nobody"/);
   });
 
   it('kill -9 of the primary, twice: no 500, no hang, no accepted analysis lost, processing back within 15 s', async () => {

@@ -15,6 +15,7 @@ import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageInference } from './inference/image-inference';
 import { ImageSource } from './inference/image-source';
 import { InferenceProcessor } from './inference/inference.processor';
+import { StallWatchdog } from './inference/stall-watchdog';
 import { ModelHost } from './inference/model-host';
 
 @Module({})
@@ -47,6 +48,7 @@ export class WorkerModule {
         },
         MatchFacesHandler,
         InferenceProcessor,
+        StallWatchdog,
         HeartbeatService,
       ],
     };

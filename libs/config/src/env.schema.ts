@@ -212,6 +212,14 @@ export const envSchema = z.object({
   LOCK_DURATION_MS: int(1000, 10 * 60_000, 5000),
   STALLED_INTERVAL_MS: int(1000, 10 * 60_000, 5000),
   WORKER_HEARTBEAT_MS: int(500, 60_000, 5000),
+  /**
+   * Stall watchdog: jobs waiting, none active on any worker, and this worker idle for this long (ms) means the
+   * worker has silently stopped taking jobs (seen after failovers). 0 turns it off; otherwise at least three
+   * LOCK_DURATION_MS. WORKER_STALL_ACTION: `reconnect` renews the worker's blocking connection (and exits if the
+   * stall outlasts another timeout), `exit` exits with code 1 at once, for the supervisor to restart the worker.
+   */
+  WORKER_STALL_TIMEOUT_MS: int(0, 3600_000, 30_000),
+  WORKER_STALL_ACTION: z.enum(['reconnect', 'exit']).default('reconnect'),
   SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
 })
   .superRefine((env, context) => {
@@ -224,6 +232,9 @@ export const envSchema = z.object({
     }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       context.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request` });
+    }
+    if (env.WORKER_STALL_TIMEOUT_MS !== 0 && env.WORKER_STALL_TIMEOUT_MS < 3 * env.LOCK_DURATION_MS) {
+      context.addIssue({ code: 'custom', path: ['WORKER_STALL_TIMEOUT_MS'], message: `must be 0 (off) or at least three LOCK_DURATION_MS (${3 * env.LOCK_DURATION_MS}): a shorter idle spell is not a stall` });
     }
     // A multipart upload stops reading while it waits for room in the upload budget: that silence is ours, not the client's.
     if (env.HTTP_IDLE_TIMEOUT_MS <= env.UPLOAD_BUDGET_WAIT_MS) {

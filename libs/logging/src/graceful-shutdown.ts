@@ -2,8 +2,9 @@ import type { INestApplicationContext } from '@nestjs/common';
 import type { Logger } from 'pino';
 
 /**
- * On SIGTERM/SIGINT: close the Nest app (every shutdown hook runs, in order) and exit 0; if that takes longer
- * than `graceMs`, log it and exit 1. Used instead of Nest's enableShutdownHooks, which re-raises the signal
+ * On SIGTERM/SIGINT: close the Nest app (every shutdown hook runs, in order) and exit 0 (or process.exitCode, when
+ * the process set one before signalling itself: a worker's stall watchdog asks for a restart with 1); if that
+ * takes longer than `graceMs`, log it and exit 1. Used instead of Nest's enableShutdownHooks, which re-raises the signal
  * after closing (so the process would not exit 0).
  */
 export function exitGracefullyOnSignals(app: INestApplicationContext, logger: Logger, graceMs: number, beforeClose: () => void = () => undefined): void {
@@ -23,7 +24,7 @@ export function exitGracefullyOnSignals(app: INestApplicationContext, logger: Lo
     app.close().then(
       () => {
         logger.info({ action: 'shutdown.completed', ms: Date.now() - started }, 'stopped cleanly');
-        exit(0);
+        exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
       },
       (error) => {
         logger.error({ action: 'shutdown.failed', err: error }, 'error while shutting down');

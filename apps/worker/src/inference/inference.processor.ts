@@ -13,6 +13,7 @@ import { HeartbeatService } from '../heartbeat/heartbeat.service';
 import { ImageSource } from './image-source';
 import { ModelHost } from './model-host';
 import { WorkerMetrics } from '../ops/worker-metrics';
+import { StallWatchdog } from './stall-watchdog';
 import { workerId } from '../worker-id';
 
 /**
@@ -38,10 +39,15 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly metrics: WorkerMetrics,
     private readonly images: ImageSource,
     private readonly heartbeat: HeartbeatService,
+    private readonly watchdog: StallWatchdog,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
   }
+
+  /** Jobs running here now, and when one last started or ended (epoch ms), for the stall watchdog. */
+  private running = 0;
+  private lastActivityAt = Date.now();
 
   async onApplicationBootstrap(): Promise<void> {
     await this.models.start();
@@ -62,6 +68,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     // finishedOn only when the failure is final; a failure that will be retried keeps the bytes.
     this.worker.on('failed', (job: Job | undefined) => job?.finishedOn && this.release(job));
     void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
+    this.lastActivityAt = Date.now();
+    this.watchdog.watch(this.worker, { running: () => this.running, lastActivityAt: () => this.lastActivityAt });
     // Readiness and /v1/models see the loaded models now, not one heartbeat interval later.
     await this.heartbeat.beatNow();
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
@@ -97,6 +105,17 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
   }
 
   async process(job: Job): Promise<unknown> {
+    this.running++;
+    this.lastActivityAt = Date.now();
+    try {
+      return await this.run(job);
+    } finally {
+      this.running--;
+      this.lastActivityAt = Date.now();
+    }
+  }
+
+  private async run(job: Job): Promise<unknown> {
     const startedAt = Date.now();
     const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, tenant: job.data?.tenant, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
     this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');

@@ -7,11 +7,12 @@ import { AppConfig, enforceIdleTimeout, httpLimits, nodeServerOptions } from '@a
 import { APP_LOGGER } from '@app/logging';
 import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
 import { ModelHost } from '../inference/model-host';
+import { StallWatchdog } from '../inference/stall-watchdog';
 import { WorkerMetrics } from './worker-metrics';
 
 /**
  * The worker's small HTTP port (WORKER_HTTP_PORT; 0 picks a free one): /health/live, /health/ready
- * (models loaded, Redis answers with maxmemory-policy noeviction, not shutting down) and /metrics. Plain
+ * (models loaded, Redis answers with maxmemory-policy noeviction, not stalled, not shutting down) and /metrics. Plain
  * node:http with the same HTTP time limits as the API: the worker has no other HTTP surface, so a web framework
  * would only add weight here.
  */
@@ -24,6 +25,7 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly config: AppConfig,
     private readonly models: ModelHost,
     private readonly metrics: WorkerMetrics,
+    private readonly watchdog: StallWatchdog,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
@@ -53,6 +55,7 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
       const checks: Record<string, { status: 'up' | 'down'; message?: string }> = {
         models: this.models.loadedModels.length > 0 ? { status: 'up' } : { status: 'down', message: 'models not loaded yet' },
         shutdown: this.shuttingDown ? { status: 'down', message: 'shutting down' } : { status: 'up' },
+        stall: this.stallCheck(),
       };
       try {
         const policy = await Promise.race([readEvictionPolicy(this.redis), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 1000 ms')), 1000).unref())]);
@@ -66,6 +69,13 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
     }
     if (url === '/metrics') return { status: 200, type: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
     return json(404, { status: 'error', message: 'not found' });
+  }
+
+  /** Down while the stall watchdog sees jobs waiting that no worker takes (see StallWatchdog). */
+  private stallCheck(): { status: 'up' | 'down'; message?: string } {
+    const since = this.watchdog.state.stalledSince;
+    if (since === undefined) return { status: 'up' };
+    return { status: 'down', message: `stalled for ${Date.now() - since} ms: jobs wait, none is active, this worker takes none (${this.config.values.WORKER_STALL_ACTION})` };
   }
 
   beforeApplicationShutdown(): void {

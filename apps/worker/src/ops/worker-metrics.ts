@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The worker's Prometheus metrics, served on WORKER_HTTP_PORT. Default metrics include event-loop lag. */
 @Injectable()
@@ -23,6 +23,10 @@ export class WorkerMetrics {
   });
 
   readonly jobs = new Counter({ name: 'worker_jobs_total', help: 'Jobs finished by this worker', labelNames: ['name', 'outcome'], registers: [this.registry] });
+
+  /** StallWatchdog: stalls seen (by the remedy applied), and 1 while this worker is stalled. */
+  readonly stalls = new Counter({ name: 'worker_stalls_total', help: 'Times jobs waited with none active and this worker idle for WORKER_STALL_TIMEOUT_MS', labelNames: ['action'], registers: [this.registry] });
+  readonly stalled = new Gauge({ name: 'worker_stalled', help: '1 while the stall watchdog sees this worker stalled', registers: [this.registry] });
 
   constructor() {
     this.registry.setDefaultLabels({ service: 'worker' });
