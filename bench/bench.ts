@@ -87,6 +87,18 @@ async function redisCommandCount(redis: TestRedis): Promise<number> {
   }
 }
 
+/** CPU time the redis-server process has used (user + system, ms), from INFO cpu. */
+async function redisCpuMs(redis: TestRedis): Promise<number> {
+  const client = redis.client();
+  try {
+    const info = await client.info('cpu');
+    const seconds = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0);
+    return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000;
+  } finally {
+    client.disconnect();
+  }
+}
+
 async function service(redis: TestRedis, env: Record<string, string>, prefix: string, measureLatency: boolean) {
   const fullEnv = { REDIS_URL: redis.url, QUEUE_PREFIX: prefix, LOG_LEVEL: 'debug', ORT_INTRA_OP_THREADS: String(intraOpThreads), ...env };
   const worker = await AppProcess.start('worker', fullEnv);
@@ -100,7 +112,13 @@ async function service(redis: TestRedis, env: Record<string, string>, prefix: st
       out.redisCommandsPerRequest = round(((await redisCommandCount(redis)) - before) / N.latency1, 1);
       out.oneClient = single;
     }
+    // Redis' own CPU per request at load (one node: the queue's whole slot lives on one primary on a Cluster too),
+    // and so how many requests per second one Redis core carries before Redis, not the workers, is the limit.
+    const cpuBefore = await redisCpuMs(redis);
     out.clients32 = await serviceRun(api.url, 32, N.throughput);
+    const cpuPerRequest = ((await redisCpuMs(redis)) - cpuBefore) / N.throughput;
+    out.redisCpuMsPerRequest = round(cpuPerRequest, 3);
+    out.requestsPerRedisCoreSecond = Math.round(1000 / cpuPerRequest);
     const batchSizes = worker.logsWith('job.completed').map((line) => Number(line.batchSize ?? 1));
     out.meanBatchSize = round(batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length), 2);
     const delays = worker.logsWith('worker.heartbeat').map((line) => Number(line.eventLoopDelayMaxMs ?? 0));
@@ -188,6 +206,8 @@ async function main(): Promise<void> {
       ['service p50/p95/p99 32 clients (ms)', `${svc.clients32.p50} / ${svc.clients32.p95} / ${svc.clients32.p99}`],
       ['service mean batch size at 32 clients', svc.meanBatchSize],
       ['service Redis commands per request (incl. inside Lua)', svc.redisCommandsPerRequest],
+      ['service Redis CPU per request at 32 clients (ms)', svc.redisCpuMsPerRequest],
+      ['requests/s one Redis core carries at that cost', svc.requestsPerRedisCoreSecond],
       ['worker event-loop delay max (ms)', svc.workerEventLoopDelayMaxMs ?? 'n/a'],
       ['service throughput, MAX_BATCH_SIZE=1 (req/s)', noBatch.clients32.throughput],
       ['seed protocol p50 1 client (ms)', seed.p50OneClientMs],

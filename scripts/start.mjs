@@ -67,6 +67,9 @@ const env = { ...process.env };
 if (env.REDIS_SENTINELS) {
   // Sentinel: the apps check the configuration and ask the sentinels for the primary themselves.
   say('redis.sentinel', `using Redis through the sentinels at ${env.REDIS_SENTINELS}`);
+} else if (env.REDIS_CLUSTER_NODES) {
+  // Cluster: the apps check the configuration and discover the cluster from these seeds themselves.
+  say('redis.cluster', `using the Redis Cluster at ${env.REDIS_CLUSTER_NODES}`);
 } else if (env.REDIS_URL) {
   const problem = await redisUnreachable(env.REDIS_URL);
   if (problem) {
