@@ -77,6 +77,13 @@ describe('POST /v1/classify (real Redis, real models)', () => {
     }
   });
 
+  it('takes a raw body under the generic or old labels clients send (the format is read from the bytes)', async () => {
+    for (const type of ['application/octet-stream', 'image/jpg', 'image/pjpeg', 'image/png']) {
+      const response = await request(url('/v1/classify?topk=1'), { method: 'POST', headers: { 'content-type': type }, body: castle });
+      expect([type, response.status, response.body.predictions?.[0]?.label]).toEqual([type, 200, 'castle']);
+    }
+  });
+
   it('honours topk and defaults to the mobilenet_v2 model', async () => {
     const response = await request(url('/v1/classify?topk=12'), { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle });
     expect(response.status).toBe(200);

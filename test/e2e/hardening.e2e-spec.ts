@@ -1,4 +1,4 @@
-import { createServer, Server } from 'node:http';
+import { createServer, get as httpGet, Server } from 'node:http';
 import { AddressInfo, connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -327,5 +327,35 @@ describe('hardening: limits, addresses, time and what is left behind', () => {
     const first = await response.body!.getReader().read();
     expect(Buffer.from(first.value!).toString()).toMatch(/^: /);
     controller.abort();
+  });
+
+  it('event streams are capped per tenant (SSE_MAX_PER_TENANT): the next is 429 with Retry-After, other tenants still stream, a closed stream frees its slot', async () => {
+    const api = await start('api', { QUEUE_PREFIX: 'ssecap', API_KEYS: 'acme:acme-key,globex:globex-key', SSE_MAX_PER_TENANT: '2' });
+    // No worker: the analyses stay pending, so their streams stay open.
+    const submit = async (key: string) => {
+      const form = multipart({ models: 'mobilenet_v2' });
+      form.append('images', new Blob([castle]), 'castle.jpg');
+      return (await request(`${api.url}/v1/analyses`, { method: 'POST', headers: { 'x-api-key': key }, body: form })).body.images[0].hash as string;
+    };
+    const [acmeHash, globexHash] = [await submit('acme-key'), await submit('globex-key')];
+    const open = (hash: string, key: string) =>
+      new Promise<{ status: number; retryAfter?: string; close: () => void }>((resolve, reject) => {
+        const call = httpGet(`${api.url}/v1/images/${hash}/events`, { headers: { 'x-api-key': key } }, (answer) =>
+          resolve({ status: answer.statusCode ?? 0, retryAfter: answer.headers['retry-after'] as string | undefined, close: () => call.destroy() }),
+        );
+        call.on('error', reject);
+      });
+    const streams = [await open(acmeHash, 'acme-key'), await open(acmeHash, 'acme-key'), await open(acmeHash, 'acme-key')];
+    expect(streams.map((stream) => stream.status)).toEqual([200, 200, 429]);
+    expect(streams[2].retryAfter).toBe('5');
+    const other = await open(globexHash, 'globex-key');
+    expect(other.status).toBe(200);
+    streams[0].close();
+    await until(async () => {
+      const again = await open(acmeHash, 'acme-key');
+      streams.push(again);
+      return again.status === 200;
+    }, 10_000, 'a slot freed by the closed stream');
+    for (const stream of [...streams, other]) stream.close();
   });
 });

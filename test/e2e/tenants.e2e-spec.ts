@@ -216,6 +216,20 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(later.body.matchedImages).toEqual([aliceOnly.obama2]);
   });
 
+  it('an image whose metadata Redis lost (its bytes still stored) is registered again from its bytes: it can be read and erased', async () => {
+    const hash = aliceOnly.kitten;
+    // What a Redis restart without persistence leaves: the bytes on disk, no metadata.
+    expect(await client.del(`iiq:{alice}:image:${hash}`)).toBe(1);
+    const described = await call(KEYS.alice, `/v1/images/${hash}`);
+    expect(described.status).toBe(200);
+    expect(described.body.image).toMatchObject({ hash, format: 'png', width: 224, height: 224 });
+    // Still the owner's only: bob gets what he gets for any hash he never stored.
+    expect((await call(KEYS.bob, `/v1/images/${hash}`)).status).toBe(404);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' })).status).toBe(200);
+    expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);
+  });
+
   it('erasure removes queued jobs of the image, and a job already running writes nothing back', async () => {
     const kittenVariant = Buffer.concat([fixture('cat_kitten_224.png'), Buffer.from('erase-me')]);
     const hash = sha256(kittenVariant);
@@ -226,8 +240,11 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(erased.status).toBe(200);
     // Whatever was still running has finished by now; none of it came back.
     await until(async () => (await client.keys('{iiq}:inference:an-*')).length === 0, 30_000, 'the analysis jobs to leave the queue');
-    const after = await dumpRedis(client);
-    expect(after.filter(({ key, text }) => key.includes(hash) || text.includes(hash))).toEqual([]);
+    // Nor do their ids (derived from tenant and image) stay in the event stream, even for a job that was running.
+    const jobIds = ['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet'].map((model) => analyzeJobId(asTenantId('alice'), hash, model));
+    const naming = async () => (await dumpRedis(client)).filter(({ key, text }) => [hash, ...jobIds].some((needle) => key.includes(needle) || text.includes(needle)));
+    await until(async () => (await naming()).length === 0, 10_000, 'nothing in Redis to name the erased image or its jobs').catch(() => undefined);
+    expect(await naming()).toEqual([]);
     expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);
   });
 });

@@ -9,7 +9,9 @@ import { TestRedis } from '../support/test-redis';
  * Short lock settings make that take seconds instead of the default 30 s.
  */
 describe('fault: worker killed mid-batch', () => {
-  const lockSettings = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '1000' };
+  // 4 s, not less: on a loaded 2-core machine a live worker's lock renewal (every half lock period) can come late,
+  // and a 2 s lock then expired under the survivor too (2 of 200 jobs failed as stalled twice in a red-team run).
+  const lockSettings = { LOCK_DURATION_MS: '4000', STALLED_INTERVAL_MS: '2000' };
   let redis: TestRedis;
   let api: AppProcess;
   const workers: AppProcess[] = [];

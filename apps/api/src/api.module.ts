@@ -27,6 +27,7 @@ import { AnalysisService } from './analyses/analysis.service';
 import { ImageEventsHub } from './images/image-events.hub';
 import { ImagesController } from './images/images.controller';
 import { ImagesService } from './images/images.service';
+import { EventStreamSlots } from './images/event-stream-slots';
 import { ClassifyController } from './classify/classify.controller';
 import { ClassifyService } from './classify/classify.service';
 import { ApiExceptionFilter } from './common/api-exception.filter';
@@ -79,7 +80,7 @@ export class ApiModule {
         BullModule.registerQueueAsync(inferenceQueueRegistration({ enableOfflineQueue: false })),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
-      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },
+      providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, EventStreamSlots, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },
         // In this order: the rate limit counts requests with a missing or wrong key too (per address).
         { provide: APP_GUARD, useClass: ThrottlerGuard },
         { provide: APP_GUARD, useClass: ApiKeyGuard }],

@@ -16,13 +16,16 @@ describe('API_KEYS', () => {
     expect(name.slice(4)).not.toBe(createHash('sha256').update('a-bare-key').digest('hex').slice(0, 16));
   });
 
-  it('refuses a value that names no key, bad tenant names, empty keys, and one key for two tenants', () => {
+  it('refuses a value that names no key, bad tenant names, empty keys, keys a header cannot carry, and one key for two tenants', () => {
     for (const [value, message] of [
       [',', /names no key/],
       [' , ', /names no key/],
       ['bad/tenant:k', /tenant name/],
       ['acme:', /empty key/],
       ['a:same,b:same', /two tenants/],
+      ['acme:clé-secrète', /HTTP header cannot carry/],
+      ['schlüssel', /HTTP header cannot carry/],
+      ['acme:two words', /HTTP header cannot carry/],
     ] as const) {
       expect(() => parseApiKeys(value)).toThrow(message);
       expect(() => parseEnv({ API_KEYS: value })).toThrow(/API_KEYS/);

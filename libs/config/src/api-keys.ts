@@ -29,8 +29,8 @@ const bareKeyNames = new Map<string, string>();
 /**
  * API_KEYS: a comma list of `tenant:key` pairs (a tenant may have several keys) or bare keys (no colon). A bare
  * key is a tenant of its own, named by bareKeyTenant. A key that itself contains a colon must be given with its
- * tenant (`name:part1:part2` is tenant `name`, key `part1:part2`). Throws on a bad tenant name, an empty key, one
- * key given to two tenants, or a setting that is not empty yet names no key (`,`: an unfilled template).
+ * tenant (`name:part1:part2` is tenant `name`, key `part1:part2`). Throws on a bad tenant name, an empty key, a key
+ * with other than visible ASCII (headers cannot carry it), one key given to two tenants, or a setting that is not empty yet names no key (`,`: an unfilled template).
  */
 export function parseApiKeys(setting: string): TenantKey[] {
   const byDigest = new Map<string, TenantKey>();
@@ -40,6 +40,9 @@ export function parseApiKeys(setting: string): TenantKey[] {
     const colon = entry.indexOf(':');
     const key = (colon < 0 ? entry : entry.slice(colon + 1)).trim();
     if (!key) throw new Error(`API_KEYS entry "${entry.slice(0, colon)}:" has an empty key`);
+    // A key travels in an HTTP header (x-api-key, Authorization: Bearer), which carries visible ASCII only:
+    // a key with any other character could never be presented, so it is refused here rather than at every call.
+    if (!/^[\x21-\x7e]+$/.test(key)) throw new Error(`API_KEYS has a key${colon < 0 ? '' : ` of tenant "${entry.slice(0, colon).trim()}"`} with a character an HTTP header cannot carry (spaces, non-ASCII letters, control characters); use visible ASCII only`);
     const digest = sha256(key);
     const tenant = asTenantId(colon < 0 ? bareKeyTenant(key) : entry.slice(0, colon).trim());
     const seen = byDigest.get(digest.toString('hex'));

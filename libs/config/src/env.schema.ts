@@ -78,6 +78,8 @@ export const envSchema = z.object({
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */
   FAILED_RESULT_TTL_SECONDS: int(10, 30 * 24 * 3600, 3600),
   SSE_MAX_MS: int(1000, 3600_000, 300_000),
+  /** Event streams one tenant may hold open on one API process at once (more: 429). */
+  SSE_MAX_PER_TENANT: int(1, 100_000, 50),
 
   /**
    * Cosine similarity at or above which two faces are the same person. Re-derived with the two-stage detector

@@ -37,7 +37,7 @@ export class ClassifyController {
   @Post('v1/classify')
   @HttpCode(200)
   @ApiOperation({ summary: 'Classify one image (ImageNet top-k); waits for the worker up to REQUEST_WAIT_MS' })
-  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
+  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'image/heic', 'application/octet-stream', 'application/json')
   @ApiBody(IMAGE_REQUEST_BODY)
   @ApiQuery({ name: 'model', required: false, description: 'classification model name (GET /v1/models)', example: 'mobilenet_v2' })
   @ApiQuery({ name: 'topk', required: false, description: 'how many labels (top-k), 1–20', schema: { type: 'integer', minimum: 1, maximum: 20, default: 5 } })

@@ -46,7 +46,7 @@ export const IMAGE_REQUEST_BODY = {
         type: 'object',
         required: ['image'],
         properties: {
-          image: { type: 'string', format: 'binary', description: 'JPEG, PNG, WebP, GIF (first frame), TIFF or AVIF' },
+          image: { type: 'string', format: 'binary', description: 'JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF or HEIC' },
           model: { type: 'string', example: 'mobilenet_v2' },
           topk: { type: 'integer', minimum: 1, maximum: 20, example: 5 },
         },
@@ -55,6 +55,8 @@ export const IMAGE_REQUEST_BODY = {
     'image/jpeg': { schema: { type: 'string', format: 'binary' } },
     'image/png': { schema: { type: 'string', format: 'binary' } },
     'image/webp': { schema: { type: 'string', format: 'binary' } },
+    'image/heic': { schema: { type: 'string', format: 'binary' } },
+    'application/octet-stream': { schema: { type: 'string', format: 'binary', description: 'any accepted image format; the format is read from the bytes' } },
     'application/json': {
       schema: {
         type: 'object',

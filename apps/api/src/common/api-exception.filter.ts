@@ -5,6 +5,7 @@ import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
 import { AppConfig, Env } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
 import { redisTryLater } from '@app/redis';
+import { lingerAfterAnswer } from './raw-reply';
 
 type Limits = Pick<Env, 'MAX_IMAGE_BYTES' | 'MAX_JSON_BODY_BYTES' | 'MAX_IMAGES_PER_REQUEST'>;
 
@@ -64,7 +65,10 @@ export class ApiExceptionFilter implements ExceptionFilter {
     const { status, body } = this.describe(exception);
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
-    if (this.unreadBodyTooLarge(request)) void reply.header('connection', 'close');
+    if (this.unreadBodyTooLarge(request)) {
+      void reply.header('connection', 'close');
+      lingerAfterAnswer(request);
+    }
     const retryAfter = body.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
     void reply.status(status).send(this.envelope(body));

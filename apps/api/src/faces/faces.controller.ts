@@ -1,5 +1,5 @@
 import { Controller, Delete, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBadRequestResponse, ApiBody, ApiConsumes, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiPayloadTooLargeResponse, ApiServiceUnavailableResponse, ApiTags, ApiUnprocessableEntityResponse, ApiUnsupportedMediaTypeResponse } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorCode, FacesView, TenantId } from '@app/contracts';
 import { CallerTenant } from '../auth/api-keys';
@@ -21,7 +21,7 @@ export class FacesController {
   @Post('v1/faces')
   @HttpCode(200)
   @ApiOperation({ summary: "Find the faces of an image and every one of the caller's stored images with the same person; waits up to FACE_WAIT_MS" })
-  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'application/json')
+  @ApiConsumes('multipart/form-data', 'image/jpeg', 'image/png', 'image/webp', 'image/heic', 'application/octet-stream', 'application/json')
   @ApiBody({
     schema: {
       type: 'object',
@@ -34,7 +34,12 @@ export class FacesController {
   })
   @ApiOkResponse({ description: '{ imageHash, faces: [{ faceId, box, landmarks, score, matches: [{ imageHash, faceId, similarity }] (strongest FACE_MATCHES_MAX), matchCount }], skippedFaces, matchedImages, matchedImageCount, message? }' })
   @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
-  @ApiBadRequestResponse({ type: ErrorResponseDto })
+  @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_MISSING, IMAGE_EMPTY, INVALID_BASE64, INVALID_PARAMETER, URL_NOT_ALLOWED' })
+  @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'imageHash names no image of the caller' })
+  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE' })
+  @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'IMAGE_UNSUPPORTED_FORMAT, UNSUPPORTED_MEDIA_TYPE' })
+  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED, IMAGE_BAD_SHAPE, URL_FETCH_FAILED' })
+  @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, SERVICE_UNAVAILABLE (with Retry-After)' })
   async submit(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const requestId = requestIdOf(request);
     const json = jsonObjectBody(request);

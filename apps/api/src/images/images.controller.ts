@@ -1,10 +1,11 @@
 import { Controller, Delete, Get, Param, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags, ApiTooManyRequestsResponse } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TenantId } from '@app/contracts';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
+import { EventStreamSlots } from './event-stream-slots';
 import { ImagesService } from './images.service';
 
 /** A comment line every this many ms keeps proxies and clients from timing out an idle event stream. */
@@ -13,7 +14,10 @@ const SSE_HEARTBEAT_MS = 15_000;
 @ApiTags('images')
 @Controller('v1/images')
 export class ImagesController {
-  constructor(private readonly images: ImagesService) {}
+  constructor(
+    private readonly images: ImagesService,
+    private readonly streams: EventStreamSlots,
+  ) {}
 
   @Get(':hash')
   @ApiOperation({ summary: "An image's metadata and every requested model's state and result (the caller's own image only)" })
@@ -72,24 +76,28 @@ export class ImagesController {
   })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
+  @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'RATE_LIMITED: SSE_MAX_PER_TENANT streams already open for this key (Retry-After)' })
   async events(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     // A refusal (bad id, no such image) is a normal JSON error; past this point the answer is a stream.
     await this.images.requireImage(tenant, hash);
+    const release = this.streams.acquire(tenant);
     let closed = false;
+    let heartbeat: NodeJS.Timeout | undefined;
     request.raw.on('close', () => (closed = true));
-    reply.hijack();
-    // The head and a first comment go out at once, so clients and proxies see the stream open before any result.
-    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no', 'x-request-id': request.id });
-    reply.raw.write(': stream open\n\n');
-    const heartbeat = setInterval(() => !closed && reply.raw.write(': heartbeat\n\n'), SSE_HEARTBEAT_MS);
     const write = (event: string, data: unknown) => !closed && reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     try {
+      reply.hijack();
+      // The head and a first comment go out at once, so clients and proxies see the stream open before any result.
+      reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no', 'x-request-id': request.id });
+      reply.raw.write(': stream open\n\n');
+      heartbeat = setInterval(() => !closed && reply.raw.write(': heartbeat\n\n'), SSE_HEARTBEAT_MS);
       const outcome = await this.images.follow(tenant, hash, requestIdOf(request), (model, view) => write('result', { model, ...view }), () => closed);
       write(outcome, { hash });
     } catch {
       write('error', { hash, message: 'the stream broke off; read GET /v1/images/:hash instead' });
     } finally {
       clearInterval(heartbeat);
+      release();
       reply.raw.end();
     }
   }

@@ -6,7 +6,8 @@ import type Redis from 'ioredis';
 import { REDIS_CLIENT } from '@app/redis';
 import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, RedisKeys, TenantId } from '@app/contracts';
 import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks } from '@app/storage';
-import { detectImageFormat } from '@app/imaging';
+import { createHash } from 'node:crypto';
+import { detectImageFormat, inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { requireImageHash } from '../common/image-hash';
 import { AppConfig } from '@app/config';
@@ -52,9 +53,33 @@ export class ImagesService {
   /** The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might). */
   async requireImage(tenant: TenantId, hash: string): Promise<ImageMetadata> {
     requireImageHash(hash);
-    const image = await this.results.getImage(tenant, hash);
+    const image = (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash));
     if (!image) throw notFound(hash);
     return image;
+  }
+
+  /**
+   * The tenant's bytes are in the content store but Redis has no metadata for them: Redis lost writes (a restart
+   * without persistence, a failover before replication), or an erasure stopped between its Redis step and its
+   * file step. The image is registered again from its bytes, under the image's lock as an upload is, so it can
+   * be read, analysed again and erased; otherwise the bytes would stay on disk where no route reaches them (an
+   * interrupted erasure is then finished by the client's retried DELETE). Costs one file read, only when the
+   * metadata is missing and the file exists; a file whose content does not match its name is left alone.
+   */
+  private async recoverImage(tenant: TenantId, hash: string): Promise<ImageMetadata | undefined> {
+    if (!(await this.store.has(tenant, hash))) return undefined;
+    return this.locks.withLock(tenant, hash, async () => {
+      const registered = await this.results.getImage(tenant, hash);
+      if (registered) return registered;
+      const bytes = await this.store.get(tenant, hash);
+      if (!bytes || createHash('sha256').update(bytes).digest('hex') !== hash) return undefined;
+      const info = await inspectImage(bytes, this.config.imageLimits).catch(() => undefined);
+      if (!info) return undefined;
+      const meta: ImageMetadata = { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() };
+      await this.results.registerImage(tenant, meta, []);
+      this.logger.warn({ action: 'image.recovered', tenant, imageHash: hash }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
+      return meta;
+    });
   }
 
   async describe(tenant: TenantId, hash: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {

@@ -47,7 +47,7 @@ export class ImageUploadReader {
     if (Buffer.isBuffer(request.body)) return { bytes: request.body, fields: {} };
     const json = jsonObjectBody(request);
     if (json) return this.readJson(json, fieldName);
-    throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw image/jpeg|png|webp body, or JSON {"${fieldName}": "<base64>"}`);
+    throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw body (content-type image/jpeg, image/png, image/webp, image/heic, … or application/octet-stream), or JSON {"${fieldName}": "<base64>"}`);
   }
 
   /**

@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { jobRetention, redisTryLater } from '@app/redis';
+import type Redis from 'ioredis';
+import { jobRetention, REDIS_CLIENT, redisTryLater } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
@@ -22,6 +23,15 @@ import { workerId } from '../worker-id';
  * unknown model, a passed deadline) is the same on every attempt, so the job fails at once.
  */
 const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.InputExpired, ErrorCode.ServiceUnavailable, ErrorCode.InferenceFailed, ErrorCode.Internal]);
+
+/** How many of the newest event-stream entries are searched for an erased image's job (see forgetErasedJob). */
+const ERASED_EVENTS_SCAN = 500;
+
+/** The handlers' answer for a job whose image was erased before or while it ran (analyze: state, faces: erased). */
+function wasErased(result: unknown): boolean {
+  const value = result as { state?: unknown; erased?: unknown } | null | undefined;
+  return value?.state === 'erased' || value?.erased === true;
+}
 
 /**
  * Consumes INFERENCE_QUEUE. BullMQ hands each job to exactly one worker (a Redis-side atomic move from
@@ -40,6 +50,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly images: ImageSource,
     private readonly heartbeat: HeartbeatService,
     private readonly watchdog: StallWatchdog,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     super();
@@ -63,7 +74,10 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.on('error', (error) => this.logWorkerError(error));
     // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
     // running the job but before that record must leave the bytes for the retry (at-least-once).
-    this.worker.on('completed', (job: Job) => this.release(job));
+    this.worker.on('completed', (job: Job, result: unknown) => {
+      this.release(job);
+      if (wasErased(result)) void this.forgetErasedJob(job);
+    });
     // A job that failed for good (no retry left, or bad input) needs its bytes no more either. BullMQ sets
     // finishedOn only when the failure is final; a failure that will be retried keeps the bytes.
     this.worker.on('failed', (job: Job | undefined) => job?.finishedOn && this.release(job));
@@ -88,6 +102,27 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     if (now - this.redisTrouble.loggedAt < 10_000) return void this.redisTrouble.suppressed++;
     this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast: this.redisTrouble.suppressed, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
     this.redisTrouble = { loggedAt: now, suppressed: 0 };
+  }
+
+  /**
+   * A job that ran while its image was erased wrote nothing back, but BullMQ has just recorded it: a completed
+   * job record (its data names the tenant and the image) and a `completed` entry in the queue's event stream
+   * (its id is derived from them). The erasure removed both for jobs it could see; this removes what the
+   * running job added after it, so nothing left in Redis says the image was ever there. The entry is among the
+   * newest, so only the last ERASED_EVENTS_SCAN entries are read (bounded whatever the stream's length).
+   */
+  private async forgetErasedJob(job: Job): Promise<void> {
+    try {
+      await job.remove();
+      const client = this.redis;
+      const events = this.worker.keys.events;
+      const recent = (await client.xrevrange(events, '+', '-', 'COUNT', ERASED_EVENTS_SCAN)) as [string, string[]][];
+      const naming = recent.filter(([, fields]) => fields.some((field, i) => i % 2 === 1 && field === job.id)).map(([id]) => id);
+      if (naming.length > 0) await client.xdel(events, ...naming);
+      this.logger.info({ action: 'job.erased_forgotten', jobId: job.id, tenant: job.data?.tenant, removedEvents: naming.length }, "an erased image's finished job and its events removed");
+    } catch (error) {
+      this.logger.warn({ action: 'job.erased_forget_failed', jobId: job.id, err: error }, "an erased image's finished job record stays until its retention ends");
+    }
   }
 
   private release(job: Job): void {
