@@ -140,8 +140,9 @@ export class RedisConnection {
     return new Cluster(this.topology.nodes, {
       // Reconnects the whole cluster (re-reading its slots from any seed) with the same capped pause as the other modes.
       clusterRetryStrategy: (times) => (retryStrategy ?? reconnectDelayMs)(times) ?? null,
-      // A slot that moved (MOVED/ASK after resharding or a failover) is followed at once; a cluster that is down answers
-      // CLUSTERDOWN (503 + Retry-After on the API) rather than being retried here for long.
+      // A slot that moved (MOVED/ASK after resharding or a failover) is followed at once. CLUSTERDOWN and TRYAGAIN
+      // are retried every 200 / 100 ms up to ioredis' maxRedirections (16), about 3 s at most, then reach the caller
+      // (503 + Retry-After on the API) rather than holding it longer.
       retryDelayOnClusterDown: 200,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: 2000,
