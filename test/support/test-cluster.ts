@@ -10,10 +10,11 @@ import { freePort } from './free-port';
 const run = promisify(execFile);
 
 /**
- * A Redis Cluster of the test's own: `primaries` redis-server processes with `--cluster-enabled yes` on free
- * loopback ports, each with its nodes file and data in one temporary folder, joined by
- * `redis-cli --cluster create … --cluster-replicas 0` (slots split evenly). stop() ends them by pid and removes
- * the folder. Nothing persists (no RDB, no AOF).
+ * A Redis Cluster of the test's own: `primaries` × (1 + `replicas`) redis-server processes with
+ * `--cluster-enabled yes` on free loopback ports, each with its nodes file and data in one temporary folder, joined
+ * by `redis-cli --cluster create … --cluster-replicas <replicas>` (slots split evenly over the primaries).
+ * `--cluster-node-timeout 2000`: a primary is failed over about 2–4 s after it stops answering. stop() ends them by
+ * pid and removes the folder. Replicas sync over the network; nothing is written to disk but the nodes files.
  */
 export class TestCluster {
   private constructor(
@@ -27,10 +28,10 @@ export class TestCluster {
     return this.ports.map((port) => `127.0.0.1:${port}`).join(',');
   }
 
-  static async start(primaries = 3): Promise<TestCluster> {
+  static async start(primaries = 3, replicas = 0): Promise<TestCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'iiq-cluster-'));
     const ports: number[] = [];
-    for (let i = 0; i < primaries; i++) {
+    for (let i = 0; i < primaries * (1 + replicas); i++) {
       let port = await freePort();
       // A cluster node also listens on port + 10000 (its bus); both must be free and distinct from the others'.
       while (port > 55_000 || ports.includes(port) || ports.some((other) => other + 10_000 === port || port + 10_000 === other)) port = await freePort();
@@ -46,8 +47,9 @@ export class TestCluster {
     const cluster = new TestCluster(processes, ports, dir);
     try {
       for (const port of ports) await cluster.waitFor(port, (info) => info.includes('cluster_enabled:1'), 'server');
-      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
+      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
       for (const port of ports) await cluster.waitFor(port, (info) => info.includes('cluster_state:ok'), 'cluster');
+      if (replicas > 0) for (const port of ports) await cluster.waitFor(port, (info) => !info.includes('role:slave') || info.includes('master_link_status:up'), 'replication');
       return cluster;
     } catch (error) {
       await cluster.stop();
@@ -55,12 +57,12 @@ export class TestCluster {
     }
   }
 
-  /** Polls one node (INFO server, or CLUSTER INFO) until `ready` accepts the answer, for up to 20 s. */
-  private async waitFor(port: number, ready: (info: string) => boolean, what: 'server' | 'cluster'): Promise<void> {
+  /** Polls one node (INFO cluster, CLUSTER INFO, or INFO replication) until `ready` accepts the answer, for up to 20 s. */
+  private async waitFor(port: number, ready: (info: string) => boolean, what: 'server' | 'cluster' | 'replication'): Promise<void> {
     for (let i = 0; i < 400; i++) {
       const node = this.node(port);
       try {
-        const info = what === 'server' ? await node.info('cluster') : ((await node.call('CLUSTER', 'INFO')) as string);
+        const info = what === 'server' ? await node.info('cluster') : what === 'replication' ? await node.info('replication') : ((await node.call('CLUSTER', 'INFO')) as string);
         if (ready(info)) return;
       } catch {
         // not listening yet
@@ -79,6 +81,39 @@ export class TestCluster {
     return client;
   }
 
+  /** The port of the primary that serves `key`'s slot now (CLUSTER SLOTS asked of any live node). */
+  async primaryOf(key: string): Promise<number> {
+    for (const port of this.ports) {
+      if (!this.alive(port)) continue;
+      const node = this.node(port);
+      try {
+        const slot = (await node.call('CLUSTER', 'KEYSLOT', key)) as number;
+        const ranges = (await node.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+        const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+        if (range) return Number(range[2][1]);
+      } catch {
+        // try the next node
+      } finally {
+        node.disconnect();
+      }
+    }
+    throw new Error(`no live node knows the primary of ${key}`);
+  }
+
+  private alive(port: number): boolean {
+    const child = this.processes[this.ports.indexOf(port)];
+    return child.exitCode === null && child.signalCode === null;
+  }
+
+  /** SIGKILLs one node (a crash) and resolves once it has exited. */
+  async kill(port: number): Promise<void> {
+    const child = this.processes[this.ports.indexOf(port)];
+    if (!this.alive(port)) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   /** A cluster client for the test (caller disconnects). */
   client(): Cluster {
     return new Cluster(this.ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: 1 } });
@@ -88,6 +123,7 @@ export class TestCluster {
   async keysByNode(pattern = '*'): Promise<Map<number, string[]>> {
     const found = new Map<number, string[]>();
     for (const port of this.ports) {
+      if (!this.alive(port)) continue;
       const node = this.node(port);
       try {
         found.set(port, (await node.keys(pattern)).sort());
