@@ -104,7 +104,7 @@ return 1
  *
  * Which keys it touches depends on what it finds (the faces, the faces and images they matched), so it first
  * looks, reading only, and returns nil plus the names it would touch that were not declared when there are any;
- * the caller (FaceStore.runDeclared) declares them and runs it again. It writes only in a run where every key it
+ * the caller (runDeclared) declares them and runs it again. It writes only in a run where every key it
  * touches was declared. Needs DECLARED_KEYS_LUA.
  */
 export const FORGET_FACES_LUA = `
