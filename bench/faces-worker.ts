@@ -10,7 +10,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Redis from 'ioredis';
+import { RedisConnection } from '@app/redis/redis-connection';
 import pino from 'pino';
 import { parseEnv } from '@app/config/env.schema';
 import { asTenantId, RedisKeys } from '@app/contracts';
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const [queriesPath, outPath, ...flags] = process.argv.slice(2);
   const env = parseEnv(process.env);
   const tenant = asTenantId(process.env.BENCH_TENANT ?? 'bench');
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
+  const redis = RedisConnection.fromEnv(env).client({ maxRetriesPerRequest: 1 });
   const keys = new RedisKeys(env.QUEUE_PREFIX);
   const logger = pino({ level: 'warn' }, pino.destination(2));
   global.gc?.();

@@ -173,3 +173,36 @@ describe('fault: Sentinel failover under load', () => {
     expect(started.filter((app) => app.exited)).toEqual([]);
   });
 });
+
+/** REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD reach every connection: the data nodes and the sentinels all require a password. */
+describe('Sentinel with passwords on the data nodes and on the sentinels', () => {
+  let sentinels: TestSentinels;
+  let storageDir: string;
+  const apps: AppProcess[] = [];
+
+  beforeAll(async () => {
+    storageDir = mkdtempSync(join(tmpdir(), 'iiq-sentinel-auth-'));
+    sentinels = await TestSentinels.start({ data: 'data-secret', sentinel: 'sentinel-secret' });
+  });
+
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.stop()));
+    await sentinels?.stop();
+    rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  it('both apps authenticate to both; a wrong data password stops the start with one line', async () => {
+    const env = { ...sentinels.env, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1' };
+    const started = await Promise.all([AppProcess.start('api', env), AppProcess.start('worker', env)]);
+    apps.push(...started);
+    const [api] = started;
+    const [sample] = classifySamples();
+    const answer = await request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: sample.bytes });
+    expect(`${answer.status} ${answer.body.predictions?.[0]?.label}`).toBe(`200 ${sample.label}`);
+    expect((await request(`${api.url}/health/ready`)).status).toBe(200);
+    const wrong = await AppProcess.spawn('api', { ...env, REDIS_PASSWORD: 'wrong' });
+    expect(await wrong.exitCode()).toBe(1);
+    expect(wrong.logsWith('api.cannot_start')[0]?.msg).toMatch(/cannot reach Redis through sentinel "mymaster"/);
+    expect(JSON.stringify(wrong.logs)).not.toContain('data-secret');
+  });
+});

@@ -16,6 +16,9 @@ export const SENTINEL_MASTER = 'mymaster';
  * the primary stops answering. Everything lives in one temp folder; stop() ends every process and removes it.
  */
 export class TestSentinels {
+  /** `data`: requirepass (and masterauth) of the data nodes; `sentinel`: the sentinels' own requirepass. */
+  private constructor(private readonly passwords: { data?: string; sentinel?: string } = {}) {}
+
   private readonly dir = mkdtempSync(join(tmpdir(), 'iiq-sentinel-'));
   /** Data nodes by port (a killed one is replaced by its restart on the same port and folder). */
   readonly nodes = new Map<number, TestRedis>();
@@ -28,11 +31,16 @@ export class TestSentinels {
 
   /** The app settings that reach Redis through these sentinels. */
   get env(): Record<string, string> {
-    return { REDIS_SENTINELS: this.sentinelList, REDIS_SENTINEL_MASTER: SENTINEL_MASTER };
+    return {
+      REDIS_SENTINELS: this.sentinelList,
+      REDIS_SENTINEL_MASTER: SENTINEL_MASTER,
+      ...(this.passwords.data ? { REDIS_PASSWORD: this.passwords.data } : {}),
+      ...(this.passwords.sentinel ? { REDIS_SENTINEL_PASSWORD: this.passwords.sentinel } : {}),
+    };
   }
 
-  static async start(): Promise<TestSentinels> {
-    const set = new TestSentinels();
+  static async start(passwords: { data?: string; sentinel?: string } = {}): Promise<TestSentinels> {
+    const set = new TestSentinels(passwords);
     try {
       const primary = await set.startNode(await freePort());
       await set.startNode(await freePort(), primary.port);
@@ -53,8 +61,9 @@ export class TestSentinels {
   async startNode(port: number, primaryPort?: number): Promise<TestRedis> {
     const dir = this.nodeDir(port);
     mkdirSync(dir, { recursive: true });
-    const args = ['--maxmemory-policy', 'noeviction', ...(primaryPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [])];
-    const node = await TestRedis.start(port, { appendOnlyDir: dir, args });
+    const password = this.passwords.data;
+    const args = ['--maxmemory-policy', 'noeviction', ...(password ? ['--requirepass', password, '--masterauth', password] : []), ...(primaryPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [])];
+    const node = await TestRedis.start(port, { appendOnlyDir: dir, args, password });
     this.nodes.set(port, node);
     return node;
   }
@@ -72,6 +81,8 @@ export class TestSentinels {
         `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
         `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
         `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+        ...(this.passwords.data ? [`sentinel auth-pass ${SENTINEL_MASTER} ${this.passwords.data}`] : []),
+        ...(this.passwords.sentinel ? [`requirepass ${this.passwords.sentinel}`] : []),
         '',
       ].join('\n'),
     );
@@ -82,7 +93,7 @@ export class TestSentinels {
 
   /** One command to one sentinel; undefined when it does not answer. */
   private async askSentinel<T>(port: number, command: (client: Redis) => Promise<T>): Promise<T | undefined> {
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({ port, host: '127.0.0.1', password: this.passwords.sentinel, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -125,7 +136,7 @@ export class TestSentinels {
    */
   async restartAsReplica(port: number): Promise<void> {
     const node = await this.startNode(port);
-    const client = node.client();
+    const client = node.client({ password: this.passwords.data });
     client.on('error', () => undefined);
     try {
       await this.waitFor(async () => /master_link_status:up/.test(await client.info('replication')), 30_000, `node ${port} to sync as a replica`);
