@@ -170,6 +170,11 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1024, 32),
   INFERENCE_THREADS: int(1, 64, 1),
   ORT_INTRA_OP_THREADS: int(1, 256, cores),
+  /**
+   * ONNX Runtime's intra-op threads spin (busy-wait) after each run waiting for the next one: its own default,
+   * kept here. Off, they sleep between runs (npm run bench measures both).
+   */
+  ORT_ALLOW_SPINNING: bool(true),
   /** libvips threads per image. 1 by default: images decode in parallel on libuv's pool instead, which scales better and leaves cores for ONNX Runtime. */
   SHARP_CONCURRENCY: int(1, 256, 1),
   /** Overrides every model's manifest batch settings when set. */

@@ -20,6 +20,11 @@ export interface InferenceRuntimeOptions {
   threads: number;
   /** ORT intra-op threads per session run. threads × intraOpThreads should not exceed the cores left after decoding. */
   intraOpThreads: number;
+  /**
+   * Let ORT's intra-op threads spin between runs (ORT's default, and the default here). Off, they sleep between
+   * runs. ORT_ALLOW_SPINNING.
+   */
+  allowSpinning?: boolean;
 }
 
 /**
@@ -37,6 +42,7 @@ export class InferenceRuntime {
     const init: InferenceThreadInit = {
       models: catalog.list().map((model) => ({ name: model.name, path: model.path })),
       intraOpThreads: options.intraOpThreads,
+      allowSpinning: options.allowSpinning ?? true,
     };
     const pool = new Piscina({
       filename: join(__dirname, 'inference.thread.js'),

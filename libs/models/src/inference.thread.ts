@@ -25,6 +25,8 @@ async function createHandler(): Promise<(task: InferenceTask) => Promise<Inferen
       graphOptimizationLevel: 'all',
       // Some exported graphs list initializers as inputs; ORT warns once per initializer. Keep errors only.
       logSeverityLevel: 3,
+      // Flattened by onnxruntime-node into the session config entry "session.intra_op.allow_spinning".
+      extra: { session: { intra_op: { allow_spinning: init.allowSpinning ? '1' : '0' } } },
     });
     sessions.set(model.name, session);
   }
