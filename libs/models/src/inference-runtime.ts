@@ -21,8 +21,8 @@ export interface InferenceRuntimeOptions {
   /** ORT intra-op threads per session run. threads × intraOpThreads should not exceed the cores left after decoding. */
   intraOpThreads: number;
   /**
-   * Let ORT's intra-op threads spin between runs (ORT's default, and the default here). Off, they sleep between
-   * runs. ORT_ALLOW_SPINNING.
+   * Let ORT's intra-op threads spin between runs (ORT's own default). Off (the default here), they sleep
+   * between runs: the cores are free for decoding and the queue. ORT_ALLOW_SPINNING.
    */
   allowSpinning?: boolean;
 }
@@ -42,7 +42,7 @@ export class InferenceRuntime {
     const init: InferenceThreadInit = {
       models: catalog.list().map((model) => ({ name: model.name, path: model.path })),
       intraOpThreads: options.intraOpThreads,
-      allowSpinning: options.allowSpinning ?? true,
+      allowSpinning: options.allowSpinning ?? false,
     };
     const pool = new Piscina({
       filename: join(__dirname, 'inference.thread.js'),
