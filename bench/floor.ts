@@ -55,7 +55,7 @@ async function main(): Promise<void> {
         const bytes = await redis.getBuffer(job.data.image.key);
         return { bytes: bytes?.length ?? 0 };
       },
-      { connection: connection(), prefix, concurrency: 32 },
+      { connection: connection(), prefix, concurrency: Number(process.env.FLOOR_CONCURRENCY ?? 32) },
     );
     worker.on('completed', (job: Job) => void redis.del(job.data.image.key));
     await worker.waitUntilReady();
