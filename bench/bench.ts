@@ -153,7 +153,7 @@ function roundAll(values: Record<string, number>, digits = 2): Record<string, nu
 /** One bench/floor.ts process (echo, api or worker), ready. */
 async function startFloor(role: 'echo' | 'api' | 'worker', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop: () => Promise<void> }> {
   const port = role === 'worker' ? 0 : await freePort();
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'floor.js'), role], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', PORT: String(port), ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'floor.js'), role], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_OPTIONS: '--max-semi-space-size=2', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -330,6 +330,13 @@ async function main(): Promise<void> {
     const noBatch = (await service(redis, { MAX_BATCH_SIZE: '1' }, 'bench1', false)) as any;
     console.error('bench: service with ORT_ALLOW_SPINNING=1…');
     const spinning = (await service(redis, { ORT_ALLOW_SPINNING: '1' }, 'benchspin', true)) as any;
+    // BENCH_VARIANT_ENV='{"NAME":"value",...}': one more service run with these settings, to weigh a lever in the same run.
+    const variantEnv = process.env.BENCH_VARIANT_ENV ? (JSON.parse(process.env.BENCH_VARIANT_ENV) as Record<string, string>) : undefined;
+    let variant: any;
+    if (variantEnv) {
+      console.error(`bench: service with ${JSON.stringify(variantEnv)}…`);
+      variant = await service(redis, variantEnv, 'benchvariant', true);
+    }
     console.error('bench: seed protocol…');
     const seed = await seedProtocol(redis);
 
@@ -352,6 +359,7 @@ async function main(): Promise<void> {
       service: svc,
       serviceNoBatching: noBatch,
       serviceOrtSpinning: spinning,
+      serviceVariant: variant && { env: variantEnv, ...variant },
       seedProtocol: seed,
       stackFloor,
       ratios,
@@ -384,6 +392,13 @@ async function main(): Promise<void> {
     const width = Math.max(...rows.map(([label]) => label.length));
     console.log(rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n'));
     console.log('\n' + bill.table);
+    if (variant) {
+      console.log(`\nvariant ${JSON.stringify(variantEnv)}, against the service above:`);
+      console.log(`  p50 1 client ${variant.oneClient.p50} ms (service ${svc.oneClient.p50}); req/s 32 clients ${variant.clients32.throughput} (${svc.clients32.throughput})`);
+      console.log(`  CPU ms/req 1 client ${JSON.stringify(variant.cpuMsOneClient)} (${JSON.stringify(svc.cpuMsOneClient)})`);
+      console.log(`  CPU ms/req 32 clients ${JSON.stringify(variant.cpuMsClients32)} (${JSON.stringify(svc.cpuMsClients32)})`);
+      console.log(`  Redis commands per request ${variant.redisCommandsPerRequest} (${svc.redisCommandsPerRequest})`);
+    }
     const byName = (counts: Record<string, number>) => Object.entries(counts).slice(0, 14).map(([name, n]) => `${name} ${n}`).join(', ');
     console.log(`\nRedis commands per request, 1 client (service): ${byName(svc.redisCommandsByName)}`);
     console.log(`Redis commands per request, 1 client (floor):   ${byName(stackFloor.queueRedisCommandsByName)}`);

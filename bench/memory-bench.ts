@@ -29,10 +29,11 @@ export async function benchMemory(argv: string[]) {
   const inFlight = Math.min(10_000, flags.positive('in-flight', 1000));
   const redis = await TestRedis.start();
   // Bench traffic is one anonymous caller: no rate limit; the queue may hold every request in flight.
-  const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'mem', LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0', MAX_QUEUE_DEPTH: String(inFlight * 2) };
-  const worker = await AppProcess.start('worker', env);
-  const api = await AppProcess.start('api', env);
+  const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'mem', RATE_LIMIT_MAX: '0', MAX_QUEUE_DEPTH: String(inFlight * 2) };
+  const started: AppProcess[] = [];
   try {
+    const worker = await AppProcess.start('worker', env).then((app) => (started.push(app), app));
+    const api = await AppProcess.start('api', env).then((app) => (started.push(app), app));
     // API: every request open at once; RSS sampled every 20 ms (VmHWM, the kernel's own peak, beside it).
     await runConcurrently(50, 8, () => classify(api.url));
     const before = memory(api.pid).rss;
@@ -75,7 +76,7 @@ export async function benchMemory(argv: string[]) {
     console.log(rows.map(([label, value, target, met]) => `${label.padEnd(52)}${String(value).padStart(14)}  ${target.padEnd(6)} ${met === undefined ? '' : met ? 'ok' : 'MISSED'}`).join('\n'));
     return result;
   } finally {
-    await Promise.all([api.stop(), worker.stop()]);
+    await Promise.all(started.map((app) => app.stop()));
     await redis.stop();
   }
 }
