@@ -1,7 +1,11 @@
 /**
- * npm run bench: measures, in one run on the same images, the in-process pipeline, the real service
- * (HTTP → BullMQ → worker), the seed assignment's list-and-poll protocol, and batching on/off; prints a
- * table and writes bench/results/latest.json. Loopback only: it starts its own redis-server, API and worker.
+ * npm run bench: measures, in one run on the same images, the in-process pipeline (ORT spinning on and off),
+ * the stack's floor (Fastify echo; Fastify + BullMQ round trip, bench/floor.ts), the real service (HTTP →
+ * BullMQ → worker) with CPU ms per request per process and Redis commands per request, batching off, ORT
+ * spinning on, an optional BENCH_VARIANT_ENV run, and the seed assignment's list-and-poll protocol; prints the
+ * ratios, the bill (service − in-process − floor) and the targets, and writes bench/results/latest.json.
+ * `npm run bench -- memory` measures RSS instead (memory-bench.ts). Loopback only: it starts its own
+ * redis-server, API and worker.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
