@@ -101,6 +101,8 @@ if (env.REDIS_SENTINELS) {
   }
 }
 
+// The same V8 setting as the container image (Dockerfile, NODE_OPTIONS), unless NODE_OPTIONS says otherwise.
+env.NODE_OPTIONS ??= '--max-semi-space-size=2';
 for (const name of ['worker', 'api']) {
   // The API's output goes through here: the address is announced only once it is really listening.
   const child = track(spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] }));

@@ -199,6 +199,12 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1024, 32),
   INFERENCE_THREADS: int(1, 64, 1),
   ORT_INTRA_OP_THREADS: int(1, 256, cores),
+  /**
+   * ONNX Runtime's intra-op threads spin (busy-wait) after each run waiting for the next one: its own default.
+   * Off here: between a worker's runs there is decoding and queue work for the same cores, and spinning threads
+   * take them (npm run bench measures both). On only for a host that does back-to-back model runs and nothing else.
+   */
+  ORT_ALLOW_SPINNING: bool(false),
   /** libvips threads per image. 1 by default: images decode in parallel on libuv's pool instead, which scales better and leaves cores for ONNX Runtime. */
   SHARP_CONCURRENCY: int(1, 256, 1),
   /** Overrides every model's manifest batch settings when set. */
