@@ -1,8 +1,13 @@
 /**
- * npm run bench: measures, in one run on the same images, the in-process pipeline, the real service
- * (HTTP → BullMQ → worker), the seed assignment's list-and-poll protocol, and batching on/off; prints a
- * table and writes bench/results/latest.json. Loopback only: it starts its own redis-server, API and worker.
+ * npm run bench: measures, in one run on the same images, the in-process pipeline (ORT spinning on and off),
+ * the stack's floor (Fastify echo; Fastify + BullMQ round trip, bench/floor.ts), the real service (HTTP →
+ * BullMQ → worker) with CPU ms per request per process and Redis commands per request, batching off, ORT
+ * spinning on, an optional BENCH_VARIANT_ENV run, and the seed assignment's list-and-poll protocol; prints the
+ * ratios, the bill (service − in-process − floor) and the targets, and writes bench/results/latest.json.
+ * `npm run bench -- memory` measures RSS instead (memory-bench.ts). Loopback only: it starts its own
+ * redis-server, API and worker.
  */
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +15,12 @@ import { prepareModelInput } from '@app/imaging';
 import { InferenceRuntime, ModelCatalog, ModelExecutor } from '@app/models';
 import { inferImage } from '../apps/worker/src/inference/infer-image';
 import { AppProcess, REPO_ROOT } from '../test/support/app-process';
+import { freePort } from '../test/support/free-port';
 import { TestRedis } from '../test/support/test-redis';
 import { benchFaces } from './faces-bench';
 import { benchFacesQuality } from './faces-quality';
+import { benchMemory } from './memory-bench';
+import { CpuMeter } from './proc-stats';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
 
@@ -26,21 +34,25 @@ const quick = process.env.BENCH_QUICK === '1';
 const N = { latency1: quick ? 30 : 100, throughput: quick ? 200 : 600, seedLatency: quick ? 10 : 24, seedThroughput: quick ? 96 : 256 };
 const intraOpThreads = Math.max(1, cpus().length);
 
-async function inProcess() {
+async function inProcess(allowSpinning: boolean) {
   const results: Record<string, number> = {};
   for (const maxBatchSize of [1, 8]) {
     const catalog = ModelCatalog.load(join(REPO_ROOT, 'models'), { maxBatchSize, maxBatchDelayMs: 2 });
     const model = catalog.get(MODEL);
-    const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads });
+    const runtime = await InferenceRuntime.start(catalog, { threads: 1, intraOpThreads, allowSpinning });
     const executor = new ModelExecutor(catalog, runtime);
     // The worker's own decode → announce → batch path, minus Redis and the queue.
     const pipeline = async (i: number) => (await inferImage(executor, model, async () => IMAGES[i % IMAGES.length].bytes, { maxPixels: 50_000_000, heic: true })).run;
     for (let i = 0; i < 10; i++) await pipeline(i);
     if (maxBatchSize === 1) {
+      const meter = new CpuMeter({ self: process.pid });
       const sequential = await runConcurrently(N.latency1, 1, pipeline);
+      results.cpuMsOneClient = meter.per(N.latency1).self;
       results.p50Batch1Ms = percentile(sequential.latencies, 50);
     }
+    const meter = new CpuMeter({ self: process.pid });
     const loaded = await runConcurrently(N.throughput, 32, pipeline);
+    results[`cpuMsBatch${maxBatchSize}`] = meter.per(N.throughput).self;
     results[`throughputBatch${maxBatchSize}`] = (N.throughput / loaded.wallMs) * 1000;
     // The model step alone: pre-decoded tensors, so decoding does not hide the batching effect.
     const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, { maxPixels: 50_000_000, heic: true })));
@@ -48,9 +60,14 @@ async function inProcess() {
     results[`modelStepBatch${maxBatchSize}`] = (N.throughput / modelOnly.wallMs) * 1000;
     await runtime.close();
   }
+  const bestBatch = results.throughputBatch8 >= results.throughputBatch1 ? 8 : 1;
   return {
+    allowSpinning,
     throughput: Math.max(results.throughputBatch1, results.throughputBatch8),
-    bestBatch: results.throughputBatch8 >= results.throughputBatch1 ? 8 : 1,
+    bestBatch,
+    /** CPU ms per image of this whole process (every thread), one client and 32 clients at the best batch. */
+    cpuMsOneClient: round(results.cpuMsOneClient, 2),
+    cpuMsClients32: round(results[`cpuMsBatch${bestBatch}`], 2),
     throughputBatch1: round(results.throughputBatch1),
     throughputBatch8: round(results.throughputBatch8),
     p50Batch1Ms: round(results.p50Batch1Ms, 2),
@@ -87,6 +104,21 @@ async function redisCommandCount(redis: TestRedis): Promise<number> {
   }
 }
 
+async function commandCalls(redis: TestRedis): Promise<Record<string, number>> {
+  const client = redis.client();
+  try {
+    return await TestRedis.commandCalls(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Redis commands per request by name (inside Lua scripts included), most frequent first. */
+function commandsPerRequest(before: Record<string, number>, after: Record<string, number>, requests: number): Record<string, number> {
+  const entries = Object.entries(after).map(([name, count]) => [name, round((count - (before[name] ?? 0)) / requests, 2)] as const);
+  return Object.fromEntries(entries.filter(([, perRequest]) => perRequest > 0).sort((a, b) => b[1] - a[1]));
+}
+
 async function service(redis: TestRedis, env: Record<string, string>, prefix: string, measureLatency: boolean) {
   const fullEnv = { REDIS_URL: redis.url, QUEUE_PREFIX: prefix, LOG_LEVEL: 'debug', ORT_INTRA_OP_THREADS: String(intraOpThreads), ...env };
   const worker = await AppProcess.start('worker', fullEnv);
@@ -94,13 +126,25 @@ async function service(redis: TestRedis, env: Record<string, string>, prefix: st
   try {
     await serviceRun(api.url, 4, 30);
     const out: Record<string, unknown> = {};
+    const pids = { api: api.pid, worker: worker.pid, redis: redis.pid };
     if (measureLatency) {
       const before = await redisCommandCount(redis);
+      const calls = await commandCalls(redis);
+      const meter = new CpuMeter(pids);
       const single = await serviceRun(api.url, 1, N.latency1);
+      out.cpuMsOneClient = roundAll(meter.per(N.latency1));
       out.redisCommandsPerRequest = round(((await redisCommandCount(redis)) - before) / N.latency1, 1);
+      out.redisCommandsByName = commandsPerRequest(calls, await commandCalls(redis), N.latency1);
       out.oneClient = single;
     }
+    const meter = new CpuMeter(pids);
     out.clients32 = await serviceRun(api.url, 32, N.throughput);
+    out.cpuMsClients32 = roundAll(meter.per(N.throughput));
+    // Redis' own CPU per request at load (one node: on a Cluster the queue's whole slot lives on one primary too),
+    // and so how many requests per second one Redis core carries before Redis, not the workers, is the limit.
+    const redisCpu = Number((out.cpuMsClients32 as Record<string, number>).redis);
+    out.redisCpuMsPerRequest = round(redisCpu, 3);
+    out.requestsPerRedisCoreSecond = redisCpu > 0 ? Math.round(1000 / redisCpu) : 'n/a';
     const batchSizes = worker.logsWith('job.completed').map((line) => Number(line.batchSize ?? 1));
     out.meanBatchSize = round(batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length), 2);
     const delays = worker.logsWith('worker.heartbeat').map((line) => Number(line.eventLoopDelayMaxMs ?? 0));
@@ -109,6 +153,129 @@ async function service(redis: TestRedis, env: Record<string, string>, prefix: st
   } finally {
     await Promise.all([api.stop(), worker.stop()]);
   }
+}
+
+function roundAll(values: Record<string, number>, digits = 2): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([key, value]) => [key, round(value, digits)]));
+}
+
+/** One bench/floor.ts process (echo, api or worker), ready. */
+async function startFloor(role: 'echo' | 'api' | 'worker', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop: () => Promise<void> }> {
+  const port = role === 'worker' ? 0 : await freePort();
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'floor.js'), role], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_OPTIONS: '--max-semi-space-size=2', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('"ready":true')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`floor ${role} exited with ${code} before it was ready`)));
+  });
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  return { child, url: `http://127.0.0.1:${port}`, stop };
+}
+
+/**
+ * The stack's floor on the same images: a Fastify echo (HTTP alone), and Fastify + a BullMQ round trip with the
+ * service's payload handling and a worker that does no work (bench/floor.ts). Same clients, same CPU accounting.
+ */
+async function floor(redis: TestRedis) {
+  const echo = await startFloor('echo', {});
+  const out: Record<string, any> = {};
+  try {
+    await serviceRun(echo.url, 4, 30);
+    let meter = new CpuMeter({ api: echo.child.pid! });
+    out.echoOneClient = await serviceRun(echo.url, 1, N.latency1);
+    out.echoCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
+    meter = new CpuMeter({ api: echo.child.pid! });
+    out.echoClients32 = await serviceRun(echo.url, 32, N.throughput);
+    out.echoCpuMsClients32 = roundAll(meter.per(N.throughput), 3);
+  } finally {
+    await echo.stop();
+  }
+  const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'floor' };
+  const worker = await startFloor('worker', env);
+  const api = await startFloor('api', env);
+  try {
+    const pids = { api: api.child.pid!, worker: worker.child.pid!, redis: redis.pid };
+    await serviceRun(api.url, 4, 30);
+    const before = await redisCommandCount(redis);
+    const calls = await commandCalls(redis);
+    let meter = new CpuMeter(pids);
+    out.queueOneClient = await serviceRun(api.url, 1, N.latency1);
+    out.queueCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
+    out.queueRedisCommandsPerRequest = round(((await redisCommandCount(redis)) - before) / N.latency1, 1);
+    out.queueRedisCommandsByName = commandsPerRequest(calls, await commandCalls(redis), N.latency1);
+    meter = new CpuMeter(pids);
+    out.queueClients32 = await serviceRun(api.url, 32, N.throughput);
+    out.queueCpuMsClients32 = roundAll(meter.per(N.throughput), 3);
+  } finally {
+    await Promise.all([api.stop(), worker.stop()]);
+  }
+  return out;
+}
+
+const CPU_COLUMNS = ['api', 'worker', 'redis'] as const;
+
+/**
+ * The bill: per request, what each layer costs in latency (p50, one client) and CPU (ms, per process, from
+ * /proc), the stack's floor beside the service, and the service's overhead above floor + in-process work.
+ * Returns the figures and a printable table whose last block marks each target MISSED or ok.
+ */
+function billOf(inprocess: any, stackFloor: any, svc: any) {
+  const sum = (cpu: Record<string, number>) => CPU_COLUMNS.reduce((total, name) => total + (cpu[name] ?? 0), 0);
+  const workOne = inprocess.cpuMsOneClient;
+  const work32 = inprocess.cpuMsClients32;
+  const floorAddedP50 = stackFloor.queueOneClient.p50;
+  const addedP50 = svc.oneClient.p50 - inprocess.p50Batch1Ms;
+  const overhead = {
+    latencyP50OneClientMs: round(addedP50 - floorAddedP50, 2),
+    cpuMsOneClient: round(sum(svc.cpuMsOneClient) - workOne - sum(stackFloor.queueCpuMsOneClient), 2),
+    cpuMsClients32: round(sum(svc.cpuMsClients32) - work32 - sum(stackFloor.queueCpuMsClients32), 2),
+    apiCpuMsOneClient: round(svc.cpuMsOneClient.api - stackFloor.queueCpuMsOneClient.api, 2),
+    apiCpuMsClients32: round(svc.cpuMsClients32.api - stackFloor.queueCpuMsClients32.api, 2),
+    workerCpuMsClients32: round(svc.cpuMsClients32.worker - work32 - stackFloor.queueCpuMsClients32.worker, 2),
+  };
+  const throughputRatio = svc.clients32.throughput / inprocess.throughput;
+  const targets: [string, number, string, boolean][] = [
+    ['service / in-process throughput, 32 clients', round(throughputRatio, 3), '≥ 0.85', throughputRatio >= 0.85],
+    ['added p50, 1 client (ms)', round(addedP50, 2), '≤ 3', addedP50 <= 3],
+    ['added p50 − floor p50, 1 client (ms)', overhead.latencyP50OneClientMs, '≤ 1.5', overhead.latencyP50OneClientMs <= 1.5],
+    ['API CPU per request, 1 client (ms)', svc.cpuMsOneClient.api, '≤ 0.8', svc.cpuMsOneClient.api <= 0.8],
+    ['API CPU per request, 32 clients (ms)', svc.cpuMsClients32.api, '≤ 0.8', svc.cpuMsClients32.api <= 0.8],
+    ['Redis commands per request, 1 client', svc.redisCommandsPerRequest, '≤ 40', svc.redisCommandsPerRequest <= 40],
+  ];
+  const cell = (value: unknown, width = 8) => String(value ?? '–').padStart(width);
+  const cpu = (values: Record<string, number> | undefined) => CPU_COLUMNS.map((name) => cell(values?.[name])).join('');
+  const line = (label: string, p50: unknown, cpuOne: Record<string, number> | undefined, commands: unknown, rate: unknown, cpu32: Record<string, number> | undefined) =>
+    `${label.padEnd(34)}${cell(p50)}${cpu(cpuOne)}${cell(commands)}  |${cell(rate)}${cpu(cpu32)}`;
+  const lines = [
+    'Per request: p50 latency (ms) and CPU ms per process (/proc utime+stime, all threads)',
+    `${''.padEnd(34)}${'--------- 1 client ----------------------'.padEnd(40)}  | ------- 32 clients ------------`,
+    `${''.padEnd(34)}${cell('p50')}${cell('api')}${cell('worker')}${cell('redis')}${cell('cmds')}  |${cell('req/s')}${cell('api')}${cell('worker')}${cell('redis')}`,
+    line('in-process reference (all threads)', inprocess.p50Batch1Ms, { worker: workOne }, '', round(inprocess.throughput), { worker: work32 }),
+    line('floor: Fastify echo', stackFloor.echoOneClient.p50, stackFloor.echoCpuMsOneClient, '', stackFloor.echoClients32.throughput, stackFloor.echoCpuMsClients32),
+    line('floor: Fastify + BullMQ round trip', stackFloor.queueOneClient.p50, stackFloor.queueCpuMsOneClient, stackFloor.queueRedisCommandsPerRequest, stackFloor.queueClients32.throughput, stackFloor.queueCpuMsClients32),
+    line('service', svc.oneClient.p50, svc.cpuMsOneClient, svc.redisCommandsPerRequest, svc.clients32.throughput, svc.cpuMsClients32),
+    line(
+      'service − in-process − floor',
+      overhead.latencyP50OneClientMs,
+      { api: overhead.apiCpuMsOneClient, worker: round(svc.cpuMsOneClient.worker - workOne - stackFloor.queueCpuMsOneClient.worker, 2), redis: round(svc.cpuMsOneClient.redis - stackFloor.queueCpuMsOneClient.redis, 2) },
+      round(svc.redisCommandsPerRequest - stackFloor.queueRedisCommandsPerRequest, 1),
+      '',
+      { api: overhead.apiCpuMsClients32, worker: overhead.workerCpuMsClients32, redis: round(svc.cpuMsClients32.redis - stackFloor.queueCpuMsClients32.redis, 2) },
+    ),
+    `total CPU overhead per request above in-process + floor: ${overhead.cpuMsOneClient} ms (1 client), ${overhead.cpuMsClients32} ms (32 clients)`,
+    '',
+    'Targets',
+    ...targets.map(([label, value, target, met]) => `${label.padEnd(46)}${cell(value)}  ${target.padEnd(7)} ${met ? 'ok' : 'MISSED'}`),
+  ];
+  return { overhead, targets: targets.map(([label, value, target, met]) => ({ label, value, target, met })), table: lines.join('\n') };
 }
 
 async function seedProtocol(redis: TestRedis) {
@@ -133,7 +300,13 @@ async function seedProtocol(redis: TestRedis) {
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
-  if (mode && !['classify', 'faces', 'faces-quality'].includes(mode)) throw new Error(`unknown bench "${mode}" (available: classify, faces, faces-quality)`);
+  if (mode && !['classify', 'faces', 'faces-quality', 'memory'].includes(mode)) throw new Error(`unknown bench "${mode}" (available: classify, faces, faces-quality, memory)`);
+  if (mode === 'memory') {
+    const memoryResults = await benchMemory(process.argv.slice(3));
+    mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(REPO_ROOT, 'bench', 'results', 'memory-latest.json'), JSON.stringify({ when: new Date().toISOString(), ...memoryResults }, null, 2) + '\n');
+    return;
+  }
   if (mode === 'faces-quality') {
     const quality = await benchFacesQuality();
     console.log(JSON.stringify(quality, null, 2));
@@ -150,12 +323,29 @@ async function main(): Promise<void> {
   }
   const redis = await TestRedis.start();
   try {
-    console.error('bench: in-process…');
-    const inprocess = await inProcess();
+    // The reference gets its best: ORT's intra-op spinning on and off, the faster throughput wins, and the
+    // lower one-client p50 of the two is the latency reference.
+    console.error('bench: in-process, ORT spinning off…');
+    const inprocessQuiet = await inProcess(false);
+    console.error('bench: in-process, ORT spinning on…');
+    const inprocessSpinning = await inProcess(true);
+    const inprocess = { ...(inprocessSpinning.throughput > inprocessQuiet.throughput ? inprocessSpinning : inprocessQuiet) };
+    inprocess.p50Batch1Ms = Math.min(inprocessQuiet.p50Batch1Ms, inprocessSpinning.p50Batch1Ms);
+    console.error('bench: stack floor (Fastify echo, Fastify + BullMQ round trip)…');
+    const stackFloor = await floor(redis);
     console.error('bench: service (default batching)…');
     const svc = (await service(redis, {}, 'bench', true)) as any;
     console.error('bench: service with MAX_BATCH_SIZE=1…');
     const noBatch = (await service(redis, { MAX_BATCH_SIZE: '1' }, 'bench1', false)) as any;
+    console.error('bench: service with ORT_ALLOW_SPINNING=1…');
+    const spinning = (await service(redis, { ORT_ALLOW_SPINNING: '1' }, 'benchspin', true)) as any;
+    // BENCH_VARIANT_ENV='{"NAME":"value",...}': one more service run with these settings, to weigh a lever in the same run.
+    const variantEnv = process.env.BENCH_VARIANT_ENV ? (JSON.parse(process.env.BENCH_VARIANT_ENV) as Record<string, string>) : undefined;
+    let variant: any;
+    if (variantEnv) {
+      console.error(`bench: service with ${JSON.stringify(variantEnv)}…`);
+      variant = await service(redis, variantEnv, 'benchvariant', true);
+    }
     console.error('bench: seed protocol…');
     const seed = await seedProtocol(redis);
 
@@ -166,6 +356,7 @@ async function main(): Promise<void> {
       batchingGainModelStep: round(inprocess.modelStepBatch8 / inprocess.modelStepBatch1, 3),
       p50VsSeedProtocol: round(seed.p50OneClientMs / svc.oneClient.p50, 1),
     };
+    const bill = billOf(inprocess, stackFloor, svc);
     const results = {
       when: new Date().toISOString(),
       machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
@@ -173,14 +364,21 @@ async function main(): Promise<void> {
       images: IMAGES.map((image) => image.name),
       settings: { inferenceThreads: 1, ortIntraOpThreads: intraOpThreads },
       inprocess,
+      inprocessBySpinning: { off: inprocessQuiet, on: inprocessSpinning },
       service: svc,
       serviceNoBatching: noBatch,
+      serviceOrtSpinning: spinning,
+      serviceVariant: variant && { env: variantEnv, ...variant },
       seedProtocol: seed,
+      stackFloor,
       ratios,
-      targets: { serviceOverInprocessThroughput: '≥ 0.85', addedP50LatencyMs: '≤ 3', batchingGainModelStep: '≥ 1.3' },
+      bill,
+      targets: { serviceOverInprocessThroughput: '≥ 0.85', addedP50LatencyMs: '≤ 3', addedP50OverFloorMs: '≤ 1.5', apiCpuMsPerRequest: '≤ 0.8', redisCommandsPerRequest: '≤ 40', batchingGainModelStep: '≥ 1.3' },
     };
     const rows: [string, string | number][] = [
       ['inprocess throughput (img/s, best batch ' + inprocess.bestBatch + ')', round(inprocess.throughput)],
+      ['inprocess throughput / p50 / CPU ms per img, ORT spinning off', `${round(inprocessQuiet.throughput)} / ${inprocessQuiet.p50Batch1Ms} / ${inprocessQuiet.cpuMsClients32}`],
+      ['inprocess throughput / p50 / CPU ms per img, ORT spinning on', `${round(inprocessSpinning.throughput)} / ${inprocessSpinning.p50Batch1Ms} / ${inprocessSpinning.cpuMsClients32}`],
       ['inprocess p50 latency batch 1 (ms)', inprocess.p50Batch1Ms],
       ['inprocess model step batch 1 / 8 (img/s)', `${inprocess.modelStepBatch1} / ${inprocess.modelStepBatch8}`],
       ['service throughput 32 clients (req/s)', svc.clients32.throughput],
@@ -188,8 +386,12 @@ async function main(): Promise<void> {
       ['service p50/p95/p99 32 clients (ms)', `${svc.clients32.p50} / ${svc.clients32.p95} / ${svc.clients32.p99}`],
       ['service mean batch size at 32 clients', svc.meanBatchSize],
       ['service Redis commands per request (incl. inside Lua)', svc.redisCommandsPerRequest],
+      ['service Redis CPU per request at 32 clients (ms)', svc.redisCpuMsPerRequest],
+      ['requests/s one Redis core carries at that cost', svc.requestsPerRedisCoreSecond],
       ['worker event-loop delay max (ms)', svc.workerEventLoopDelayMaxMs ?? 'n/a'],
       ['service throughput, MAX_BATCH_SIZE=1 (req/s)', noBatch.clients32.throughput],
+      ['service ORT_ALLOW_SPINNING=1: req/s 32 clients / p50 1 client', `${spinning.clients32.throughput} / ${spinning.oneClient.p50}`],
+      ['service ORT_ALLOW_SPINNING=1: worker CPU ms/req 1 / 32 clients', `${spinning.cpuMsOneClient.worker} / ${spinning.cpuMsClients32.worker}`],
       ['seed protocol p50 1 client (ms)', seed.p50OneClientMs],
       ['seed protocol throughput 32 clients (req/s)', seed.throughput32],
       ['RATIO service / inprocess throughput (≥ 0.85)', ratios.serviceOverInprocessThroughput],
@@ -200,6 +402,17 @@ async function main(): Promise<void> {
     ];
     const width = Math.max(...rows.map(([label]) => label.length));
     console.log(rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n'));
+    console.log('\n' + bill.table);
+    if (variant) {
+      console.log(`\nvariant ${JSON.stringify(variantEnv)}, against the service above:`);
+      console.log(`  p50 1 client ${variant.oneClient.p50} ms (service ${svc.oneClient.p50}); req/s 32 clients ${variant.clients32.throughput} (${svc.clients32.throughput})`);
+      console.log(`  CPU ms/req 1 client ${JSON.stringify(variant.cpuMsOneClient)} (${JSON.stringify(svc.cpuMsOneClient)})`);
+      console.log(`  CPU ms/req 32 clients ${JSON.stringify(variant.cpuMsClients32)} (${JSON.stringify(svc.cpuMsClients32)})`);
+      console.log(`  Redis commands per request ${variant.redisCommandsPerRequest} (${svc.redisCommandsPerRequest})`);
+    }
+    const byName = (counts: Record<string, number>) => Object.entries(counts).slice(0, 14).map(([name, n]) => `${name} ${n}`).join(', ');
+    console.log(`\nRedis commands per request, 1 client (service): ${byName(svc.redisCommandsByName)}`);
+    console.log(`Redis commands per request, 1 client (floor):   ${byName(stackFloor.queueRedisCommandsByName)}`);
     mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
     writeFileSync(join(REPO_ROOT, 'bench', 'results', 'latest.json'), JSON.stringify(results, null, 2) + '\n');
     console.log(`\nwritten to bench/results/latest.json`);

@@ -67,6 +67,9 @@ const env = { ...process.env };
 if (env.REDIS_SENTINELS) {
   // Sentinel: the apps check the configuration and ask the sentinels for the primary themselves.
   say('redis.sentinel', `using Redis through the sentinels at ${env.REDIS_SENTINELS}`);
+} else if (env.REDIS_CLUSTER_NODES) {
+  // Cluster: the apps check the configuration and discover the cluster from these seeds themselves.
+  say('redis.cluster', `using the Redis Cluster at ${env.REDIS_CLUSTER_NODES}`);
 } else if (env.REDIS_URL) {
   const problem = await redisUnreachable(env.REDIS_URL);
   if (problem) {
@@ -98,6 +101,8 @@ if (env.REDIS_SENTINELS) {
   }
 }
 
+// The same V8 setting as the container image (Dockerfile, NODE_OPTIONS), unless NODE_OPTIONS says otherwise.
+env.NODE_OPTIONS ??= '--max-semi-space-size=2';
 for (const name of ['worker', 'api']) {
   // The API's output goes through here: the address is announced only once it is really listening.
   const child = track(spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] }));

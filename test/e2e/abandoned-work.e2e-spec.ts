@@ -42,7 +42,7 @@ describe('work for clients that left', () => {
     const metrics = (await request(`${api.url}/metrics`)).body as string;
     expect(metrics).toMatch(new RegExp(`classify_jobs_abandoned_total\\{[^}]*outcome="dropped"[^}]*\\} ${CLIENTS}\\b`));
     // Left in Redis: the face job only; no image bytes of the dropped jobs.
-    expect(await client.zcard('iiq:inference:prioritized')).toBe(1);
+    expect(await client.zcard('{iiq}:inference:prioritized')).toBe(1);
     expect(await client.keys('iiq:blob:*')).toEqual([]);
 
     const worker = await stack.start('worker', env);

@@ -88,7 +88,7 @@ describe('deploy/k8s', () => {
     expect(byKind('Secret')).toHaveLength(1);
     expect(byKind('HorizontalPodAutoscaler')[0].spec.scaleTargetRef.name).toBe(deployment('api').metadata.name);
     expect(byKind('ScaledObject')[0].spec.scaleTargetRef.name).toBe(deployment('worker').metadata.name);
-    expect(byKind('ScaledObject')[0].spec.triggers[0].metadata.listName).toBe('iiq:inference:wait');
+    expect(byKind('ScaledObject')[0].spec.triggers[0].metadata.listName).toBe('{iiq}:inference:wait');
   });
 
   it('wires ports and probes to the health routes the apps serve', () => {

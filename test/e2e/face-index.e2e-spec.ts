@@ -8,7 +8,7 @@ import type Redis from 'ioredis';
 import pino from 'pino';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
-import { FaceStore } from '@app/storage/face-store';
+import { DELETE_IMAGE_FACES, FaceStore, keysToForget, runDeclared } from '@app/storage/face-store';
 import { FaceIndex } from '../../apps/worker/src/faces/face-index';
 import { FaceMatrix } from '../../apps/worker/src/faces/face-matrix';
 import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../bench/face-identities';
@@ -151,6 +151,32 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     const fresh = (await restarted.saveSnapshot(tenant))!;
     expect(closestRow(fresh, faces[401].embedding)).toBeGreaterThan(0.99);
     for (const face of [faces[3], faces[400], faces[799]]) expect(closestRow(fresh, face.embedding)).toBeLessThan(0.9);
+  });
+
+  it('forgetting faces touches only declared keys (Redis Cluster): a stale first look costs one more run, and a run that lacks keys names them and writes nothing', async () => {
+    const t = 'declared' as TenantId;
+    const k = keys.tenant(t);
+    const unit = new Float32Array(DIMENSIONS).fill(1 / Math.sqrt(DIMENSIONS));
+    const a = await storeFace(client, store, keys, t, 'declared-a', unit);
+    const b = await storeFace(client, store, keys, t, 'declared-b', unit);
+    const args = [k.prefix, a.hash, faceIdStem(t, a.hash)];
+    // The erasure looks first; then a worker records b matching a (so a's face and image now name b's).
+    const found = await keysToForget(client, k, faceIdStem(t, a.hash), a.hash);
+    const record = { faceIds: [b.faceId], skippedFaces: [], computedAt: new Date().toISOString() };
+    expect(await store.finishImage(t, b.hash, record, [{ faceId: b.faceId, match: { faceId: a.faceId, imageHash: a.hash, similarity: 0.99 } }])).toBe(true);
+
+    const [done, ...missing] = (await client.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), ...args)) as [number, ...string[]];
+    expect([done, ...missing]).toEqual([0, k.imageFaces(a.hash), k.imageMatches(a.hash)]);
+    expect(await client.exists(k.face(a.faceId), k.faceMatches(b.faceId), k.imageMatches(b.hash))).toBe(3);
+
+    let runs = 0;
+    const counting = { eval: (...call: Parameters<Redis['eval']>) => (runs++, client.eval(...call)) } as unknown as Redis;
+    const [removedFaces, updatedImages, tombstoneSeq] = await runDeclared(counting, DELETE_IMAGE_FACES, [k.faceSeq(), k.faceLog()], found, args);
+    expect(runs).toBe(2);
+    expect({ removedFaces, updatedImages, tombstoneSeq }).toEqual({ removedFaces: 1, updatedImages: 1, tombstoneSeq: 3 });
+    expect(await client.zrange(k.faceMatches(b.faceId), '0', '-1')).toEqual([]);
+    expect(await client.zrange(k.imageMatches(b.hash), '0', '-1')).toEqual([]);
+    expect(await client.exists(k.face(a.faceId), k.faceMatches(a.faceId))).toBe(0);
   });
 
   it('a purge waits for a writer holding the lock and deletes what it wrote; a writer that lost its lock deletes its own file; one writer at a time', async () => {

@@ -29,8 +29,8 @@ describe('REDIS_URL query options', () => {
     const db0 = stack.client(redis, { password: PASSWORD, db: 0 });
     const db4 = stack.client(redis, { password: PASSWORD, db: 4 });
     expect(await db0.dbsize()).toBe(0);
-    expect(await db4.exists(`iiq:inference:${answer.body.id}`)).toBe(1);
-    expect(await db4.exists('iiq:inference:meta', 'iiq:inference:events', 'iiq:workers')).toBe(3);
+    expect(await db4.exists(`{iiq}:inference:${answer.body.id}`)).toBe(1);
+    expect(await db4.exists('{iiq}:inference:meta', '{iiq}:inference:events', '{iiq:workers}')).toBe(3);
   });
 
   it('an option it does not support stops the process, naming the option', async () => {

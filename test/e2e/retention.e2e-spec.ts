@@ -52,7 +52,7 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
 
     const worker = await stack.start('worker', env);
     // The worker opened the queue too: the events cap in the queue's meta is still ours, not BullMQ's default.
-    expect(await client.hget('iiq:inference:meta', 'opts.maxLenEvents')).toBe(String(EVENTS_MAX_LEN));
+    expect(await client.hget('{iiq}:inference:meta', 'opts.maxLenEvents')).toBe(String(EVENTS_MAX_LEN));
     await until(() => worker.logsWith('job.failed').length >= N, 30_000, 'the jobs without bytes to fail');
     // Completed, and failed by their input.
     const completed = await Promise.all(Array.from({ length: N }, () => classify(castle)));
@@ -64,14 +64,14 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
     await until(async () => (await client.keys('iiq:blob:*')).length === 0, 10_000, 'no image bytes left in Redis');
 
     const keys = await client.keys('*');
-    const jobHashes = keys.filter((key) => /^iiq:inference:[0-9a-f-]{36}$/.test(key));
-    const events = await client.xlen('iiq:inference:events');
+    const jobHashes = keys.filter((key) => /^\{iiq\}:inference:[0-9a-f-]{36}$/.test(key));
+    const events = await client.xlen('{iiq}:inference:events');
     const grown = (await datasetMemory()) - before;
-    const completedJob = (await client.zrange('iiq:inference:completed', '0', '0'))[0];
-    const [jobBytes, eventsBytes] = await Promise.all([client.memory('USAGE', `iiq:inference:${completedJob}`), client.memory('USAGE', 'iiq:inference:events')]);
+    const completedJob = (await client.zrange('{iiq}:inference:completed', '0', '0'))[0];
+    const [jobBytes, eventsBytes] = await Promise.all([client.memory('USAGE', `{iiq}:inference:${completedJob}`), client.memory('USAGE', '{iiq}:inference:events')]);
     // Kept: the newest KEEP completed and KEEP failed jobs; the abandoned ones were removed before a worker saw them.
-    expect(await client.zcard('iiq:inference:completed')).toBe(KEEP);
-    expect(await client.zcard('iiq:inference:failed')).toBe(KEEP);
+    expect(await client.zcard('{iiq}:inference:completed')).toBe(KEEP);
+    expect(await client.zcard('{iiq}:inference:failed')).toBe(KEEP);
     expect(jobHashes.length).toBe(2 * KEEP);
     expect(worker.logsWith('job.started').length).toBe(3 * N);
     // Trimmed approximately (whole stream nodes of 100 entries): a little over the cap at most, far under what ran.

@@ -239,7 +239,7 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     const erased = await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' });
     expect(erased.status).toBe(200);
     // Whatever was still running has finished by now; none of it came back.
-    await until(async () => (await client.keys('iiq:inference:an-*')).length === 0, 30_000, 'the analysis jobs to leave the queue');
+    await until(async () => (await client.keys('{iiq}:inference:an-*')).length === 0, 30_000, 'the analysis jobs to leave the queue');
     // Nor do their ids (derived from tenant and image) stay in the event stream, even for a job that was running.
     const jobIds = ['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet'].map((model) => analyzeJobId(asTenantId('alice'), hash, model));
     const naming = async () => (await dumpRedis(client)).filter(({ key, text }) => [hash, ...jobIds].some((needle) => key.includes(needle) || text.includes(needle)));

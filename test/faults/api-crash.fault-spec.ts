@@ -22,7 +22,7 @@ describe('fault: API killed', () => {
       AppProcess.start('api', { REDIS_URL: redis.url }),
       AppProcess.start('worker', { REDIS_URL: redis.url }),
     ]);
-    queue = new Queue('inference', { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'iiq' });
+    queue = new Queue('inference', { connection: { host: '127.0.0.1', port: redis.port }, prefix: '{iiq}' });
   });
 
   afterAll(async () => {

@@ -32,7 +32,7 @@ describe('fault: queue events lost', () => {
   it('events stream trimmed and QueueEvents disconnected mid-load: all 120 requests still complete, right', async () => {
     let trimmed = 0;
     let killed = 0;
-    const trimTimer = setInterval(() => void chaos.xtrim('iiq:inference:events', 'MAXLEN', 0).then((n) => (trimmed += n), () => undefined), 50);
+    const trimTimer = setInterval(() => void chaos.xtrim('{iiq}:inference:events', 'MAXLEN', 0).then((n) => (trimmed += n), () => undefined), 50);
     // The first cut comes before any request, so it happens however fast the load finishes.
     killed += await killEventReaders(chaos);
     const killTimer = setInterval(() => void killEventReaders(chaos).then((n) => (killed += n), () => undefined), 500);

@@ -58,7 +58,7 @@ describe('fault: failures of the infrastructure are not remembered as bad images
     expect(firstFaces.body.error?.code).toBe('INPUT_EXPIRED');
     // Failed for good: after its attempts, nothing of it left waiting, delayed for a retry or running.
     const queue = stack.client();
-    const settled = async () => (await Promise.all([queue.zcard('iiq:inference:prioritized'), queue.zcard('iiq:inference:delayed'), queue.llen('iiq:inference:active'), queue.llen('iiq:inference:wait')])).every((n) => n === 0);
+    const settled = async () => (await Promise.all([queue.zcard('{iiq}:inference:prioritized'), queue.zcard('{iiq}:inference:delayed'), queue.llen('{iiq}:inference:active'), queue.llen('{iiq}:inference:wait')])).every((n) => n === 0);
     await until(async () => misconfigured.logsWith('job.failed').some((line) => line.jobName === 'analyze') && (await settled()), 30_000, 'the analysis to fail for good');
     await misconfigured.stop();
 

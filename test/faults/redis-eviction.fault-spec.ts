@@ -68,7 +68,7 @@ describe('fault: a Redis that may evict keys', () => {
       return answer.body.id as string;
     };
     const ids = [await submit(), await submit(), await submit(), await submit()];
-    const jobKey = (id: string) => `iiq:inference:${id}`;
+    const jobKey = (id: string) => `{iiq}:inference:${id}`;
     // What eviction plus BullMQ's next write leaves behind: a hash with a few fields, or none at all.
     await client.del(jobKey(ids[0]));
     await client.hset(jobKey(ids[0]), 'processedOn', String(Date.now()), 'ats', '1');

@@ -28,7 +28,7 @@ describe('fault: a worker stalls silently (its fetch connection goes dead withou
   };
   let client: Redis;
   const counts = async () => {
-    const [wait, prioritized, active] = await Promise.all(['wait', 'prioritized', 'active'].map((list) => (list === 'prioritized' ? client.zcard(`iiq:inference:${list}`) : client.llen(`iiq:inference:${list}`))));
+    const [wait, prioritized, active] = await Promise.all(['wait', 'prioritized', 'active'].map((list) => (list === 'prioritized' ? client.zcard(`{iiq}:inference:${list}`) : client.llen(`{iiq}:inference:${list}`))));
     return { waiting: wait + prioritized, active };
   };
 

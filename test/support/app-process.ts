@@ -68,6 +68,8 @@ export class AppProcess {
         HOME: process.env.HOME ?? '',
         LOG_LEVEL: 'info',
         HOST: '127.0.0.1',
+        // As the container image runs them (Dockerfile): V8's young generation capped at 2 MB per semi-space.
+        NODE_OPTIONS: '--max-semi-space-size=2',
         ...(port ? { PORT: String(port) } : { WORKER_HTTP_PORT: '0' }),
         ...env,
       },

@@ -18,6 +18,11 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The redis-server's process id (the bench reads its CPU time from /proc). */
+  get pid(): number {
+    return this.process.pid ?? -1;
+  }
+
   /**
    * Starts a server, on `port` when given (to bring the same Redis address back after stop()). With
    * `appendOnlyDir` it persists like the compose setup (AOF, fsync every second) into that folder, so a

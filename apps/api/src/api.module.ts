@@ -10,6 +10,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppConfig, AppConfigModule } from '@app/config';
+import { RedisKeys } from '@app/contracts';
 import { LoggingModule } from '@app/logging';
 import { bullRootOptions, inferenceQueueRegistration, REDIS_CLIENT, RedisModule } from '@app/redis';
 import { StorageModule } from '@app/storage';
@@ -67,9 +68,9 @@ export class ApiModule {
         // health and metrics opt out with @SkipThrottle().
         ThrottlerModule.forRootAsync({
           imports: [AuthModule],
-          inject: [AppConfig, REDIS_CLIENT, TenantResolver],
-          useFactory: (config: AppConfig, redis: Redis, tenants: TenantResolver) => ({
-            storage: new RedisThrottlerStorage(redis, config.values.QUEUE_PREFIX),
+          inject: [AppConfig, REDIS_CLIENT, RedisKeys, TenantResolver],
+          useFactory: (config: AppConfig, redis: Redis, keys: RedisKeys, tenants: TenantResolver) => ({
+            storage: new RedisThrottlerStorage(redis, keys),
             throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
             getTracker: (request) => tenants.tracker(request as FastifyRequest),
           }),

@@ -69,7 +69,7 @@ async function bootstrap(): Promise<void> {
     if (clientId) void reply.header('x-client-request-id', clientId);
     done();
   });
-  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), env.QUEUE_PREFIX), app.get(AppConfig));
+  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), app.get(RedisKeys)), app.get(AppConfig));
   registerBodyBudget(fastify, app.get(UploadBudget), app.get(TenantResolver), app.get(AppConfig));
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.

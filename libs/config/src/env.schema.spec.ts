@@ -27,6 +27,20 @@ describe('parseEnv', () => {
     expect(() => parseEnv({ WORKER_HTTP_PORT: '70000' })).toThrow(/WORKER_HTTP_PORT/);
   });
 
+  it('takes QUEUE_PREFIX as a name or a Redis Cluster hash tag, braced by default, and refuses half a tag', () => {
+    expect(parseEnv({}).QUEUE_PREFIX).toBe('{iiq}');
+    expect(parseEnv({ QUEUE_PREFIX: 'iiq' }).QUEUE_PREFIX).toBe('iiq');
+    expect(parseEnv({ QUEUE_PREFIX: '{acme_1}' }).QUEUE_PREFIX).toBe('{acme_1}');
+    for (const bad of ['{iiq', 'iiq}', '{a}b', '{}', 'a:b']) expect(() => parseEnv({ QUEUE_PREFIX: bad })).toThrow(/QUEUE_PREFIX/);
+  });
+
+  it('reads REDIS_CLUSTER_NODES, refuses it beside REDIS_URL, and on a QUEUE_PREFIX without braces', () => {
+    expect(parseEnv({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, node-b', REDIS_PASSWORD: 'p' }).REDIS_CLUSTER_NODES).toBe('10.0.0.1:7000, node-b');
+    expect(() => parseEnv({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_URL: 'redis://cache:6379' })).toThrow(/REDIS_URL: is set, and so is REDIS_CLUSTER_NODES/);
+    expect(() => parseEnv({ REDIS_CLUSTER_NODES: 'a:7000', QUEUE_PREFIX: 'iiq' })).toThrow(/QUEUE_PREFIX: "iiq" has no braces, and REDIS_CLUSTER_NODES is set.*"\{iiq\}"/);
+    expect(() => parseEnv({ REDIS_CLUSTER_NODES: 'redis://a:7000' })).toThrow(/REDIS_CLUSTER_NODES: .*not host:port/);
+  });
+
   it('names every bad variable in one error', () => {
     expect(() => parseEnv({ PORT: 'eighty', REDIS_URL: 'not a url', MAX_IMAGE_BYTES: '-1' })).toThrow(
       /PORT[\s\S]*REDIS_URL|REDIS_URL[\s\S]*PORT/,

@@ -163,12 +163,28 @@ export const envSchema = z.object({
   REDIS_SENTINEL_PASSWORD: z.string().optional(),
   REDIS_PASSWORD: z.string().optional(),
   /**
+   * Redis Cluster instead of REDIS_URL: comma list of seed `host:port` (port 6379 when left out); the rest of the
+   * cluster is discovered from them. Every connection of both apps is then an ioredis Cluster, which routes each
+   * command to the primary of its key's slot and follows resharding and failovers. Refused beside REDIS_URL or
+   * REDIS_SENTINELS, and with a QUEUE_PREFIX without braces. REDIS_PASSWORD: the nodes' password.
+   */
+  REDIS_CLUSTER_NODES: z.string().superRefine(parsedBy((value) => parseHostPorts(value, 'REDIS_CLUSTER_NODES', 6379))).optional(),
+  /**
    * BullMQ needs Redis' maxmemory-policy `noeviction`: any other policy may evict queued jobs, image bytes and
    * results, and accepted work is lost silently. Both apps read the policy (INFO memory) at start and in readiness
    * and refuse another, unless this is true.
    */
   REDIS_ALLOW_EVICTION: bool(false),
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('iiq'),
+  /**
+   * BullMQ's key prefix. In braces (the default, `{iiq}`) it is a Redis Cluster hash tag: every key of the queue
+   * hashes to one slot, as BullMQ's multi-key scripts require on a Cluster. Without braces (`iiq`, the layout before
+   * Cluster support) the queue keeps its old keys on a single Redis or Sentinel, and a Cluster is refused. The
+   * product's own keys use the name without braces (`iiq:…`) either way.
+   */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, 'a name of letters, digits, _ and -, optionally in braces as a Redis Cluster hash tag: {iiq}')
+    .default('{iiq}'),
   BLOB_TTL_SECONDS: int(10, 7 * 24 * 3600, 900),
   JOB_DEADLINE_MS: int(1000, 24 * 3600_000, 300_000),
   JOB_ATTEMPTS: int(1, 20, 3),
@@ -183,6 +199,12 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1024, 32),
   INFERENCE_THREADS: int(1, 64, 1),
   ORT_INTRA_OP_THREADS: int(1, 256, cores),
+  /**
+   * ONNX Runtime's intra-op threads spin (busy-wait) after each run waiting for the next one: its own default.
+   * Off here: between a worker's runs there is decoding and queue work for the same cores, and spinning threads
+   * take them (npm run bench measures both). On only for a host that does back-to-back model runs and nothing else.
+   */
+  ORT_ALLOW_SPINNING: bool(false),
   /** libvips threads per image. 1 by default: images decode in parallel on libuv's pool instead, which scales better and leaves cores for ONNX Runtime. */
   SHARP_CONCURRENCY: int(1, 256, 1),
   /** Overrides every model's manifest batch settings when set. */
@@ -209,6 +231,13 @@ export const envSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0, 10 * 60_000, 10_000),
 })
   .superRefine((env, context) => {
+    if (env.REDIS_CLUSTER_NODES !== undefined && !env.QUEUE_PREFIX.startsWith('{')) {
+      context.addIssue({
+        code: 'custom',
+        path: ['QUEUE_PREFIX'],
+        message: `"${env.QUEUE_PREFIX}" has no braces, and REDIS_CLUSTER_NODES is set: BullMQ's scripts need every key of the queue in one slot; use "{${env.QUEUE_PREFIX}}" (a hash tag)`,
+      });
+    }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       context.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS}): the headers are part of the request` });
     }

@@ -28,4 +28,12 @@ describe('redisTopologyProblems', () => {
     expect(redisTopologyProblems({ REDIS_URL: 'redis://cache', REDIS_SENTINELS: 'a' }).map(([name]) => name)).toEqual(['REDIS_URL']);
     expect(redisTopologyProblems({ REDIS_SENTINEL_PASSWORD: 's', REDIS_PASSWORD: 'p' }).map(([name]) => name)).toEqual(['REDIS_SENTINEL_PASSWORD', 'REDIS_PASSWORD']);
   });
+
+  it('accepts REDIS_CLUSTER_NODES with REDIS_PASSWORD, and refuses it beside REDIS_URL, REDIS_SENTINELS or Sentinel settings', () => {
+    expect(redisTopologyProblems({ REDIS_CLUSTER_NODES: 'a:7000,b:7001', REDIS_PASSWORD: 'p' })).toEqual([]);
+    expect(redisTopologyProblems({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_URL: 'redis://cache' })).toEqual([['REDIS_URL', expect.stringMatching(/^is set, and so is REDIS_CLUSTER_NODES/)]]);
+    expect(redisTopologyProblems({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINELS: 's' })).toEqual([['REDIS_CLUSTER_NODES', expect.stringMatching(/cannot be used together with REDIS_SENTINELS/)]]);
+    expect(redisTopologyProblems({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINEL_MASTER: 'm' })).toEqual([['REDIS_SENTINEL_MASTER', expect.stringMatching(/is only read with REDIS_SENTINELS;/)]]);
+    expect(redisTopologyProblems({ REDIS_PASSWORD: 'p' })).toEqual([['REDIS_PASSWORD', expect.stringMatching(/is only read with REDIS_SENTINELS or REDIS_CLUSTER_NODES/)]]);
+  });
 });

@@ -21,13 +21,14 @@ export function parseHostPorts(text: string, variable: string, defaultPort: numb
 }
 
 /**
- * Variables that choose how both apps reach Redis. Exactly one way is used: REDIS_URL (one Redis, the default) or
- * REDIS_SENTINELS (Sentinel finds the primary). Each mode's own variables are listed so that a setting the chosen
- * mode would not read is refused at start instead of being half-used. A new mode (say REDIS_CLUSTER_NODES) adds
- * its selector and its variables here.
+ * Variables that choose how both apps reach Redis. Exactly one way is used: REDIS_URL (one Redis, the default),
+ * REDIS_SENTINELS (Sentinel finds the primary) or REDIS_CLUSTER_NODES (a Redis Cluster, found from these seeds).
+ * Each mode's own variables are listed so that a setting the chosen mode would not read is refused at start
+ * instead of being half-used.
  */
 const MODES = [
   { selector: 'REDIS_SENTINELS', variables: ['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_PASSWORD'] },
+  { selector: 'REDIS_CLUSTER_NODES', variables: ['REDIS_PASSWORD'] },
 ] as const;
 
 /**
@@ -42,12 +43,10 @@ export function redisTopologyProblems(source: Record<string, string | undefined>
   if (selected.length > 0 && source.REDIS_URL !== undefined) {
     problems.push(['REDIS_URL', `is set, and so is ${selected[0].selector}: every connection goes through ${selected[0].selector} then; unset REDIS_URL (data-node credentials go in REDIS_PASSWORD)`]);
   }
-  for (const mode of MODES) {
-    if (source[mode.selector] !== undefined) continue;
-    for (const variable of mode.variables) {
-      const usedByAnother = MODES.some((other) => other !== mode && source[other.selector] !== undefined && (other.variables as readonly string[]).includes(variable));
-      if (source[variable] !== undefined && !usedByAnother) problems.push([variable, `is only read with ${mode.selector}; unset it (with REDIS_URL, credentials go in the URL)`]);
-    }
+  for (const variable of new Set(MODES.flatMap((mode) => mode.variables))) {
+    const readers = MODES.filter((mode) => (mode.variables as readonly string[]).includes(variable));
+    if (source[variable] === undefined || readers.some((mode) => source[mode.selector] !== undefined)) continue;
+    problems.push([variable, `is only read with ${readers.map((mode) => mode.selector).join(' or ')}; unset it (with REDIS_URL, credentials go in the URL)`]);
   }
   return problems;
 }

@@ -1,25 +1,45 @@
 import { TenantId } from './tenant';
 
 /**
- * Every Redis key this product writes outside BullMQ's own `<prefix>:<queue>:*` keys.
+ * Every Redis key this product writes outside BullMQ's own `<QUEUE_PREFIX>:<queue>:*` keys.
  * docs/ARCHITECTURE.md lists them; keep the two in step.
+ *
+ * Redis Cluster: a key's slot is the hash of its tag (the text inside its first `{…}`), and every key one script
+ * or transaction touches must share a slot. So every key that a script or MULTI groups with others carries a tag:
+ * a tenant's records the tenant (`<name>:{t}:…`), the worker registry `{<name>:workers}`; BullMQ's keys carry
+ * QUEUE_PREFIX's own braces (`{iiq}:inference:…`). Keys only ever touched alone (image bytes, locks, counters)
+ * need none and spread across the cluster by their whole name.
  */
 export class RedisKeys {
-  constructor(readonly prefix: string) {}
+  /** The name every product key starts with: QUEUE_PREFIX without its braces (`iiq`). */
+  readonly prefix: string;
+
+  /** @param queuePrefix QUEUE_PREFIX: `iiq` or `{iiq}`; BullMQ uses it as given, the product's keys without braces. */
+  constructor(readonly queuePrefix: string) {
+    this.prefix = queuePrefix.replace(/^\{(.*)\}$/, '$1');
+  }
+
+  /** BullMQ's event stream of a queue (`<QUEUE_PREFIX>:<queue>:events`), which erasure cleans of an image's job ids. */
+  queueEvents(queue: string): string {
+    return `${this.queuePrefix}:${queue}:events`;
+  }
 
   /** Raw image bytes of a synchronous request, read once by the worker (string, TTL). Job ids are random. */
   blob(jobId: string): string {
     return `${this.prefix}:blob:${jobId}`;
   }
 
-  /** A worker's heartbeat: its id, pid, loaded models (string JSON, TTL a few heartbeats). */
+  /**
+   * A worker's heartbeat: its id, pid, loaded models (string JSON, TTL a few heartbeats). Tagged like liveWorkers,
+   * with which one script writes it.
+   */
   worker(workerId: string): string {
-    return `${this.prefix}:worker:${workerId}`;
+    return `{${this.prefix}:workers}:${workerId}`;
   }
 
   /** Live workers: worker id → when its heartbeat key expires (zset, epoch ms on Redis' clock; pruned as read). */
   liveWorkers(): string {
-    return `${this.prefix}:workers`;
+    return `{${this.prefix}:workers}`;
   }
 
   /** Tenants that have stored faces (set of names), so a starting worker can load their face indexes. */

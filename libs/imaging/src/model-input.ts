@@ -85,16 +85,23 @@ export function writeTensor(resized: DecodedImage, geometry: InputGeometry, spec
   const y0 = Math.max(0, top);
   const x1 = Math.min(inputWidth, left + resized.width);
   const y1 = Math.min(inputHeight, top + resized.height);
+  // A pixel byte has 256 values: each channel's (value·scale − mean) / std is looked up, not computed per pixel.
+  const table = new Float32Array(256);
+  const pixels = resized.data;
   for (let c = 0; c < 3; c++) {
     const source = spec.channels === 'RGB' ? c : 2 - c;
     const mean = spec.mean[c];
     const std = spec.std[c];
+    for (let value = 0; value < 256; value++) table[value] = (value * spec.scale - mean) / std;
     const offset = c * plane;
-    tensor.fill((spec.padValue * spec.scale - mean) / std, offset, offset + plane);
+    // Padding only where the pixels do not cover the whole plane.
+    if (x0 > 0 || y0 > 0 || x1 < inputWidth || y1 < inputHeight) {
+      tensor.fill((spec.padValue * spec.scale - mean) / std, offset, offset + plane);
+    }
     for (let y = y0; y < y1; y++) {
-      const row = (y - top) * resized.width - left;
+      let from = ((y - top) * resized.width + x0 - left) * 3 + source;
       const out = offset + y * inputWidth;
-      for (let x = x0; x < x1; x++) tensor[out + x] = (resized.data[(row + x) * 3 + source] * spec.scale - mean) / std;
+      for (let x = out + x0, end = out + x1; x < end; x++, from += 3) tensor[x] = table[pixels[from]];
     }
   }
   return tensor;

@@ -20,6 +20,11 @@ export interface InferenceRuntimeOptions {
   threads: number;
   /** ORT intra-op threads per session run. threads × intraOpThreads should not exceed the cores left after decoding. */
   intraOpThreads: number;
+  /**
+   * Let ORT's intra-op threads spin between runs (ORT's own default). Off (the default here), they sleep
+   * between runs: the cores are free for decoding and the queue. ORT_ALLOW_SPINNING.
+   */
+  allowSpinning?: boolean;
 }
 
 /**
@@ -37,6 +42,7 @@ export class InferenceRuntime {
     const init: InferenceThreadInit = {
       models: catalog.list().map((model) => ({ name: model.name, path: model.path })),
       intraOpThreads: options.intraOpThreads,
+      allowSpinning: options.allowSpinning ?? false,
     };
     const pool = new Piscina({
       filename: join(__dirname, 'inference.thread.js'),
@@ -67,12 +73,16 @@ export class InferenceRuntime {
     return runtime;
   }
 
-  /** Runs one batch: `input` holds `batchSize` images of `size` in the model's NCHW layout and dtype. */
+  /**
+   * Runs one batch: `input` holds `batchSize` images of `size` in the model's NCHW layout and dtype. `input` is
+   * handed over: when it spans its whole ArrayBuffer, that buffer moves to the inference thread without a copy
+   * and `input` is empty (detached) afterwards; a view into a larger buffer is copied first.
+   */
   async run(model: CatalogModel, input: Float32Array | Uint16Array, batchSize: number, size: TensorSize = inputSize(model)): Promise<InferenceTaskResult> {
     const channels = model.input.shape[1];
     const [height, width] = [size.inputHeight, size.inputWidth];
-    // Copy into a buffer of our own so it can be transferred (the caller's may be a view into a larger one).
-    const data = input.slice().buffer as ArrayBuffer;
+    const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
+    const data = (whole ? input : input.slice()).buffer as ArrayBuffer;
     const task: InferenceTask = {
       model: model.name,
       inputName: model.input.name,

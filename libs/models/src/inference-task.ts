@@ -2,6 +2,8 @@
 export interface InferenceThreadInit {
   models: { name: string; path: string }[];
   intraOpThreads: number;
+  /** ORT session option session.intra_op.allow_spinning. */
+  allowSpinning: boolean;
 }
 
 export type TensorDtype = 'float32' | 'float16';

@@ -4,7 +4,7 @@
  * Each thread loads every model's session once, when the thread starts.
  */
 import * as ort from 'onnxruntime-node';
-import { workerData } from 'piscina';
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import type { InferenceTask, InferenceTaskResult, InferenceThreadInit, TensorData } from './inference-task';
 
 // onnxruntime-node 1.30's binding reads the byte length of a Float16Array as 0, so on Node 23+ (which has
@@ -14,7 +14,10 @@ import type { InferenceTask, InferenceTaskResult, InferenceThreadInit, TensorDat
 // stays the Uint16Array the binding reads, as on Node 20. Remove once a fixed onnxruntime-node is out.
 delete (globalThis as { Float16Array?: unknown }).Float16Array;
 
-async function createHandler(): Promise<(task: InferenceTask) => Promise<InferenceTaskResult>> {
+/** What the handler returns: the result, wrapped so piscina transfers the listed buffers with it. */
+type MovedResult = ReturnType<typeof move>;
+
+async function createHandler(): Promise<(task: InferenceTask) => Promise<InferenceTaskResult | MovedResult>> {
   const init = workerData as InferenceThreadInit;
   const sessions = new Map<string, ort.InferenceSession>();
   for (const model of init.models) {
@@ -25,11 +28,13 @@ async function createHandler(): Promise<(task: InferenceTask) => Promise<Inferen
       graphOptimizationLevel: 'all',
       // Some exported graphs list initializers as inputs; ORT warns once per initializer. Keep errors only.
       logSeverityLevel: 3,
+      // Flattened by onnxruntime-node into the session config entry "session.intra_op.allow_spinning".
+      extra: { session: { intra_op: { allow_spinning: init.allowSpinning ? '1' : '0' } } },
     });
     sessions.set(model.name, session);
   }
 
-  return async (task: InferenceTask): Promise<InferenceTaskResult> => {
+  return async (task: InferenceTask): Promise<InferenceTaskResult | MovedResult> => {
     const session = sessions.get(task.model);
     if (!session) throw new Error(`model ${task.model} is not loaded in this inference thread`);
     const data = task.dtype === 'float16' ? new Uint16Array(task.data) : new Float32Array(task.data);
@@ -38,11 +43,16 @@ async function createHandler(): Promise<(task: InferenceTask) => Promise<Inferen
     const results = await session.run(feeds, task.outputs);
     const runMs = performance.now() - started;
     const outputs: Record<string, TensorData> = {};
+    // Output buffers that belong to their tensor alone move to the main thread instead of being copied.
+    const transfer = new Set<ArrayBuffer>();
     for (const name of task.outputs) {
       const tensor = results[name];
-      outputs[name] = { dims: [...tensor.dims], dtype: tensor.type, data: tensor.data as Float32Array | Uint16Array };
+      const data = tensor.data as Float32Array | Uint16Array;
+      outputs[name] = { dims: [...tensor.dims], dtype: tensor.type, data };
+      if (data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) transfer.add(data.buffer);
     }
-    return { outputs, runMs };
+    const result: InferenceTaskResult = { outputs, runMs };
+    return move({ [transferableSymbol]: [...transfer], [valueSymbol]: result });
   };
 }
 

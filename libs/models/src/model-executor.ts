@@ -105,6 +105,7 @@ export class ModelExecutor {
       batch.set(tensor, i * imageSize);
     });
     const data = model.input.dtype === 'float16' ? float32ToFloat16Array(batch) : batch;
+    // `batch` is ours: its buffer moves to the inference thread (each caller's tensor stays, for a retry alone).
     const result = await this.runtime.run(model, data, inputs.length, size);
     this.onBatch(model.name, inputs.length, result.runMs / 1000);
     const perImage: ModelOutputs[] = inputs.map(() => ({}));

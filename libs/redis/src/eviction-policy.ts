@@ -1,12 +1,16 @@
-import type Redis from 'ioredis';
+import type { Cluster, default as Redis } from 'ioredis';
 
 /**
  * Redis' maxmemory-policy, read from INFO memory (`maxmemory_policy:<name>`) rather than CONFIG GET: managed
- * services often refuse CONFIG, and some default to a volatile-* policy. Undefined when INFO does not say.
+ * services often refuse CONFIG, and some default to a volatile-* policy. Undefined when INFO does not say. On a
+ * Cluster (RedisConnection's client is then an ioredis Cluster) every primary is asked, since each holds part of
+ * the keys: the answer is the first policy other than noeviction, or undefined if a primary does not say.
  */
 export async function readEvictionPolicy(redis: Redis): Promise<string | undefined> {
-  const info = await redis.info('memory');
-  return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  const nodes = (redis as unknown as Cluster).isCluster ? (redis as unknown as Cluster).nodes('master') : [redis];
+  const policies = await Promise.all(nodes.map(async (node) => /^maxmemory_policy:(\S+)/m.exec(await node.info('memory'))?.[1]));
+  if (policies.length === 0 || policies.includes(undefined)) return undefined;
+  return policies.find((policy) => policy !== 'noeviction') ?? 'noeviction';
 }
 
 /**

@@ -1,4 +1,5 @@
 import { parseEnv } from '@app/config/env.schema';
+import { Cluster } from 'ioredis';
 import { reconnectDelayMs, RedisConnection } from './redis-connection';
 
 describe('RedisConnection', () => {
@@ -21,6 +22,24 @@ describe('RedisConnection', () => {
     expect(connection.bullConnection()).toMatchObject({ sentinels: options.sentinels, name: 'queue' });
     expect(connection.describe()).toBe('sentinel "queue" via s1:26380,[::1]:26379');
     expect(connection.describe()).not.toContain('sp');
+  });
+
+  it('makes every connection an ioredis Cluster when REDIS_CLUSTER_NODES is set, and BullMQ\'s lazy, for blocking use, closed by close()', async () => {
+    const connection = RedisConnection.fromEnv(parseEnv({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, node-b', REDIS_PASSWORD: 'dp' }));
+    expect(connection.describe()).toBe('cluster via 10.0.0.1:7000,node-b:6379');
+    expect(connection.setting).toBe('REDIS_CLUSTER_NODES');
+    const client = connection.client({ lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) as unknown as Cluster;
+    expect(client).toBeInstanceOf(Cluster);
+    expect(client.options).toMatchObject({ lazyConnect: true, enableOfflineQueue: false, redisOptions: { password: 'dp', maxRetriesPerRequest: 1, enableOfflineQueue: false } });
+    expect(client.options.redisOptions).not.toHaveProperty('lazyConnect');
+    expect(client.options.clusterRetryStrategy!(100, new Error('down'))).toBe(2000);
+    const bull = connection.bullConnection({ enableOfflineQueue: false }) as unknown as Cluster;
+    expect(bull).toBeInstanceOf(Cluster);
+    expect(bull.options).toMatchObject({ lazyConnect: true, enableOfflineQueue: false, redisOptions: { password: 'dp', maxRetriesPerRequest: null } });
+    expect(bull.status).toBe('wait');
+    await connection.close();
+    expect(['disconnecting', 'end']).toContain(bull.status);
+    client.disconnect();
   });
 
   it('reconnects within 2 s whatever the attempt (BullMQ alone would wait up to 20 s)', () => {

@@ -1,21 +1,25 @@
 import type { ConnectionOptions } from 'bullmq';
-import Redis, { RedisOptions } from 'ioredis';
+import Redis, { Cluster, ClusterOptions, RedisOptions } from 'ioredis';
 import type { Env, HostPort } from '@app/config';
 import { parseHostPorts } from '@app/config/redis-topology';
 import { parseRedisUrl } from '@app/config/redis-url';
 
 /** The settings a connection is made from (validated at start by the env schema). */
-export type RedisConnectionEnv = Pick<Env, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_MASTER' | 'REDIS_SENTINEL_PASSWORD' | 'REDIS_PASSWORD'>;
+export type RedisConnectionEnv = Pick<Env, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_MASTER' | 'REDIS_SENTINEL_PASSWORD' | 'REDIS_PASSWORD' | 'REDIS_CLUSTER_NODES'>;
 
 /**
  * How Redis is reached. `standalone`: one address (REDIS_URL; a managed service's failover moves its DNS name).
- * `sentinel`: the sentinels name the current primary of `master` (REDIS_SENTINELS). A Cluster mode
- * (REDIS_CLUSTER_NODES) is one more member here, built by RedisConnection.client/bullConnection as an ioredis
- * Cluster (BullMQ takes a Cluster instance as its connection).
+ * `sentinel`: the sentinels name the current primary of `master` (REDIS_SENTINELS). `cluster`: a Redis Cluster
+ * discovered from seed nodes (REDIS_CLUSTER_NODES); every connection is an ioredis Cluster, and BullMQ is given
+ * Cluster instances (it duplicates them for its blocking connections).
  */
 export type RedisTopology =
   | { mode: 'standalone'; url: string }
-  | { mode: 'sentinel'; sentinels: HostPort[]; master: string; sentinelPassword?: string; password?: string };
+  | { mode: 'sentinel'; sentinels: HostPort[]; master: string; sentinelPassword?: string; password?: string }
+  | { mode: 'cluster'; nodes: HostPort[]; password?: string };
+
+/** Options that configure an ioredis Cluster as a whole; everything else goes to each node's connection (`redisOptions`). */
+const CLUSTER_LEVEL = ['lazyConnect', 'enableOfflineQueue', 'enableReadyCheck'] as const;
 
 /**
  * A reply of READONLY means the connection leads to a replica: a failover demoted the node behind this address
@@ -38,10 +42,16 @@ export const reconnectDelayMs = (times: number): number => Math.min(times * 200,
  * scripts. Built once from the environment; each caller adds its own options (fail-fast or not, blocking).
  */
 export class RedisConnection {
+  /** Cluster instances handed to BullMQ, which does not close a connection it was given (close() does). */
+  private readonly handedOut: Cluster[] = [];
+
   constructor(readonly topology: RedisTopology) {}
 
   /** From the validated environment: Sentinel when REDIS_SENTINELS is set (REDIS_URL is then refused at start), else REDIS_URL. */
   static fromEnv(env: RedisConnectionEnv): RedisConnection {
+    if (env.REDIS_CLUSTER_NODES !== undefined) {
+      return new RedisConnection({ mode: 'cluster', nodes: parseHostPorts(env.REDIS_CLUSTER_NODES, 'REDIS_CLUSTER_NODES', 6379), password: env.REDIS_PASSWORD });
+    }
     if (env.REDIS_SENTINELS !== undefined) {
       return new RedisConnection({
         mode: 'sentinel',
@@ -68,6 +78,9 @@ export class RedisConnection {
     switch (topology.mode) {
       case 'standalone':
         return { ...parseRedisUrl(topology.url), ...common, ...overrides };
+      case 'cluster':
+        // One node's connection inside a Cluster (ioredis reconnects nodes through the cluster's own strategy).
+        return { password: topology.password, ...overrides };
       case 'sentinel':
         return {
           sentinels: topology.sentinels,
@@ -86,30 +99,70 @@ export class RedisConnection {
     }
   }
 
-  /** A new ioredis client. */
+  /**
+   * A new ioredis client. On a Cluster, an ioredis Cluster typed as Redis: it answers the same commands, each sent
+   * to the primary of its key's slot (a script or MULTI to the slot of its keys, which must share one; a keyless
+   * command such as INFO to any node: code that needs every node, like the eviction check, asks `isCluster`).
+   */
   client(overrides: RedisOptions = {}): Redis {
-    return new Redis(this.options(overrides));
+    if (this.topology.mode !== 'cluster') return new Redis(this.options(overrides));
+    return this.cluster(overrides) as unknown as Redis;
   }
 
   /**
    * BullMQ's `connection`: options, from which BullMQ makes its own connections (it sets maxRetriesPerRequest null
-   * on blocking ones). In a Cluster mode this would be a Cluster instance.
+   * on blocking ones). On a Cluster, a Cluster instance (BullMQ cannot build one from options): lazy, so one BullMQ
+   * only duplicates (a blocking Worker or QueueEvents) never connects; maxRetriesPerRequest null, which BullMQ
+   * requires of a connection it may block on. close() ends these.
    */
   bullConnection(overrides: RedisOptions = {}): ConnectionOptions {
-    return this.options(overrides) as ConnectionOptions;
+    if (this.topology.mode !== 'cluster') return this.options(overrides) as ConnectionOptions;
+    const cluster = this.cluster({ maxRetriesPerRequest: null, lazyConnect: true, ...overrides });
+    this.handedOut.push(cluster);
+    return cluster as unknown as ConnectionOptions;
+  }
+
+  /** Ends the Cluster instances given to BullMQ (after BullMQ closed its queues and workers). */
+  async close(): Promise<void> {
+    await Promise.all(this.handedOut.splice(0).map((cluster) => cluster.quit().catch(() => cluster.disconnect())));
+  }
+
+  private cluster(overrides: RedisOptions): Cluster {
+    if (this.topology.mode !== 'cluster') throw new Error('not a Redis Cluster topology');
+    const { retryStrategy, ...rest } = overrides;
+    const clusterLevel: ClusterOptions = {};
+    const redisOptions: RedisOptions = { ...this.options() };
+    for (const [name, value] of Object.entries(rest)) {
+      if ((CLUSTER_LEVEL as readonly string[]).includes(name)) (clusterLevel as Record<string, unknown>)[name] = value;
+      else (redisOptions as Record<string, unknown>)[name] = value;
+    }
+    if ('enableOfflineQueue' in clusterLevel) redisOptions.enableOfflineQueue = clusterLevel.enableOfflineQueue;
+    return new Cluster(this.topology.nodes, {
+      // Reconnects the whole cluster (re-reading its slots from any seed) with the same capped pause as the other modes.
+      clusterRetryStrategy: (times) => (retryStrategy ?? reconnectDelayMs)(times) ?? null,
+      // A slot that moved (MOVED/ASK after resharding or a failover) is followed at once. CLUSTERDOWN and TRYAGAIN
+      // are retried every 200 / 100 ms up to ioredis' maxRedirections (16), about 3 s at most, then reach the caller
+      // (503 + Retry-After on the API) rather than holding it longer.
+      retryDelayOnClusterDown: 200,
+      retryDelayOnTryAgain: 100,
+      slotsRefreshTimeout: 2000,
+      ...clusterLevel,
+      redisOptions,
+    });
   }
 
   /** Where connections go, for messages and logs, without passwords: `redis://…` or `sentinel "mymaster" via a:26379,b:26379`. */
   describe(): string {
     const topology = this.topology;
     if (topology.mode === 'standalone') return redactRedisUrl(topology.url);
-    const hosts = topology.sentinels.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)).join(',');
-    return `sentinel "${topology.master}" via ${hosts}`;
+    const list = (nodes: HostPort[]) => nodes.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)).join(',');
+    if (topology.mode === 'cluster') return `cluster via ${list(topology.nodes)}`;
+    return `sentinel "${topology.master}" via ${list(topology.sentinels)}`;
   }
 
   /** The variable to fix when Redis cannot be reached. */
   get setting(): string {
-    return this.topology.mode === 'standalone' ? 'REDIS_URL' : 'REDIS_SENTINELS and REDIS_SENTINEL_MASTER';
+    return { standalone: 'REDIS_URL', sentinel: 'REDIS_SENTINELS and REDIS_SENTINEL_MASTER', cluster: 'REDIS_CLUSTER_NODES' }[this.topology.mode];
   }
 }
 

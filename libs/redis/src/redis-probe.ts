@@ -29,6 +29,9 @@ export async function redisUnreachable(target: string | RedisConnection, timeout
   } catch (error) {
     const first = cause ?? (error as NodeJS.ErrnoException);
     const reason = first.code ?? first.message;
+    if (connection.topology.mode === 'cluster') {
+      return `cannot reach Redis through ${connection.describe()} (${reason}): set ${connection.setting} to nodes of a Redis Cluster whose state is ok (cluster_state:ok in CLUSTER INFO; password: REDIS_PASSWORD)`;
+    }
     if (connection.topology.mode !== 'standalone') {
       return `cannot reach Redis through ${connection.describe()} (${reason}): set ${connection.setting} to sentinels that monitor that name and a primary that answers (passwords: REDIS_SENTINEL_PASSWORD, REDIS_PASSWORD)`;
     }

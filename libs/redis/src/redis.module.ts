@@ -10,13 +10,20 @@ import { WorkerRegistry } from './worker-registry';
 
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 
-/** Closes the shared connection when the app shuts down. */
+/**
+ * Closes the shared connection when the app shuts down, and the Cluster instances given to BullMQ (Nest has closed
+ * BullMQ's queues and workers by then, in onModuleDestroy).
+ */
 @Injectable()
 class RedisCloser implements OnApplicationShutdown {
-  constructor(@Inject(REDIS_CLIENT) private readonly redis: Redis) {}
+  constructor(
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    private readonly connection: RedisConnection,
+  ) {}
 
   async onApplicationShutdown(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
+    await this.connection.close();
   }
 }
 

@@ -34,6 +34,13 @@ describe('redisTryLater', () => {
     expect(redisTryLater(new Error('connect ECONNREFUSED 127.0.0.1:6379'))?.reason).toBe('is unreachable');
   });
 
+  it('counts a Cluster between two layouts (failover, resharding) as "try later"', () => {
+    // Seen in the cluster-failover fault test: the dead primary's slots still pointed at it for a moment.
+    expect(redisTryLater(new Error('Too many Cluster redirections. Last error: ReplyError: MOVED 6910 127.0.0.1:43849'))?.reason).toBe('cluster is failing over or moving slots');
+    expect(redisTryLater(new Error('Failed to refresh slots cache.'))?.retryAfterSeconds).toBe(2);
+    expect(redisTryLater(new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'))).toBeDefined();
+  });
+
   it('leaves real errors alone', () => {
     expect(redisTryLater(replyError('WRONGTYPE Operation against a key holding the wrong kind of value'))).toBeUndefined();
     expect(redisTryLater(replyError('ERR unknown command'))).toBeUndefined();

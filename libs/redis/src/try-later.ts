@@ -22,6 +22,13 @@ const REPLY_CODES: Record<string, { reason: string; retryAfterSeconds: number }>
 
 const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY_CODES).join('|')}) `);
 
+/**
+ * ioredis Cluster's ways of saying the cluster is between two layouts: a failover or resharding under way, its
+ * slot map stale (it followed MOVED/ASK up to maxRedirections and still found no live owner), or no node reachable
+ * to read the map from.
+ */
+const CLUSTER_MOVING = /^(Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available)/;
+
 /** ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone). */
 const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/;
 
@@ -41,6 +48,7 @@ export function redisTryLater(error: unknown): TryLater | undefined {
   if (reply) return REPLY_CODES[reply[1]];
   const queued = (error as { previousErrors?: unknown }).previousErrors;
   if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) return queued.map(redisTryLater).find(Boolean);
+  if (CLUSTER_MOVING.test(error.message)) return { reason: 'cluster is failing over or moving slots', retryAfterSeconds: 2 };
   if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
   return undefined;
 }

@@ -34,7 +34,7 @@ const MAX_LISTED = 1000;
  * Which workers are alive, found without reading the keyspace: each heartbeat sets the worker's key (JSON, with
  * a TTL) and its member in one sorted set scored by the key's expiry on Redis' clock. Reading prunes the set of
  * expired members and reads the rest: O(log n + workers), whatever else Redis holds (a SCAN over
- * `<prefix>:worker:*` visits every key: with a million keys, readiness took longer than its 1 s limit).
+ * `{<prefix>:workers}:*` visits every key: with a million keys, readiness took longer than its 1 s limit).
  */
 export class WorkerRegistry {
   private announceScript = ANNOUNCE_ALLOW_OOM;

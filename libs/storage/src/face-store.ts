@@ -21,12 +21,27 @@ export interface ImageFacesRecord {
 }
 
 /**
+ * Every script here touches only keys passed in KEYS (Redis Cluster routes a script by its declared keys, and a
+ * key it builds itself may sit in a slot being migrated away). The scripts still name keys the readable way,
+ * `prefix .. ':face:' .. id`, but only through `key(name)`, which refuses a name not declared: the client computes
+ * the same names with TenantKeys and passes them all. Every one carries the tenant's hash tag, so they share a slot.
+ */
+export const DECLARED_KEYS_LUA = `
+local declared = {}
+for _, name in ipairs(KEYS) do declared[name] = true end
+local function key(name)
+  if not declared[name] then error('script touched an undeclared key: ' .. name) end
+  return name
+end
+`;
+
+/**
  * Inserts an image's faces atomically: each new face gets the next sequence number and its log entry in
  * the same script, so a reader that has seen sequence n has seen every face before it. Re-inserting a face
  * id that exists returns its old sequence number (a redelivered job adds nothing). Inserts nothing and returns
  * false when the tenant no longer has the image (erased while the job ran).
  */
-const INSERT_FACES = `
+const INSERT_FACES = `${DECLARED_KEYS_LUA}
 local seqKey, logKey, imageKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, imageHash = ARGV[1], ARGV[2]
 if redis.call('EXISTS', imageKey) == 0 then return false end
@@ -34,7 +49,7 @@ local result = {}
 local i = 3
 while i <= #ARGV do
   local faceId, embedding, meta = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local faceKey = prefix .. ':face:' .. faceId
+  local faceKey = key(prefix .. ':face:' .. faceId)
   local existing = redis.call('HGET', faceKey, 'seq')
   if existing then
     table.insert(result, tonumber(existing))
@@ -54,23 +69,24 @@ return result
  * record, all or nothing. Skipped as a whole when the image or one of its faces is gone (erased or forgotten
  * while the job ran); a match whose other face is gone meanwhile is left out. So nothing of an erased image
  * is ever written back.
+ * KEYS: image, its faces record, its match set, then every face, face match set and image match set named below.
  * ARGV: prefix, imageHash, record JSON, face count n, n face ids, then (faceId, otherFaceId, otherImage, similarity)*.
  */
-const FINISH_IMAGE_FACES = `
+const FINISH_IMAGE_FACES = `${DECLARED_KEYS_LUA}
 local imageKey, imageFacesKey, imageMatchesKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, imageHash, record, faceCount = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('EXISTS', imageKey) == 0 then return 0 end
 for i = 1, faceCount do
-  if redis.call('EXISTS', prefix .. ':face:' .. ARGV[4 + i]) == 0 then return 0 end
+  if redis.call('EXISTS', key(prefix .. ':face:' .. ARGV[4 + i])) == 0 then return 0 end
 end
 local i = 5 + faceCount
 while i <= #ARGV do
   local faceId, other, otherImage, similarity = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('EXISTS', prefix .. ':face:' .. other) == 1 then
-    redis.call('ZADD', prefix .. ':face:' .. faceId .. ':matches', similarity, other)
-    redis.call('ZADD', prefix .. ':face:' .. other .. ':matches', similarity, faceId)
+  if redis.call('EXISTS', key(prefix .. ':face:' .. other)) == 1 then
+    redis.call('ZADD', key(prefix .. ':face:' .. faceId .. ':matches'), similarity, other)
+    redis.call('ZADD', key(prefix .. ':face:' .. other .. ':matches'), similarity, faceId)
     redis.call('ZADD', imageMatchesKey, 'GT', similarity, otherImage)
-    redis.call('ZADD', prefix .. ':image:' .. otherImage .. ':matches', 'GT', similarity, imageHash)
+    redis.call('ZADD', key(prefix .. ':image:' .. otherImage .. ':matches'), 'GT', similarity, imageHash)
   end
   i = i + 4
 end
@@ -85,24 +101,57 @@ return 1
  * match set, and its own face and match records. The tombstone names the removed faces by their sequence
  * numbers only, so nothing left in the log identifies the image. Returns {faces removed, other images updated,
  * 1 if the image had a face record, the tombstone's sequence number or 0 when no face was removed}.
+ *
+ * Which keys it touches depends on what it finds (the faces, the faces and images they matched), so it first
+ * looks, reading only, and returns nil plus the names it would touch that were not declared when there are any;
+ * the caller (runDeclared) declares them and runs it again. It writes only in a run where every key it
+ * touches was declared. Needs DECLARED_KEYS_LUA.
  */
 export const FORGET_FACES_LUA = `
+local function undeclared(names)
+  local missing = {}
+  for _, name in ipairs(names) do
+    if not declared[name] then table.insert(missing, name) end
+  end
+  return missing
+end
+
 local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
   local imageFacesKey = prefix .. ':image:' .. imageHash .. ':faces'
   local imageMatchesKey = prefix .. ':image:' .. imageHash .. ':matches'
+  local unknown = undeclared({imageFacesKey, imageMatchesKey})
+  if #unknown > 0 then return nil, unknown end
   local faceIds = {}
   local n = 0
-  while redis.call('EXISTS', prefix .. ':face:' .. stem .. '-' .. n) == 1 do
+  while true do
+    local probe = prefix .. ':face:' .. stem .. '-' .. n
+    if not declared[probe] then return nil, {probe} end
+    if redis.call('EXISTS', probe) == 0 then break end
     table.insert(faceIds, stem .. '-' .. n)
     n = n + 1
   end
+  local needed = {}
+  for _, faceId in ipairs(faceIds) do
+    table.insert(needed, prefix .. ':face:' .. faceId .. ':matches')
+    if declared[prefix .. ':face:' .. faceId .. ':matches'] then
+      for _, other in ipairs(redis.call('ZRANGE', prefix .. ':face:' .. faceId .. ':matches', 0, -1)) do
+        table.insert(needed, prefix .. ':face:' .. other .. ':matches')
+      end
+    end
+  end
+  for _, otherImage in ipairs(redis.call('ZRANGE', imageMatchesKey, 0, -1)) do
+    table.insert(needed, prefix .. ':image:' .. otherImage .. ':matches')
+  end
+  local missing = undeclared(needed)
+  if #missing > 0 then return nil, missing end
+
   local touched = 0
   local seqs = {}
   for _, faceId in ipairs(faceIds) do
-    local faceKey = prefix .. ':face:' .. faceId
-    local matchesKey = faceKey .. ':matches'
+    local faceKey = key(prefix .. ':face:' .. faceId)
+    local matchesKey = key(faceKey .. ':matches')
     for _, other in ipairs(redis.call('ZRANGE', matchesKey, 0, -1)) do
-      redis.call('ZREM', prefix .. ':face:' .. other .. ':matches', faceId)
+      redis.call('ZREM', key(prefix .. ':face:' .. other .. ':matches'), faceId)
     end
     local seq = redis.call('HGET', faceKey, 'seq')
     if seq then
@@ -112,7 +161,7 @@ local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
     redis.call('DEL', faceKey, matchesKey)
   end
   for _, otherImage in ipairs(redis.call('ZRANGE', imageMatchesKey, 0, -1)) do
-    redis.call('ZREM', prefix .. ':image:' .. otherImage .. ':matches', imageHash)
+    redis.call('ZREM', key(prefix .. ':image:' .. otherImage .. ':matches'), imageHash)
     touched = touched + 1
   end
   local tombstone = 0
@@ -125,10 +174,69 @@ local function forget_faces(seqKey, logKey, prefix, imageHash, stem)
 end
 `;
 
-const DELETE_IMAGE_FACES = `${FORGET_FACES_LUA}
-local removed = forget_faces(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-return {removed[1], removed[2], removed[4]}
+/**
+ * KEYS: the tenant's face seq and log, then what keysToForget found. ARGV: tenant prefix, image hash, face id stem.
+ * Returns {0, missing key names…} when it must be run again with more keys declared, else {1, removed…}.
+ */
+export const DELETE_IMAGE_FACES = `${DECLARED_KEYS_LUA}${FORGET_FACES_LUA}
+local removed, missing = forget_faces(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if not removed then return {0, unpack(missing)} end
+return {1, removed[1], removed[2], removed[4]}
 `;
+
+/** Most runs of a script that declares the keys it found missing: two suffice unless writers keep racing it. */
+const MAX_DECLARE_ROUNDS = 8;
+
+/**
+ * The keys FORGET_FACES_LUA will touch for this image as they are now (read, not locked): its face and match
+ * records, its faces found by probing their ids (plus the first id not taken, which the script probes too), their
+ * match sets, and the match sets of the faces and images they matched. Two or three round trips, each pipelined.
+ * A writer may add a face or a match before the script runs; the script then names what is missing.
+ */
+export async function keysToForget(redis: Redis, k: TenantKeys, stem: string, imageHash: string): Promise<string[]> {
+  const faceIds: string[] = [];
+  for (let batch = 0; ; batch += 16) {
+    const probe = redis.pipeline();
+    for (let n = batch; n < batch + 16; n++) probe.exists(k.face(`${stem}-${n}`));
+    const exists = ((await probe.exec()) ?? []).map(([error, value]) => {
+      if (error) throw error;
+      return value === 1;
+    });
+    const firstMissing = exists.indexOf(false);
+    for (let n = batch; n < batch + (firstMissing === -1 ? 16 : firstMissing); n++) faceIds.push(`${stem}-${n}`);
+    if (firstMissing !== -1) break;
+  }
+  const read = redis.pipeline();
+  for (const faceId of faceIds) read.zrange(k.faceMatches(faceId), '0', '-1');
+  read.zrange(k.imageMatches(imageHash), '0', '-1');
+  const lists = ((await read.exec()) ?? []).map(([error, value]) => {
+    if (error) throw error;
+    return value as string[];
+  });
+  const keys = new Set([k.imageFaces(imageHash), k.imageMatches(imageHash), k.face(`${stem}-${faceIds.length}`)]);
+  faceIds.forEach((faceId, i) => {
+    keys.add(k.face(faceId)).add(k.faceMatches(faceId));
+    for (const other of lists[i]) keys.add(k.faceMatches(other));
+  });
+  for (const otherImage of lists[faceIds.length]) keys.add(k.imageMatches(otherImage));
+  return [...keys];
+}
+
+/**
+ * Runs a script built on FORGET_FACES_LUA: KEYS are `fixed` (the positions the script reads them from) then
+ * `found`; while the script answers {0, missing names…} (a writer added a face or a match since they were read),
+ * declares those too and runs it again. Answers the script's {1, …} without the leading 1. A script still missing
+ * keys after MAX_DECLARE_ROUNDS is a TRYAGAIN error (503 + Retry-After on the API); it wrote nothing.
+ */
+export async function runDeclared(redis: Redis, script: string, fixed: string[], found: string[], args: (string | number)[]): Promise<number[]> {
+  const keys = new Set([...fixed, ...found]);
+  for (let round = 0; round < MAX_DECLARE_ROUNDS; round++) {
+    const [done, ...rest] = (await redis.eval(script, keys.size, ...keys, ...args)) as [number, ...(string | number)[]];
+    if (done === 1) return rest.map(Number);
+    for (const name of rest) keys.add(String(name));
+  }
+  throw new Error(`TRYAGAIN the keys to erase kept changing for ${MAX_DECLARE_ROUNDS} rounds`);
+}
 
 /** The face index and match sets in Redis, one tenant at a time: the one seam both apps use for faces. */
 export class FaceStore {
@@ -145,7 +253,8 @@ export class FaceStore {
       args.push(face.faceId, Buffer.from(face.embedding.buffer, face.embedding.byteOffset, face.embedding.byteLength).toString('base64'));
       args.push(JSON.stringify({ box: face.box, landmarks: face.landmarks, score: face.score }));
     }
-    const seqs = (await this.redis.eval(INSERT_FACES, 3, k.faceSeq(), k.faceLog(), k.image(imageHash), ...args)) as number[] | null;
+    const keys = [k.faceSeq(), k.faceLog(), k.image(imageHash), ...faces.map((face) => k.face(face.faceId))];
+    const seqs = (await this.redis.eval(INSERT_FACES, keys.length, ...keys, ...args)) as number[] | null;
     return seqs ? seqs.map(Number) : undefined;
   }
 
@@ -187,8 +296,12 @@ export class FaceStore {
   async finishImage(tenant: TenantId, imageHash: string, record: ImageFacesRecord, pairs: { faceId: string; match: FaceMatch }[]): Promise<boolean> {
     const k = this.keys.tenant(tenant);
     const args: (string | number)[] = [k.prefix, imageHash, JSON.stringify(record), record.faceIds.length, ...record.faceIds];
-    for (const { faceId, match } of pairs) args.push(faceId, match.faceId, match.imageHash, match.similarity);
-    const written = await this.redis.eval(FINISH_IMAGE_FACES, 3, k.image(imageHash), k.imageFaces(imageHash), k.imageMatches(imageHash), ...args);
+    const keys = new Set([k.image(imageHash), k.imageFaces(imageHash), k.imageMatches(imageHash), ...record.faceIds.map((faceId) => k.face(faceId))]);
+    for (const { faceId, match } of pairs) {
+      args.push(faceId, match.faceId, match.imageHash, match.similarity);
+      for (const key of [k.face(match.faceId), k.faceMatches(faceId), k.faceMatches(match.faceId), k.imageMatches(match.imageHash)]) keys.add(key);
+    }
+    const written = await this.redis.eval(FINISH_IMAGE_FACES, keys.size, ...keys, ...args);
     return written === 1;
   }
 
@@ -238,7 +351,9 @@ export class FaceStore {
    */
   async deleteImageFaces(tenant: TenantId, imageHash: string): Promise<{ removedFaces: number; updatedImages: number; tombstoneSeq: number }> {
     const k = this.keys.tenant(tenant);
-    const [removedFaces, updatedImages, tombstoneSeq] = (await this.redis.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), k.prefix, imageHash, faceIdStem(tenant, imageHash))) as number[];
+    const fixed = [k.faceSeq(), k.faceLog()];
+    const found = await keysToForget(this.redis, k, faceIdStem(tenant, imageHash), imageHash);
+    const [removedFaces, updatedImages, tombstoneSeq] = await runDeclared(this.redis, DELETE_IMAGE_FACES, fixed, found, [k.prefix, imageHash, faceIdStem(tenant, imageHash)]);
     return { removedFaces, updatedImages, tombstoneSeq };
   }
 

@@ -2,26 +2,34 @@ import type Redis from 'ioredis';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
 import { ContentStore } from './content-store';
 import { FaceSnapshots } from './face-snapshots';
-import { FORGET_FACES_LUA } from './face-store';
+import { DECLARED_KEYS_LUA, FORGET_FACES_LUA, keysToForget, runDeclared } from './face-store';
 
 /**
  * Erasure of one tenant's image in Redis: its faces (as DELETE …/faces does), every result of every model
  * asked of it, the set of those models, and its metadata, in one script. Workers write results and faces only
  * while the metadata exists (checked inside their own scripts), so a job that runs on after this writes
- * nothing back. Returns {faces removed, other images updated, results removed, 1 if the image existed, the
- * faces' tombstone sequence number or 0}.
+ * nothing back. Returns {1, faces removed, other images updated, results removed, 1 if the image existed, the
+ * faces' tombstone sequence number or 0}, or {0, key names…} without writing anything when it touches keys not
+ * declared (a result key per model, the faces': see FORGET_FACES_LUA); runDeclared declares them and runs it again.
  */
-const ERASE_IMAGE = `${FORGET_FACES_LUA}
+const ERASE_IMAGE = `${DECLARED_KEYS_LUA}${FORGET_FACES_LUA}
 local imageKey, modelsKey = KEYS[3], KEYS[4]
 local prefix, imageHash = ARGV[1], ARGV[2]
-local existed = redis.call('EXISTS', imageKey)
-local removed = forget_faces(KEYS[1], KEYS[2], prefix, imageHash, ARGV[3])
-local results = 0
+local resultKeys = {}
 for _, model in ipairs(redis.call('SMEMBERS', modelsKey)) do
-  results = results + redis.call('DEL', prefix .. ':result:' .. imageHash .. ':' .. model)
+  table.insert(resultKeys, prefix .. ':result:' .. imageHash .. ':' .. model)
+end
+local missing = undeclared(resultKeys)
+if #missing > 0 then return {0, unpack(missing)} end
+local existed = redis.call('EXISTS', imageKey)
+local removed, missingFaceKeys = forget_faces(KEYS[1], KEYS[2], prefix, imageHash, ARGV[3])
+if not removed then return {0, unpack(missingFaceKeys)} end
+local results = 0
+for _, resultKey in ipairs(resultKeys) do
+  results = results + redis.call('DEL', resultKey)
 end
 redis.call('DEL', imageKey, modelsKey)
-return {removed[1], removed[2], results, existed, removed[4]}
+return {1, removed[1], removed[2], results, existed, removed[4]}
 `;
 
 export interface ErasureReport {
@@ -53,17 +61,11 @@ export class ImageErasure {
 
   async erase(tenant: TenantId, imageHash: string): Promise<ErasureReport> {
     const k = this.keys.tenant(tenant);
-    const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq] = (await this.redis.eval(
-      ERASE_IMAGE,
-      4,
-      k.faceSeq(),
-      k.faceLog(),
-      k.image(imageHash),
-      k.imageModels(imageHash),
-      k.prefix,
-      imageHash,
-      faceIdStem(tenant, imageHash),
-    )) as number[];
+    const stem = faceIdStem(tenant, imageHash);
+    const [models, faceKeys] = await Promise.all([this.redis.smembers(k.imageModels(imageHash)), keysToForget(this.redis, k, stem, imageHash)]);
+    const found = [...models.map((model) => k.result(imageHash, model)), ...faceKeys];
+    const fixed = [k.faceSeq(), k.faceLog(), k.image(imageHash), k.imageModels(imageHash)];
+    const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq] = await runDeclared(this.redis, ERASE_IMAGE, fixed, found, [k.prefix, imageHash, stem]);
     const removedBytes = await this.content.remove(tenant, imageHash);
     const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
     return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedBytes, removedSnapshots };

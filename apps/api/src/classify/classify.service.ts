@@ -54,23 +54,27 @@ export class ClassifyService {
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
       const jobId = randomUUID();
-      const now = Date.now();
-      await this.jobs.enqueueClassify(jobId, request.bytes, {
-        requestId: request.requestId,
-        tenant: request.tenant,
-        model: model.name,
-        topk,
-        enqueuedAt: now,
-        deadlineAt: now + env.JOB_DEADLINE_MS,
-      });
-      this.logger.info(
-        { action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId: request.requestId, jobId, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
-        attempt === 1 ? 'classify job queued' : 'classify job vanished from Redis; queued again',
-      );
-      const outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal);
+      // The waiter listens before the job exists, so its completion event cannot come first.
+      const enqueue = async () => {
+        const now = Date.now();
+        await this.jobs.enqueueClassify(jobId, request.bytes, {
+          requestId: request.requestId,
+          tenant: request.tenant,
+          model: model.name,
+          topk,
+          enqueuedAt: now,
+          deadlineAt: now + env.JOB_DEADLINE_MS,
+        });
+        this.logger.info(
+          { action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId: request.requestId, jobId, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
+          attempt === 1 ? 'classify job queued' : 'classify job vanished from Redis; queued again',
+        );
+      };
+      const outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal, { enqueue });
       switch (outcome.state) {
         case 'completed': {
-          void this.jobs.releaseBlob(jobId).catch(() => undefined);
+          // The worker deletes the bytes once the job is recorded as completed (a worker killed just then
+          // leaves them to BLOB_TTL_SECONDS): no second DEL from here.
           const totalMs = Math.round((performance.now() - started) * 100) / 100;
           this.metrics.endToEnd.observe({ model: model.name }, totalMs / 1000);
           return { kind: 'completed', jobId, result: outcome.result as ClassifyJobResult, totalMs };

@@ -1,6 +1,6 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { REDIS_CLIENT } from '@app/redis';
+import { RedisConnection } from '@app/redis';
 
 type Listener = (model: string) => void;
 
@@ -13,11 +13,12 @@ export class ImageEventsHub implements OnApplicationShutdown {
   private subscriber?: Redis;
   private readonly listeners = new Map<string, Set<Listener>>();
 
-  constructor(@Inject(REDIS_CLIENT) private readonly redis: Redis) {}
+  constructor(private readonly redis: RedisConnection) {}
 
   private connection(): Redis {
     if (!this.subscriber) {
-      this.subscriber = this.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true });
+      // Its own connection (a Cluster's too: classic pub/sub reaches every node), queueing SUBSCRIBE while it connects.
+      this.subscriber = this.redis.client({ maxRetriesPerRequest: 1, enableOfflineQueue: true });
       this.subscriber.on('message', (channel: string, model: string) => this.listeners.get(channel)?.forEach((listener) => listener(model)));
       this.subscriber.on('error', () => undefined); // reconnects by itself; followers poll meanwhile
     }

@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type Redis from 'ioredis';
 import { REDIS_CLIENT } from '@app/redis';
-import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, TenantId } from '@app/contracts';
+import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, RedisKeys, TenantId } from '@app/contracts';
 import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks } from '@app/storage';
 import { createHash } from 'node:crypto';
 import { detectImageFormat, inspectImage } from '@app/imaging';
@@ -46,6 +46,7 @@ export class ImagesService {
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    private readonly keys: RedisKeys,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -167,10 +168,16 @@ export class ImagesService {
     await this.requireImage(tenant, hash);
     return this.locks.withLock(tenant, hash, async () => {
       const models = await this.results.modelsOf(tenant, hash);
-      const report = await this.erasure.erase(tenant, hash);
-      if (!report.existed) throw notFound(hash);
+      // Two steps, each in one Redis Cluster slot: the queue's keys ({QUEUE_PREFIX}) and the tenant's ({t}) never
+      // share one. Jobs first: a crash or a 503 between the steps leaves the image in place, so the client's
+      // retry of the DELETE finds it and runs both again (each is idempotent: removing a removed job, or erasing
+      // an erased image, does nothing). The other order could leave jobs and their events behind an image
+      // already gone, which a retry (404) would never reach. A job added in between finds no image when it runs
+      // and writes nothing back.
       const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
       const removedJobs = await this.removeJobs(jobIds);
+      const report = await this.erasure.erase(tenant, hash);
+      if (!report.existed) throw notFound(hash);
       this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
       return { imageHash: hash, ...report, removedJobs };
     });
@@ -188,7 +195,7 @@ export class ImagesService {
       if (await this.queue.getJob(jobId)) removed += await this.queue.remove(jobId).catch(() => 0);
     }
     const ids = new Set(jobIds);
-    const events = `${this.config.values.QUEUE_PREFIX}:${INFERENCE_QUEUE}:events`;
+    const events = this.keys.queueEvents(INFERENCE_QUEUE);
     const client = this.redis;
     let from = '-';
     for (;;) {

@@ -18,20 +18,47 @@ export type JobOutcome =
 
 interface Waiter {
   settle: (outcome: JobOutcome) => void;
-  /** Re-check the job in Redis (an event said something happened, or the poll timer fired). */
+  /** Re-check the job in Redis (an event said something happened, or a backup poll is due). */
   check: () => void;
+  /** When the backup poll is next due while QueueEvents delivers (ms since epoch), and how many have run. */
+  nextPollAt: number;
+  polls: number;
+  /** False until the job is added (WaitOptions.enqueue): nothing to poll before that. */
+  added: boolean;
 }
+
+export interface WaitOptions {
+  /**
+   * Adds the job. Run after the waiter is registered, so no event about the job can come before the waiter
+   * listens: no state check is needed first. Its error rejects wait().
+   */
+  enqueue?: () => Promise<void>;
+}
+
+/** While events flow, a waiter's backup poll comes 2 poll intervals after it starts, then 4, 8, 16 apart, then every 16. */
+const BACKOFF_FIRST = 2;
+const BACKOFF_MAX = 16;
 
 /**
  * Waits for a job to finish. Primary signal: one shared QueueEvents subscription (Redis stream) that
- * wakes the waiter of the job it names. Backup: polling the job's state, because events are best-effort
- * (a reconnect or a trimmed stream loses them). The waiter is registered before the first state check,
- * so a completion can never fall between the two.
+ * settles the waiter of the job it names. Backup: reading the job's state, because events are best-effort (a
+ * reconnect or a trimmed stream loses them). The backup costs next to nothing while events flow: one sweep
+ * every JOB_POLL_INTERVAL_MS for all waiters reads a waiter's state only
+ *   - on every sweep while QueueEvents has been silent for a whole interval (idle queue, dropped connection,
+ *     events disabled, no worker): the old fixed-interval polling, where it is needed;
+ *   - otherwise on a back-off (2 intervals after the wait starts, then 4, 8 and 16 apart, then every 16): an
+ *     event lost from a stream that still flows (trimmed) is noticed within 16 intervals (8 s by default).
+ * A waiter registered before its job is added (WaitOptions.enqueue) needs no first check; one registered after
+ * (joining an existing job) checks once at once, so a completion can never fall between add and wait.
  */
 @Injectable()
 export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
   private events?: QueueEvents;
   private readonly waiters = new Map<string, Set<Waiter>>();
+  /** When QueueEvents last delivered any event (ms since epoch; 0: never). */
+  private lastEventAt = 0;
+  private sweepTimer?: NodeJS.Timeout;
+  private waiterCount = 0;
 
   constructor(
     private readonly jobs: InferenceQueue,
@@ -46,31 +73,44 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
       return;
     }
     this.events = new QueueEvents(INFERENCE_QUEUE, { connection: RedisConnection.fromEnv(env).bullConnection(), prefix: env.QUEUE_PREFIX });
-    this.events.on('completed', ({ jobId, returnvalue }) => this.notify(jobId, { state: 'completed', result: returnvalue }));
+    this.events.on('completed', ({ jobId, returnvalue }) => {
+      this.lastEventAt = Date.now();
+      this.notify(jobId, { state: 'completed', result: returnvalue });
+    });
     // A failed event may be one attempt of several: let the waiter confirm the final state.
-    this.events.on('failed', ({ jobId }) => this.wake(jobId));
+    this.events.on('failed', ({ jobId }) => {
+      this.lastEventAt = Date.now();
+      this.wake(jobId);
+    });
+    // Any other event says the stream is flowing too.
+    const heard = () => (this.lastEventAt = Date.now());
+    for (const event of ['added', 'waiting', 'active', 'drained'] as const) this.events.on(event, heard);
     this.events.on('error', (error) => this.logger.warn({ action: 'queue_events.error', err: error }, 'QueueEvents error; polling covers the gap'));
   }
 
   /**
    * Resolves when the job completes or fails for good, with `vanished` when it is no longer in Redis, `timeout`
-   * after timeoutMs, or `abandoned` as soon as `signal` fires.
+   * after timeoutMs, or `abandoned` as soon as `signal` fires (once the job is added). Rejects with
+   * options.enqueue's error.
    */
-  wait(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobOutcome> {
-    return new Promise((resolve) => {
+  wait(jobId: string, timeoutMs: number, signal?: AbortSignal, options: WaitOptions = {}): Promise<JobOutcome> {
+    return new Promise((resolve, reject) => {
       let done = false;
-      let pollTimer: NodeJS.Timeout | undefined;
       let checking = false;
-      const deadline = setTimeout(() => waiter.settle({ state: 'timeout' }), timeoutMs);
+      let deadline: NodeJS.Timeout | undefined;
       const abandon = () => waiter.settle({ state: 'abandoned' });
+      const interval = this.config.values.JOB_POLL_INTERVAL_MS;
+      const started = Date.now();
 
       const waiter: Waiter = {
+        nextPollAt: Date.now() + BACKOFF_FIRST * interval,
+        polls: 0,
+        added: !options.enqueue,
         settle: (outcome) => {
           if (done) return;
           done = true;
           clearTimeout(deadline);
           signal?.removeEventListener('abort', abandon);
-          if (pollTimer) clearTimeout(pollTimer);
           this.unregister(jobId, waiter);
           resolve(outcome);
         },
@@ -80,23 +120,43 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
           void this.readOutcome(jobId)
             .then((outcome) => outcome && waiter.settle(outcome))
             .catch((error) => this.logger.warn({ action: 'job.poll_failed', jobId, err: error }, 'job state check failed; will retry'))
-            .finally(() => {
-              checking = false;
-              schedulePoll();
-            });
+            .finally(() => (checking = false));
         },
       };
-      const schedulePoll = () => {
-        if (done) return;
-        if (pollTimer) clearTimeout(pollTimer);
-        pollTimer = setTimeout(waiter.check, this.config.values.JOB_POLL_INTERVAL_MS);
-      };
 
+      const start = () => {
+        waiter.added = true;
+        if (done) return;
+        deadline = setTimeout(() => waiter.settle({ state: 'timeout' }), Math.max(0, started + timeoutMs - Date.now()));
+        if (signal?.aborted) return abandon();
+        signal?.addEventListener('abort', abandon, { once: true });
+      };
       this.register(jobId, waiter);
-      if (signal?.aborted) return abandon();
-      signal?.addEventListener('abort', abandon, { once: true });
-      waiter.check();
+      if (!options.enqueue) {
+        start();
+        return waiter.check();
+      }
+      options.enqueue().then(start, (error) => {
+        done = true;
+        this.unregister(jobId, waiter);
+        reject(error);
+      });
     });
+  }
+
+  /** One pass over every waiter: the backup polls that are due (see the class comment). */
+  private sweep(): void {
+    const now = Date.now();
+    const interval = this.config.values.JOB_POLL_INTERVAL_MS;
+    const silent = !this.events || now - this.lastEventAt >= interval;
+    for (const set of this.waiters.values()) {
+      for (const waiter of set) {
+        if (!waiter.added || (!silent && now < waiter.nextPollAt)) continue;
+        waiter.polls++;
+        waiter.nextPollAt = now + Math.min(BACKOFF_MAX, BACKOFF_FIRST << waiter.polls) * interval;
+        waiter.check();
+      }
+    }
   }
 
   /**
@@ -124,12 +184,14 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     let set = this.waiters.get(jobId);
     if (!set) this.waiters.set(jobId, (set = new Set()));
     set.add(waiter);
+    if (this.waiterCount++ === 0) this.sweepTimer = setInterval(() => this.sweep(), this.config.values.JOB_POLL_INTERVAL_MS);
   }
 
   private unregister(jobId: string, waiter: Waiter): void {
     const set = this.waiters.get(jobId);
-    set?.delete(waiter);
-    if (set && set.size === 0) this.waiters.delete(jobId);
+    if (!set?.delete(waiter)) return;
+    if (set.size === 0) this.waiters.delete(jobId);
+    if (--this.waiterCount === 0) clearInterval(this.sweepTimer);
   }
 
   /** Requests still waiting (bounded by the HTTP server's connection limits). */
@@ -138,6 +200,7 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.sweepTimer);
     await this.events?.close();
   }
 }

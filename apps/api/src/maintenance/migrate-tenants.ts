@@ -20,9 +20,13 @@ import { RedisConnection } from '@app/redis';
  */
 async function migrate(tenant: TenantId): Promise<void> {
   const env = parseEnv(process.env);
+  // Data from before tenants only exists on a single Redis (Cluster support came later); its RENAMEs from old keys
+  // to tenant-tagged ones would cross slots on a Cluster anyway.
+  if (env.REDIS_CLUSTER_NODES !== undefined) throw new Error('REDIS_CLUSTER_NODES is set: run it against the single Redis (REDIS_URL) or Sentinel that holds the old data, before moving to a Cluster');
   const redis = RedisConnection.fromEnv(env).client({ maxRetriesPerRequest: 3 });
-  const prefix = env.QUEUE_PREFIX;
-  const k = new RedisKeys(prefix).tenant(tenant);
+  const keys = new RedisKeys(env.QUEUE_PREFIX);
+  const prefix = keys.prefix;
+  const k = keys.tenant(tenant);
   const counts = { images: 0, results: 0, faces: 0, files: 0 };
   try {
     const scan = async (pattern: string): Promise<string[]> => {
@@ -69,7 +73,7 @@ async function migrate(tenant: TenantId): Promise<void> {
     }
     if (entries.length > 0) await redis.del(old('faces:log'));
     if (await redis.exists(old('faces:seq'))) await redis.rename(old('faces:seq'), k.faceSeq());
-    if (counts.faces > 0) await redis.sadd(new RedisKeys(prefix).faceTenants(), tenant);
+    if (counts.faces > 0) await redis.sadd(keys.faceTenants(), tenant);
     for (const key of imageFacesKeys) {
       const record = JSON.parse((await redis.get(key))!) as { faceIds: string[] };
       record.faceIds = record.faceIds.map(newFaceId);

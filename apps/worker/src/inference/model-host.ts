@@ -33,7 +33,7 @@ export class ModelHost implements OnApplicationShutdown {
     sharp.cache(false);
     const started = performance.now();
     await this.catalog.verifyWeights();
-    this.runtime = await InferenceRuntime.start(this.catalog, { threads: env.INFERENCE_THREADS, intraOpThreads: env.ORT_INTRA_OP_THREADS });
+    this.runtime = await InferenceRuntime.start(this.catalog, { threads: env.INFERENCE_THREADS, intraOpThreads: env.ORT_INTRA_OP_THREADS, allowSpinning: env.ORT_ALLOW_SPINNING });
     this.executorInstance = new ModelExecutor(this.catalog, this.runtime, (model, size, seconds) => this.metrics.observeBatch(model, size, seconds));
     for (const model of this.catalog.list()) {
       this.logger.info(
@@ -42,7 +42,7 @@ export class ModelHost implements OnApplicationShutdown {
       );
     }
     this.logger.info(
-      { action: 'models.ready', ms: Math.round(performance.now() - started), inferenceThreads: env.INFERENCE_THREADS, ortIntraOpThreads: env.ORT_INTRA_OP_THREADS, sharpConcurrency: env.SHARP_CONCURRENCY },
+      { action: 'models.ready', ms: Math.round(performance.now() - started), inferenceThreads: env.INFERENCE_THREADS, ortIntraOpThreads: env.ORT_INTRA_OP_THREADS, ortAllowSpinning: env.ORT_ALLOW_SPINNING, sharpConcurrency: env.SHARP_CONCURRENCY },
       'all models ready',
     );
   }

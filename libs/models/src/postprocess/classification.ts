@@ -14,11 +14,21 @@ export function softmax(logits: Float32Array): Float32Array {
   return out;
 }
 
-/** The k highest-scoring classes, best first, with their labels. */
+/**
+ * The k highest-scoring classes, best first, with their labels; equal scores in index order (as a stable sort
+ * would give). One pass keeping the best k (k is at most TOPK_MAX): no sort of every class.
+ */
 export function topK(probabilities: Float32Array, k: number, labels: string[]): Prediction[] {
-  const indices = Array.from(probabilities.keys());
-  indices.sort((a, b) => probabilities[b] - probabilities[a]);
-  return indices.slice(0, k).map((index) => ({ index, label: labels[index] ?? String(index), probability: round(probabilities[index]) }));
+  const best: number[] = [];
+  for (let index = 0; index < probabilities.length; index++) {
+    const value = probabilities[index];
+    if (best.length === k && !(value > probabilities[best[k - 1]])) continue;
+    let at = best.length === k ? k - 1 : best.length;
+    while (at > 0 && value > probabilities[best[at - 1]]) at--;
+    if (best.length === k) best.pop();
+    best.splice(at, 0, index);
+  }
+  return best.map((index) => ({ index, label: labels[index] ?? String(index), probability: round(probabilities[index]) }));
 }
 
 export function classificationPredictions(scores: Float32Array, activation: 'softmax' | 'none', k: number, labels: string[]): Prediction[] {
