@@ -33,6 +33,15 @@ describe('REDIS_URL query options', () => {
     expect(await db4.exists('{iiq}:inference:meta', '{iiq}:inference:events', '{iiq:workers}')).toBe(3);
   });
 
+  it('a database the server does not have stops the process, naming it (rather than everything landing in db 0)', async () => {
+    for (const [kind, url] of [['api', `redis://127.0.0.1:${redis.port}/99?password=${PASSWORD}`], ['worker', `redis://127.0.0.1:${redis.port}/?db=42&password=${PASSWORD}`]] as const) {
+      const app = await stack.spawn(kind, { REDIS_URL: url });
+      expect(await app.exitCode()).toBe(1);
+      expect(app.logsWith(`${kind}.cannot_start`)[0]?.msg).toMatch(/has no database (99|42)/);
+    }
+    expect(await stack.client(redis, { password: PASSWORD, db: 0 }).dbsize()).toBe(0);
+  });
+
   it('an option it does not support stops the process, naming the option', async () => {
     for (const kind of ['api', 'worker'] as const) {
       const app = await stack.spawn(kind, { REDIS_URL: `redis://127.0.0.1:${redis.port}/?password=${PASSWORD}&connectTimeout=50` });

@@ -25,6 +25,17 @@ export async function redisUnreachable(target: string | RedisConnection, timeout
   try {
     await client.connect();
     await client.ping();
+    // ioredis selects REDIS_URL's database on connect but goes on without it when Redis refuses (a db beyond the
+    // server's `databases`): everything would then land in db 0, beside whatever else lives there. Select it
+    // here, where a refusal can stop the start.
+    const db = connection.topology.mode === 'cluster' ? 0 : Number(connection.options().db ?? 0);
+    if (db > 0) {
+      try {
+        await client.select(db);
+      } catch (error) {
+        return `Redis at ${connection.describe()} has no database ${db} (${(error as Error).message}): use a database number below the server's \`databases\` setting (16 by default) in REDIS_URL (/<db> or ?db=<db>)`;
+      }
+    }
     return undefined;
   } catch (error) {
     const first = cause ?? (error as NodeJS.ErrnoException);

@@ -19,6 +19,12 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
   private timer?: NodeJS.Timeout;
   private readonly delay: ELDHistogram = monitorEventLoopDelay({ resolution: 10 });
   private readonly startedAt = Date.now();
+  /**
+   * Why the last heartbeat could not be written, until one is: readiness reports it. Reads can still work when
+   * writes do not (a Redis that became a read-only replica answers READONLY to writes only), and a worker that
+   * cannot write cannot record a job's result either.
+   */
+  lastFailure?: string;
 
   constructor(
     private readonly config: AppConfig,
@@ -55,9 +61,13 @@ export class HeartbeatService implements OnModuleInit, OnApplicationShutdown {
       if (maxMs > this.config.values.LOCK_DURATION_MS / 4) {
         this.logger.warn({ action: 'worker.event_loop_blocked', workerId, eventLoopDelayMaxMs: maxMs }, 'event loop blocked long enough to endanger job locks');
       }
-      await this.registry
-        .announce(heartbeat, interval * 3)
-        .catch((error) => this.logger.warn({ action: 'worker.heartbeat_failed', err: error }, 'heartbeat failed'));
+      try {
+        await this.registry.announce(heartbeat, interval * 3);
+        this.lastFailure = undefined;
+      } catch (error) {
+        this.lastFailure = (error as Error).message;
+        this.logger.warn({ action: 'worker.heartbeat_failed', err: error }, 'heartbeat failed');
+      }
     }
   }
 

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { AppConfig, enforceIdleTimeout, httpLimits, nodeServerOptions } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
 import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
+import { HeartbeatService } from '../heartbeat/heartbeat.service';
 import { ModelHost } from '../inference/model-host';
 import { StallWatchdog } from '../inference/stall-watchdog';
 import { WorkerMetrics } from './worker-metrics';
@@ -26,6 +27,7 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly models: ModelHost,
     private readonly metrics: WorkerMetrics,
     private readonly watchdog: StallWatchdog,
+    private readonly heartbeat: HeartbeatService,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
@@ -56,6 +58,7 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
         models: this.models.loadedModels.length > 0 ? { status: 'up' } : { status: 'down', message: 'models not loaded yet' },
         shutdown: this.shuttingDown ? { status: 'down', message: 'shutting down' } : { status: 'up' },
         stall: this.stallCheck(),
+        heartbeat: this.heartbeat.lastFailure ? { status: 'down', message: `the last heartbeat could not be written to Redis: ${this.heartbeat.lastFailure}` } : { status: 'up' },
       };
       try {
         const policy = await Promise.race([readEvictionPolicy(this.redis), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 1000 ms')), 1000).unref())]);
