@@ -1,30 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import sharp from 'sharp';
 import { AppProcess } from '../support/app-process';
+import { FailoverLoad } from '../support/failover-load';
 import { freePort } from '../support/free-port';
-import { multipart, request } from '../support/http';
-import { classifySamples, until } from '../support/load';
+import { request } from '../support/http';
+import { classifySamples } from '../support/load';
 import { TestSentinels } from '../support/test-sentinel';
-
-interface Outcome {
-  kind: 'classify' | 'analysis';
-  sentAt: number;
-  ms: number;
-  /** 0 when the request failed without an answer (refused connection, or no answer within its timeout). */
-  status: number;
-  code?: string;
-  retryAfter?: string;
-  /** classify: the label expected and the one answered. */
-  expected?: string;
-  label?: string;
-  /** analysis: the image's hash. */
-  hash?: string;
-  error?: string;
-}
 
 /**
  * Redis behind Sentinel (a primary and a replica with AOF everysec, three sentinels), two APIs and two workers,
@@ -66,49 +49,12 @@ describe('fault: Sentinel failover under load', () => {
     const env = { ...sentinels.env, STORAGE_DIR: storageDir, ORT_INTRA_OP_THREADS: '1', REQUEST_WAIT_MS: String(REQUEST_WAIT_MS) };
     const started = await Promise.all([AppProcess.start('api', env), AppProcess.start('api', env), AppProcess.start('worker', env), AppProcess.start('worker', env)]);
     apps.push(...started);
-    const [api1, api2] = started;
-    const apis = [api1, api2];
-    const samples = classifySamples(MODEL);
-    // Distinct images, so every analysis is a job of its own (the same image would be answered from its stored result).
-    const images = await Promise.all(Array.from({ length: 120 }, () => sharp(randomBytes(48 * 48 * 3), { raw: { width: 48, height: 48, channels: 3 } }).png().toBuffer()));
-
-    const outcomes: Promise<Outcome>[] = [];
-    const send = async (outcome: Outcome, call: () => Promise<Response>, read: (body: any) => void): Promise<Outcome> => {
-      try {
-        const response = await call();
-        outcome.status = response.status;
-        outcome.retryAfter = response.headers.get('retry-after') ?? undefined;
-        const body: any = await response.json().catch(() => undefined);
-        outcome.code = body?.error?.code;
-        read(body);
-      } catch (error) {
-        outcome.error = (error as Error).message;
-      }
-      outcome.ms = Date.now() - outcome.sentAt;
-      return outcome;
-    };
-    const timeout = () => AbortSignal.timeout(REQUEST_WAIT_MS + 10_000);
-    let classified = 0;
-    let analysed = 0;
-    // Open-loop, bounded load: a classification every 200 ms and an analysis every 500 ms, over both APIs.
-    const classifyTimer = setInterval(() => {
-      const sample = samples[classified % samples.length];
-      const api = apis[classified++ % 2];
-      const outcome: Outcome = { kind: 'classify', sentAt: Date.now(), ms: 0, status: 0, expected: sample.label };
-      const type = sample.name.endsWith('.png') ? 'image/png' : 'image/jpeg';
-      outcomes.push(send(outcome, () => fetch(`${api.url}/v1/classify?topk=${sample.topk}`, { method: 'POST', headers: { 'content-type': type }, body: sample.bytes, signal: timeout() }), (body) => (outcome.label = body?.predictions?.[0]?.label)));
-    }, 200);
-    const analysisTimer = setInterval(() => {
-      if (analysed >= images.length) return;
-      const api = apis[analysed % 2];
-      const bytes = images[analysed++];
-      const outcome: Outcome = { kind: 'analysis', sentAt: Date.now(), ms: 0, status: 0 };
-      const body = () => multipart({ images: { bytes, filename: 'noise.png', type: 'image/png' }, models: MODEL });
-      outcomes.push(send(outcome, () => fetch(`${api.url}/v1/analyses`, { method: 'POST', body: body(), signal: timeout() }), (answer) => (outcome.hash = answer?.images?.[0]?.hash)));
-    }, 500);
+    const apis = started.slice(0, 2);
+    // Open-loop, bounded load over both APIs: a classification every 200 ms and at most 120 analyses, one every 500 ms.
+    const load = new FailoverLoad({ apis: apis.map((api) => api.url), model: MODEL, requestWaitMs: REQUEST_WAIT_MS, classifyEveryMs: 200, analysisEveryMs: 500, analyses: 120 });
 
     const kills: Array<{ at: number; port: number }> = [];
-    try {
+    await load.runDuring(async () => {
       await sleep(4000);
       kills.push({ port: await sentinels.killPrimary(), at: Date.now() });
       await sleep(15_000);
@@ -116,60 +62,22 @@ describe('fault: Sentinel failover under load', () => {
       await sleep(3000);
       kills.push({ port: await sentinels.killPrimary(), at: Date.now() });
       await sleep(15_000);
-    } finally {
-      clearInterval(classifyTimer);
-      clearInterval(analysisTimer);
-    }
-    const all = await Promise.all(outcomes);
+    });
 
     // Every request answered, none past the wait limit (plus its own work), none with a 500.
-    expect(all.filter((o) => o.status === 0)).toEqual([]);
-    expect(all.filter((o) => ![200, 202, 503].includes(o.status))).toEqual([]);
-    expect(all.filter((o) => o.status === 503 && !(Number(o.retryAfter) >= 1))).toEqual([]);
-    expect(all.filter((o) => o.ms > REQUEST_WAIT_MS + 3000)).toEqual([]);
-    expect(all.filter((o) => o.kind === 'classify' && o.status === 200 && o.label !== o.expected)).toEqual([]);
+    load.expectEveryRequestAnsweredInTime();
 
     // Processing resumes: the first classification sent after each kill that was answered 200, within 15 s of the kill.
-    const resumedMs = kills.map(({ at }) => {
-      const served = all.filter((o) => o.kind === 'classify' && o.status === 200 && o.sentAt >= at).sort((a, b) => a.sentAt + a.ms - (b.sentAt + b.ms))[0];
-      return served ? served.sentAt + served.ms - at : Infinity;
-    });
+    const resumedMs = kills.map(({ at }) => load.resumedAfterMs(at));
     expect(resumedMs.every((ms) => ms < 15_000)).toBe(true);
 
-    // Every analysis accepted (202) reaches completed: a job the failover lost is queued again when its result is asked for.
-    const accepted = all.filter((o) => o.kind === 'analysis' && o.status === 202);
-    const states = new Map<string, string>();
-    await until(
-      async () => {
-        for (const o of accepted) {
-          if (states.get(o.hash!) === 'completed') continue;
-          const answer = await request(`${apis[0].url}/v1/images/${o.hash}/results/${MODEL}`);
-          states.set(o.hash!, answer.status === 200 ? answer.body.state : `${answer.status} ${answer.body?.state ?? answer.body?.error?.code}`);
-        }
-        return accepted.every((o) => states.get(o.hash!) === 'completed');
-      },
-      90_000,
-      'every accepted analysis to complete',
-      500,
-    ).catch(() => undefined);
-    const notCompleted = accepted.filter((o) => states.get(o.hash!) !== 'completed').map((o) => `${o.hash}: ${states.get(o.hash!)}`);
-    expect(notCompleted).toEqual([]);
+    await load.expectAcceptedAnalysesCompleted(apis[0].url);
 
-    const during = (o: Outcome, i: number) => o.sentAt >= kills[i].at && o.sentAt < kills[i].at + resumedMs[i];
     const vanished = apis.reduce((sum, api) => sum + api.logsWith('job.vanished').length, 0);
     for (const [i, kill] of kills.entries()) {
-      const window = all.filter((o) => during(o, i));
-      console.log(
-        `Sentinel failover ${i + 1} (primary on ${kill.port} killed): processing resumed after ${resumedMs[i]} ms; ` +
-          `${window.length} requests sent before that: ${window.filter((o) => o.status === 503).length} × 503 with Retry-After, ` +
-          `${window.filter((o) => o.status === 200).length} × 200, ${window.filter((o) => o.status === 202).length} × 202`,
-      );
+      console.log(`Sentinel failover ${i + 1} (primary on ${kill.port} killed): processing resumed after ${resumedMs[i]} ms; ${load.describeWindow(kill.at, resumedMs[i])}`);
     }
-    const count = (kind: Outcome['kind'], status: number) => all.filter((o) => o.kind === kind && o.status === status).length;
-    console.log(
-      `Sentinel failover totals: ${all.length} requests; classify ${count('classify', 200)} × 200, ${count('classify', 202)} × 202, ${count('classify', 503)} × 503; ` +
-        `analyses ${accepted.length} accepted (all completed, 0 lost), ${count('analysis', 503)} × 503; classify jobs that vanished and were queued again: ${vanished}`,
-    );
+    console.log(`Sentinel failover totals: ${load.describeTotals()}; every accepted analysis completed, 0 lost; classify jobs that vanished and were queued again: ${vanished}`);
     // Each process says where it went: its own client's last reconnection names the current primary.
     const primary = await sentinels.primaryPort();
     for (const app of started) expect(app.logsWith('redis.reconnected').at(-1)?.node).toBe(`127.0.0.1:${primary}`);
