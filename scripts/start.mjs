@@ -94,8 +94,16 @@ if (env.REDIS_SENTINELS) {
     const dir = join(root, 'data', port === 6379 ? 'redis' : `redis-${port}`);
     mkdirSync(dir, { recursive: true });
     redis = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '60 1'], { stdio: 'ignore', detached: true }));
-    redis.on('exit', (code) => !stopping && (say('redis.exited', `redis-server exited (${code})`), stopAll(1)));
-    for (let i = 0; i < 50 && !(await redisAnswers('127.0.0.1', port)); i++) await sleep(100);
+    let answered = false;
+    redis.on('exit', (code) => {
+      if (stopping) return;
+      // Before it ever answered: most often the port is taken by something that is not Redis (redis-server's own
+      // words go nowhere: its output is not ours to show).
+      if (!answered) console.error(`redis-server could not start on 127.0.0.1:${port} (exit ${code}): something that is not Redis may listen there; stop it, or set LOCAL_REDIS_PORT to a free port`);
+      else say('redis.exited', `redis-server exited (${code})`);
+      stopAll(1);
+    });
+    for (let i = 0; i < 50 && !(answered = await redisAnswers('127.0.0.1', port)); i++) await sleep(100);
     env.REDIS_URL = url;
     say('redis.started', `started redis-server on 127.0.0.1:${port} with its data in ${dir}`, { pid: redis.pid });
   }

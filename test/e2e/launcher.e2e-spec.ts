@@ -50,6 +50,22 @@ describe('npm start (scripts/start.mjs)', () => {
     expect(lines[0]).toContain('install redis-server');
   });
 
+  it('LOCAL_REDIS_PORT taken by something that is not Redis: one line naming the port and the fix, exit 1', async () => {
+    const redisPort = await freePort();
+    const squatter = await listen(redisPort);
+    const launcher = startLauncher({ LOCAL_REDIS_PORT: String(redisPort), PORT: String(await portWithFreeNext()) });
+    try {
+      expect(await launcher.exit).toBe(1);
+      const errors = launcher.output().trim().split('\n').filter((line) => !line.startsWith('{'));
+      expect(errors).toEqual([expect.stringContaining(`redis-server could not start on 127.0.0.1:${redisPort}`)]);
+      expect(errors[0]).toContain('set LOCAL_REDIS_PORT to a free port');
+    } finally {
+      launcher.kill();
+      squatter.close();
+      rmSync(join(REPO_ROOT, 'data', `redis-${redisPort}`), { recursive: true, force: true });
+    }
+  });
+
   it('a taken port is reported once, and the address is never announced', async () => {
     const redis = await TestRedis.start();
     const apiPort = await portWithFreeNext();

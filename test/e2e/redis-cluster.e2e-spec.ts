@@ -48,6 +48,14 @@ describe('Redis Cluster (three primaries on loopback, real API and worker)', () 
       .map((block) => ({ event: /^event: (.*)$/m.exec(block)?.[1] ?? 'message', data: JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null') }));
   };
 
+  it('a REDIS_URL naming one of its nodes stops either app at start, pointing at REDIS_CLUSTER_NODES (not 500s for MOVED keys)', async () => {
+    for (const kind of ['api', 'worker'] as const) {
+      const app = await AppProcess.spawn(kind, { ...env, REDIS_CLUSTER_NODES: '', REDIS_URL: `redis://127.0.0.1:${cluster.ports[0]}` });
+      expect(await app.exitCode()).toBe(1);
+      expect(app.logsWith(`${kind}.cannot_start`)[0]?.msg).toMatch(/is a node of a Redis Cluster \(cluster_enabled:1\): unset REDIS_URL and give the cluster's nodes in REDIS_CLUSTER_NODES/);
+    }
+  });
+
   it('is ready, and /v1/models lists the worker (heartbeat script and its live set share a slot)', async () => {
     expect((await request(`${api.url}/health/ready`)).status).toBe(200);
     const models = await request(`${api.url}/v1/models`, as('alice-key'));

@@ -216,9 +216,14 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(later.body.matchedImages).toEqual([aliceOnly.obama2]);
   });
 
-  it('an image whose metadata Redis lost (its bytes still stored) is registered again from its bytes: it can be read and erased', async () => {
+  it('an image whose metadata Redis lost (its bytes still stored) is registered again from its bytes: it can be read, matched by its hash and erased', async () => {
     const hash = aliceOnly.kitten;
     // What a Redis restart without persistence leaves: the bytes on disk, no metadata.
+    expect(await client.del(`iiq:{alice}:image:${hash}`)).toBe(1);
+    // Named by its hash for face matching: found from its bytes too, not "no stored image: send the image itself".
+    const byHash = await call(KEYS.alice, '/v1/faces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imageHash: hash }) });
+    expect(byHash.status).toBe(200);
+    expect(byHash.body).toMatchObject({ imageHash: hash, faces: [] });
     expect(await client.del(`iiq:{alice}:image:${hash}`)).toBe(1);
     const described = await call(KEYS.alice, `/v1/images/${hash}`);
     expect(described.status).toBe(200);

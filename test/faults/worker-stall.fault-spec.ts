@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { request } from '../support/http';
 import { AppProcess } from '../support/app-process';
@@ -87,6 +88,29 @@ describe('fault: a worker stalls silently (its fetch connection goes dead withou
     expect(readiness.filter((answer) => answer.status === 503 && answer.stall === 'down').length).toBeGreaterThan(0);
     expect((await request(`${health}/metrics`)).body).toMatch(/worker_stalled\{service="worker"\} 0/);
     console.log(`worker stall: seen ${stalledAt - frozenAt} ms after the fetch connection went silent (WORKER_STALL_TIMEOUT_MS 6000); jobs taken again after the path answered`);
+    await worker.stop();
+  });
+
+  it('a paused queue (bull-board Pause, Queue.pause) is no stall: the worker stays ready and alive, and takes the jobs on resume', async () => {
+    const worker = await stack.start('worker', { ...workerEnv(), WORKER_STALL_ACTION: 'exit' });
+    const health = `http://127.0.0.1:${worker.logsWith('worker.http_listening')[0].port}`;
+    await until(async () => (await counts()).waiting === 0 && (await counts()).active === 0, 30_000, 'the queue to be empty');
+    // As an operator pauses it (bull-board's Pause button calls this): the workers take nothing meanwhile.
+    const queue = new Queue('inference', { connection: { host: '127.0.0.1', port: stack.redis.port }, prefix: '{iiq}' });
+    try {
+      await queue.pause();
+      await queueJobs(2);
+      // Two timeouts and more: a stall would have failed readiness and exited (code 1) by then.
+      await new Promise((resolve) => setTimeout(resolve, 14_000));
+      expect((await counts()).waiting).toBeGreaterThanOrEqual(1);
+      expect(worker.logsWith('worker.stalled')).toEqual([]);
+      expect(worker.exited).toBe(false);
+      expect((await request(`${health}/health/ready`)).status).toBe(200);
+    } finally {
+      await queue.resume();
+      await queue.close();
+    }
+    await until(async () => (await counts()).waiting === 0, 30_000, 'the jobs to be taken after the resume');
     await worker.stop();
   });
 

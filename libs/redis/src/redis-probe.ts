@@ -28,6 +28,11 @@ export async function redisUnreachable(target: string | RedisConnection, timeout
     // ioredis selects REDIS_URL's database on connect but goes on without it when Redis refuses (a db beyond the
     // server's `databases`): everything would then land in db 0, beside whatever else lives there. Select it
     // here, where a refusal can stop the start.
+    // A node of a Redis Cluster reached as one Redis answers PING, then MOVED for every key of another node's
+    // slots (500s, a worker that never gets a job): say so at start. A server that refuses INFO is not judged.
+    if (connection.topology.mode !== 'cluster' && /^cluster_enabled:1\b/m.test(await client.info('cluster').catch(() => ''))) {
+      return `Redis at ${connection.describe()} is a node of a Redis Cluster (cluster_enabled:1): unset ${connection.setting} and give the cluster's nodes in REDIS_CLUSTER_NODES (QUEUE_PREFIX in braces, the default {iiq})`;
+    }
     const db = connection.topology.mode === 'cluster' ? 0 : Number(connection.options().db ?? 0);
     if (db > 0) {
       try {

@@ -9,6 +9,7 @@ import { AnalysisStore, CONTENT_STORE, ContentStore, FaceSnapshots, FaceStore, I
 import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
+import { ImagesService } from '../images/images.service';
 import { ApiMetrics } from '../ops/api-metrics';
 
 export type FacesOutcome = { kind: 'done'; view: FacesView; cached: boolean } | { kind: 'pending'; imageHash: string; jobId: string };
@@ -28,6 +29,7 @@ export class FacesService {
     private readonly results: AnalysisStore,
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
     private readonly locks: ImageLocks,
+    private readonly images: ImagesService,
     private readonly jobs: InferenceQueue,
     private readonly waiter: JobWaiter,
     private readonly config: AppConfig,
@@ -57,7 +59,8 @@ export class FacesService {
   /** Face matching for the tenant's image already stored (by an analysis or an earlier upload), so a client need not send it twice. */
   async submitStored(tenant: TenantId, requestId: string, imageHash: string): Promise<FacesOutcome> {
     requireImageHash(imageHash);
-    if (!(await this.results.hasImage(tenant, imageHash)) || !(await this.store.has(tenant, imageHash))) {
+    // findImage registers the image again from its bytes when Redis lost its metadata (as GET /v1/images/:hash does).
+    if (!(await this.images.findImage(tenant, imageHash)) || !(await this.store.has(tenant, imageHash))) {
       throw new AppError(ErrorCode.NotFound, `no stored image ${imageHash}: send the image itself`);
     }
     const known = await this.view(tenant, imageHash);

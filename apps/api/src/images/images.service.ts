@@ -53,9 +53,17 @@ export class ImagesService {
   /** The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might). */
   async requireImage(tenant: TenantId, hash: string): Promise<ImageMetadata> {
     requireImageHash(hash);
-    const image = (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash));
+    const image = await this.findImage(tenant, hash);
     if (!image) throw notFound(hash);
     return image;
+  }
+
+  /**
+   * The tenant's image metadata, registered again from its stored bytes when Redis lost it (see recoverImage);
+   * undefined when the tenant has no such image. `hash` must already be a valid image hash.
+   */
+  async findImage(tenant: TenantId, hash: string): Promise<ImageMetadata | undefined> {
+    return (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash));
   }
 
   /**

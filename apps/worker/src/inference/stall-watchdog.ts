@@ -26,7 +26,7 @@ export interface StallState {
  * The silent stall BullMQ users report after a failover or a dropped connection (taskforcesh/bullmq#4378, #2964,
  * #648): the worker is connected and `isRunning()`, jobs wait, nothing is processed. Every quarter of
  * WORKER_STALL_TIMEOUT_MS this counts the queue's waiting (wait + prioritized) and active jobs with the queue's own
- * connection. When jobs have waited, none has been active on any worker, and this worker has taken none, for the
+ * connection (a paused queue is no stall: its jobs wait on purpose). When jobs have waited, none has been active on any worker, and this worker has taken none, for the
  * whole WORKER_STALL_TIMEOUT_MS, it is stalled: one `worker.stalled` error line, `worker_stalls_total` + 1,
  * readiness down, then WORKER_STALL_ACTION: `reconnect` drops and re-opens the worker's blocking connection (and
  * exits, as `exit` does, if the stall outlasts another timeout), `exit` closes the app (its jobs finish, none is
@@ -70,7 +70,8 @@ export class StallWatchdog implements OnApplicationShutdown {
       // Redis does not answer: an outage, which the connections are already retrying. The clock starts again.
       if (!counts) return void (this.suspectSince = undefined);
       const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0);
-      if (waiting === 0 || (counts.active ?? 0) > 0) return this.clear(now);
+      // A paused queue (Queue.pause(), bull-board's Pause) keeps its jobs waiting on purpose: not a stall.
+      if (waiting === 0 || (counts.active ?? 0) > 0 || counts.paused) return this.clear(now);
       this.suspectSince ??= now;
       if (now - this.suspectSince < timeoutMs || now - this.activity.lastActivityAt() < timeoutMs) return;
       if (this.state.stalledSince === undefined) return await this.stalled(now, waiting);
@@ -83,12 +84,13 @@ export class StallWatchdog implements OnApplicationShutdown {
     }
   }
 
-  /** Job counts, or undefined when Redis does not answer within 1 s (not a stall: a Redis outage). */
+  /** Job counts and `paused` (1 when the queue is paused), or undefined when Redis does not answer within 1 s (not a stall: a Redis outage). */
   private async countJobs(): Promise<Record<string, number> | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)));
     try {
-      return await Promise.race([this.queue.getJobCounts('wait', 'prioritized', 'active'), timeout]);
+      const counts = Promise.all([this.queue.getJobCounts('wait', 'prioritized', 'active'), this.queue.isPaused()]).then(([jobs, paused]) => ({ ...jobs, paused: paused ? 1 : 0 }));
+      return await Promise.race([counts, timeout]);
     } catch {
       return undefined;
     } finally {
