@@ -4,8 +4,10 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { decodeJobError, ErrorBody, INFERENCE_QUEUE } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { RedisConnection } from '@app/redis';
+import type Redis from 'ioredis';
+import { REDIS_CLIENT, RedisConnection } from '@app/redis';
 import { InferenceQueue } from './inference-queue';
+import { compareStreamIds, unreadEntriesRemovedUpTo } from './stream-ids';
 
 export type JobOutcome =
   | { state: 'completed'; result: unknown }
@@ -46,8 +48,10 @@ const BACKOFF_MAX = 16;
  * every JOB_POLL_INTERVAL_MS for all waiters reads a waiter's state only
  *   - on every sweep while QueueEvents has been silent for a whole interval (idle queue, dropped connection,
  *     events disabled, no worker): the old fixed-interval polling, where it is needed;
- *   - otherwise on a back-off (2 intervals after the wait starts, then 4, 8 and 16 apart, then every 16): an
- *     event lost from a stream that still flows (trimmed) is noticed within 16 intervals (8 s by default).
+ *   - otherwise on a back-off (2 intervals after the wait starts, then 4, 8 and 16 apart, then every 16);
+ *   - and at once for every waiter when the stream lost entries QueueEvents never read (one XINFO STREAM per
+ *     sweep, whatever the number of waiters; see unreadEntriesRemovedUpTo): a completion may have been among
+ *     them. Without this, such a loss waited up to 16 intervals (8 s by default).
  * A waiter registered before its job is added (WaitOptions.enqueue) needs no first check; one registered after
  * (joining an existing job) checks once at once, so a completion can never fall between add and wait.
  */
@@ -57,12 +61,18 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
   private readonly waiters = new Map<string, Set<Waiter>>();
   /** When QueueEvents last delivered any event (ms since epoch; 0: never). */
   private lastEventAt = 0;
+  /** The stream id ("<ms>-<seq>") of the newest event QueueEvents delivered; '' before the first. */
+  private lastEventId = '';
+  private gapCheckRunning = false;
+  /** The largest deleted stream id already answered by polling every waiter. */
+  private gapHandledUpTo = '';
   private sweepTimer?: NodeJS.Timeout;
   private waiterCount = 0;
 
   constructor(
     private readonly jobs: InferenceQueue,
     private readonly config: AppConfig,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -73,18 +83,19 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
       return;
     }
     this.events = new QueueEvents(INFERENCE_QUEUE, { connection: RedisConnection.fromEnv(env).bullConnection(), prefix: env.QUEUE_PREFIX });
-    this.events.on('completed', ({ jobId, returnvalue }) => {
-      this.lastEventAt = Date.now();
+    this.events.on('completed', ({ jobId, returnvalue }, id) => {
+      this.heard(id);
       this.notify(jobId, { state: 'completed', result: returnvalue });
     });
     // A failed event may be one attempt of several: let the waiter confirm the final state.
-    this.events.on('failed', ({ jobId }) => {
-      this.lastEventAt = Date.now();
+    this.events.on('failed', ({ jobId }, id) => {
+      this.heard(id);
       this.wake(jobId);
     });
     // Any other event says the stream is flowing too.
-    const heard = () => (this.lastEventAt = Date.now());
-    for (const event of ['added', 'waiting', 'active', 'drained'] as const) this.events.on(event, heard);
+    for (const event of ['added', 'waiting', 'active', 'drained', 'removed', 'progress', 'stalled', 'delayed', 'retries-exhausted'] as const) {
+      this.events.on(event, (_args: unknown, id: string) => this.heard(id));
+    }
     this.events.on('error', (error) => this.logger.warn({ action: 'queue_events.error', err: error }, 'QueueEvents error; polling covers the gap'));
   }
 
@@ -144,8 +155,35 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
+  private heard(id: string | undefined): void {
+    this.lastEventAt = Date.now();
+    if (id && compareStreamIds(id, this.lastEventId) > 0) this.lastEventId = id;
+  }
+
+  /**
+   * Polls every waiter at once when the events stream lost entries before QueueEvents read them. At most one
+   * check runs at a time, and each loss is answered once (gapHandledUpTo).
+   */
+  private async pollAllIfEventsTrimmedUnread(): Promise<void> {
+    if (this.gapCheckRunning || !this.events || !this.lastEventId) return;
+    this.gapCheckRunning = true;
+    try {
+      const stream = `${this.config.values.QUEUE_PREFIX}:${INFERENCE_QUEUE}:events`;
+      const gone = unreadEntriesRemovedUpTo((await this.redis.xinfo('STREAM', stream)) as unknown[], this.lastEventId);
+      if (!gone || compareStreamIds(gone, this.gapHandledUpTo) <= 0) return;
+      this.gapHandledUpTo = gone;
+      this.logger.warn({ action: 'queue_events.gap', lastDelivered: this.lastEventId, removedUpTo: gone, waiting: this.waiterCount }, 'events were removed before QueueEvents read them; polling every waiting job now');
+      for (const set of this.waiters.values()) for (const waiter of set) if (waiter.added) waiter.check();
+    } catch {
+      // Redis trouble: the back-off polls (and the request's own deadline) still cover every waiter.
+    } finally {
+      this.gapCheckRunning = false;
+    }
+  }
+
   /** One pass over every waiter: the backup polls that are due (see the class comment). */
   private sweep(): void {
+    void this.pollAllIfEventsTrimmedUnread();
     const now = Date.now();
     const interval = this.config.values.JOB_POLL_INTERVAL_MS;
     const silent = !this.events || now - this.lastEventAt >= interval;
@@ -204,3 +242,4 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     await this.events?.close();
   }
 }
+
