@@ -57,9 +57,11 @@ describe('fault: Redis down and back (with persistence)', () => {
     }
     const all = await Promise.all(outcomes);
 
-    // Nobody hung: every request was answered, none later than the wait limit (plus the request's own work).
+    // Nobody hung: every request was answered, none later than the wait limit (plus the request's own work:
+    // reading the body, checks, enqueueing, and the answer; 3 s of it was overrun by 41 ms once on a loaded
+    // 2-core CI machine, so 4 s — a hang is the test's concern, and one lasts past 10 s).
     expect(all.filter((o) => o.status === 0)).toEqual([]);
-    expect(Math.max(...all.map((o) => o.ms))).toBeLessThan(REQUEST_WAIT_MS + 3000);
+    expect(Math.max(...all.map((o) => o.ms))).toBeLessThan(REQUEST_WAIT_MS + 4000);
     // Sent while Redis was down: refused with 503 SERVICE_UNAVAILABLE, not queued into nowhere.
     const whileDown = all.filter((o) => o.sentAt > stoppedAt + 200 && o.sentAt < restartedAt);
     expect(whileDown.length).toBeGreaterThan(50);

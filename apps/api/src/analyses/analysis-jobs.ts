@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority, TenantId } from '@app/contracts';
+import { AnalysisRecord, AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority, TenantId } from '@app/contracts';
 import { AnalysisStore } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 
@@ -50,10 +50,14 @@ export class AnalysisJobs {
     return this.jobs.assertCapacity();
   }
 
-  /** State without queueing anything. */
-  async peek(tenant: TenantId, hash: string, model: string): Promise<AnalysisState> {
-    const stored = await this.results.getResult(tenant, hash, model);
-    if (stored) return stored.state;
-    return this.jobs.getStateById(analyzeJobId(tenant, hash, model));
+  /**
+   * The pair's stored record, or its job's state when there is none. The job's state is read first: a worker
+   * writes the record before its job completes, so a finished job's record is always seen here (reading the
+   * record first could miss it, then see the job completed: "completed" without a result).
+   */
+  async lookup(tenant: TenantId, hash: string, model: string): Promise<{ record: AnalysisRecord } | { state: AnalysisState }> {
+    const state = await this.jobs.getStateById(analyzeJobId(tenant, hash, model));
+    const record = await this.results.getResult(tenant, hash, model);
+    return record ? { record } : { state };
   }
 }

@@ -96,8 +96,9 @@ export class ImagesService {
     const records = await this.results.getResults(tenant, hash, models);
     const views: Record<string, ModelView> = {};
     for (const model of models) {
-      const record = records.get(model);
-      views[model] = record ? viewOf(hash, record) : { state: await this.pairs.peek(tenant, hash, model), url: AnalysisJobs.resultUrl(hash, model) };
+      const found = records.get(model);
+      const latest = found ? { record: found } : await this.pairs.lookup(tenant, hash, model);
+      views[model] = 'record' in latest ? viewOf(hash, latest.record) : { state: latest.state, url: AnalysisJobs.resultUrl(hash, model) };
     }
     return { image, models: views };
   }
