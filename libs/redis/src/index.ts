@@ -6,3 +6,4 @@ export * from './redis-probe';
 export * from './eviction-policy';
 export * from './try-later';
 export * from './worker-registry';
+export * from './event-stream';

@@ -3,7 +3,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type Redis from 'ioredis';
-import { REDIS_CLIENT } from '@app/redis';
+import { entriesNamingJobs, REDIS_CLIENT, StreamEntry } from '@app/redis';
 import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, RedisKeys, TenantId } from '@app/contracts';
 import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks } from '@app/storage';
 import { createHash } from 'node:crypto';
@@ -208,8 +208,8 @@ export class ImagesService {
     const client = this.redis;
     let from = '-';
     for (;;) {
-      const entries = (await client.xrange(events, from, '+', 'COUNT', 1000)) as [string, string[]][];
-      const naming = entries.filter(([, fields]) => fields.some((field, i) => i % 2 === 1 && ids.has(field))).map(([id]) => id);
+      const entries = (await client.xrange(events, from, '+', 'COUNT', 1000)) as StreamEntry[];
+      const naming = entriesNamingJobs(entries, ids);
       if (naming.length > 0) await client.xdel(events, ...naming);
       if (entries.length < 1000) return removed;
       from = `(${entries[entries.length - 1][0]}`;

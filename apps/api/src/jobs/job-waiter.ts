@@ -2,7 +2,7 @@ import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs
 import { QueueEvents } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { decodeJobError, ErrorBody, INFERENCE_QUEUE } from '@app/contracts';
+import { decodeJobError, ErrorBody, INFERENCE_QUEUE, RedisKeys } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import type Redis from 'ioredis';
 import { REDIS_CLIENT, RedisConnection } from '@app/redis';
@@ -72,6 +72,7 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly jobs: InferenceQueue,
     private readonly config: AppConfig,
+    private readonly keys: RedisKeys,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
@@ -168,8 +169,7 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     if (this.gapCheckRunning || !this.events || !this.lastEventId) return;
     this.gapCheckRunning = true;
     try {
-      const stream = `${this.config.values.QUEUE_PREFIX}:${INFERENCE_QUEUE}:events`;
-      const gone = unreadEntriesRemovedUpTo((await this.redis.xinfo('STREAM', stream)) as unknown[], this.lastEventId);
+      const gone = unreadEntriesRemovedUpTo((await this.redis.xinfo('STREAM', this.keys.queueEvents(INFERENCE_QUEUE))) as unknown[], this.lastEventId);
       if (!gone || compareStreamIds(gone, this.gapHandledUpTo) <= 0) return;
       this.gapHandledUpTo = gone;
       this.logger.warn({ action: 'queue_events.gap', lastDelivered: this.lastEventId, removedUpTo: gone, waiting: this.waiterCount }, 'events were removed before QueueEvents read them; polling every waiting job now');
@@ -183,10 +183,11 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
 
   /** One pass over every waiter: the backup polls that are due (see the class comment). */
   private sweep(): void {
-    void this.pollAllIfEventsTrimmedUnread();
     const now = Date.now();
     const interval = this.config.values.JOB_POLL_INTERVAL_MS;
     const silent = !this.events || now - this.lastEventAt >= interval;
+    // While silent every waiter polls on this sweep anyway: the gap check is for a stream that flows.
+    if (!silent) void this.pollAllIfEventsTrimmedUnread();
     for (const set of this.waiters.values()) {
       for (const waiter of set) {
         if (!waiter.added || (!silent && now < waiter.nextPollAt)) continue;

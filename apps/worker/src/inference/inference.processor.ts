@@ -6,7 +6,7 @@ import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import type Redis from 'ioredis';
-import { jobRetention, REDIS_CLIENT, redisTryLater } from '@app/redis';
+import { entriesNamingJobs, jobRetention, REDIS_CLIENT, redisTryLater, StreamEntry } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
@@ -116,8 +116,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       await job.remove();
       const client = this.redis;
       const events = this.worker.keys.events;
-      const recent = (await client.xrevrange(events, '+', '-', 'COUNT', ERASED_EVENTS_SCAN)) as [string, string[]][];
-      const naming = recent.filter(([, fields]) => fields.some((field, i) => i % 2 === 1 && field === job.id)).map(([id]) => id);
+      const recent = (await client.xrevrange(events, '+', '-', 'COUNT', ERASED_EVENTS_SCAN)) as StreamEntry[];
+      const naming = entriesNamingJobs(recent, new Set([String(job.id)]));
       if (naming.length > 0) await client.xdel(events, ...naming);
       this.logger.info({ action: 'job.erased_forgotten', jobId: job.id, tenant: job.data?.tenant, removedEvents: naming.length }, "an erased image's finished job and its events removed");
     } catch (error) {
