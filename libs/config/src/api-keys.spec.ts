@@ -26,6 +26,7 @@ describe('API_KEYS', () => {
       ['acme:clé-secrète', /HTTP header cannot carry/],
       ['schlüssel', /HTTP header cannot carry/],
       ['acme:two words', /HTTP header cannot carry/],
+      ['alice:k1,Alice:k2', /differ only in case/],
     ] as const) {
       expect(() => parseApiKeys(value)).toThrow(message);
       expect(() => parseEnv({ API_KEYS: value })).toThrow(/API_KEYS/);

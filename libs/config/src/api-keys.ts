@@ -30,7 +30,7 @@ const bareKeyNames = new Map<string, string>();
  * API_KEYS: a comma list of `tenant:key` pairs (a tenant may have several keys) or bare keys (no colon). A bare
  * key is a tenant of its own, named by bareKeyTenant. A key that itself contains a colon must be given with its
  * tenant (`name:part1:part2` is tenant `name`, key `part1:part2`). Throws on a bad tenant name, an empty key, a key
- * with other than visible ASCII (headers cannot carry it), one key given to two tenants, or a setting that is not empty yet names no key (`,`: an unfilled template).
+ * with other than visible ASCII (headers cannot carry it), one key given to two tenants, two tenant names that differ only in case, or a setting that is not empty yet names no key (`,`: an unfilled template).
  */
 export function parseApiKeys(setting: string): TenantKey[] {
   const byDigest = new Map<string, TenantKey>();
@@ -49,5 +49,14 @@ export function parseApiKeys(setting: string): TenantKey[] {
     if (seen && seen.tenant !== tenant) throw new Error(`API_KEYS gives one key to two tenants (${seen.tenant} and ${tenant})`);
     byDigest.set(digest.toString('hex'), { tenant, digest });
   }
-  return [...byDigest.values()];
+  const keys = [...byDigest.values()];
+  // Each tenant's images live in STORAGE_DIR/<tenant>/: on a disk that ignores case (macOS, SMB, some bind
+  // mounts) two names that differ only in case would share one folder, and so each other's files.
+  const byFoldedName = new Map<string, string>();
+  for (const { tenant } of keys) {
+    const other = byFoldedName.get(tenant.toLowerCase());
+    if (other && other !== tenant) throw new Error(`API_KEYS names tenants "${other}" and "${tenant}", which differ only in case: a disk that ignores case would give them one image folder; rename one`);
+    byFoldedName.set(tenant.toLowerCase(), tenant);
+  }
+  return keys;
 }

@@ -7,3 +7,4 @@ export * from './eviction-policy';
 export * from './try-later';
 export * from './worker-registry';
 export * from './event-stream';
+export * from './connection-end';

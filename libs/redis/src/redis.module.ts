@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
+import { closingClient, onConnectionLost } from './connection-end';
 import { assertNoEviction } from './eviction-policy';
 import { RedisConnection } from './redis-connection';
 import { WorkerRegistry } from './worker-registry';
@@ -22,6 +23,7 @@ class RedisCloser implements OnApplicationShutdown {
   ) {}
 
   async onApplicationShutdown(): Promise<void> {
+    closingClient(this.redis);
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.connection.close();
   }
@@ -64,12 +66,21 @@ export class RedisModule {
               logger.info({ action: connectedBefore ? 'redis.reconnected' : 'redis.connected', redis: connection.describe(), node }, connectedBefore ? 'reconnected to Redis' : 'connected to Redis');
               connectedBefore = true;
             });
+            // A client that ends for good (ioredis will not reconnect) leaves the process answering nothing but
+            // "Connection is closed." while it looks alive: exit (code 1, through the graceful shutdown) for the
+            // supervisor to start a fresh one.
+            onConnectionLost(client, () => {
+              logger.fatal({ action: 'redis.connection_lost', redis: connection.describe() }, 'the Redis connection ended and will not reconnect: exiting (code 1) for the supervisor to start a fresh process');
+              process.exitCode = 1;
+              process.kill(process.pid, 'SIGTERM');
+            });
             // Connected before anything uses it (with no offline queue, early commands would fail).
             await client.connect();
             try {
               const policy = await assertNoEviction(client, config.values.REDIS_ALLOW_EVICTION);
               if (policy !== 'noeviction') logger.warn({ action: 'redis.eviction_accepted', maxmemoryPolicy: policy }, `Redis maxmemory-policy is "${policy}" (REDIS_ALLOW_EVICTION=true): accepted work may be lost when Redis fills up`);
             } catch (error) {
+              closingClient(client);
               client.disconnect();
               throw error;
             }

@@ -52,3 +52,8 @@ export function redisTryLater(error: unknown): TryLater | undefined {
   if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
   return undefined;
 }
+
+/** The sentence a client reads in a 503 caused by `tryLater` (the same on every route). */
+export function tryLaterMessage(tryLater: TryLater): string {
+  return `the queue store (Redis) ${tryLater.reason}; try again in ${tryLater.retryAfterSeconds} s`;
+}

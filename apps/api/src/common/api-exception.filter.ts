@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
 import { AppConfig, Env } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
-import { redisTryLater } from '@app/redis';
+import { redisTryLater, tryLaterMessage } from '@app/redis';
 import { lingerAfterAnswer } from './raw-reply';
 
 type Limits = Pick<Env, 'MAX_IMAGE_BYTES' | 'MAX_JSON_BODY_BYTES' | 'MAX_IMAGES_PER_REQUEST'>;
@@ -103,7 +103,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     const tryLater = redisTryLater(exception);
     if (tryLater) {
-      const message = `the queue store (Redis) ${tryLater.reason}; try again in ${tryLater.retryAfterSeconds} s`;
+      const message = tryLaterMessage(tryLater);
       return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message, details: { retryAfterSeconds: tryLater.retryAfterSeconds } } };
     }
     const fastifyError = exception as { code?: string; statusCode?: number; message?: string };

@@ -3,10 +3,11 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter as BullBoardFastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type Redis from 'ioredis';
 import { sha256 } from '@app/config';
 import { RedisKeys } from '@app/contracts';
+import { redisTryLater, tryLaterMessage } from '@app/redis';
 
 export interface DashboardAuth {
   user: string;
@@ -30,7 +31,21 @@ export async function mountQueueDashboard(fastify: FastifyInstance, queue: Queue
   serverAdapter.setBasePath(basePath);
   const expected = sha256(`${auth.user}:${auth.password}`);
   await fastify.register(async (scope) => {
+    // Outside Nest's exception filter, and bull-board's own error handler (its scope's) would answer a thrown
+    // error with 500 and Redis' message: Redis trouble in the login count is answered here, as everywhere else.
     scope.addHook('onRequest', async (request, reply) => {
+      try {
+        return await checkLogin(request, reply);
+      } catch (error) {
+        const tryLater = redisTryLater(error);
+        if (!tryLater) throw error;
+        return reply
+          .status(503)
+          .header('retry-after', String(tryLater.retryAfterSeconds))
+          .send({ error: { code: 'SERVICE_UNAVAILABLE', message: tryLaterMessage(tryLater) } });
+      }
+    });
+    const checkLogin = async (request: FastifyRequest, reply: FastifyReply) => {
       const header = request.headers.authorization ?? '';
       const unauthorized = () =>
         reply.status(401).header('www-authenticate', 'Basic realm="queues"').send({ error: { code: 'UNAUTHORIZED', message: 'admin credentials required' } });
@@ -51,7 +66,7 @@ export async function mountQueueDashboard(fastify: FastifyInstance, queue: Queue
       const presented = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString('utf8') : '';
       if (!timingSafeEqual(sha256(presented), expected)) return unauthorized();
       await redis.decr(failuresKey);
-    });
+    };
     await scope.register(serverAdapter.registerPlugin() as never, { prefix: basePath });
   });
 }
