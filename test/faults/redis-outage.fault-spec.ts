@@ -44,11 +44,17 @@ describe('fault: Redis down and back (with persistence)', () => {
 
     let stoppedAt = 0;
     let restartedAt = 0;
+    let metricsWhileDown: { status: number; body: unknown; ms?: number } | undefined;
     try {
       await sleep(4000);
       await redis.stop();
       stoppedAt = Date.now();
-      await sleep(10_000);
+      await sleep(2000);
+      // Metrics still answer while Redis is down: the process' own series, without the queue counts it cannot read.
+      const scrapeStarted = Date.now();
+      metricsWhileDown = await request(`${api.url}/metrics`);
+      metricsWhileDown.ms = Date.now() - scrapeStarted;
+      await sleep(Math.max(0, stoppedAt + 10_000 - Date.now()));
       redis = await TestRedis.start(redis.port, { appendOnlyDir: dataDir });
       restartedAt = Date.now();
       await sleep(10_000);
@@ -56,6 +62,12 @@ describe('fault: Redis down and back (with persistence)', () => {
       clearInterval(loadTimer);
     }
     const all = await Promise.all(outcomes);
+
+    expect(metricsWhileDown?.status).toBe(200);
+    expect(metricsWhileDown!.ms).toBeLessThan(5000);
+    expect(String(metricsWhileDown!.body)).toMatch(/^queue_jobs_read_errors_total\{service="api"\} [1-9]/m);
+    expect(String(metricsWhileDown!.body)).not.toMatch(/^queue_jobs\{/m);
+    expect(String(metricsWhileDown!.body)).toMatch(/^process_resident_memory_bytes/m);
 
     // Nobody hung: every request was answered, none later than the wait limit (plus the request's own work:
     // reading the body, checks, enqueueing, and the answer; 3 s of it was overrun by 41 ms once on a loaded
@@ -73,6 +85,7 @@ describe('fault: Redis down and back (with persistence)', () => {
     const firstServed = afterRestart.find((o) => o.status === 200);
     expect(firstServed).toBeDefined();
     expect(afterRestart.filter((o) => o.sentAt > firstServed!.sentAt && o.status !== 200)).toEqual([]);
+    expect(String((await request(`${api.url}/metrics`)).body)).toMatch(/^queue_jobs\{queue="[^"]+",state="wait",service="api"\} \d+/m);
     // In flight when Redis stopped: their jobs were persisted; the clients got 202 (or their answer) and the result is readable now.
     const accepted = all.filter((o) => o.status === 202);
     for (const o of accepted) {

@@ -8,3 +8,4 @@ export * from './try-later';
 export * from './worker-registry';
 export * from './event-stream';
 export * from './connection-end';
+export * from './answer-within';

@@ -1,8 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { answerWithin } from '@app/redis';
 import { InferenceQueue } from '../jobs/inference-queue';
 
 const JOB_STATES = ['wait', 'prioritized', 'active', 'completed', 'failed', 'delayed'] as const;
+/**
+ * Longest a scrape waits for the queue's counts. Prometheus' default scrape timeout is 10 s; a scrape that
+ * waits on a stopped Redis (ioredis queues commands while reconnecting) would lose every other metric with it.
+ */
+export const QUEUE_COUNTS_TIMEOUT_MS = 1000;
 
 /** The API's Prometheus metrics (prom-client). Default metrics include event-loop lag and its percentiles. */
 @Injectable()
@@ -36,17 +42,37 @@ export class ApiMetrics {
 
   readonly urlRefusals = new Counter({ name: 'url_fetch_refusals_total', help: 'URL-intake refusals by error code', labelNames: ['code'], registers: [this.registry] });
 
+  /** Scrapes whose queue counts could not be read (Redis down or slow): queue_jobs is then left out of that scrape. */
+  readonly queueCountErrors: Counter;
+
   constructor(jobs: InferenceQueue) {
     this.registry.setDefaultLabels({ service: 'api' });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    // prom-client collects all metrics of a scrape at once: both series below share this scrape's one read.
+    let pending: Promise<Record<string, number> | undefined> | undefined;
+    const readCounts = () =>
+      (pending ??= answerWithin(jobs.queue.getJobCounts(...JOB_STATES), QUEUE_COUNTS_TIMEOUT_MS)
+        .catch(() => undefined)
+        .finally(() => setImmediate(() => (pending = undefined))));
     new Gauge({
       name: 'queue_jobs',
       help: 'Jobs in the inference queue by state (read from BullMQ at scrape time)',
       labelNames: ['queue', 'state'],
       registers: [this.registry],
+      // Redis trouble must not turn the whole scrape into a 500: the process' own metrics matter most then.
+      // A failed read drops the series (stale counts would look healthy); the counter below counts it.
       async collect() {
-        const counts = await jobs.queue.getJobCounts(...JOB_STATES);
-        for (const state of JOB_STATES) this.set({ queue: jobs.queue.name, state }, counts[state] ?? 0);
+        const counts = await readCounts();
+        this.reset();
+        if (counts) for (const state of JOB_STATES) this.set({ queue: jobs.queue.name, state }, counts[state] ?? 0);
+      },
+    });
+    this.queueCountErrors = new Counter({
+      name: 'queue_jobs_read_errors_total',
+      help: 'Scrapes that could not read the queue counts from Redis within 1 s (queue_jobs absent from those scrapes)',
+      registers: [this.registry],
+      async collect() {
+        if (!(await readCounts())) this.inc();
       },
     });
   }

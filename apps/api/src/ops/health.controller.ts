@@ -5,7 +5,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
+import { answerWithin, evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { ModelDirectory } from '../models/model-directory';
 
@@ -65,14 +65,10 @@ export class HealthController {
     return async () => {
       const indicator = this.indicators.check(name);
       try {
-        return await withTimeout(check(indicator), 1000);
+        return await answerWithin(check(indicator), 1000);
       } catch (error) {
         return indicator.down({ message: (error as Error).message });
       }
     };
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
 }

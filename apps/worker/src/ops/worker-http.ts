@@ -5,7 +5,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { AppConfig, enforceIdleTimeout, httpLimits, nodeServerOptions } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
-import { evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
+import { answerWithin, evictionProblem, readEvictionPolicy, REDIS_CLIENT } from '@app/redis';
 import { HeartbeatService } from '../heartbeat/heartbeat.service';
 import { ModelHost } from '../inference/model-host';
 import { StallWatchdog } from '../inference/stall-watchdog';
@@ -61,7 +61,7 @@ export class WorkerHttp implements OnApplicationBootstrap, OnApplicationShutdown
         heartbeat: this.heartbeat.lastFailure ? { status: 'down', message: `the last heartbeat could not be written to Redis: ${this.heartbeat.lastFailure}` } : { status: 'up' },
       };
       try {
-        const policy = await Promise.race([readEvictionPolicy(this.redis), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 1000 ms')), 1000).unref())]);
+        const policy = await answerWithin(readEvictionPolicy(this.redis), 1000);
         const problem = evictionProblem(policy, this.config.values.REDIS_ALLOW_EVICTION);
         checks.redis = problem ? { status: 'down', message: problem } : { status: 'up' };
       } catch (error) {
