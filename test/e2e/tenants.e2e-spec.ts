@@ -224,10 +224,16 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     const byHash = await call(KEYS.alice, '/v1/faces', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ imageHash: hash }) });
     expect(byHash.status).toBe(200);
     expect(byHash.body).toMatchObject({ imageHash: hash, faces: [] });
-    expect(await client.del(`iiq:{alice}:image:${hash}`)).toBe(1);
+    // A failover to a replica that had not received the writes loses the models asked and their results too.
+    const lost = [`iiq:{alice}:image:${hash}`, `iiq:{alice}:image:${hash}:models`, ...['mobilenet_v2', 'yunet'].map((model) => `iiq:{alice}:result:${hash}:${model}`)];
+    expect(await client.del(...lost)).toBe(lost.length);
     const described = await call(KEYS.alice, `/v1/images/${hash}`);
     expect(described.status).toBe(200);
     expect(described.body.image).toMatchObject({ hash, format: 'png', width: 224, height: 224 });
+    // The models its client asked for were noted beside the bytes: registered again, and computed again.
+    expect(Object.keys(described.body.models).sort()).toEqual(['mobilenet_v2', 'yunet']);
+    await allDone(KEYS.alice, hash);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`)).body.models.mobilenet_v2).toMatchObject({ state: 'completed', result: { predictions: expect.any(Array) } });
     // Still the owner's only: bob gets what he gets for any hash he never stored.
     expect((await call(KEYS.bob, `/v1/images/${hash}`)).status).toBe(404);
     expect((await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' })).status).toBe(200);

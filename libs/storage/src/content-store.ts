@@ -10,8 +10,17 @@ export interface ContentStore {
   put(tenant: TenantId, hash: string, bytes: Buffer): Promise<boolean>;
   get(tenant: TenantId, hash: string): Promise<Buffer | undefined>;
   has(tenant: TenantId, hash: string): Promise<boolean>;
-  /** Deletes the tenant's copy; returns true when there was one. */
+  /** Deletes the tenant's copy and its noted models; returns true when there was a copy. */
   remove(tenant: TenantId, hash: string): Promise<boolean>;
+  /**
+   * Notes, beside the bytes, models asked of the image (names not noted yet are appended). Redis holds the
+   * working record; this note is what survives when Redis loses writes (a restart without persistence, a
+   * Sentinel failover to a replica that had not received them), so an image registered again from its bytes
+   * is analysed again with the models its client asked for.
+   */
+  noteModels(tenant: TenantId, hash: string, models: string[]): Promise<void>;
+  /** The models noted for the tenant's image (deduplicated, sorted); [] when none. */
+  notedModels(tenant: TenantId, hash: string): Promise<string[]>;
   /**
    * A fresh path to stream an incoming image into before its hash is known (same volume as the store, so
    * `adopt` is an atomic rename). The caller deletes it if it does not adopt it.

@@ -28,6 +28,21 @@ describe('FileContentStore', () => {
     expect(await store.get(alice, sha(Buffer.from('absent')))).toBeUndefined();
   });
 
+  it('notes the models asked of an image beside it, once each, per tenant; removing the copy removes the note and leaves no folder', async () => {
+    const bytes = Buffer.from('analysed photo');
+    const hash = sha(bytes);
+    await store.put(alice, hash, bytes);
+    expect(await store.notedModels(alice, hash)).toEqual([]);
+    await store.noteModels(alice, hash, ['yunet', 'mobilenet_v2']);
+    await Promise.all([store.noteModels(alice, hash, ['mobilenet_v2', 'yolox_nano']), store.noteModels(alice, hash, ['squeezenet1_1'])]);
+    await store.noteModels(alice, hash, ['yunet', '../../escape', 'two\nlines']);
+    expect(await store.notedModels(alice, hash)).toEqual(['mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
+    expect(await store.notedModels(bob, hash)).toEqual([]);
+    expect(await store.remove(alice, hash)).toBe(true);
+    expect(await store.notedModels(alice, hash)).toEqual([]);
+    expect(readdirSync(join(dir, 'alice'))).not.toContain(hash.slice(0, 2));
+  });
+
   it("keeps tenants apart: one tenant's copy is neither visible to nor removed with another's", async () => {
     const bytes = Buffer.from('the same photo');
     const hash = sha(bytes);

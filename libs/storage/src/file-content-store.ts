@@ -1,13 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { asTenantId, TenantId } from '@app/contracts';
 import { assertSha256, ContentStore } from './content-store';
 
+const MODELS_SUFFIX = '.models';
+/** A model name as the catalog names them; anything else in a note (a torn or foreign line) is ignored. */
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
 /**
  * Images on a local or shared disk: `<root>/<tenant>/<ab>/<cd>/<hash>`. Written to a staging file in the
  * tenant's folder and renamed, so a reader never sees a partial file and two writers of the same image both
- * succeed.
+ * succeed. The models asked of an image are noted in `<hash>.models` beside it, one name per line, appended
+ * (O_APPEND writes of a few bytes land whole, so two concurrent notes never tear each other).
  */
 export class FileContentStore implements ContentStore {
   readonly root: string;
@@ -77,9 +82,27 @@ export class FileContentStore implements ContentStore {
     }
   }
 
-  /** Deletes the tenant's copy, and its shard folders once empty (their names are the hash's first 4 hex). */
+  async noteModels(tenant: TenantId, hash: string, models: string[]): Promise<void> {
+    const noted = new Set(await this.notedModels(tenant, hash));
+    const added = [...new Set(models)].filter((model) => !noted.has(model) && MODEL_NAME.test(model));
+    if (added.length === 0) return;
+    const path = `${this.pathOf(tenant, hash)}${MODELS_SUFFIX}`;
+    await mkdir(dirname(path), { recursive: true });
+    await appendFile(path, added.map((model) => `${model}\n`).join(''));
+  }
+
+  async notedModels(tenant: TenantId, hash: string): Promise<string[]> {
+    const text = await readFile(`${this.pathOf(tenant, hash)}${MODELS_SUFFIX}`, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return '';
+      throw error;
+    });
+    return [...new Set(text.split('\n').filter((line) => MODEL_NAME.test(line)))].sort();
+  }
+
+  /** Deletes the tenant's copy and its note, and its shard folders once empty (their names are the hash's first 4 hex). */
   async remove(tenant: TenantId, hash: string): Promise<boolean> {
     const path = this.pathOf(tenant, hash);
+    await unlink(`${path}${MODELS_SUFFIX}`).catch(() => undefined);
     try {
       await unlink(path);
     } catch (error) {

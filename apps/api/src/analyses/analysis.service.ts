@@ -70,6 +70,8 @@ export class AnalysisService {
       const written = await this.locks.withLock(tenant, hash, async () => {
         const adopted = await this.store.adopt(tenant, hash, staged.path);
         await this.results.registerImage(tenant, { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen }, models);
+        // Before the 202: what Redis loses in a failover, the note beside the bytes still names (ImagesService.findImage).
+        await this.store.noteModels(tenant, hash, models);
         return adopted;
       });
       const statuses: Record<string, ModelStatus> = {};
@@ -107,14 +109,19 @@ export class AnalysisService {
    * and embedders (they need aligned faces, not whole images: they run inside POST /v1/faces).
    */
   assertAnalysable(...names: string[]): void {
+    const unknown = names.filter((name) => !this.isAnalysable(name));
     const valid = this.analysableModels();
-    const unknown = names.filter((name) => !valid.includes(name));
     if (unknown.length > 0) {
       throw new AppError(ErrorCode.UnknownModel, `unknown model${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')}; valid models: ${valid.join(', ')}`, {
         unknownModels: unknown,
         validModels: valid,
       });
     }
+  }
+
+  /** Whether an analysis can run `name` (a served model, not an embedder). */
+  isAnalysable(name: string): boolean {
+    return this.analysableModels().includes(name);
   }
 
   private analysableModels(): string[] {

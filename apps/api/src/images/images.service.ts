@@ -72,7 +72,8 @@ export class ImagesService {
    * file step. The image is registered again from its bytes, under the image's lock as an upload is, so it can
    * be read, analysed again and erased; otherwise the bytes would stay on disk where no route reaches them (an
    * interrupted erasure is then finished by the client's retried DELETE). Costs one file read, only when the
-   * metadata is missing and the file exists; a file whose content does not match its name is left alone.
+   * metadata is missing and the file exists; a file whose content does not match its name is left alone. The
+   * models noted beside the bytes (ContentStore.noteModels) are registered with it.
    */
   private async recoverImage(tenant: TenantId, hash: string): Promise<ImageMetadata | undefined> {
     if (!(await this.store.has(tenant, hash))) return undefined;
@@ -84,8 +85,18 @@ export class ImagesService {
       const info = await inspectImage(bytes, this.config.imageLimits).catch(() => undefined);
       if (!info) return undefined;
       const meta: ImageMetadata = { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() };
-      await this.results.registerImage(tenant, meta, []);
-      this.logger.warn({ action: 'image.recovered', tenant, imageHash: hash }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
+      // The models its clients asked for, as noted beside the bytes; results they lost are computed again when
+      // read or followed (result() and follow() queue missing pairs). A model no longer served is left out.
+      const models = (await this.store.notedModels(tenant, hash)).filter((model) => this.analyses.isAnalysable(model));
+      await this.results.registerImage(tenant, meta, models);
+      this.logger.warn({ action: 'image.recovered', tenant, imageHash: hash, models }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
+      // Queued at once, so GET /v1/images/:hash shows them progressing. A full queue (503) leaves them to
+      // result() and follow(), which queue missing pairs when read.
+      for (const model of models) {
+        await this.pairs.ensure(tenant, hash, model, `recovered:${hash.slice(0, 16)}`).catch((error: Error) => {
+          this.logger.warn({ action: 'image.recovery_queue_deferred', tenant, imageHash: hash, model, err: error.message }, 'a recovered image’s analysis could not be queued now; it is queued when read');
+        });
+      }
       return meta;
     });
   }
@@ -121,6 +132,7 @@ export class ImagesService {
     const record = await this.results.getResult(tenant, hash, model);
     if (record) return { kind: 'ready', record };
     if (!(await this.results.addModels(tenant, hash, [model]))) throw notFound(hash);
+    await this.store.noteModels(tenant, hash, [model]);
     const status = await this.pairs.ensure(tenant, hash, model, requestId);
     const now = await this.results.getResult(tenant, hash, model);
     return now ? { kind: 'ready', record: now } : { kind: 'pending', state: status.state };
@@ -187,6 +199,9 @@ export class ImagesService {
       const removedJobs = await this.removeJobs(jobIds);
       const report = await this.erasure.erase(tenant, hash);
       if (!report.existed) throw notFound(hash);
+      // Again now the record is gone: a running job that completed between the two steps added its event after
+      // the first sweep (and a job completing from now on sees no image: the worker forgets it itself).
+      await this.removeJobEvents(new Set(jobIds));
       this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
       return { imageHash: hash, ...report, removedJobs };
     });
@@ -203,7 +218,12 @@ export class ImagesService {
     for (const jobId of jobIds) {
       if (await this.queue.getJob(jobId)) removed += await this.queue.remove(jobId).catch(() => 0);
     }
-    const ids = new Set(jobIds);
+    await this.removeJobEvents(new Set(jobIds));
+    return removed;
+  }
+
+  /** Deletes every entry of the queue's event stream that names one of `ids` (at most EVENTS_MAX_LEN entries read). */
+  private async removeJobEvents(ids: ReadonlySet<string>): Promise<void> {
     const events = this.keys.queueEvents(INFERENCE_QUEUE);
     const client = this.redis;
     let from = '-';
@@ -211,7 +231,7 @@ export class ImagesService {
       const entries = (await client.xrange(events, from, '+', 'COUNT', 1000)) as StreamEntry[];
       const naming = entriesNamingJobs(entries, ids);
       if (naming.length > 0) await client.xdel(events, ...naming);
-      if (entries.length < 1000) return removed;
+      if (entries.length < 1000) return;
       from = `(${entries[entries.length - 1][0]}`;
     }
   }

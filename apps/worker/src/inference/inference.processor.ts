@@ -3,7 +3,8 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
+import { AnalysisStore } from '@app/storage';
 import { APP_LOGGER } from '@app/logging';
 import type Redis from 'ioredis';
 import { entriesNamingJobs, jobRetention, REDIS_CLIENT, redisTryLater, StreamEntry } from '@app/redis';
@@ -50,6 +51,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly images: ImageSource,
     private readonly heartbeat: HeartbeatService,
     private readonly watchdog: StallWatchdog,
+    private readonly results: AnalysisStore,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
@@ -77,6 +79,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.worker.on('completed', (job: Job, result: unknown) => {
       this.release(job);
       if (wasErased(result)) void this.forgetErasedJob(job);
+      else if (job.name !== InferenceJobName.Classify) void this.forgetIfErasedMeanwhile(job);
     });
     // A job that failed for good (no retry left, or bad input) needs its bytes no more either. BullMQ sets
     // finishedOn only when the failure is final; a failure that will be retried keeps the bytes.
@@ -113,7 +116,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
    */
   private async forgetErasedJob(job: Job): Promise<void> {
     try {
-      await job.remove();
+      // Image jobs leave Redis as they complete (removeOnComplete): then BullMQ finds nothing to remove and throws.
+      await job.remove().catch(() => undefined);
       const client = this.redis;
       const events = this.worker.keys.events;
       const recent = (await client.xrevrange(events, '+', '-', 'COUNT', ERASED_EVENTS_SCAN)) as StreamEntry[];
@@ -123,6 +127,19 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     } catch (error) {
       this.logger.warn({ action: 'job.erased_forget_failed', jobId: job.id, err: error }, "an erased image's finished job record stays until its retention ends");
     }
+  }
+
+  /**
+   * An image job that wrote its result just before an erasure, and completed just after the erasure cleared
+   * the queue's events: its `completed` entry came too late for the erasure's own sweeps. One EXISTS on the
+   * image's record per finished image job; gone means erased meanwhile, and the job is forgotten too. (The
+   * erasure sweeps the events again after deleting the record, so every order of the two is covered.)
+   */
+  private async forgetIfErasedMeanwhile(job: Job): Promise<void> {
+    const { tenant, imageHash } = (job.data ?? {}) as { tenant?: TenantId; imageHash?: string };
+    if (!tenant || !imageHash) return;
+    const exists = await this.results.hasImage(tenant, imageHash).catch(() => true);
+    if (!exists) await this.forgetErasedJob(job);
   }
 
   private release(job: Job): void {
