@@ -4,7 +4,8 @@
  * Memory of the real service (own redis-server, API and worker on loopback): the API's peak RSS while
  * --in-flight classify requests are open at once, and the worker's RSS after 1,000, half of --jobs and --jobs
  * classify jobs (32 clients), with its growth after warm-up (the 1,000-job reading). Prints a table; the
- * targets are API peak ≤ 250 MB and worker growth ≤ 10 %.
+ * targets are API peak ≤ 250 MB and worker growth ≤ 10 %. BENCH_MEMORY_ENV='{"NAME":"value"}' adds settings to both
+ * apps (e.g. NODE_OPTIONS), to weigh a setting's memory against the default in back-to-back runs.
  */
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -29,7 +30,8 @@ export async function benchMemory(argv: string[]) {
   const inFlight = Math.min(10_000, flags.positive('in-flight', 1000));
   const redis = await TestRedis.start();
   // Bench traffic is one anonymous caller: no rate limit; the queue may hold every request in flight.
-  const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'mem', RATE_LIMIT_MAX: '0', MAX_QUEUE_DEPTH: String(inFlight * 2) };
+  const extraEnv = process.env.BENCH_MEMORY_ENV ? (JSON.parse(process.env.BENCH_MEMORY_ENV) as Record<string, string>) : {};
+  const env = { REDIS_URL: redis.url, QUEUE_PREFIX: 'mem', RATE_LIMIT_MAX: '0', MAX_QUEUE_DEPTH: String(inFlight * 2), ...extraEnv };
   const started: AppProcess[] = [];
   try {
     const worker = await AppProcess.start('worker', env).then((app) => (started.push(app), app));
@@ -65,7 +67,7 @@ export async function benchMemory(argv: string[]) {
     const first = workerRss[String(checkpoints[0])];
     const last = workerRss[String(checkpoints[checkpoints.length - 1])];
     const growth = round(((last - first) / first) * 100, 1);
-    const result = { api: apiResult, worker: { rssMbAtJobs: workerRss, growthPercentAfterWarmup: growth, failures }, apiRssMbAtEnd: round(memory(api.pid).rss / MB) };
+    const result = { env: extraEnv, api: apiResult, worker: { rssMbAtJobs: workerRss, growthPercentAfterWarmup: growth, failures }, apiRssMbAtEnd: round(memory(api.pid).rss / MB) };
     const rows: [string, string | number, string, boolean | undefined][] = [
       [`API RSS before the burst (MB)`, apiResult.rssBeforeMb, '', undefined],
       [`API peak RSS, ${inFlight} in flight (MB; sampled / VmHWM)`, `${apiResult.peakRssMb} / ${apiResult.vmHwmMb}`, '≤ 250', apiResult.peakRssMb <= 250],
