@@ -10,6 +10,7 @@ import { TestStack } from '../support/test-stack';
  * that writes: produced here for real with OOM (a full Redis under noeviction), READONLY (the API pointed at a
  * replica), BUSY (a long script past busy-reply-threshold) and MASTERDOWN (a replica without its primary).
  * LOADING, TRYAGAIN and CLUSTERDOWN need a big dataset or a cluster: libs/redis/src/try-later.spec.ts covers them.
+ * A Redis that answers nothing at all (SIGSTOP) is cut off by REDIS_COMMAND_TIMEOUT_MS.
  */
 describe('fault: Redis says "try again later"', () => {
   const stack = new TestStack();
@@ -94,6 +95,29 @@ describe('fault: Redis says "try again later"', () => {
     const answers = await writes(api);
     await spinning;
     expectTryLater(answers, /busy running a script/);
+    noErrorLines(api);
+  });
+
+  it('a frozen Redis (SIGSTOP: connections stay open, nothing answers): 503 + Retry-After after REDIS_COMMAND_TIMEOUT_MS, served again after SIGCONT', async () => {
+    const redis = await stack.startRedis();
+    const api = await stack.start('api', { REQUEST_WAIT_MS: '1000', REDIS_COMMAND_TIMEOUT_MS: '1500' }, redis);
+    await stack.start('worker', {}, redis);
+    const classify = () => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle });
+    expect((await classify()).status).toBe(200);
+    process.kill(redis.pid, 'SIGSTOP');
+    let answers: HttpResult[];
+    let tookMs: number;
+    try {
+      const started = Date.now();
+      answers = await writes(api);
+      tookMs = Date.now() - started;
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    expectTryLater(answers, /unreachable/);
+    // Not held until the kernel drops the sockets (without the timeout these waited 25 s and more).
+    expect(tookMs).toBeLessThan(12_000);
+    await until(async () => (await classify()).status === 200, 30_000, 'a classification served again after SIGCONT');
     noErrorLines(api);
   });
 });

@@ -60,7 +60,7 @@ export class ApiModule {
             serializers: { req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }), res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
           },
         }),
-        RedisModule.forRoot({ failFast: true }),
+        RedisModule.forRoot({ failFast: true, commandTimeout: true }),
         StorageModule,
         TerminusModule.forRoot({ errorLogStyle: 'json' }),
         AuthModule,
@@ -77,7 +77,7 @@ export class ApiModule {
         }),
         BullModule.forRootAsync(bullRootOptions),
         // The producer fails fast while Redis is down (the request gets 503), rather than queueing commands.
-        BullModule.registerQueueAsync(inferenceQueueRegistration({ enableOfflineQueue: false })),
+        BullModule.registerQueueAsync(inferenceQueueRegistration({ enableOfflineQueue: false, commandTimeout: true })),
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
       providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, EventStreamSlots, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },

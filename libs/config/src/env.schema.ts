@@ -176,6 +176,14 @@ export const envSchema = z.object({
    */
   REDIS_ALLOW_EVICTION: bool(false),
   /**
+   * API only: longest wait for one Redis reply on its own connection and its queue's (ms; 0: no limit). A Redis
+   * that stops answering without closing its connections (a frozen process, a network partition, a VM paused)
+   * otherwise holds every request until the kernel gives up on the socket; past this the request is answered 503
+   * + Retry-After. Far above any reply the API waits for (its longest commands are bounded scans and scripts of
+   * milliseconds); never applied to blocking reads (QueueEvents) or to the worker, whose commands may block.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: int(0, 600_000, 5000),
+  /**
    * BullMQ's key prefix. In braces (the default, `{iiq}`) it is a Redis Cluster hash tag: every key of the queue
    * hashes to one slot, as BullMQ's multi-key scripts require on a Cluster. Without braces (`iiq`, the layout before
    * Cluster support) the queue keeps its old keys on a single Redis or Sentinel, and a Cluster is refused. The

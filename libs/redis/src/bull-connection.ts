@@ -36,14 +36,20 @@ export function inferenceQueueOptions(env: Env): Pick<QueueOptions, 'streams' | 
   return { streams: { events: { maxLen: env.EVENTS_MAX_LEN } }, defaultJobOptions: jobRetention(env) };
 }
 
-/** BullModule.registerQueueAsync for the inference queue, with connection options to add to RedisConnection's. */
-export function inferenceQueueRegistration(connection?: { enableOfflineQueue?: boolean }): RegisterQueueAsyncOptions {
+/**
+ * BullModule.registerQueueAsync for the inference queue, with connection options to add to RedisConnection's.
+ * `commandTimeout`: REDIS_COMMAND_TIMEOUT_MS on the Queue's own connection (the API's: a Queue never blocks; its
+ * QueueEvents has a connection of its own, from the root options).
+ */
+export function inferenceQueueRegistration(connection?: { enableOfflineQueue?: boolean; commandTimeout?: boolean }): RegisterQueueAsyncOptions {
   return {
     name: INFERENCE_QUEUE,
     inject: [AppConfig, RedisConnection],
-    useFactory: (config: AppConfig, redis: RedisConnection) => ({
-      ...inferenceQueueOptions(config.values),
-      ...(connection ? { connection: redis.bullConnection(connection) } : {}),
-    }),
+    useFactory: (config: AppConfig, redis: RedisConnection) => {
+      if (!connection) return inferenceQueueOptions(config.values);
+      const { commandTimeout, ...overrides } = connection;
+      const timeout = config.values.REDIS_COMMAND_TIMEOUT_MS;
+      return { ...inferenceQueueOptions(config.values), connection: redis.bullConnection({ ...overrides, ...(commandTimeout && timeout > 0 ? { commandTimeout: timeout } : {}) }) };
+    },
   };
 }

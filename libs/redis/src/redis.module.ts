@@ -35,6 +35,8 @@ export interface RedisModuleOptions {
    * hanging. Worker: false, so a short blip delays its writes rather than failing its jobs.
    */
   failFast: boolean;
+  /** API: REDIS_COMMAND_TIMEOUT_MS applies to this connection (never blocking: the product's own keys and the rate limit). */
+  commandTimeout?: boolean;
 }
 
 /**
@@ -58,6 +60,7 @@ export class RedisModule {
               lazyConnect: true,
               maxRetriesPerRequest: options.failFast ? 1 : 20,
               enableOfflineQueue: !options.failFast,
+              ...(options.commandTimeout && config.values.REDIS_COMMAND_TIMEOUT_MS > 0 ? { commandTimeout: config.values.REDIS_COMMAND_TIMEOUT_MS } : {}),
             });
             // One line per (re)connection, naming the node reached: after a failover, the new primary.
             let connectedBefore = false;
