@@ -24,6 +24,7 @@ import { FacePipeline } from '../apps/worker/src/faces/face-pipeline';
 import { FaceMatrix } from '../apps/worker/src/faces/face-matrix';
 import { ApproximateFaceIndex } from '../apps/worker/src/faces/approximate-face-index';
 import { RERANK_MARGIN } from '../apps/worker/src/faces/tenant-faces';
+import type { ResidentMemory } from '../apps/worker/src/faces/process-memory';
 import { REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
@@ -76,7 +77,9 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
 
     log(`adding ${replayed} faces after the snapshot; warm worker: snapshot + log replay`);
     await writeLog(client, keys, stored + 1, flatten(later));
-    const warm = await worker(queriesPath, join(work, 'warm.json'), env, []);
+    // It also writes the next snapshot at the end (a copy of its viewed base + the replayed faces): the
+    // transient memory of that copy is measured there, after everything else.
+    const warm = await worker(queriesPath, join(work, 'warm.json'), env, ['--save-snapshot']);
 
     log('exact scan of every query (ground truth)');
     const matrix = new FaceMatrix(DIMENSIONS, stored + replayed);
@@ -110,9 +113,18 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       recall: coldScore.recall,
       falseMatches: coldScore.falseMatches,
       exactMatches: coldScore.expected,
-      // A worker started from the snapshot: its index, the replayed tail and what parsing the log left on the heap.
-      bytesPerFace: Math.round((warm.rssLoaded - warm.rssBefore) / stored),
-      bytesPerFaceAfterColdBuild: Math.round((cold.rssLoaded - cold.rssBefore) / stored),
+      // A worker started from the snapshot, after answering the queries: private (RssAnon) plus file-backed
+      // (RssFile: the memory-mapped snapshot pages its searches touched, shared by the host's workers in the
+      // page cache but counted in full) resident bytes, minus the same before it loaded the tenant, per face.
+      bytesPerFace: perFace(warm.memServing, warm.memBefore, stored).total,
+      memory: {
+        serving: perFace(warm.memServing, warm.memBefore, stored),
+        atReady: perFace(warm.memLoaded, warm.memBefore, stored),
+        afterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored),
+        snapshotCopyPrivateBytesPerFace: warm.copyPrivateBytes === undefined ? null : Math.round(warm.copyPrivateBytes / stored),
+        snapshotFromBaseMs: Math.round(warm.snapshotMs ?? NaN),
+      },
+      bytesPerFaceAfterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored).total,
       snapshotBytesPerFace: Math.round(snapshotBytes / stored),
       buildMs: Math.round(cold.loadMs),
       snapshotSaveMs: Math.round(cold.snapshotMs ?? NaN),
@@ -159,8 +171,10 @@ async function writeLog(client: Redis, keys: RedisKeys, firstSeq: number, vector
 interface WorkerReport {
   loadMs: number;
   readyMs: number;
-  rssBefore: number;
-  rssLoaded: number;
+  memBefore: ResidentMemory;
+  memLoaded: ResidentMemory;
+  memServing: ResidentMemory;
+  copyPrivateBytes?: number;
   afterLoad?: { tail: number; indexed: number };
   beforeSave?: { tail: number; indexed: number };
   snapshotMs?: number;
@@ -176,6 +190,13 @@ async function worker(queriesPath: string, outPath: string, env: Record<string, 
     maxBuffer: 16 * 1024 * 1024,
   });
   return JSON.parse(readFileSync(outPath, 'utf8')) as WorkerReport;
+}
+
+/** Resident bytes per face gained between two readings: private, file-backed, and both together. */
+function perFace(after: ResidentMemory, before: ResidentMemory, faces: number): { private: number; fileBacked: number; total: number } {
+  const privateBytes = after.private - before.private;
+  const fileBacked = after.fileBacked - before.fileBacked;
+  return { private: Math.round(privateBytes / faces), fileBacked: Math.round(fileBacked / faces), total: Math.round((privateBytes + fileBacked) / faces) };
 }
 
 function score(results: string[][], truth: Set<string>[]): { recall: number; falseMatches: number; expected: number } {
