@@ -120,6 +120,8 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       memory: {
         serving: perFace(warm.memServing, warm.memBefore, stored),
         atReady: perFace(warm.memLoaded, warm.memBefore, stored),
+        // Of the private part at ready: V8's heap and typed arrays (the replayed tail's float32 rows among them), in MB.
+        v8AtReadyMB: Object.fromEntries(Object.entries(warm.v8AtReady).map(([name, bytes]) => [name, round(bytes / 2 ** 20, 1)])),
         afterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored),
         snapshotCopyPrivateBytesPerFace: warm.copyPrivateBytes === undefined ? null : Math.round(warm.copyPrivateBytes / stored),
         snapshotFromBaseMs: Math.round(warm.snapshotMs ?? NaN),
@@ -175,6 +177,7 @@ interface WorkerReport {
   memLoaded: ResidentMemory;
   memServing: ResidentMemory;
   copyPrivateBytes?: number;
+  v8AtReady: Record<string, number>;
   afterLoad?: { tail: number; indexed: number };
   beforeSave?: { tail: number; indexed: number };
   snapshotMs?: number;
