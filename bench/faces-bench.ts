@@ -79,7 +79,7 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     await writeLog(client, keys, stored + 1, flatten(later));
     // It also writes the next snapshot at the end (a copy of its viewed base + the replayed faces): the
     // transient memory of that copy is measured there, after everything else.
-    const warm = await worker(queriesPath, join(work, 'warm.json'), env, ['--save-snapshot']);
+    const warm = await worker(queriesPath, join(work, 'warm.json'), env, ['--save-snapshot', '--settle-before-save']);
 
     log('exact scan of every query (ground truth)');
     const matrix = new FaceMatrix(DIMENSIONS, stored + replayed);
@@ -125,6 +125,7 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
         afterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored),
         snapshotCopyPrivateBytesPerFace: warm.copyPrivateBytes === undefined ? null : Math.round(warm.copyPrivateBytes / stored),
         snapshotFromBaseMs: Math.round(warm.snapshotMs ?? NaN),
+        snapshotFromBase: { before: warm.beforeSave, after: warm.afterSave },
       },
       bytesPerFaceAfterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored).total,
       snapshotBytesPerFace: Math.round(snapshotBytes / stored),
@@ -178,6 +179,7 @@ interface WorkerReport {
   memServing: ResidentMemory;
   copyPrivateBytes?: number;
   v8AtReady: Record<string, number>;
+  afterSave?: { tail: number; indexed: number };
   afterLoad?: { tail: number; indexed: number };
   beforeSave?: { tail: number; indexed: number };
   snapshotMs?: number;

@@ -4,7 +4,7 @@
  * and how much memory it holds, answers the bench's queries through FaceIndex.match (the same search a job
  * runs: exact tail + index candidates checked exactly from the log), and can save a snapshot.
  *
- * node dist/bench/faces-worker.js <queries.f32> <out.json> [--save-snapshot] [--settle-all]
+ * node dist/bench/faces-worker.js <queries.f32> <out.json> [--save-snapshot [--settle-before-save]] [--settle-all]
  * Environment: REDIS_URL, STORAGE_DIR, FACE_* (as a worker), BENCH_TENANT, BENCH_WIDTHS (search widths to
  * measure besides FACE_INDEX_SEARCH_WIDTH, comma list).
  */
@@ -84,13 +84,17 @@ async function main(): Promise<void> {
   let snapshotMs: number | undefined;
   let copyPrivateBytes: number | undefined;
   if (flags.includes('--save-snapshot')) {
+    // With a viewed base, the replayed faces first settle into the delta (FACE_TAIL_SETTLE_MS after they were
+    // seen), so the snapshot written is a copy of the base plus that delta read back from the log.
+    if (flags.includes('--settle-before-save')) while ((index.describe(tenant)?.tail ?? 0) > 0) await sleep(100);
     const t0 = performance.now();
     if (!(await index.saveSnapshot(tenant))) throw new Error('no snapshot saved');
     snapshotMs = performance.now() - t0;
     copyPrivateBytes = index.lastCopyPrivateBytes;
   }
   await index.onModuleDestroy();
-  writeFileSync(outPath, JSON.stringify({ loadMs, readyMs, memBefore, memLoaded, memServing, afterLoad, beforeSave, snapshotMs, copyPrivateBytes, v8AtReady, times, checked, results, byWidth }));
+  const afterSave = index.describe(tenant);
+  writeFileSync(outPath, JSON.stringify({ afterSave, loadMs, readyMs, memBefore, memLoaded, memServing, afterLoad, beforeSave, snapshotMs, copyPrivateBytes, v8AtReady, times, checked, results, byWidth }));
   redis.disconnect();
 }
 
