@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Env } from '@app/config/env.schema';
@@ -7,7 +8,7 @@ import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { writeSettled } from './settled-snapshot';
+import { BaseCopy, copyBase, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -161,32 +162,52 @@ export class FaceIndex {
       const faces = await this.tenantFaces(tenant);
       if (faces.indexedSize === 0 && !faces.base) return undefined;
       const started = performance.now();
+      const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
+      let copy: BaseCopy | undefined;
+      let giveBack: (() => Promise<void>) | undefined;
       let copyPrivateBytes: number | undefined;
-      const file = await this.snapshots.write(tenant, async (tempPath) => {
-        await this.sync(tenant, faces, Infinity);
-        const written = await writeSettled(faces, tempPath, (seqs) => this.store.readFaces(tenant, seqs));
-        copyPrivateBytes = written.copyPrivateBytes;
+      try {
+        if (faces.base) {
+          // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
+          // erasures wait for; one worker at a time (the lease), the others find its file and swap to it.
+          giveBack = await this.snapshots.lease(tenant);
+          if (!giveBack) return undefined;
+          const temp = await this.snapshots.tempPath(tenant, 'copy');
+          try {
+            copy = await copyBase(faces, temp, read);
+          } finally {
+            await unlink(temp).catch(() => undefined);
+          }
+        }
+        const file = await this.snapshots.write(tenant, async (tempPath) => {
+          await this.sync(tenant, faces, Infinity);
+          const written = await writeSettled(faces, tempPath, read, copy);
+          copyPrivateBytes = written.copyPrivateBytes;
+          return written.content;
+        });
+        if (!file) return undefined;
         this.lastCopyPrivateBytes = copyPrivateBytes;
-        return written.content;
-      });
-      if (!file) return undefined;
-      faces.settledSinceSnapshot = 0;
-      this.snapshotSaved.set(tenant, Date.now());
-      this.logger.info(
-        {
-          action: 'faces.snapshot_saved',
-          tenant,
-          faces: faces.indexedSize,
-          indexedUpTo: file.indexedUpTo,
-          appliedUpTo: file.appliedUpTo,
-          bytes: statSync(file.path).size,
-          copyPrivateBytes,
-          ms: Math.round(performance.now() - started),
-        },
-        "a tenant's face index saved",
-      );
-      await this.swap(tenant, file);
-      return file.path;
+        faces.settledSinceSnapshot = 0;
+        this.snapshotSaved.set(tenant, Date.now());
+        this.logger.info(
+          {
+            action: 'faces.snapshot_saved',
+            tenant,
+            faces: faces.indexedSize,
+            indexedUpTo: file.indexedUpTo,
+            appliedUpTo: file.appliedUpTo,
+            bytes: statSync(file.path).size,
+            copyPrivateBytes,
+            ms: Math.round(performance.now() - started),
+          },
+          "a tenant's face index saved",
+        );
+        await this.swap(tenant, file);
+        return file.path;
+      } finally {
+        copy?.index.release();
+        await giveBack?.().catch(() => undefined);
+      }
     });
   }
 

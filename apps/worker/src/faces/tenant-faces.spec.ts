@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FaceLogEntry } from '@app/storage';
 import { ApproximateFaceIndex } from './approximate-face-index';
-import { writeSettled } from './settled-snapshot';
+import { copyBase, writeSettled } from './settled-snapshot';
 import { TenantFaces } from './tenant-faces';
 
 type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
@@ -191,7 +191,7 @@ describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
     faces.release();
   });
 
-  it('a snapshot written from base + delta (the next one) gives the same answers when viewed (a swap), and no removed face is in it', async () => {
+  it('a snapshot written from base + delta (the next one) gives the same answers when viewed (a swap), and no removed face is in it, also when the copy was made before the last changes', async () => {
     const log = new Log();
     const gone = log.add('gone', 'imgGone', near(2, 0.1));
     const kept = log.add('kept', 'imgKept', near(2, 0.25));
@@ -201,22 +201,36 @@ describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
     const goneLater = log.add('goneLater', 'imgGoneLater', near(2, 0.15));
     faces.apply(log.after(faces.lastSeq), 0);
     faces.settle(5000, policy);
+    // The copy is made outside the snapshot lock; then a base face and a delta face are removed, one more settles.
+    const copy = await copyBase(faces, join(dir, 'copy.tmp'), log.readFaces);
+    expect([copy.index.size, copy.delta.size, copy.removed.size]).toEqual([14, 2, 0]);
     faces.apply([log.remove([gone.seq, goneLater.seq])], 5000);
-    expect([faces.base!.size, faces.baseRemoved.size, faces.settled!.size]).toEqual([12, 1, 1]);
+    const last = log.add('last', 'imgLast', near(2, 0.3));
+    faces.apply(log.after(faces.lastSeq), 5000);
+    faces.settle(10_000, policy);
+    expect([faces.base!.size, faces.baseRemoved.size, faces.settled!.size, faces.tail.size]).toEqual([12, 1, 2, 0]);
 
     const path = join(dir, 'second.usearch');
-    const written = await writeSettled(faces, path, log.readFaces);
-    expect(written.content).toEqual({ indexedUpTo: goneLater.seq, appliedUpTo: log.entries[log.entries.length - 1].seq, sentinels: 1 });
+    const written = await writeSettled(faces, path, log.readFaces, copy);
+    copy.index.release();
+    expect(written.content).toEqual({ indexedUpTo: last.seq, appliedUpTo: last.seq, sentinels: 2 });
     expect(written.copyPrivateBytes).toEqual(expect.any(Number));
     const swapped = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(path, D, written.content.sentinels), { path, ...written.content });
-    swapped.apply(log.after(written.content.indexedUpTo), 5000);
-    expect([swapped.base!.size, swapped.baseRemoved.size, swapped.settled, swapped.tail.size]).toEqual([12, 0, undefined, 0]);
+    swapped.apply(log.after(written.content.indexedUpTo), 10_000);
+    expect([swapped.base!.size, swapped.baseRemoved.size, swapped.settled, swapped.tail.size]).toEqual([13, 0, undefined, 0]);
     for (const query of [axis(2), near(2, 0.2), axis(5)]) expect(await ids(swapped, query, log.readFaces)).toEqual(await ids(faces, query, log.readFaces));
-    expect(await ids(swapped, axis(2), log.readFaces)).toEqual(['kept', 'later']);
+    expect(await ids(swapped, axis(2), log.readFaces)).toEqual(['kept', 'last', 'later']);
     // The removed faces are not in the new file at all, even for a reader that still has their entries.
     expect(swapped.base!.has(gone.seq)).toBe(false);
     expect(swapped.base!.has(goneLater.seq)).toBe(false);
-    expect(swapped.base!.has(kept.seq) && swapped.base!.has(later.seq)).toBe(true);
+    expect([kept, later, last].every((face) => swapped.base!.has(face.seq))).toBe(true);
+    // Made in one go under the lock (no copy prepared), the same faces.
+    const direct = join(dir, 'direct.usearch');
+    // (one sentinel fewer: goneLater was never in this copy)
+    expect((await writeSettled(faces, direct, log.readFaces)).content).toEqual({ ...written.content, sentinels: 1 });
+    const viewed = ApproximateFaceIndex.view(direct, D, 1);
+    expect([viewed.size, viewed.has(gone.seq), viewed.has(goneLater.seq), viewed.has(last.seq)]).toEqual([13, false, false, true]);
+    viewed.release();
     faces.release();
     swapped.release();
   });
