@@ -55,6 +55,12 @@ return 0
  * renames and releases. An erasure appends its tombstone first, then waits while the lock is held, then
  * purges. Either the writer took the lock after the tombstone (and applied it), or the erasure waits for the
  * file to be complete and deletes it.
+ *
+ * Workers memory-map (usearch view) the file they started from or last swapped to, so deleting a file does not
+ * take its bytes out of their memory at once: an erased face stops being returned at once (its log entry is
+ * gone, and workers filter the removed faces of their mapped base), and its int8 vector leaves a worker when
+ * that worker swaps to the next snapshot and frees the old mapping, which a purge makes due at once (the
+ * tenant then has no file newer than the one mapped; worker FaceIndex).
  */
 export class FaceSnapshots {
   readonly root: string;
