@@ -392,6 +392,9 @@ export class FaceIndex {
     const every = this.options.snapshotEvery;
     if (faces.settledSinceSnapshot < every && now - (this.snapshotChecked.get(tenant) ?? 0) < SNAPSHOT_CHECK_MS) return;
     this.snapshotChecked.set(tenant, now);
+    // Checked now: the next check comes after SNAPSHOT_CHECK_MS, also when the save below cannot happen yet
+    // (a minute since this worker's last one, or another worker holds the lease and will write it).
+    faces.settledSinceSnapshot = 0;
     const newest = (await this.snapshots.list(tenant))[0];
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
@@ -402,8 +405,6 @@ export class FaceIndex {
       await this.alone(tenant, async () => {
         if (this.tenants.get(tenant)?.baseFile?.path !== newest.path) await this.swap(tenant, newest);
       });
-      return;
     }
-    if (!due) faces.settledSinceSnapshot = 0;
   }
 }
