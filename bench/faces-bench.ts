@@ -5,8 +5,10 @@
  * the bench's own, exactly as workers write it; then, each in a fresh process (bench/faces-worker.ts):
  *   1. a cold worker builds the tenant's index from the log (buildMs), settles it, answers Q queries and saves
  *      a snapshot file;
- *   2. more faces are added to the log, and a second worker starts from the snapshot + the log after it
- *      (workerReadyMs, from process start), and answers the same queries.
+ *   2. more faces are added to the log, and a second worker starts from the snapshot (viewed: memory-mapped)
+ *      + the log after it (workerReadyMs, from process start), answers the same queries, reports its private
+ *      and file-backed resident memory (bytesPerFace counts both, in full), then lets the replayed faces settle
+ *      and writes the next snapshot from its viewed base (time, private memory of the copy).
  * Each answer is compared with the exact scan over every stored face (today's FaceMatrix, in this process):
  * recall of its matches above the threshold, and false matches (faces returned that the exact scan does not
  * return). The real fixture faces are embedded by the real pipeline first, and their similarity spread is
