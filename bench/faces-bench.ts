@@ -5,8 +5,10 @@
  * the bench's own, exactly as workers write it; then, each in a fresh process (bench/faces-worker.ts):
  *   1. a cold worker builds the tenant's index from the log (buildMs), settles it, answers Q queries and saves
  *      a snapshot file;
- *   2. more faces are added to the log, and a second worker starts from the snapshot + the log after it
- *      (workerReadyMs, from process start), and answers the same queries.
+ *   2. more faces are added to the log, and a second worker starts from the snapshot (viewed: memory-mapped)
+ *      + the log after it (workerReadyMs, from process start), answers the same queries, reports its private
+ *      and file-backed resident memory (bytesPerFace counts both, in full), then lets the replayed faces settle
+ *      and writes the next snapshot from its viewed base (time, private memory of the copy).
  * Each answer is compared with the exact scan over every stored face (today's FaceMatrix, in this process):
  * recall of its matches above the threshold, and false matches (faces returned that the exact scan does not
  * return). The real fixture faces are embedded by the real pipeline first, and their similarity spread is
@@ -24,6 +26,7 @@ import { FacePipeline } from '../apps/worker/src/faces/face-pipeline';
 import { FaceMatrix } from '../apps/worker/src/faces/face-matrix';
 import { ApproximateFaceIndex } from '../apps/worker/src/faces/approximate-face-index';
 import { RERANK_MARGIN } from '../apps/worker/src/faces/tenant-faces';
+import type { ResidentMemory } from '../apps/worker/src/faces/process-memory';
 import { REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
@@ -76,7 +79,9 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
 
     log(`adding ${replayed} faces after the snapshot; warm worker: snapshot + log replay`);
     await writeLog(client, keys, stored + 1, flatten(later));
-    const warm = await worker(queriesPath, join(work, 'warm.json'), env, []);
+    // It also writes the next snapshot at the end (a copy of its viewed base + the replayed faces): the
+    // transient memory of that copy is measured there, after everything else.
+    const warm = await worker(queriesPath, join(work, 'warm.json'), env, ['--save-snapshot', '--settle-before-save']);
 
     log('exact scan of every query (ground truth)');
     const matrix = new FaceMatrix(DIMENSIONS, stored + replayed);
@@ -110,9 +115,21 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       recall: coldScore.recall,
       falseMatches: coldScore.falseMatches,
       exactMatches: coldScore.expected,
-      // A worker started from the snapshot: its index, the replayed tail and what parsing the log left on the heap.
-      bytesPerFace: Math.round((warm.rssLoaded - warm.rssBefore) / stored),
-      bytesPerFaceAfterColdBuild: Math.round((cold.rssLoaded - cold.rssBefore) / stored),
+      // A worker started from the snapshot, after answering the queries: private (RssAnon) plus file-backed
+      // (RssFile: the memory-mapped snapshot pages its searches touched, shared by the host's workers in the
+      // page cache but counted in full) resident bytes, minus the same before it loaded the tenant, per face.
+      bytesPerFace: perFace(warm.memServing, warm.memBefore, stored).total,
+      memory: {
+        serving: perFace(warm.memServing, warm.memBefore, stored),
+        atReady: perFace(warm.memLoaded, warm.memBefore, stored),
+        // Of the private part at ready: V8's heap and typed arrays (the replayed tail's float32 rows among them), in MB.
+        v8AtReadyMB: Object.fromEntries(Object.entries(warm.v8AtReady).map(([name, bytes]) => [name, round(bytes / 2 ** 20, 1)])),
+        afterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored),
+        snapshotCopyPrivateBytesPerFace: warm.copyPrivateBytes === undefined ? null : Math.round(warm.copyPrivateBytes / stored),
+        snapshotFromBaseMs: Math.round(warm.snapshotMs ?? NaN),
+        snapshotFromBase: { before: warm.beforeSave, after: warm.afterSave },
+      },
+      bytesPerFaceAfterColdBuild: perFace(cold.memLoaded, cold.memBefore, stored).total,
       snapshotBytesPerFace: Math.round(snapshotBytes / stored),
       buildMs: Math.round(cold.loadMs),
       snapshotSaveMs: Math.round(cold.snapshotMs ?? NaN),
@@ -159,8 +176,12 @@ async function writeLog(client: Redis, keys: RedisKeys, firstSeq: number, vector
 interface WorkerReport {
   loadMs: number;
   readyMs: number;
-  rssBefore: number;
-  rssLoaded: number;
+  memBefore: ResidentMemory;
+  memLoaded: ResidentMemory;
+  memServing: ResidentMemory;
+  copyPrivateBytes?: number;
+  v8AtReady: Record<string, number>;
+  afterSave?: { tail: number; indexed: number };
   afterLoad?: { tail: number; indexed: number };
   beforeSave?: { tail: number; indexed: number };
   snapshotMs?: number;
@@ -176,6 +197,13 @@ async function worker(queriesPath: string, outPath: string, env: Record<string, 
     maxBuffer: 16 * 1024 * 1024,
   });
   return JSON.parse(readFileSync(outPath, 'utf8')) as WorkerReport;
+}
+
+/** Resident bytes per face gained between two readings: private, file-backed, and both together. */
+function perFace(after: ResidentMemory, before: ResidentMemory, faces: number): { private: number; fileBacked: number; total: number } {
+  const privateBytes = after.private - before.private;
+  const fileBacked = after.fileBacked - before.fileBacked;
+  return { private: Math.round(privateBytes / faces), fileBacked: Math.round(fileBacked / faces), total: Math.round((privateBytes + fileBacked) / faces) };
 }
 
 function score(results: string[][], truth: Set<string>[]): { recall: number; falseMatches: number; expected: number } {

@@ -4,7 +4,7 @@
  * and how much memory it holds, answers the bench's queries through FaceIndex.match (the same search a job
  * runs: exact tail + index candidates checked exactly from the log), and can save a snapshot.
  *
- * node dist/bench/faces-worker.js <queries.f32> <out.json> [--save-snapshot] [--settle-all]
+ * node dist/bench/faces-worker.js <queries.f32> <out.json> [--save-snapshot [--settle-before-save]] [--settle-all]
  * Environment: REDIS_URL, STORAGE_DIR, FACE_* (as a worker), BENCH_TENANT, BENCH_WIDTHS (search widths to
  * measure besides FACE_INDEX_SEARCH_WIDTH, comma list).
  */
@@ -17,6 +17,7 @@ import { asTenantId, RedisKeys } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore } from '@app/storage/face-store';
 import { FaceIndex, faceIndexOptions } from '../apps/worker/src/faces/face-index';
+import { residentMemory } from '../apps/worker/src/faces/process-memory';
 
 async function main(): Promise<void> {
   const [queriesPath, outPath, ...flags] = process.argv.slice(2);
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const keys = new RedisKeys(env.QUEUE_PREFIX);
   const logger = pino({ level: 'warn' }, pino.destination(2));
   global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
+  const memBefore = residentMemory();
   const options = faceIndexOptions(env);
   const index = new FaceIndex(new FaceStore(redis, keys), new FaceSnapshots(env.STORAGE_DIR, redis, keys), options, logger);
   const loadStarted = performance.now();
@@ -40,7 +41,10 @@ async function main(): Promise<void> {
   // what is due (with FACE_TAIL_SETTLE_MS 0 that is everything loaded; later log entries stay in the tail).
   if (flags.includes('--settle-all')) while ((index.describe(tenant)?.tail ?? 0) > 0) await sleep(50);
   global.gc?.();
-  const rssLoaded = process.memoryUsage().rss;
+  const memLoaded = residentMemory();
+  // What the private part is made of, as V8 sees it (the rest is native: usearch's lookups, malloc arenas).
+  const { heapUsed, external, arrayBuffers } = process.memoryUsage();
+  const v8AtReady = { heapUsed, external, arrayBuffers };
 
   const raw = readFileSync(queriesPath);
   const queries = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
@@ -73,15 +77,24 @@ async function main(): Promise<void> {
     byWidth[width] = run;
   }
   options.searchWidth = defaultWidth;
+  // What a serving worker holds: every page its searches touched is mapped now (the queries above).
+  global.gc?.();
+  const memServing = residentMemory();
   const beforeSave = index.describe(tenant);
   let snapshotMs: number | undefined;
+  let copyPrivateBytes: number | undefined;
   if (flags.includes('--save-snapshot')) {
+    // With a viewed base, the replayed faces first settle into the delta (FACE_TAIL_SETTLE_MS after they were
+    // seen), so the snapshot written is a copy of the base plus that delta read back from the log.
+    if (flags.includes('--settle-before-save')) while ((index.describe(tenant)?.tail ?? 0) > 0) await sleep(100);
     const t0 = performance.now();
     if (!(await index.saveSnapshot(tenant))) throw new Error('no snapshot saved');
     snapshotMs = performance.now() - t0;
+    copyPrivateBytes = index.lastCopyPrivateBytes;
   }
   await index.onModuleDestroy();
-  writeFileSync(outPath, JSON.stringify({ loadMs, readyMs, rssBefore, rssLoaded, afterLoad, beforeSave, snapshotMs, times, checked, results, byWidth }));
+  const afterSave = index.describe(tenant);
+  writeFileSync(outPath, JSON.stringify({ afterSave, loadMs, readyMs, memBefore, memLoaded, memServing, afterLoad, beforeSave, snapshotMs, copyPrivateBytes, v8AtReady, times, checked, results, byWidth }));
   redis.disconnect();
 }
 

@@ -49,7 +49,10 @@ export interface ErasureReport {
  * Erases everything one tenant holds of one image: its Redis records (ERASE_IMAGE), its copy of the bytes,
  * and every face-index snapshot file that could still hold its faces' vectors (FaceSnapshots.purgeBefore).
  * Another tenant's copy of the same file is a different record and a different file, untouched. Queued jobs are
- * the caller's (the API removes them from the queue; one already running writes nothing back).
+ * the caller's (the API removes them from the queue; one already running writes nothing back). The workers'
+ * memory-mapped copy of a purged snapshot is not touched here: they stop returning the faces at once (log
+ * entries gone) and drop the mapping when they swap to the next snapshot, which the purge makes due at once
+ * (within about a minute and a half: FaceSnapshots).
  */
 export class ImageErasure {
   constructor(

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApproximateFaceIndex } from './approximate-face-index';
@@ -89,5 +89,42 @@ describe('ApproximateFaceIndex (usearch HNSW, int8)', () => {
     // far(8) is face 9, kept; far(7) was face 8, removed
     expect(loaded.searchAbove(far(8), 0.99, Infinity, 16).candidates.map((c) => c.seq)).toEqual([9]);
     expect(loaded.searchAbove(far(7), 0.99, Infinity, 16).candidates).toEqual([]);
+  });
+
+  it('a view of a saved file answers as the index did, cannot change, outlives the deletion of its file, and gives a mutable copy without reading that file', () => {
+    const index = ApproximateFaceIndex.create(D);
+    const vectors = new Float32Array(60 * D);
+    for (let i = 0; i < 60; i++) vectors.set(far(i), i * D);
+    index.add(Array.from({ length: 60 }, (_, i) => i + 1), vectors);
+    expect(index.remove([5])).toBe(1);
+    const path = join(dir, 'viewed.usearch');
+    index.save(path);
+    const view = ApproximateFaceIndex.view(path, D, index.sentinelCount);
+    expect(view.immutable).toBe(true);
+    expect(view.size).toBe(59);
+    expect(view.has(6)).toBe(true);
+    expect(view.has(5)).toBe(false);
+    expect(() => view.remove([6])).toThrow(/immutable/);
+    expect(() => view.add([100], far(100))).toThrow(/immutable/);
+    // An erasure's purge deletes the file: the mapping stays valid until release().
+    unlinkSync(path);
+    expect(view.searchAbove(far(20), 0.99, Infinity, 16).candidates.map((c) => c.seq)).toEqual([21]);
+    const copyPath = join(dir, 'copy.usearch');
+    const copy = view.copyMutable(copyPath);
+    expect(existsSync(path)).toBe(false);
+    expect(copy.immutable).toBe(false);
+    expect(copy.size).toBe(59);
+    expect(copy.sentinelCount).toBe(1);
+    expect(copy.remove([21])).toBe(1);
+    copy.add([61], far(61));
+    expect(copy.searchAbove(far(20), 0.99, Infinity, 16).candidates).toEqual([]);
+    expect(copy.searchAbove(far(61), 0.99, Infinity, 16).candidates.map((c) => c.seq)).toEqual([61]);
+    // The view did not change with its copy.
+    expect(view.searchAbove(far(20), 0.99, Infinity, 16).candidates.map((c) => c.seq)).toEqual([21]);
+    view.release();
+    copy.release();
+    expect(view.size).toBe(0);
+    expect(() => view.searchAbove(far(20), 0.99, Infinity, 16)).toThrow(/after release/);
+    expect(() => copy.add([62], far(62))).toThrow(/after release/);
   });
 });

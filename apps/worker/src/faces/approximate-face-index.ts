@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { unlinkSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Index, MetricKind, ScalarKind } from 'usearch';
 
 /**
@@ -46,15 +48,25 @@ export interface Candidate {
  * vector under a key with the top bit set) that overwrites the vector; sentinels are skipped by search and
  * counted. (With no free slot left before a removal, the next insert reuses exactly the freed slot.)
  *
+ * Two forms: a mutable index in this process's memory (create, load), and an immutable view of a snapshot
+ * file (view): usearch memory-maps the file, so its graph and vectors are file-backed pages in the page cache
+ * (one copy per host for every worker that views the same file, reclaimable under memory pressure) and the
+ * process privately holds only usearch's per-face lookups (about 80 bytes per face, measured). A view cannot
+ * remove (usearch throws "Can't remove from an immutable index"): TenantFaces filters removed faces of a view
+ * by sequence number instead, and the next snapshot scrubs them (copyMutable + remove).
+ *
  * All calls are synchronous native code on the caller's thread; callers keep batches small.
  */
 export class ApproximateFaceIndex {
   private sentinels: number;
+  private released = false;
 
   private constructor(
     private readonly index: Index,
     readonly dimensions: number,
     sentinels: number,
+    /** A memory-mapped view of a file: searches only (remove and add throw). */
+    readonly immutable = false,
   ) {
     this.sentinels = sentinels;
   }
@@ -71,6 +83,61 @@ export class ApproximateFaceIndex {
     return new ApproximateFaceIndex(index, dimensions, sentinels);
   }
 
+  /**
+   * Memory-maps a file written by save() (usearch view): ready in tens of ms at 10⁶ faces, searches read the
+   * mapped pages. The mapping stays valid when the file is deleted (an erasure's purge) until release(): the
+   * bytes leave this process only then. Throws on a bad file.
+   */
+  static view(path: string, dimensions: number, sentinels: number): ApproximateFaceIndex {
+    const index = ApproximateFaceIndex.blank(dimensions);
+    index.view(path);
+    if (index.dimensions() !== dimensions) throw new Error(`face index ${path} has ${index.dimensions()} dimensions, expected ${dimensions}`);
+    return new ApproximateFaceIndex(index, dimensions, sentinels, true);
+  }
+
+  /**
+   * A mutable in-memory copy of this index (a view or not), made by saving it to `tempPath` and loading that
+   * file: it never reads the file a view was made from, which an erasure may have deleted. `tempPath` is
+   * left in place (the caller overwrites or deletes it). Costs the whole index in private memory (about 390
+   * bytes per face, measured) until release().
+   */
+  copyMutable(tempPath: string): ApproximateFaceIndex {
+    this.assertLive();
+    this.index.save(tempPath);
+    return ApproximateFaceIndex.load(tempPath, this.dimensions, this.sentinels);
+  }
+
+  /**
+   * Frees the index now (a view's mapping, a loaded index's memory) instead of whenever V8 collects the
+   * wrapper, which does not see native memory. usearch's binding has no free(): viewing an empty index file
+   * resets the native index. Afterwards every call throws.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const empty = join(tmpdir(), `iiq-empty-face-index-${process.pid}-${randomBytes(6).toString('hex')}.usearch`);
+    try {
+      ApproximateFaceIndex.blank(this.dimensions).save(empty);
+      this.index.view(empty);
+    } finally {
+      try {
+        unlinkSync(empty);
+      } catch {
+        // nothing was written
+      }
+    }
+  }
+
+  /** Whether the face numbered `seq` is held. */
+  has(seq: number): boolean {
+    this.assertLive();
+    return this.index.contains(BigInt(seq)) as boolean;
+  }
+
+  private assertLive(): void {
+    if (this.released) throw new Error('face index used after release (a search on a replaced tenant view)');
+  }
+
   private static blank(dimensions: number): Index {
     return new Index({
       dimensions,
@@ -85,7 +152,7 @@ export class ApproximateFaceIndex {
 
   /** Faces held (sentinels excluded). */
   get size(): number {
-    return this.index.size() - this.sentinels;
+    return this.released ? 0 : this.index.size() - this.sentinels;
   }
 
   get sentinelCount(): number {
@@ -98,6 +165,7 @@ export class ApproximateFaceIndex {
    */
   add(seqs: ArrayLike<number>, vectors: Float32Array): void {
     if (seqs.length === 0) return;
+    this.assertMutable();
     if (vectors.length !== seqs.length * this.dimensions) throw new Error(`${seqs.length} faces need ${seqs.length * this.dimensions} values, got ${vectors.length}`);
     const keys = new BigUint64Array(seqs.length);
     for (let i = 0; i < seqs.length; i++) keys[i] = BigInt(seqs[i]);
@@ -106,6 +174,7 @@ export class ApproximateFaceIndex {
 
   /** Removes the faces with these sequence numbers (absent ones are ignored) and scrubs their vectors; returns how many were held. */
   remove(seqs: Iterable<number>): number {
+    this.assertMutable();
     let removed = 0;
     for (const seq of seqs) {
       if ((this.index.remove(BigInt(seq)) as number) === 0) continue;
@@ -122,6 +191,7 @@ export class ApproximateFaceIndex {
    * explores max(k, expansion_search) candidates). `truncated` says the cap was reached.
    */
   searchAbove(query: Float32Array, floor: number, beforeSeq: number, searchWidth: number): { candidates: Candidate[]; truncated: boolean } {
+    this.assertLive();
     const total = this.index.size();
     if (total === 0) return { candidates: [], truncated: false };
     let wanted = total <= EXHAUSTIVE_FACTOR * searchWidth ? total : searchWidth;
@@ -148,7 +218,13 @@ export class ApproximateFaceIndex {
 
   /** Writes the whole index (graph and int8 vectors) to `path`; blocks the caller (≈ 0.2–0.5 s at 10⁶ faces). */
   save(path: string): void {
+    this.assertLive();
     this.index.save(path);
+  }
+
+  private assertMutable(): void {
+    this.assertLive();
+    if (this.immutable) throw new Error('a viewed face index is immutable (TenantFaces filters its removed faces instead)');
   }
 }
 

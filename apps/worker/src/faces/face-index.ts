@@ -1,12 +1,14 @@
 import { statSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
-import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
+import { BaseCopy, copyBase, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -43,6 +45,12 @@ const IDLE_MS = 1000;
 /** At most one snapshot check per tenant this often (a directory listing), and one save per tenant per minute. */
 const SNAPSHOT_CHECK_MS = 15_000;
 const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
+/**
+ * A replaced view is freed this long after the swap, not at once: a job that took the tenant's view just
+ * before the swap may still search it for its other faces (each search is synchronous, a job's few faces take
+ * milliseconds). A search after the release throws (the job is retried), it never silently misses faces.
+ */
+const RELEASE_AFTER_SWAP_MS = 10_000;
 
 /**
  * This worker's view of every stored face, per tenant (a face is only ever compared with faces of its own
@@ -53,10 +61,17 @@ const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
  * different workers, the later one is guaranteed to see the earlier one; and since a face stays in the exact
  * tail for FACE_TAIL_SETTLE_MS after this worker first saw it, that comparison is exact: no pair is missed.
  *
- * Start-up: each tenant's newest snapshot file (FaceSnapshots) is loaded and the log replayed after it;
- * without one the index is built from the log. A background loop moves settled faces into the index in small
- * steps and saves a new snapshot every FACE_SNAPSHOT_EVERY settled faces (one worker at a time, under the
- * tenant's lock), or soon after an erasure deleted the old one.
+ * Start-up: each tenant's newest snapshot file (FaceSnapshots) is viewed (memory-mapped, immutable: the
+ * file-backed pages are shared by every worker on the host) and the log replayed after it; without one the
+ * index is built from the log in memory. A background loop moves settled faces into the mutable index (the
+ * delta after the snapshot) in small steps; once the delta holds FACE_SNAPSHOT_EVERY faces, or when the
+ * tenant has no snapshot file any more (an erasure purged it), one worker under the tenant's lock writes a
+ * new snapshot (base copy, removed faces scrubbed, delta added: writeSettled). Every worker that finds a newer
+ * snapshot than the one it views (checked every SNAPSHOT_CHECK_MS) swaps to it: views the new file, replays
+ * the log after it into a fresh TenantFaces, then replaces the old one in one step (a search sees the old
+ * or the new, never a half state) and frees the old one RELEASE_AFTER_SWAP_MS later. An erased face stops
+ * being returned at once (its log entry is gone, and its sequence number is filtered from the base); its
+ * int8 vector leaves this worker's memory with that swap, which the purge makes due at once.
  *
  * Plain class (no Nest import, so the e2e specs can run it in Jest); the worker module provides it by factory
  * and Nest calls its onModuleInit / onModuleDestroy.
@@ -66,6 +81,8 @@ export class FaceIndex {
   private readonly loading = new Map<TenantId, Promise<TenantFaces>>();
   private readonly snapshotChecked = new Map<TenantId, number>();
   private readonly snapshotSaved = new Map<TenantId, number>();
+  /** Per tenant: the snapshot write or swap in progress (one at a time). */
+  private readonly exclusive = new Map<TenantId, Promise<unknown>>();
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
 
@@ -95,9 +112,20 @@ export class FaceIndex {
   }
 
   /** One tenant's view (for the bench and tests): tail and index sizes. */
-  describe(tenant: TenantId): { tail: number; indexed: number; indexedUpTo: number; lastSeq: number } | undefined {
+  describe(tenant: TenantId): { tail: number; indexed: number; indexedUpTo: number; lastSeq: number; base: number; delta: number; baseRemoved: number; snapshot?: string } | undefined {
     const faces = this.tenants.get(tenant);
-    return faces && { tail: faces.tail.size, indexed: faces.settled?.size ?? 0, indexedUpTo: faces.indexedUpTo, lastSeq: faces.lastSeq };
+    return (
+      faces && {
+        tail: faces.tail.size,
+        indexed: faces.indexedSize,
+        indexedUpTo: faces.indexedUpTo,
+        lastSeq: faces.lastSeq,
+        base: faces.base ? faces.base.size - faces.baseRemoved.size : 0,
+        delta: faces.settled?.size ?? 0,
+        baseRemoved: faces.baseRemoved.size,
+        snapshot: faces.baseFile?.path,
+      }
+    );
   }
 
   /**
@@ -107,8 +135,7 @@ export class FaceIndex {
   async addAndMatch(tenant: TenantId, imageHash: string, faces: NewFace[], threshold: number): Promise<MatchedFace[] | undefined> {
     const seqs = await this.store.insertFaces(tenant, imageHash, faces);
     if (!seqs) return undefined;
-    const own = await this.tenantFaces(tenant);
-    await this.sync(tenant, own, Math.max(0, ...seqs));
+    const own = await this.current(tenant, Math.max(0, ...seqs));
     const matched: MatchedFace[] = [];
     for (const [i, face] of faces.entries()) {
       const found = await this.search(tenant, own, face.embedding, seqs[i], imageHash, threshold);
@@ -122,31 +149,70 @@ export class FaceIndex {
    * `embedding` matches, after syncing with the log. What addAndMatch does for each new face, without inserting.
    */
   async match(tenant: TenantId, embedding: Float32Array, threshold: number, beforeSeq = Infinity, excludeImage = ''): Promise<TenantMatch> {
-    const own = await this.tenantFaces(tenant);
-    await this.sync(tenant, own, Infinity);
+    const own = await this.current(tenant, Infinity);
     return this.search(tenant, own, embedding, beforeSeq, excludeImage, threshold);
   }
 
-  /** Saves the tenant's snapshot now (tests and the bench); undefined when it has no index or another worker holds the lock. */
+  /**
+   * Saves the tenant's snapshot now (tests, the bench, and the background loop when due), then views it in
+   * place of what this worker held; undefined when it has nothing indexed or another worker holds the lock.
+   */
   async saveSnapshot(tenant: TenantId): Promise<string | undefined> {
-    const faces = await this.tenantFaces(tenant);
-    if (!faces.settled) return undefined;
-    const started = performance.now();
-    const file = await this.snapshots.write(tenant, async (tempPath) => {
-      await this.sync(tenant, faces, Infinity);
-      const index = faces.settled!;
-      index.save(tempPath);
-      return { indexedUpTo: faces.indexedUpTo, appliedUpTo: faces.lastSeq, sentinels: index.sentinelCount };
+    return this.alone(tenant, async () => {
+      const faces = await this.tenantFaces(tenant);
+      if (faces.indexedSize === 0 && !faces.base) return undefined;
+      const started = performance.now();
+      const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
+      let copy: BaseCopy | undefined;
+      let giveBack: (() => Promise<void>) | undefined;
+      let copyPrivateBytes: number | undefined;
+      try {
+        if (faces.base) {
+          // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
+          // erasures wait for; one worker at a time (the lease), the others find its file and swap to it.
+          giveBack = await this.snapshots.lease(tenant);
+          if (!giveBack) return undefined;
+          const temp = await this.snapshots.tempPath(tenant, 'copy');
+          try {
+            copy = await copyBase(faces, temp, read);
+          } finally {
+            await unlink(temp).catch(() => undefined);
+          }
+        }
+        const file = await this.snapshots.write(tenant, async (tempPath) => {
+          await this.sync(tenant, faces, Infinity);
+          const written = await writeSettled(faces, tempPath, read, copy);
+          copyPrivateBytes = written.copyPrivateBytes;
+          return written.content;
+        });
+        if (!file) return undefined;
+        this.lastCopyPrivateBytes = copyPrivateBytes;
+        faces.settledSinceSnapshot = 0;
+        this.snapshotSaved.set(tenant, Date.now());
+        this.logger.info(
+          {
+            action: 'faces.snapshot_saved',
+            tenant,
+            faces: faces.indexedSize,
+            indexedUpTo: file.indexedUpTo,
+            appliedUpTo: file.appliedUpTo,
+            bytes: statSync(file.path).size,
+            copyPrivateBytes,
+            ms: Math.round(performance.now() - started),
+          },
+          "a tenant's face index saved",
+        );
+        await this.swap(tenant, file);
+        return file.path;
+      } finally {
+        copy?.index.release();
+        await giveBack?.().catch(() => undefined);
+      }
     });
-    if (!file) return undefined;
-    faces.settledSinceSnapshot = 0;
-    this.snapshotSaved.set(tenant, Date.now());
-    this.logger.info(
-      { action: 'faces.snapshot_saved', tenant, faces: faces.settled.size, indexedUpTo: file.indexedUpTo, appliedUpTo: file.appliedUpTo, bytes: statSync(file.path).size, ms: Math.round(performance.now() - started) },
-      "a tenant's face index saved",
-    );
-    return file.path;
   }
+
+  /** The memory the last snapshot write's base copy took (bench): see writeSettled. */
+  lastCopyPrivateBytes?: number;
 
   private async search(tenant: TenantId, faces: TenantFaces, embedding: Float32Array, beforeSeq: number, excludeImage: string, threshold: number): Promise<TenantMatch> {
     const found = await faces.match(embedding, beforeSeq, excludeImage, threshold, (seqs) => this.store.readFaces(tenant, seqs), this.options.searchWidth);
@@ -156,6 +222,63 @@ export class FaceIndex {
 
   private get policy(): SettlePolicy {
     return { minFaces: this.options.minFaces, settleMs: this.options.settleMs, batch: SETTLE_BATCH };
+  }
+
+  /**
+   * The tenant's current view, synced at least up to `untilSeq`. A swap may replace the view while the sync
+   * waits on Redis: then the new one is synced and returned instead, so a search never uses a replaced view.
+   */
+  private async current(tenant: TenantId, untilSeq: number): Promise<TenantFaces> {
+    for (;;) {
+      const own = await this.tenantFaces(tenant);
+      await this.sync(tenant, own, untilSeq);
+      if (this.tenants.get(tenant) === own) return own;
+    }
+  }
+
+  /** Runs `work` after any snapshot write or swap of the tenant in progress (one at a time per tenant). */
+  private async alone<T>(tenant: TenantId, work: () => Promise<T>): Promise<T> {
+    const previous = this.exclusive.get(tenant) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(work);
+    const settled = run.catch(() => undefined);
+    this.exclusive.set(tenant, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.exclusive.get(tenant) === settled) this.exclusive.delete(tenant);
+    }
+  }
+
+  /**
+   * Replaces the tenant's view with one built on `file`: views it, replays the log after its indexedUpTo
+   * (in the background: jobs keep using the old view meanwhile), catches up with what the old view had
+   * applied, then swaps in one synchronous step. The old view is freed RELEASE_AFTER_SWAP_MS later. False
+   * when the file cannot be viewed (deleted meanwhile, unreadable): the old view stays.
+   */
+  private async swap(tenant: TenantId, file: FaceSnapshotFile): Promise<boolean> {
+    const started = performance.now();
+    let fresh: TenantFaces;
+    try {
+      fresh = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels), file);
+    } catch (error) {
+      this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; keeping the current view');
+      return false;
+    }
+    await this.sync(tenant, fresh, Infinity, LOAD_BATCH);
+    for (;;) {
+      const old = this.tenants.get(tenant);
+      if (old && old.lastSeq > fresh.lastSeq) {
+        await this.sync(tenant, fresh, old.lastSeq, LOAD_BATCH);
+        continue;
+      }
+      this.tenants.set(tenant, fresh);
+      if (old) setTimeout(() => old.release(), RELEASE_AFTER_SWAP_MS).unref();
+      this.logger.info(
+        { action: 'faces.snapshot_swapped', tenant, snapshot: file.path, base: fresh.base!.size, delta: fresh.settled?.size ?? 0, tail: fresh.tail.size, ms: Math.round(performance.now() - started) },
+        "a tenant's face index now views a newer snapshot",
+      );
+      return true;
+    }
   }
 
   /** The tenant's view, loaded once (concurrent callers share the load). */
@@ -177,7 +300,7 @@ export class FaceIndex {
     let snapshot: string | undefined;
     for (const file of await this.snapshots.list(tenant)) {
       try {
-        faces = TenantFaces.fromSnapshot(ApproximateFaceIndex.load(file.path, DIMENSIONS, file.sentinels), file.indexedUpTo);
+        faces = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels), file);
         snapshot = file.path;
         break;
       } catch (error) {
@@ -194,7 +317,7 @@ export class FaceIndex {
         action: 'faces.index_loaded',
         tenant,
         faces: faces.size,
-        indexed: faces.settled?.size ?? 0,
+        indexed: faces.indexedSize,
         tail: faces.tail.size,
         snapshot,
         replayed: faces.lastSeq - fromSeq,
@@ -257,21 +380,31 @@ export class FaceIndex {
     }
   }
 
+  /**
+   * Every SNAPSHOT_CHECK_MS (or once FACE_SNAPSHOT_EVERY faces settled here): writes a snapshot when due, or
+   * swaps to a newer one another worker wrote. Due: the faces indexed since the newest file reach
+   * FACE_SNAPSHOT_EVERY; or there is no file at all (first time, or an erasure purged it, which also makes
+   * this worker's own view of the purged file go at the swap that follows) and the tenant has that many.
+   */
   private async snapshotIfDue(tenant: TenantId, faces: TenantFaces): Promise<void> {
-    if (!faces.settled) return;
+    if (faces.indexedSize === 0 && !faces.base) return;
     const now = Date.now();
     const every = this.options.snapshotEvery;
     if (faces.settledSinceSnapshot < every && now - (this.snapshotChecked.get(tenant) ?? 0) < SNAPSHOT_CHECK_MS) return;
-    if (now - (this.snapshotSaved.get(tenant) ?? 0) < SNAPSHOT_MIN_INTERVAL_MS) return;
     this.snapshotChecked.set(tenant, now);
+    // Checked now: the next check comes after SNAPSHOT_CHECK_MS, also when the save below cannot happen yet
+    // (a minute since this worker's last one, or another worker holds the lease and will write it).
+    faces.settledSinceSnapshot = 0;
     const newest = (await this.snapshots.list(tenant))[0];
-    // Another worker's snapshot may already cover what this one settled; with none (first time, or an erasure
-    // deleted it), a tenant of FACE_SNAPSHOT_EVERY indexed faces or more gets one (smaller ones build in seconds).
-    const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.settled.size >= every;
-    if (!due) {
-      faces.settledSinceSnapshot = 0;
+    const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
+    if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
+      await this.saveSnapshot(tenant);
       return;
     }
-    await this.saveSnapshot(tenant);
+    if (newest && newest.path !== faces.baseFile?.path && newest.appliedUpTo > (faces.baseFile?.appliedUpTo ?? -1)) {
+      await this.alone(tenant, async () => {
+        if (this.tenants.get(tenant)?.baseFile?.path !== newest.path) await this.swap(tenant, newest);
+      });
+    }
   }
 }

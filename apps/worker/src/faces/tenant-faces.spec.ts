@@ -1,4 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FaceLogEntry } from '@app/storage';
+import { ApproximateFaceIndex } from './approximate-face-index';
+import { copyBase, writeSettled } from './settled-snapshot';
 import { TenantFaces } from './tenant-faces';
 
 type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
@@ -129,5 +134,104 @@ describe('TenantFaces: exact tail + approximate index', () => {
     expect(faces.tail.size).toBe(4);
     expect(faces.indexedUpTo).toBe(6);
     expect(faces.size).toBe(10);
+  });
+});
+
+describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
+  let dir: string;
+  beforeAll(() => (dir = mkdtempSync(join(tmpdir(), 'iiq-tenant-faces-'))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** 12 faces settled and saved as a snapshot, viewed by a fresh TenantFaces (as a starting worker does). */
+  const snapshotOf = async (log: Log, name: string) => {
+    const builder = new TenantFaces(D);
+    builder.apply(log.after(0), 0);
+    builder.settle(10_000, { ...policy, minFaces: 0 });
+    const path = join(dir, name);
+    const { content } = await writeSettled(builder, path, log.readFaces);
+    builder.release();
+    return TenantFaces.fromSnapshot(ApproximateFaceIndex.view(path, D, content.sentinels), { path, ...content });
+  };
+  const ids = async (faces: TenantFaces, query: Float32Array, read: Log['readFaces']) => (await faces.match(query, Infinity, 'q', 0.8, read)).matches.map((m) => m.faceId).sort();
+
+  it('finds a face in each of base, delta and tail with exact similarities; removed faces of each never return, even from a stale log', async () => {
+    const log = new Log();
+    const inBase = log.add('base', 'imgBase', near(1, 0.2));
+    for (let i = 0; i < 11; i++) log.add(`filler${i}`, `imgF${i}`, axis(4 + (i % 4)));
+    const faces = await snapshotOf(log, 'merge.usearch');
+    expect(faces.base!.immutable).toBe(true);
+    expect([faces.indexedUpTo, faces.lastSeq, faces.indexedSize]).toEqual([12, 12, 12]);
+
+    const inDelta = log.add('delta', 'imgDelta', near(1, 0.3));
+    faces.apply(log.after(faces.lastSeq), 0);
+    expect(faces.settle(5000, policy)).toBe(1);
+    const inTail = log.add('tail', 'imgTail', near(1, 0.4));
+    faces.apply(log.after(faces.lastSeq), 5000);
+    expect([faces.base!.size, faces.settled!.size, faces.tail.size]).toEqual([12, 1, 1]);
+    expect([...faces.deltaSeqs!]).toEqual([inDelta.seq]);
+
+    const found = await faces.match(axis(1), Infinity, 'q', 0.8, log.readFaces);
+    const byId = Object.fromEntries(found.matches.map((m) => [m.faceId, m.similarity]));
+    expect(Object.keys(byId).sort()).toEqual(['base', 'delta', 'tail']);
+    expect(byId.base).toBeCloseTo(Math.cos(0.2), 5);
+    expect(byId.delta).toBeCloseTo(Math.cos(0.3), 5);
+    expect(byId.tail).toBeCloseTo(Math.cos(0.4), 5);
+    expect(found.checked).toBe(2);
+
+    const stale = new Map<number, AddEntry>([inBase, inDelta, inTail].map((entry) => [entry.seq, entry]));
+    const staleReader = async (seqs: number[]) => new Map([...stale].filter(([seq]) => seqs.includes(seq)));
+    faces.apply([log.remove([inBase.seq, inDelta.seq, inTail.seq])], 6000);
+    expect([...faces.baseRemoved]).toEqual([inBase.seq]);
+    expect([faces.base!.size, faces.settled!.size, faces.tail.size, faces.indexedSize]).toEqual([12, 0, 0, 11]);
+    expect(await ids(faces, axis(1), staleReader)).toEqual([]);
+    expect(await ids(faces, axis(1), log.readFaces)).toEqual([]);
+    // A tombstone naming a face the base never held (removed before the snapshot) adds nothing to the filter.
+    faces.apply([{ op: 'del', seq: log.entries.length + 100, removedSeqs: [1000] }], 6000);
+    expect(faces.baseRemoved.size).toBe(1);
+    faces.release();
+  });
+
+  it('a snapshot written from base + delta (the next one) gives the same answers when viewed (a swap), and no removed face is in it, also when the copy was made before the last changes', async () => {
+    const log = new Log();
+    const gone = log.add('gone', 'imgGone', near(2, 0.1));
+    const kept = log.add('kept', 'imgKept', near(2, 0.25));
+    for (let i = 0; i < 10; i++) log.add(`filler${i}`, `imgF${i}`, axis(4 + (i % 4)));
+    const faces = await snapshotOf(log, 'first.usearch');
+    const later = log.add('later', 'imgLater', near(2, 0.35));
+    const goneLater = log.add('goneLater', 'imgGoneLater', near(2, 0.15));
+    faces.apply(log.after(faces.lastSeq), 0);
+    faces.settle(5000, policy);
+    // The copy is made outside the snapshot lock; then a base face and a delta face are removed, one more settles.
+    const copy = await copyBase(faces, join(dir, 'copy.tmp'), log.readFaces);
+    expect([copy.index.size, copy.delta.size, copy.removed.size]).toEqual([14, 2, 0]);
+    faces.apply([log.remove([gone.seq, goneLater.seq])], 5000);
+    const last = log.add('last', 'imgLast', near(2, 0.3));
+    faces.apply(log.after(faces.lastSeq), 5000);
+    faces.settle(10_000, policy);
+    expect([faces.base!.size, faces.baseRemoved.size, faces.settled!.size, faces.tail.size]).toEqual([12, 1, 2, 0]);
+
+    const path = join(dir, 'second.usearch');
+    const written = await writeSettled(faces, path, log.readFaces, copy);
+    copy.index.release();
+    expect(written.content).toEqual({ indexedUpTo: last.seq, appliedUpTo: last.seq, sentinels: 2 });
+    expect(written.copyPrivateBytes).toEqual(expect.any(Number));
+    const swapped = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(path, D, written.content.sentinels), { path, ...written.content });
+    swapped.apply(log.after(written.content.indexedUpTo), 10_000);
+    expect([swapped.base!.size, swapped.baseRemoved.size, swapped.settled, swapped.tail.size]).toEqual([13, 0, undefined, 0]);
+    for (const query of [axis(2), near(2, 0.2), axis(5)]) expect(await ids(swapped, query, log.readFaces)).toEqual(await ids(faces, query, log.readFaces));
+    expect(await ids(swapped, axis(2), log.readFaces)).toEqual(['kept', 'last', 'later']);
+    // The removed faces are not in the new file at all, even for a reader that still has their entries.
+    expect(swapped.base!.has(gone.seq)).toBe(false);
+    expect(swapped.base!.has(goneLater.seq)).toBe(false);
+    expect([kept, later, last].every((face) => swapped.base!.has(face.seq))).toBe(true);
+    // Made in one go under the lock (no copy prepared), the same faces.
+    const direct = join(dir, 'direct.usearch');
+    // (one sentinel fewer: goneLater was never in this copy)
+    expect((await writeSettled(faces, direct, log.readFaces)).content).toEqual({ ...written.content, sentinels: 1 });
+    const viewed = ApproximateFaceIndex.view(direct, D, 1);
+    expect([viewed.size, viewed.has(gone.seq), viewed.has(goneLater.seq), viewed.has(last.seq)]).toEqual([13, false, false, true]);
+    viewed.release();
+    faces.release();
+    swapped.release();
   });
 });

@@ -1,6 +1,7 @@
 import { FaceMatch } from '@app/contracts';
 import type { FaceLogEntry } from '@app/storage';
-import { ApproximateFaceIndex } from './approximate-face-index';
+import type { FaceSnapshotFile } from '@app/storage/face-snapshots';
+import { ApproximateFaceIndex, Candidate } from './approximate-face-index';
 import { dotProduct, FaceMatrix } from './face-matrix';
 
 type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
@@ -32,17 +33,31 @@ export interface TenantMatch {
 }
 
 /**
- * One tenant's faces in one worker: settled faces in an approximate index (usearch HNSW, int8), recent ones
- * in an exact float32 tail. Invariant: every live face with a sequence number up to `indexedUpTo` is in the
- * index, every later one the worker has applied is in the tail, so each face is in exactly one of them.
- * A match searches both: the tail exactly, the index for candidates whose exact similarity is then computed
- * from their float32 log entries, so no answer depends on int8 rounding and a removed face (whose log entry
- * is gone) can never come back.
+ * One tenant's faces in one worker, in up to three parts, each face in exactly one of them:
+ *   - `base`: an immutable, memory-mapped view of the tenant's newest snapshot file (every live face up to
+ *     `baseUpTo`), absent for a tenant without a snapshot;
+ *   - `settled`: a mutable usearch index in memory: with a base, the "delta" of faces settled since that
+ *     snapshot (small: the next snapshot absorbs it); without one, every settled face (the tenant as before
+ *     snapshots were viewed);
+ *   - `tail`: recent faces in an exact float32 scan (FaceMatrix).
+ * Invariant: every live face with a sequence number up to `indexedUpTo` is in base or settled, every later
+ * one the worker has applied is in the tail. A match searches all three: the tail exactly, the two indexes
+ * for candidates whose exact similarity is then computed from their float32 log entries, so no answer
+ * depends on int8 rounding and a removed face (whose log entry is gone) can never come back. A view cannot
+ * remove, so the base's removed faces are also kept out by sequence number (`baseRemoved`, at most the
+ * faces removed since the snapshot; the next snapshot scrubs them and the tenant's view is swapped to it).
  */
 export class TenantFaces {
   readonly tail: FaceMatrix;
   settled?: ApproximateFaceIndex;
-  /** Every live face up to here is in `settled`. */
+  /** The viewed snapshot and the file it maps (undefined: the tenant has none in this worker). */
+  readonly base?: ApproximateFaceIndex;
+  readonly baseFile?: FaceSnapshotFile;
+  /** Faces of the base removed since its snapshot (tombstones applied after it): never offered. */
+  readonly baseRemoved = new Set<number>();
+  /** With a base: the sequence numbers in `settled` (what the next snapshot adds to a copy of the base). */
+  readonly deltaSeqs?: Set<number>;
+  /** Every live face up to here is in `base` or `settled`. */
   indexedUpTo = 0;
   /** Highest sequence number applied (adds and tombstones). */
   lastSeq = 0;
@@ -51,22 +66,42 @@ export class TenantFaces {
   /** Faces moved into the index since the last snapshot this worker knows of. */
   settledSinceSnapshot = 0;
 
-  constructor(readonly dimensions = 128) {
+  constructor(
+    readonly dimensions = 128,
+    base?: { index: ApproximateFaceIndex; file: FaceSnapshotFile },
+  ) {
     this.tail = new FaceMatrix(dimensions);
+    if (base) {
+      this.base = base.index;
+      this.baseFile = base.file;
+      this.deltaSeqs = new Set();
+      this.indexedUpTo = base.file.indexedUpTo;
+      this.lastSeq = base.file.indexedUpTo;
+    }
   }
 
-  /** Starts from a saved index that covers every live face up to `indexedUpTo`. */
-  static fromSnapshot(index: ApproximateFaceIndex, indexedUpTo: number): TenantFaces {
-    const faces = new TenantFaces(index.dimensions);
-    faces.settled = index;
-    faces.indexedUpTo = indexedUpTo;
-    faces.lastSeq = indexedUpTo;
-    return faces;
+  /**
+   * Starts from a snapshot file that covers every live face up to `file.indexedUpTo`, viewed (memory-mapped,
+   * immutable); the log after `indexedUpTo` is then applied as usual.
+   */
+  static fromSnapshot(index: ApproximateFaceIndex, file: FaceSnapshotFile): TenantFaces {
+    return new TenantFaces(index.dimensions, { index, file });
   }
 
-  /** Faces held, tail and index together. */
+  /** Faces held, tail and indexes together. */
   get size(): number {
-    return this.tail.size + (this.settled?.size ?? 0);
+    return this.tail.size + this.indexedSize;
+  }
+
+  /** Faces in base (removed ones excluded) and settled. */
+  get indexedSize(): number {
+    return (this.base ? this.base.size - this.baseRemoved.size : 0) + (this.settled?.size ?? 0);
+  }
+
+  /** Frees the native indexes (after this view was replaced by a newer one); later searches throw. */
+  release(): void {
+    this.base?.release();
+    this.settled?.release();
   }
 
   /** Applies log entries in order: adds go to the tail, tombstones remove from wherever the face is. */
@@ -77,7 +112,12 @@ export class TenantFaces {
         if (entry.seq > this.indexedUpTo) this.tail.add(entry.seq, entry.faceId, entry.imageHash, entry.embedding, now);
       } else {
         this.tail.remove(entry.removedSeqs);
-        this.settled?.remove(entry.removedSeqs.filter((seq) => seq <= this.indexedUpTo));
+        const settledSeqs = entry.removedSeqs.filter((seq) => seq <= this.indexedUpTo);
+        this.settled?.remove(settledSeqs);
+        for (const seq of settledSeqs) {
+          this.deltaSeqs?.delete(seq);
+          if (this.base && seq <= this.baseFile!.indexedUpTo && this.base.has(seq)) this.baseRemoved.add(seq);
+        }
       }
       this.lastSeq = Math.max(this.lastSeq, entry.seq);
     }
@@ -85,12 +125,19 @@ export class TenantFaces {
 
   /**
    * The faces of other images, numbered below `beforeSeq`, at or above `threshold`: exact over the tail, and
-   * over the index through its candidates (int8 similarity ≥ threshold − RERANK_MARGIN) checked exactly.
+   * over base and settled through their candidates (int8 similarity ≥ threshold − RERANK_MARGIN) checked
+   * exactly. Everything up to the first await runs synchronously, so a view replaced meanwhile is not read.
    */
   async match(query: Float32Array, beforeSeq: number, excludeImage: string, threshold: number, readSettled: SettledFaceReader, searchWidth = 256): Promise<TenantMatch> {
     const matches: FaceMatch[] = this.tail.search(query, beforeSeq, excludeImage, threshold);
-    if (!this.settled || this.settled.size === 0) return { matches, checked: 0, truncated: false };
-    const { candidates, truncated } = this.settled.searchAbove(query, threshold - RERANK_MARGIN, beforeSeq, searchWidth);
+    const candidates: Candidate[] = [];
+    let truncated = false;
+    for (const index of [this.base, this.settled]) {
+      if (!index || index.size === 0) continue;
+      const found = index.searchAbove(query, threshold - RERANK_MARGIN, beforeSeq, searchWidth);
+      truncated ||= found.truncated;
+      for (const candidate of found.candidates) if (index !== this.base || !this.baseRemoved.has(candidate.seq)) candidates.push(candidate);
+    }
     if (candidates.length === 0) return { matches, checked: 0, truncated };
     const entries = await readSettled(candidates.map((candidate) => candidate.seq));
     const seen = new Set(matches.map((match) => match.faceId));
@@ -108,11 +155,12 @@ export class TenantFaces {
    * faces were moved.
    */
   settle(now: number, policy: SettlePolicy): number {
-    if (!this.settled && this.tail.size < policy.minFaces) return 0;
+    if (!this.settled && !this.base && this.tail.size < policy.minFaces) return 0;
     const taken = this.tail.takeOldest(now - policy.settleMs, policy.minFaces, policy.batch);
     if (!taken) return 0;
     this.settled ??= ApproximateFaceIndex.create(this.dimensions);
     this.settled.add(taken.seqs, taken.vectors);
+    for (const seq of taken.seqs) this.deltaSeqs?.add(seq);
     this.indexedUpTo = Math.max(this.indexedUpTo, taken.upToSeq);
     this.settledSinceSnapshot += taken.seqs.length;
     return taken.seqs.length;
