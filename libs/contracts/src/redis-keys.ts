@@ -115,6 +115,14 @@ export class TenantKeys {
     return `${this.prefix}:faces:snapshot-lock`;
   }
 
+  /**
+   * Held (string: the holder's random token, PX expiry) by the one worker preparing the tenant's next snapshot
+   * from its memory-mapped base outside the lock (FaceSnapshots.lease): spares the others the same copy.
+   */
+  faceSnapshotLease(): string {
+    return `${this.prefix}:faces:snapshot-lock:lease`;
+  }
+
   /** One face: image hash, seq, box, landmarks, score (hash). */
   face(faceId: string): string {
     return `${this.prefix}:face:${faceId}`;

@@ -84,7 +84,7 @@ export class FaceSnapshots {
    * Only spares work; the snapshot lock alone keeps erasure safe.
    */
   async lease(tenant: TenantId): Promise<(() => Promise<void>) | undefined> {
-    const key = `${this.keys.tenant(tenant).faceSnapshotLock()}:lease`;
+    const key = this.keys.tenant(tenant).faceSnapshotLease();
     const token = randomBytes(12).toString('hex');
     if ((await this.redis.set(key, token, 'PX', SNAPSHOT_LEASE_MS, 'NX')) !== 'OK') return undefined;
     return async () => {
