@@ -24,8 +24,8 @@ export class ImagesController {
   @ApiOkResponse({ description: '{ image: { hash, bytes, format, width, height, firstSeen }, models: { <name>: { state, url, result?, error? } } }' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'INVALID_PARAMETER: not a sha256' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'NOT_FOUND: the caller has no such image' })
-  describe(@CallerTenant() tenant: TenantId, @Param('hash') hash: string) {
-    return this.images.describe(tenant, hash);
+  describe(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest) {
+    return this.images.describe(tenant, hash, requestIdOf(request));
   }
 
   @Delete(':hash')
@@ -43,8 +43,8 @@ export class ImagesController {
   @ApiOkResponse({ description: 'the bytes as stored, typed by their format', schema: { type: 'string', format: 'binary' } })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
-    const { bytes, format } = await this.images.content(tenant, hash);
+  async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
+    const { bytes, format } = await this.images.content(tenant, hash, requestIdOf(request));
     // Only raster images whose header libvips (and for HEIF, libheif) accepted are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
     void reply
       .header('content-type', `image/${format}`)
@@ -79,7 +79,7 @@ export class ImagesController {
   @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'RATE_LIMITED: SSE_MAX_PER_TENANT streams already open for this key (Retry-After)' })
   async events(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     // A refusal (bad id, no such image) is a normal JSON error; past this point the answer is a stream.
-    await this.images.requireImage(tenant, hash);
+    await this.images.requireImage(tenant, hash, requestIdOf(request));
     const release = this.streams.acquire(tenant);
     let closed = false;
     let heartbeat: NodeJS.Timeout | undefined;
