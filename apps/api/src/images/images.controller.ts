@@ -1,7 +1,9 @@
-import { Controller, Delete, Get, Param, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags, ApiTooManyRequestsResponse } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { TenantId } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
@@ -17,6 +19,7 @@ export class ImagesController {
   constructor(
     private readonly images: ImagesService,
     private readonly streams: EventStreamSlots,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
   @Get(':hash')
@@ -93,7 +96,9 @@ export class ImagesController {
       heartbeat = setInterval(() => !closed && reply.raw.write(': heartbeat\n\n'), SSE_HEARTBEAT_MS);
       const outcome = await this.images.follow(tenant, hash, requestIdOf(request), (model, view) => write('result', { model, ...view }), () => closed);
       write(outcome, { hash });
-    } catch {
+    } catch (error) {
+      // The access log says only 200: the cause (Redis frozen past REDIS_COMMAND_TIMEOUT_MS, a 503 of the queue) is here.
+      this.logger.warn({ action: 'image.events_broken', requestId: requestIdOf(request), tenant, imageHash: hash, err: error }, 'an event stream broke off with an error event');
       write('error', { hash, message: 'the stream broke off; read GET /v1/images/:hash instead' });
     } finally {
       clearInterval(heartbeat);
