@@ -155,7 +155,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     await worker.waitForLog((line) => line.action === 'analysis.stored' && line.imageHash === hash);
     await sleep(300);
     expect(analysesStored(hash, 'yunet')).toBe(1);
-    // One copy of the bytes, and the note of the models asked of them (ContentStore.noteModels).
+    // The bytes once, and beside them the note of the models asked (ContentStore.noteModels), once.
     expect(readdirSync(join(storageDir, 'default', hash.slice(0, 2), hash.slice(2, 4))).sort()).toEqual([hash, `${hash}.models`]);
   });
 

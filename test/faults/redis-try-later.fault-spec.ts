@@ -120,4 +120,29 @@ describe('fault: Redis says "try again later"', () => {
     await until(async () => (await classify()).status === 200, 30_000, 'a classification served again after SIGCONT');
     noErrorLines(api);
   });
+
+  it('a frozen Redis under an open event stream: the stream ends with an error event, and the API logs why with the request id', async () => {
+    const redis = await stack.startRedis();
+    // No worker: the analysis stays pending, so the stream waits on Redis.
+    const api = await stack.start('api', { REDIS_COMMAND_TIMEOUT_MS: '1500' }, redis);
+    const analysis = multipart({ models: 'mobilenet_v2' });
+    analysis.append('images', new Blob([castle]), 'castle_image.jpg');
+    const accepted = await request(`${api.url}/v1/analyses`, { method: 'POST', body: analysis });
+    expect(accepted.status).toBe(202);
+    const stream = await fetch(`${api.url}/v1/images/${accepted.body.images[0].hash}/events`);
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    await reader.read(); // ': stream open'
+    process.kill(redis.pid, 'SIGSTOP');
+    let text = '';
+    try {
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += Buffer.from(chunk.value).toString();
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    expect(text).toMatch(/^event: error$/m);
+    // The log line may trail the stream's end by a moment (it crosses the process' stdout).
+    const logged = await api.waitForLog((line) => line.action === 'image.events_broken');
+    expect(logged).toMatchObject({ service: 'api', requestId: stream.headers.get('x-request-id'), tenant: 'default' });
+  });
 });

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asTenantId, TenantId } from '@app/contracts';
-import { FileContentStore } from './file-content-store';
+import { FileContentStore, NOTE_MAX_BYTES } from './file-content-store';
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const alice = asTenantId('alice');
@@ -41,6 +41,21 @@ describe('FileContentStore', () => {
     expect(await store.remove(alice, hash)).toBe(true);
     expect(await store.notedModels(alice, hash)).toEqual([]);
     expect(readdirSync(join(dir, 'alice'))).not.toContain(hash.slice(0, 2));
+  });
+
+  it('reads a note only up to NOTE_MAX_BYTES: a huge or corrupt note neither fails nor fills memory', async () => {
+    const bytes = Buffer.from('photo with a damaged note');
+    const hash = sha(bytes);
+    await store.put(alice, hash, bytes);
+    const note = `${store.pathOf(alice, hash)}.models`;
+    writeFileSync(note, 'yunet\nmobilenet_v2\n');
+    // 700 MiB, sparse: read whole, it is past V8's longest string (the read threw RangeError, after 700 MiB of Buffer).
+    truncateSync(note, 700 * 1024 * 1024);
+    expect(await store.notedModels(alice, hash)).toEqual(['mobilenet_v2', 'yunet']);
+    await store.noteModels(alice, hash, ['yunet']);
+    // A name cut by the bound is not read as a shorter name.
+    writeFileSync(note, `${'x'.repeat(NOTE_MAX_BYTES - 3)}\nyolox_nano\n`);
+    expect(await store.notedModels(alice, hash)).toEqual([]);
   });
 
   it("keeps tenants apart: one tenant's copy is neither visible to nor removed with another's", async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { asTenantId, TenantId } from '@app/contracts';
 import { assertSha256, ContentStore } from './content-store';
@@ -7,6 +7,13 @@ import { assertSha256, ContentStore } from './content-store';
 const MODELS_SUFFIX = '.models';
 /** A model name as the catalog names them; anything else in a note (a torn or foreign line) is ignored. */
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+/**
+ * Most bytes of a note read (64 KiB: some 600 names of the longest MODEL_NAME, where a catalog has a dozen). The
+ * note is read on every upload of the image and on its recovery: a note grown or damaged on disk (by hand, a
+ * filesystem fault) must cost neither its size in memory nor, past V8's longest string, a RangeError (a 500 on
+ * every upload of that image, and no recovery).
+ */
+export const NOTE_MAX_BYTES = 64 * 1024;
 
 /**
  * Images on a local or shared disk: `<root>/<tenant>/<ab>/<cd>/<hash>`. Written to a staging file in the
@@ -91,11 +98,22 @@ export class FileContentStore implements ContentStore {
     await appendFile(path, added.map((model) => `${model}\n`).join(''));
   }
 
+  /** Reads the first NOTE_MAX_BYTES of the note; a line the bound cuts is left out (never read as a shorter name). */
   async notedModels(tenant: TenantId, hash: string): Promise<string[]> {
-    const text = await readFile(`${this.pathOf(tenant, hash)}${MODELS_SUFFIX}`, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return '';
+    const file = await open(`${this.pathOf(tenant, hash)}${MODELS_SUFFIX}`, 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
       throw error;
     });
+    if (!file) return [];
+    let text: string;
+    try {
+      const buffer = Buffer.alloc(NOTE_MAX_BYTES);
+      const { bytesRead } = await file.read(buffer, 0, NOTE_MAX_BYTES, 0);
+      text = buffer.toString('utf8', 0, bytesRead);
+      if (bytesRead === NOTE_MAX_BYTES) text = text.slice(0, text.lastIndexOf('\n') + 1);
+    } finally {
+      await file.close();
+    }
     return [...new Set(text.split('\n').filter((line) => MODEL_NAME.test(line)))].sort();
   }
 

@@ -60,7 +60,7 @@ export class FacesService {
   async submitStored(tenant: TenantId, requestId: string, imageHash: string): Promise<FacesOutcome> {
     requireImageHash(imageHash);
     // findImage registers the image again from its bytes when Redis lost its metadata (as GET /v1/images/:hash does).
-    if (!(await this.images.findImage(tenant, imageHash)) || !(await this.store.has(tenant, imageHash))) {
+    if (!(await this.images.findImage(tenant, imageHash, requestId)) || !(await this.store.has(tenant, imageHash))) {
       throw new AppError(ErrorCode.NotFound, `no stored image ${imageHash}: send the image itself`);
     }
     const known = await this.view(tenant, imageHash);

@@ -1,8 +1,16 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { RedisConnection } from '@app/redis';
+import { answerWithin, RedisConnection } from '@app/redis';
 
 type Listener = (model: string) => void;
+
+/**
+ * Longest a new follower waits for its SUBSCRIBE (ms). The subscriber connection has no command timeout (it
+ * holds subscriptions, not replies): a Redis frozen while SUBSCRIBE was in flight held the event stream, its
+ * tenant's stream slot and the request until Redis came back (red-team: SIGSTOP right after the stream opened).
+ * Past it the follower goes on: it polls every second anyway, and its next read meets REDIS_COMMAND_TIMEOUT_MS.
+ */
+const SUBSCRIBE_WAIT_MS = 1000;
 
 /**
  * One Redis subscriber connection for every SSE client: channels are subscribed while someone listens.
@@ -29,7 +37,7 @@ export class ImageEventsHub implements OnApplicationShutdown {
     let set = this.listeners.get(channel);
     if (!set) {
       this.listeners.set(channel, (set = new Set()));
-      await this.connection().subscribe(channel);
+      await answerWithin(this.connection().subscribe(channel), SUBSCRIBE_WAIT_MS).catch(() => undefined);
     }
     set.add(listener);
     return () => {

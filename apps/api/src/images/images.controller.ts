@@ -1,7 +1,9 @@
-import { Controller, Delete, Get, Param, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags, ApiTooManyRequestsResponse } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { TenantId } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
@@ -17,6 +19,7 @@ export class ImagesController {
   constructor(
     private readonly images: ImagesService,
     private readonly streams: EventStreamSlots,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
   @Get(':hash')
@@ -24,8 +27,8 @@ export class ImagesController {
   @ApiOkResponse({ description: '{ image: { hash, bytes, format, width, height, firstSeen }, models: { <name>: { state, url, result?, error? } } }' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'INVALID_PARAMETER: not a sha256' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'NOT_FOUND: the caller has no such image' })
-  describe(@CallerTenant() tenant: TenantId, @Param('hash') hash: string) {
-    return this.images.describe(tenant, hash);
+  describe(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest) {
+    return this.images.describe(tenant, hash, requestIdOf(request));
   }
 
   @Delete(':hash')
@@ -43,8 +46,8 @@ export class ImagesController {
   @ApiOkResponse({ description: 'the bytes as stored, typed by their format', schema: { type: 'string', format: 'binary' } })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
-  async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
-    const { bytes, format } = await this.images.content(tenant, hash);
+  async content(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<Buffer> {
+    const { bytes, format } = await this.images.content(tenant, hash, requestIdOf(request));
     // Only raster images whose header libvips (and for HEIF, libheif) accepted are ever stored; nosniff and a sandbox keep a browser from treating them as anything else.
     void reply
       .header('content-type', `image/${format}`)
@@ -79,7 +82,7 @@ export class ImagesController {
   @ApiTooManyRequestsResponse({ type: ErrorResponseDto, description: 'RATE_LIMITED: SSE_MAX_PER_TENANT streams already open for this key (Retry-After)' })
   async events(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     // A refusal (bad id, no such image) is a normal JSON error; past this point the answer is a stream.
-    await this.images.requireImage(tenant, hash);
+    await this.images.requireImage(tenant, hash, requestIdOf(request));
     const release = this.streams.acquire(tenant);
     let closed = false;
     let heartbeat: NodeJS.Timeout | undefined;
@@ -93,7 +96,9 @@ export class ImagesController {
       heartbeat = setInterval(() => !closed && reply.raw.write(': heartbeat\n\n'), SSE_HEARTBEAT_MS);
       const outcome = await this.images.follow(tenant, hash, requestIdOf(request), (model, view) => write('result', { model, ...view }), () => closed);
       write(outcome, { hash });
-    } catch {
+    } catch (error) {
+      // The access log says only 200: the cause (Redis frozen past REDIS_COMMAND_TIMEOUT_MS, a 503 of the queue) is here.
+      this.logger.warn({ action: 'image.events_broken', requestId: requestIdOf(request), tenant, imageHash: hash, err: error }, 'an event stream broke off with an error event');
       write('error', { hash, message: 'the stream broke off; read GET /v1/images/:hash instead' });
     } finally {
       clearInterval(heartbeat);

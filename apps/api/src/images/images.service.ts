@@ -25,6 +25,9 @@ export interface ModelView {
 
 export type ResultLookup = { kind: 'ready'; record: AnalysisRecord } | { kind: 'pending'; state: AnalysisState };
 
+/** What finding an image Redis lost does besides registering it again (ImagesService.findImage). */
+export type Recovery = 'queue' | 'register-only';
+
 /** How a stream of results ended. */
 export type FollowOutcome = 'done' | 'timeout' | 'closed' | 'erased';
 
@@ -50,20 +53,25 @@ export class ImagesService {
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might). */
-  async requireImage(tenant: TenantId, hash: string): Promise<ImageMetadata> {
+  /**
+   * The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might).
+   * `requestId` names the request in the log of a recovery; `recovery` as in findImage.
+   */
+  async requireImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery = 'queue'): Promise<ImageMetadata> {
     requireImageHash(hash);
-    const image = await this.findImage(tenant, hash);
+    const image = await this.findImage(tenant, hash, requestId, recovery);
     if (!image) throw notFound(hash);
     return image;
   }
 
   /**
    * The tenant's image metadata, registered again from its stored bytes when Redis lost it (see recoverImage);
-   * undefined when the tenant has no such image. `hash` must already be a valid image hash.
+   * undefined when the tenant has no such image. `hash` must already be a valid image hash. `recovery`: 'queue'
+   * queues the noted models of a recovered image at once; 'register-only' does not (an erasure, which would only
+   * remove them again, after a worker may already have started on the image its client asked to erase).
    */
-  async findImage(tenant: TenantId, hash: string): Promise<ImageMetadata | undefined> {
-    return (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash));
+  async findImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery = 'queue'): Promise<ImageMetadata | undefined> {
+    return (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash, requestId, recovery));
   }
 
   /**
@@ -75,7 +83,7 @@ export class ImagesService {
    * metadata is missing and the file exists; a file whose content does not match its name is left alone. The
    * models noted beside the bytes (ContentStore.noteModels) are registered with it.
    */
-  private async recoverImage(tenant: TenantId, hash: string): Promise<ImageMetadata | undefined> {
+  private async recoverImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery): Promise<ImageMetadata | undefined> {
     if (!(await this.store.has(tenant, hash))) return undefined;
     return this.locks.withLock(tenant, hash, async () => {
       const registered = await this.results.getImage(tenant, hash);
@@ -89,20 +97,20 @@ export class ImagesService {
       // read or followed (result() and follow() queue missing pairs). A model no longer served is left out.
       const models = (await this.store.notedModels(tenant, hash)).filter((model) => this.analyses.isAnalysable(model));
       await this.results.registerImage(tenant, meta, models);
-      this.logger.warn({ action: 'image.recovered', tenant, imageHash: hash, models }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
+      this.logger.warn({ action: 'image.recovered', requestId, tenant, imageHash: hash, models, queued: recovery === 'queue' }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
       // Queued at once, so GET /v1/images/:hash shows them progressing. A full queue (503) leaves them to
       // result() and follow(), which queue missing pairs when read.
-      for (const model of models) {
+      if (recovery === 'queue') for (const model of models) {
         await this.pairs.ensure(tenant, hash, model, `recovered:${hash.slice(0, 16)}`).catch((error: Error) => {
-          this.logger.warn({ action: 'image.recovery_queue_deferred', tenant, imageHash: hash, model, err: error.message }, 'a recovered image’s analysis could not be queued now; it is queued when read');
+          this.logger.warn({ action: 'image.recovery_queue_deferred', requestId, tenant, imageHash: hash, model, err: error.message }, 'a recovered image’s analysis could not be queued now; it is queued when read');
         });
       }
       return meta;
     });
   }
 
-  async describe(tenant: TenantId, hash: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {
-    const image = await this.requireImage(tenant, hash);
+  async describe(tenant: TenantId, hash: string, requestId: string): Promise<{ image: ImageMetadata; models: Record<string, ModelView> }> {
+    const image = await this.requireImage(tenant, hash, requestId);
     const models = await this.results.modelsOf(tenant, hash);
     const records = await this.results.getResults(tenant, hash, models);
     const views: Record<string, ModelView> = {};
@@ -115,8 +123,8 @@ export class ImagesService {
   }
 
   /** The tenant's stored bytes of an image and their format (checked by its header when stored). */
-  async content(tenant: TenantId, hash: string): Promise<{ bytes: Buffer; format: string }> {
-    await this.requireImage(tenant, hash);
+  async content(tenant: TenantId, hash: string, requestId: string): Promise<{ bytes: Buffer; format: string }> {
+    await this.requireImage(tenant, hash, requestId);
     const bytes = await this.store.get(tenant, hash);
     const format = bytes && (await detectImageFormat(bytes));
     if (!bytes || !format) throw notFound(hash);
@@ -128,14 +136,29 @@ export class ImagesService {
     requireImageHash(hash);
     // The same 400 as POST /v1/analyses for a model an analysis cannot run (unknown, or an embedder).
     this.analyses.assertAnalysable(model);
-    await this.requireImage(tenant, hash);
+    await this.requireImage(tenant, hash, requestId);
     const record = await this.results.getResult(tenant, hash, model);
     if (record) return { kind: 'ready', record };
     if (!(await this.results.addModels(tenant, hash, [model]))) throw notFound(hash);
-    await this.store.noteModels(tenant, hash, [model]);
+    if (!(await this.noteModel(tenant, hash, model))) throw notFound(hash);
     const status = await this.pairs.ensure(tenant, hash, model, requestId);
     const now = await this.results.getResult(tenant, hash, model);
     return now ? { kind: 'ready', record: now } : { kind: 'pending', state: status.state };
+  }
+
+  /**
+   * Notes `model` beside the image's bytes (ContentStore.noteModels), under the image's lock and only while its
+   * record exists; false when the image was erased meanwhile. Unlocked, an erasure that finished between addModels
+   * and the note left the note behind the erased bytes, naming the erased image and its models (red-team: 4 of 40
+   * GET …/results/:model racing a DELETE). Reads of a pair already noted (a client polling) cost one file read, no lock.
+   */
+  private async noteModel(tenant: TenantId, hash: string, model: string): Promise<boolean> {
+    if ((await this.store.notedModels(tenant, hash)).includes(model)) return true;
+    return this.locks.withLock(tenant, hash, async () => {
+      if (!(await this.results.hasImage(tenant, hash))) return false;
+      await this.store.noteModels(tenant, hash, [model]);
+      return true;
+    });
   }
 
   /**
@@ -186,7 +209,7 @@ export class ImagesService {
    * such image.
    */
   async erase(tenant: TenantId, hash: string, requestId: string): Promise<ErasureReport & { imageHash: string; removedJobs: number }> {
-    await this.requireImage(tenant, hash);
+    await this.requireImage(tenant, hash, requestId, 'register-only');
     return this.locks.withLock(tenant, hash, async () => {
       const models = await this.results.modelsOf(tenant, hash);
       // Two steps, each in one Redis Cluster slot: the queue's keys ({QUEUE_PREFIX}) and the tenant's ({t}) never
