@@ -123,7 +123,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       const recent = (await client.xrevrange(events, '+', '-', 'COUNT', ERASED_EVENTS_SCAN)) as StreamEntry[];
       const naming = entriesNamingJobs(recent, new Set([String(job.id)]));
       if (naming.length > 0) await client.xdel(events, ...naming);
-      this.logger.info({ action: 'job.erased_forgotten', jobId: job.id, tenant: job.data?.tenant, removedEvents: naming.length }, "an erased image's finished job and its events removed");
+      this.logger.info({ action: 'job.erased_forgotten', jobId: job.id, requestId: job.data?.requestId, tenant: job.data?.tenant, removedEvents: naming.length }, "an erased image's finished job and its events removed");
     } catch (error) {
       this.logger.warn({ action: 'job.erased_forget_failed', jobId: job.id, err: error }, "an erased image's finished job record stays until its retention ends");
     }
