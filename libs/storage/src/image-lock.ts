@@ -27,7 +27,17 @@ export class ImageLocks {
     const key = this.keys.tenant(tenant).imageLock(imageHash);
     const token = randomUUID();
     const deadline = Date.now() + this.waitMs;
-    while ((await this.redis.set(key, token, 'PX', this.expiresMs, 'NX')) !== 'OK') {
+    for (;;) {
+      let acquired: string | null;
+      try {
+        acquired = await this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
+      } catch (error) {
+        // A timed-out SET (REDIS_COMMAND_TIMEOUT_MS) may still run when Redis answers again, leaving a lock nobody
+        // holds for `expiresMs`; the release, sent after it on the same connection, runs right after it.
+        void this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+        throw error;
+      }
+      if (acquired === 'OK') break;
       if (Date.now() > deadline) throw new AppError(ErrorCode.ServiceUnavailable, 'the image is being changed by another request; try again shortly', { retryAfterSeconds: 1 });
       await sleep(20);
     }
