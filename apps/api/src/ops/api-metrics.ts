@@ -48,12 +48,17 @@ export class ApiMetrics {
   constructor(jobs: InferenceQueue) {
     this.registry.setDefaultLabels({ service: 'api' });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
-    // prom-client collects all metrics of a scrape at once: both series below share this scrape's one read.
+    // prom-client collects all metrics of a scrape at once: both series below share this scrape's one read. A read
+    // Redis has not answered yet is joined by later scrapes rather than repeated, so a frozen Redis (and
+    // REDIS_COMMAND_TIMEOUT_MS=0) never piles up one unanswered read per scrape.
+    let underway: Promise<Record<string, number>> | undefined;
     let pending: Promise<Record<string, number> | undefined> | undefined;
-    const readCounts = () =>
-      (pending ??= answerWithin(jobs.queue.getJobCounts(...JOB_STATES), QUEUE_COUNTS_TIMEOUT_MS)
+    const readCounts = () => {
+      underway ??= jobs.queue.getJobCounts(...JOB_STATES).finally(() => (underway = undefined));
+      return (pending ??= answerWithin(underway, QUEUE_COUNTS_TIMEOUT_MS)
         .catch(() => undefined)
         .finally(() => setImmediate(() => (pending = undefined))));
+    };
     new Gauge({
       name: 'queue_jobs',
       help: 'Jobs in the inference queue by state (read from BullMQ at scrape time)',
