@@ -41,15 +41,16 @@ describe('ApproximateFaceIndex (usearch HNSW, int8)', () => {
     const { candidates, truncated } = index.searchAbove(query, 0.9, Infinity, 16);
     expect(truncated).toBe(false);
     // HNSW is approximate (its threaded build differs run to run, and a node the graph does not reach is not
-    // returned even at k = size): only faces above the floor, and nearly all of them — far more than the first
-    // widths (16, 64, 256), so the search did widen.
+    // returned even at k = size): only faces above the floor, and most of them — more than the widest first
+    // widths (16, 64, 256), so the search did widen. (Under CPU load the build found as few as 282 of the 300
+    // in 900 builds: ≥ 294 failed about 1 run in 100.)
     const found = candidates.map((c) => c.seq);
     expect(found.every((seq) => seq <= 300)).toBe(true);
-    expect(new Set(found).size).toBeGreaterThanOrEqual(294);
+    expect(new Set(found).size).toBeGreaterThan(256);
     expect(candidates.every((c) => c.similarity >= 0.9)).toBe(true);
     const before101 = index.searchAbove(query, 0.9, 101, 16).candidates.map((c) => c.seq);
     expect(before101.every((seq) => seq <= 100)).toBe(true);
-    expect(before101.length).toBeGreaterThanOrEqual(98);
+    expect(before101.length).toBeGreaterThanOrEqual(90);
   });
 
   it('scrubs a removed face: a file saved afterwards no longer holds its vector, and a reload keeps the rest', () => {
