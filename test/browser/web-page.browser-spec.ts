@@ -50,6 +50,11 @@ describe('web page', () => {
     });
   });
 
+  // An app that exited mid-suite fails the tests after it with nothing but ERR_CONNECTION_REFUSED: say why it went.
+  afterEach(() => {
+    for (const app of [api, keyedApi, worker]) if (app?.exited) console.error(`${app.kind} exited before this test ended; its last log lines:\n${app.tail(40)}`);
+  });
+
   afterAll(async () => {
     await browser?.close();
     imageServer?.close();
