@@ -21,12 +21,18 @@ export interface StagedImage {
 export class StagedImageWriter {
   private readonly hash = createHash('sha256');
   private size = 0;
+  /** The file stream's first error: thrown by the next write or by finish(). */
+  private failure?: Error;
 
   private constructor(
     readonly path: string,
     private readonly file: WriteStream,
     private readonly maxBytes: number,
-  ) {}
+  ) {
+    // Always listened to: a write still in flight when discard() destroys the stream (an upload refused with 413
+    // mid-part) completes with ERR_STREAM_DESTROYED, and an 'error' event nobody listens to ends the process.
+    file.on('error', (error) => (this.failure ??= error));
+  }
 
   static async open(store: ContentStore, tenant: TenantId, maxBytes: number): Promise<StagedImageWriter> {
     const path = await store.stagingPath(tenant);
@@ -36,6 +42,7 @@ export class StagedImageWriter {
   }
 
   async write(chunk: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
     this.size += chunk.length;
     if (this.size > this.maxBytes) throw new AppError(ErrorCode.ImageTooLarge, `the image is larger than the ${this.maxBytes}-byte limit (MAX_IMAGE_BYTES)`);
     this.hash.update(chunk);
@@ -45,11 +52,15 @@ export class StagedImageWriter {
   async finish(): Promise<StagedImage> {
     this.file.end();
     await once(this.file, 'close');
+    if (this.failure) throw this.failure;
     return { path: this.path, hash: this.hash.digest('hex'), bytes: this.size };
   }
 
   async discard(): Promise<void> {
+    // Closed before the file is unlinked: a write in flight finishes first (its error is expected, and recorded).
+    const closed = this.file.closed ? Promise.resolve() : once(this.file, 'close').catch(() => undefined);
     this.file.destroy();
+    await closed;
     await unlink(this.path).catch(() => undefined);
   }
 }
