@@ -9,3 +9,4 @@ export * from './worker-registry';
 export * from './event-stream';
 export * from './connection-end';
 export * from './answer-within';
+export * from './connection-errors';

@@ -5,6 +5,7 @@ import { AppConfig } from '@app/config';
 import { RedisKeys } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { closingClient, onConnectionLost } from './connection-end';
+import { logConnectionErrors } from './connection-errors';
 import { assertNoEviction } from './eviction-policy';
 import { RedisConnection } from './redis-connection';
 import { WorkerRegistry } from './worker-registry';
@@ -62,6 +63,7 @@ export class RedisModule {
               enableOfflineQueue: !options.failFast,
               ...(options.commandTimeout && config.values.REDIS_COMMAND_TIMEOUT_MS > 0 ? { commandTimeout: config.values.REDIS_COMMAND_TIMEOUT_MS } : {}),
             });
+            logConnectionErrors(client, logger, connection.describe());
             // One line per (re)connection, naming the node reached: after a failover, the new primary.
             let connectedBefore = false;
             client.on('ready', () => {
