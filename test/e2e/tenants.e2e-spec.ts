@@ -266,6 +266,29 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect(recovered).toEqual([expect.objectContaining({ requestId: erased.headers.get('x-request-id'), service: 'api', models: ['mobilenet_v2', 'yunet'] })]);
   });
 
+  it('an image stored before the limits were tightened is still found and erased after Redis lost its record', async () => {
+    const variant = Buffer.concat([fixture('castle_image.jpg'), Buffer.from('stored-under-wider-limits')]);
+    const hash = sha256(variant);
+    const form = multipart({ models: 'mobilenet_v2' });
+    form.append('images', new Blob([variant]), 'castle.jpg');
+    expect((await call(KEYS.alice, '/v1/analyses', { method: 'POST', body: form })).status).toBe(202);
+    await allDone(KEYS.alice, hash);
+    // An API started later with a pixel limit below this 800×480 photo, sharing the Redis and the content store.
+    const tight = await AppProcess.start('api', { REDIS_URL: redis.url, STORAGE_DIR: storageDir, API_KEYS, RATE_LIMIT_MAX: '0', MAX_IMAGE_PIXELS: '100000' });
+    try {
+      await client.del(...(await client.keys(`iiq:{alice}:*${hash}*`)));
+      const described = await call(KEYS.alice, `/v1/images/${hash}`, {}, tight);
+      expect(described.status).toBe(200);
+      expect(described.body.image).toMatchObject({ hash, width: 800, height: 480 });
+      expect((await call(KEYS.bob, `/v1/images/${hash}`, {}, tight)).status).toBe(404);
+      expect((await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' }, tight)).status).toBe(200);
+      expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
+      expect((await call(KEYS.alice, `/v1/images/${hash}`, {}, tight)).status).toBe(404);
+    } finally {
+      await tight.stop();
+    }
+  });
+
   it('an erasure racing reads of results not computed yet leaves no note of the models beside the erased bytes', async () => {
     const left: string[] = [];
     // The race is narrow (an erasure finishing between a read's addModels and its note): 4 of 40 rounds lost it.

@@ -90,7 +90,13 @@ export class ImagesService {
       if (registered) return registered;
       const bytes = await this.store.get(tenant, hash);
       if (!bytes || createHash('sha256').update(bytes).digest('hex') !== hash) return undefined;
-      const info = await inspectImage(bytes, this.config.imageLimits).catch(() => undefined);
+      // An image stored under limits since tightened (fewer pixels, bytes or frames) is still the tenant's:
+      // registered from its header read with only the format checks, so it can be read and erased (its
+      // analyses then fail as the image fault they are). Bytes that are no accepted image at all are left alone.
+      const limits = this.config.imageLimits;
+      const info =
+        (await inspectImage(bytes, limits).catch(() => undefined)) ??
+        (await inspectImage(bytes, { ...limits, maxBytes: bytes.length, maxPixels: Number.MAX_SAFE_INTEGER, maxFrames: Number.MAX_SAFE_INTEGER, maxAspectRatio: 0 }).catch(() => undefined));
       if (!info) return undefined;
       const meta: ImageMetadata = { hash, bytes: info.bytes, format: info.format, width: info.width, height: info.height, firstSeen: new Date().toISOString() };
       // The models its clients asked for, as noted beside the bytes; results they lost are computed again when
