@@ -91,6 +91,43 @@ describe('HTTP time limits', () => {
     );
   });
 
+  it('slow bodies holding the upload budget are cut at the minimum rate, and a waiting upload holds only its own size', async () => {
+    // Red-team: two keys each declaring a 32 MiB JSON body (half the 64 MiB budget each) and sending a byte every
+    // 500 ms held every image upload of every tenant to 503 until HTTP_REQUEST_TIMEOUT_MS (300 s by default).
+    const keys = { mallory: 'mallory-key', bob: 'bob-key', alice: 'alice-key' };
+    const guarded = await stack.start('api', {
+      API_KEYS: `mallory:${keys.mallory},bob:${keys.bob},alice:${keys.alice}`,
+      RATE_LIMIT_MAX: '0',
+      UPLOAD_RATE_GRACE_MS: '1500',
+      UPLOAD_BUDGET_WAIT_MS: '4000',
+      // Longer than the budget wait: an upload that had to wait for others' answers would be refused.
+      REQUEST_WAIT_MS: '5000',
+    });
+    try {
+      const slow = (key: string) =>
+        holdConnection(guarded.port!, `${head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', `X-Api-Key: ${key}`, `Content-Length: ${32 * 1024 * 1024}`])}\r\n`, { drip: Buffer.from('{"image":"' + 'A'.repeat(100)), everyMs: 500, maxMs: GIVE_UP_MS });
+      const slowOnes = [slow(keys.mallory), slow(keys.bob)];
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      const body = fixture('castle_image.jpg');
+      // No worker: an upload that gets its budget waits REQUEST_WAIT_MS and is answered 202; one that does not, 503.
+      const uploads = await Promise.all(
+        Array.from({ length: 8 }, () => request(`${guarded.url}/v1/classify`, { method: 'POST', headers: { 'x-api-key': keys.alice }, body: multipart({ image: { bytes: body, filename: 'castle.jpg' } }) })),
+      );
+      const [mallory, bob] = await Promise.all(slowOnes);
+      expect(mallory.status).toBe(408);
+      expect(bob.status).toBe(408);
+      expect(mallory.closedByServerAfterMs).toBeLessThan(1500 + 4000);
+      // Eight multipart uploads of one tenant waiting at once: each holds its 70 KB, not MAX_IMAGE_BYTES (10 MiB),
+      // so none is refused for want of budget (before, 3 of one holder's 10 MiB reservations filled its half).
+      expect(uploads.map((answer) => answer.status)).toEqual(Array(8).fill(202));
+      expect(guarded.logsWith('upload.too_slow')).toHaveLength(2);
+      console.log(`slow bodies: 408 after ${mallory.closedByServerAfterMs} / ${bob.closedByServerAfterMs} ms; eight uploads answered within ${Date.now() - started} ms`);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   it('refuses limits that contradict each other, naming them', async () => {
     for (const [env, name] of [
       [{ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '2000' }, 'HTTP_HEADERS_TIMEOUT_MS'],

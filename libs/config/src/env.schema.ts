@@ -73,6 +73,13 @@ export const envSchema = z.object({
   MAX_UPLOAD_BYTES_IN_FLIGHT: int(1024 * 1024, 64 * 1024 * 1024 * 1024, 64 * 1024 * 1024),
   /** How long an image waits for room in that budget before the request gets 503 + Retry-After. */
   UPLOAD_BUDGET_WAIT_MS: int(0, 10 * 60_000, 10_000),
+  /**
+   * A request holding upload budget must send its body at this average rate at least after UPLOAD_RATE_GRACE_MS
+   * (Apache mod_reqtimeout's MinRate idea), else 408: a reservation is made for the declared length before the
+   * body arrives, and a byte now and then held it. 65536 B/s = 512 kbit/s; 0: off.
+   */
+  UPLOAD_MIN_BYTES_PER_SECOND: int(0, 1024 * 1024 * 1024, 64 * 1024),
+  UPLOAD_RATE_GRACE_MS: int(0, 10 * 60_000, 10_000),
   STORAGE_DIR: z.string().min(1).default('data/images'),
   RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */

@@ -30,6 +30,23 @@ describe('ByteBudget', () => {
   });
 });
 
+describe('ByteBudget reservations that shrink', () => {
+  it('gives back what is above the new size at once (to waiters, and within the holder’s share), the rest on release', async () => {
+    const budget = new ByteBudget(100, 1_000);
+    const big = await budget.acquire(50, 'alice');
+    const waiting = budget.acquire(40, 'alice'); // alice is at her half (50)
+    big.shrinkTo(10); // the 40 given back go to alice's waiting reservation at once
+    const second = await waiting;
+    expect(budget.inUse).toBe(50);
+    big.shrinkTo(20); // never grows
+    expect(budget.inUse).toBe(50);
+    big();
+    big();
+    second();
+    expect(budget.inUse).toBe(0);
+  });
+});
+
 describe('ByteBudget holders', () => {
   it('one holder gets at most half the budget: its further reservations wait for its own, others are served past them', async () => {
     const budget = new ByteBudget(100, 1_000);

@@ -6,6 +6,9 @@ interface Waiting {
   grant: () => void;
 }
 
+/** Gives the whole reservation back when called (again: nothing more); `shrinkTo` gives back all above `bytes`. */
+export type Reservation = (() => void) & { shrinkTo: (bytes: number) => void };
+
 const busy = () => new AppError(ErrorCode.ServiceUnavailable, 'too many images are being received at once; try again shortly', { retryAfterSeconds: 2 });
 
 /**
@@ -44,21 +47,25 @@ export class ByteBudget {
   }
 
   /**
-   * Holds `bytes` of the budget (at most the whole budget) until the returned function is called (once).
+   * Holds `bytes` of the budget (at most the whole budget) until the returned function is called; its `shrinkTo`
+   * gives back what the holder turned out not to need (a file smaller than the most it could have been).
    * Throws 503 SERVICE_UNAVAILABLE when `holder` already holds half the budget, or no room frees up in time.
    */
-  async acquire(bytes: number, holder?: string): Promise<() => void> {
+  async acquire(bytes: number, holder?: string): Promise<Reservation> {
     // No single reservation takes more than half: a holder is never the only one served.
-    const amount = Math.min(bytes, holder ? this.capacity / 2 : this.capacity);
+    let amount = Math.min(bytes, holder ? this.capacity / 2 : this.capacity);
     await this.reserve(amount, holder);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.used -= amount;
-      this.forget(holder, amount);
+    const giveBack = (bytes: number) => {
+      amount -= bytes;
+      this.used -= bytes;
+      this.forget(holder, bytes);
       this.grantWaiting();
     };
+    const release = (() => giveBack(amount)) as Reservation;
+    release.shrinkTo = (bytes: number) => {
+      if (bytes < amount) giveBack(amount - Math.max(0, bytes));
+    };
+    return release;
   }
 
   private forget(holder: string | undefined, amount: number): void {

@@ -1,29 +1,49 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { ByteBudget } from './byte-budget';
+import { APP_LOGGER } from '@app/logging';
+import { ByteBudget, Reservation } from './byte-budget';
+import { watchBodyRate } from './body-rate';
 
 /**
  * This API process's budget for request bytes held in memory (MAX_UPLOAD_BYTES_IN_FLIGHT), across all requests,
- * each reservation waiting at most UPLOAD_BUDGET_WAIT_MS.
+ * each reservation waiting at most UPLOAD_BUDGET_WAIT_MS. A request holding part of it must deliver its body at
+ * UPLOAD_MIN_BYTES_PER_SECOND at least (after UPLOAD_RATE_GRACE_MS), else it is answered 408 and closed: a
+ * reservation is made for the declared length before the body arrives, so without a rate a few clients sending a
+ * byte now and then held the budget, and every other client's upload, for up to HTTP_REQUEST_TIMEOUT_MS.
  */
 @Injectable()
 export class UploadBudget extends ByteBudget {
-  private readonly held = new WeakMap<FastifyReply, (() => void)[]>();
+  private readonly held = new WeakMap<FastifyReply, Reservation[]>();
 
-  constructor(config: AppConfig) {
+  constructor(
+    private readonly config: AppConfig,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {
     super(config.values.MAX_UPLOAD_BYTES_IN_FLIGHT, config.values.UPLOAD_BUDGET_WAIT_MS);
   }
 
-  /** Reserves `bytes` for `holder` until `reply` is sent or its connection ends (one listener per reply). */
-  async holdUntilSent(reply: FastifyReply, bytes: number, holder: string): Promise<void> {
-    const release = await this.acquire(bytes, holder);
-    let releases = this.held.get(reply);
-    if (!releases) {
-      const list: (() => void)[] = [];
-      this.held.set(reply, (releases = list));
+  /**
+   * Reserves `bytes` for `holder` until `reply` is sent or its connection ends (one listener per reply), and
+   * holds the request's body to the minimum rate while it is still arriving. Returns the reservation (to shrink).
+   */
+  async holdUntilSent(reply: FastifyReply, bytes: number, holder: string): Promise<Reservation> {
+    const reservation = await this.acquire(bytes, holder);
+    let reservations = this.held.get(reply);
+    if (!reservations) {
+      const list: Reservation[] = [];
+      this.held.set(reply, (reservations = list));
       reply.raw.once('close', () => list.forEach((each) => each()));
+      const env = this.config.values;
+      watchBodyRate(reply.request.raw, env.UPLOAD_MIN_BYTES_PER_SECOND, env.UPLOAD_RATE_GRACE_MS, (received, elapsedMs) => {
+        this.logger.warn(
+          { action: 'upload.too_slow', requestId: reply.request.id, holder, receivedBytes: received, elapsedMs, minBytesPerSecond: env.UPLOAD_MIN_BYTES_PER_SECOND },
+          'request body arrives below UPLOAD_MIN_BYTES_PER_SECOND while holding upload budget: answered 408 and closed',
+        );
+      });
     }
-    releases.push(release);
+    reservations.push(reservation);
+    return reservation;
   }
 }
