@@ -118,6 +118,26 @@ describe('fault: hostile input corpus', () => {
     await expectRefusedThenHealthy('1000 files → analyses', refused);
   });
 
+  it('malformed multipart bodies get 400 on every upload route, never 500', async () => {
+    const part = (boundary: string) => Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="castle.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`), castle]);
+    const cases: [string, string, Buffer][] = [
+      ['no boundary', 'multipart/form-data', castle],
+      ['empty boundary', 'multipart/form-data; boundary=', castle],
+      ['boundary not in the body', 'multipart/form-data; boundary=zzz', castle],
+      ['boundary longer than 256 bytes', `multipart/form-data; boundary=${'b'.repeat(300)}`, part('b'.repeat(300))],
+      ['no closing boundary', 'multipart/form-data; boundary=cut', part('cut')],
+      ['cut in the middle of the part', 'multipart/form-data; boundary=half', part('half').subarray(0, 2000)],
+    ];
+    for (const path of ['/v1/classify', '/predict', '/v1/faces', '/v1/analyses']) {
+      for (const [name, type, body] of cases) {
+        const answer = await rawHttp(api.port!, `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nConnection: close`, body);
+        expect({ path, name, status: answer.status }).toEqual({ path, name, status: 400 });
+      }
+    }
+    await expectRefusedThenHealthy('malformed multipart', await rawHttp(api.port!, `POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=zzz\r\nContent-Length: ${castle.length}\r\nConnection: close`, castle));
+    expect(api.exited).toBe(false);
+  });
+
   it('unknown models are refused before anything is stored', async () => {
     await expectRefusedThenHealthy('unknown model → classify', await request(url('/v1/classify?model=../../models/x'), { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }));
     const form = multipart({ images: { bytes: castle, filename: 'castle.jpg' }, models: 'mobilenet_v2,resnet9000' });

@@ -62,7 +62,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
       this.logger.info({ action: 'http.client_abort', requestId, bytesDeclared: request.headers['content-length'], reason: (exception as Error)?.message }, 'the client closed the connection before its request was received');
       return;
     }
-    const { status, body } = this.describe(exception);
+    const { status, body } = this.describe(exception, request);
     if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
     if (this.unreadBodyTooLarge(request)) {
@@ -91,7 +91,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     return declared === undefined || Number(declared) > this.config.values.MAX_IMAGE_BYTES + 1024 * 1024;
   }
 
-  private describe(exception: unknown): { status: number; body: ErrorBody } {
+  private describe(exception: unknown, request: FastifyRequest | undefined): { status: number; body: ErrorBody } {
     if (exception instanceof AppError) {
       return { status: exception.httpStatus, body: { code: exception.code, message: exception.message, ...(exception.details ? { details: exception.details } : {}) } };
     }
@@ -106,6 +106,9 @@ export class ApiExceptionFilter implements ExceptionFilter {
       const message = tryLaterMessage(tryLater);
       return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message, details: { retryAfterSeconds: tryLater.retryAfterSeconds } } };
     }
+    if (malformedMultipart(exception, request)) {
+      return { status: 400, body: { code: ErrorCode.BadRequest, message: `the multipart body is malformed: ${(exception as Error).message} (a multipart/form-data body needs its boundary parameter, at most 70 characters, and a closing boundary)` } };
+    }
     const fastifyError = exception as { code?: string; statusCode?: number; message?: string };
     const mapped = fastifyError?.code ? FASTIFY_CODES[fastifyError.code] : undefined;
     if (mapped) return { status: mapped.status, body: { code: mapped.code, message: mapped.message?.(this.config.values) ?? fastifyError.message ?? mapped.code } };
@@ -119,6 +122,18 @@ export class ApiExceptionFilter implements ExceptionFilter {
 
 function isHealthReport(response: unknown): boolean {
   return typeof response === 'object' && response !== null && 'status' in response && 'details' in response && 'info' in response;
+}
+
+/**
+ * What busboy (under @fastify/multipart) throws, as plain Errors, for a multipart body it cannot parse: no or an
+ * empty boundary ("Multipart: Boundary not found"), one over 256 bytes (its search needle's limit), a body without
+ * its closing boundary or cut short ("Unexpected end of multipart data", "… terminated early …"). Red-team: each
+ * was a 500.
+ */
+const MULTIPART_PARSE_ERROR = /^Multipart: |unexpected end of multipart data|^The needle cannot/i;
+
+function malformedMultipart(exception: unknown, request: FastifyRequest | undefined): boolean {
+  return exception instanceof Error && MULTIPART_PARSE_ERROR.test(exception.message) && /^multipart\//i.test(request?.headers['content-type'] ?? '');
 }
 
 /** The connection is gone while the request's body was still arriving: the client aborted its upload. */
