@@ -138,6 +138,13 @@ describe('fault: hostile input corpus', () => {
     expect(api.exited).toBe(false);
   });
 
+  it('a face search naming its image two ways at once is refused, not answered for one of them', async () => {
+    const both = await request(url('/v1/faces'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'http://127.0.0.1:9/x.jpg', imageHash: 'a'.repeat(64) }) });
+    expect(both.status).toBe(400);
+    expect(both.body.error.message).toContain('"url" and "imageHash"');
+    await expectRefusedThenHealthy('image and imageHash → faces', await request(url('/v1/faces'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: castle.toString('base64'), imageHash: 'a'.repeat(64) }) }));
+  });
+
   it('unknown models are refused before anything is stored', async () => {
     await expectRefusedThenHealthy('unknown model → classify', await request(url('/v1/classify?model=../../models/x'), { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }));
     const form = multipart({ images: { bytes: castle, filename: 'castle.jpg' }, models: 'mobilenet_v2,resnet9000' });

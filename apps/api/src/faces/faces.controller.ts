@@ -43,6 +43,8 @@ export class FacesController {
   async submit(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const requestId = requestIdOf(request);
     const json = jsonObjectBody(request);
+    const given = json ? ['image', 'url', 'imageHash'].filter((name) => name in json) : [];
+    if (given.length > 1) throw new AppError(ErrorCode.BadRequest, `send one of "image", "url" or "imageHash", not ${given.map((name) => `"${name}"`).join(' and ')}`);
     if (json && 'imageHash' in json) {
       if (typeof json.imageHash !== 'string') throw new AppError(ErrorCode.InvalidParameter, '"imageHash" must be a string');
       return this.answer(await this.faces.submitStored(tenant, requestId, json.imageHash), reply);
