@@ -87,6 +87,29 @@ describe('ClassifyCoalescer', () => {
     expect(sent.map((group) => group.items)).toEqual([['a'], ['b'], ['c']]);
   });
 
+  it('a group of several whose every client left is dropped; one with a client still waiting is not', async () => {
+    const dropped: string[] = [];
+    const sent: string[] = [];
+    const coalescer = new ClassifyCoalescer<string>(
+      async (_model, jobId) => void sent.push(jobId),
+      { max: 2, inFlightLimit: 1, delayMs: 10_000 },
+      undefined,
+      async (_model, jobId) => (dropped.push(jobId), true),
+    );
+    const single = coalescer.join('m', 'a');
+    const [b, c] = [coalescer.join('m', 'b'), coalescer.join('m', 'c')];
+    const [d, e] = [coalescer.join('m', 'd'), coalescer.join('m', 'e')];
+    single.release(true);
+    b.release(true);
+    c.release(true);
+    d.release(true);
+    e.release(false);
+    await expect(single.dropped).resolves.toBe(false);
+    await expect(b.dropped).resolves.toBe(true);
+    await expect(d.dropped).resolves.toBe(false);
+    expect(dropped).toEqual([b.jobId]);
+  });
+
   it("a failed send rejects every member's wait, and the job leaves the count once they release", async () => {
     const { coalescer } = harness({ max: 2, inFlightLimit: 1, delayMs: 10_000 }, new Error('redis down'));
     const a = coalescer.join('m', 'a');

@@ -12,6 +12,9 @@ export interface CoalescerOptions {
 /** Sends one group as one queue job: `jobId` is the group's id; a group of one is a plain single job. */
 export type SendGroup<T> = (model: string, jobId: string, items: T[]) => Promise<void>;
 
+/** Removes the job of a group of several whose every client hung up; true when it was removed (no worker held it). */
+export type DropGroup = (model: string, jobId: string, size: number) => Promise<boolean>;
+
 /** One request's place in a group. */
 export interface CoalescedTicket {
   /** The queue job's id (a UUID), known from the start so the request can wait on it before it is sent. */
@@ -20,8 +23,16 @@ export interface CoalescedTicket {
   index: number;
   /** Resolves with the group's size once its job is added; rejects with the send's error. */
   sent: Promise<number>;
-  /** The request waits no more for the job (answered, timed out, gone): once every member has, the job leaves the model's in-flight count. */
-  release(): void;
+  /**
+   * The request waits no more for the job (answered, timed out, gone; `abandoned`: its client hung up): once every
+   * member has, the job leaves the model's in-flight count.
+   */
+  release(abandoned?: boolean): void;
+  /**
+   * Settles once every member released: true when the group had several members, every one of them abandoned,
+   * and its job was removed before a worker took it; false otherwise (its items run, unread).
+   */
+  dropped: Promise<boolean>;
 }
 
 interface Group<T> {
@@ -36,6 +47,10 @@ interface Group<T> {
   timer?: NodeJS.Timeout;
   /** Counted in the model's in-flight jobs (from its send until every member released it). */
   inFlight: boolean;
+  /** Members released as abandoned. */
+  abandoned: number;
+  dropped: Promise<boolean>;
+  settleDropped: (dropped: boolean) => void;
 }
 
 /**
@@ -55,6 +70,7 @@ export class ClassifyCoalescer<T> {
     private readonly options: CoalescerOptions,
     /** Called with each group's size as it is sent (a metric). */
     private readonly onSend: (model: string, size: number) => void = () => undefined,
+    private readonly drop: DropGroup = async () => false,
   ) {}
 
   /** Jobs of the model sent from here whose requests still wait (for tests and metrics). */
@@ -86,16 +102,20 @@ export class ClassifyCoalescer<T> {
       jobId: group.jobId,
       index,
       sent,
-      release: () => {
+      dropped: owner.dropped,
+      release: (abandoned = false) => {
         if (released) return;
         released = true;
+        if (abandoned) owner.abandoned++;
         if (--owner.holders === 0) this.finished(owner);
       },
     };
   }
 
   private newGroup(model: string): Group<T> {
-    return { jobId: randomUUID(), model, items: [], holders: 0, resolveSent: () => undefined, rejectSent: () => undefined, inFlight: false };
+    let settleDropped: (dropped: boolean) => void = () => undefined;
+    const dropped = new Promise<boolean>((resolve) => (settleDropped = resolve));
+    return { jobId: randomUUID(), model, items: [], holders: 0, resolveSent: () => undefined, rejectSent: () => undefined, inFlight: false, abandoned: 0, dropped, settleDropped };
   }
 
   private flush(group: Group<T>): void {
@@ -115,6 +135,9 @@ export class ClassifyCoalescer<T> {
   private finished(group: Group<T>): void {
     if (!group.inFlight) return;
     group.inFlight = false;
+    if (group.items.length > 1 && group.abandoned === group.items.length) {
+      this.drop(group.model, group.jobId, group.items.length).then(group.settleDropped, () => group.settleDropped(false));
+    } else group.settleDropped(false);
     const count = this.inFlightOf(group.model) - 1;
     if (count > 0) this.inFlight.set(group.model, count);
     else this.inFlight.delete(group.model);

@@ -47,7 +47,8 @@ interface CoalescedRequest {
  * jobs of their model in flight go together as one classify-batch job (ClassifyCoalescer); each request reads its
  * own item of the job's result and answers to the id `<job>.<index>`. A request that finds fewer in flight is sent
  * at once as a single classify job, exactly as without coalescing. A batch item whose client hung up is not
- * removed (its job holds other requests' images): it runs, unread.
+ * removed while its job holds other requests' images that someone waits for: it runs, unread. A batch job all of
+ * whose clients hung up is dropped like a single one.
  */
 @Injectable()
 export class ClassifyService {
@@ -64,6 +65,7 @@ export class ClassifyService {
       (model, jobId, items) => this.sendGroup(model, jobId, items),
       { max: env.CLASSIFY_COALESCE_MAX, inFlightLimit: env.CLASSIFY_COALESCE_IN_FLIGHT, delayMs: env.CLASSIFY_COALESCE_DELAY_MS },
       (model, size) => metrics.coalescedGroupSize.observe({ model }, size),
+      (_model, jobId, size) => this.jobs.dropAbandonedBatch(jobId, size),
     );
   }
 
@@ -87,7 +89,8 @@ export class ClassifyService {
       /** Set when the request went as item `index` of a classify-batch job. */
       let index: number | undefined;
       let enqueue: () => Promise<void>;
-      let release = () => undefined as void;
+      let release: (abandoned: boolean) => void = () => undefined;
+      let dropped: Promise<boolean> = Promise.resolve(false);
       if (!coalescing) {
         const id = (jobId = randomUUID());
         // The waiter listens before the job exists, so its completion event cannot come first.
@@ -110,17 +113,18 @@ export class ClassifyService {
         const ticket = this.coalescer.join(model.name, { bytes: request.bytes, requestId: request.requestId, tenant: request.tenant, topk });
         jobId = ticket.jobId;
         release = ticket.release;
+        dropped = ticket.dropped;
         enqueue = async () => {
           const size = await ticket.sent;
           if (size > 1) index = ticket.index;
           logEnqueued(size > 1 ? classifyItemId(ticket.jobId, ticket.index) : ticket.jobId, size > 1 ? { batchJobId: ticket.jobId, groupSize: size } : {});
         };
       }
-      let outcome;
+      let outcome: JobOutcome | undefined;
       try {
         outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal, { enqueue });
       } finally {
-        release();
+        release(outcome?.state === 'abandoned');
       }
       const id = index === undefined ? jobId : classifyItemId(jobId, index);
       if (index !== undefined && outcome.state === 'completed') outcome = itemOutcome(outcome.result, index);
@@ -141,9 +145,12 @@ export class ClassifyService {
         case 'abandoned':
           if (index === undefined) await this.abandon(jobId, request.requestId);
           else {
-            // Its job carries other requests' images: nothing to remove; the item runs, unread.
-            this.metrics.abandonedJobs.inc({ outcome: 'running' });
-            this.logger.info({ action: 'job.abandoned', requestId: request.requestId, jobId: id, dropped: false }, 'client left; its item of a coalesced job runs, unread');
+            // Its job carries other requests' images: it is removed only when every one of its clients left
+            // before a worker took it; otherwise the item runs, unread. Known once the group's last request ends.
+            void dropped.then((gone) => {
+              this.metrics.abandonedJobs.inc({ outcome: gone ? 'dropped' : 'running' });
+              this.logger.info({ action: 'job.abandoned', requestId: request.requestId, jobId: id, dropped: gone }, gone ? 'every client of a coalesced job left before a worker took it: dropped' : 'client left; its item of a coalesced job runs, unread');
+            });
           }
           return { kind: 'abandoned', jobId: id };
         case 'vanished':

@@ -65,6 +65,13 @@ export class InferenceQueue {
     await this.queue.add(InferenceJobName.ClassifyBatch, payload, { ...jobRetention(this.config.values), jobId, priority: JobPriority.Interactive });
   }
 
+  /** A classify-batch job every client of which hung up: removed with its items' bytes unless a worker holds it. */
+  async dropAbandonedBatch(jobId: string, size: number): Promise<boolean> {
+    const removed = (await this.queue.remove(jobId)) === 1;
+    if (removed) await this.redis.del(...Array.from({ length: size }, (_, index) => this.keys.batchBlob(jobId, index)));
+    return removed;
+  }
+
   /** The bytes of one item of a classify-batch job that has its final outcome (the worker deletes them too). */
   async releaseItemBlob(jobId: string, index: number): Promise<void> {
     await this.redis.del(this.keys.batchBlob(jobId, index));
