@@ -17,6 +17,8 @@ describe('coalesced classify requests (real Redis, real models)', () => {
   let api: AppProcess;
   /** Answers 202 after 300 ms. */
   let shortApi: AppProcess;
+  /** Answers 202 after 300 ms; its jobs' deadline passes after 1 s. */
+  let deadlineApi: AppProcess;
   let worker: AppProcess | undefined;
   let env: Record<string, string>;
   const castle = fixture('castle_image.jpg');
@@ -34,11 +36,15 @@ describe('coalesced classify requests (real Redis, real models)', () => {
       CLASSIFY_COALESCE_IN_FLIGHT: '1',
       CLASSIFY_COALESCE_DELAY_MS: '500',
     };
-    [api, shortApi] = await Promise.all([AppProcess.start('api', env), AppProcess.start('api', { ...env, REQUEST_WAIT_MS: '300' })]);
+    [api, shortApi, deadlineApi] = await Promise.all([
+      AppProcess.start('api', env),
+      AppProcess.start('api', { ...env, REQUEST_WAIT_MS: '300' }),
+      AppProcess.start('api', { ...env, REQUEST_WAIT_MS: '300', JOB_DEADLINE_MS: '1000' }),
+    ]);
   });
 
   afterAll(async () => {
-    await Promise.all([api?.stop(), shortApi?.stop(), worker?.stop()]);
+    await Promise.all([api?.stop(), shortApi?.stop(), deadlineApi?.stop(), worker?.stop()]);
     await redis?.stop();
   });
 
@@ -84,6 +90,21 @@ describe('coalesced classify requests (real Redis, real models)', () => {
     expect((await readJob(KEYS.alice, alice.body.id.split('.')[0])).status).toBe(404);
   });
 
+  /** Items whose deadline passes before a worker reaches them. */
+  let expired: string[] = [];
+
+  it('items whose deadline passed before a worker reached them are queued (202) and will be skipped', async () => {
+    const first = classify(deadlineApi, KEYS.alice, castle);
+    await deadlineApi.waitForLog((line) => line.action === 'job.enqueued');
+    const grouped = await Promise.all([classify(deadlineApi, KEYS.alice, kitten, 'image/png'), classify(deadlineApi, KEYS.bob, beagle, 'image/png')]);
+    expect((await first).status).toBe(202);
+    expect(grouped.map((answer) => answer.status)).toEqual([202, 202]);
+    expired = grouped.map((answer) => answer.body.id);
+    for (const id of expired) expect(id).toMatch(/^[0-9a-f-]{36}\.[01]$/);
+    // JOB_DEADLINE_MS (1 s) passes before the next test starts the worker.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+  });
+
   it('concurrent requests of two tenants form one group; each gets its own labels; a corrupt image fails alone', async () => {
     const before = api.logsWith('job.enqueued').length;
     const first = classify(api, KEYS.alice, castle);
@@ -123,8 +144,12 @@ describe('coalesced classify requests (real Redis, real models)', () => {
     expect(series('count')).toBe(2);
     expect(series('sum')).toBe(7);
     // The worker ran the six items as one job and logged each with its request id.
-    await until(() => worker!.logsWith('job.item_completed').length + worker!.logsWith('job.item_failed').length >= 6, 10_000, 'item lines');
-    expect(worker!.logsWith('job.item_failed').map((line) => line.error)).toEqual([expect.stringContaining('IMAGE_DECODE_FAILED')]);
+    // (2 items of the first test, 2 past their deadline, these 6)
+    await until(() => worker!.logsWith('job.item_completed').length + worker!.logsWith('job.item_failed').length >= 10, 10_000, 'item lines');
+    const itemFailures = worker!.logsWith('job.item_failed').map((line) => String(line.error));
+    expect(itemFailures.filter((error) => error.includes('IMAGE_DECODE_FAILED'))).toHaveLength(1);
+    expect(itemFailures.filter((error) => error.includes('DEADLINE_EXCEEDED'))).toHaveLength(2);
+    expect(itemFailures).toHaveLength(3);
   });
 
   it('the timed-out items are answered once a worker ran them: each to its own tenant', async () => {
@@ -136,5 +161,15 @@ describe('coalesced classify requests (real Redis, real models)', () => {
     expect(bobs.body).toMatchObject({ id: bob.body.id, name: 'classify', state: 'completed' });
     expect(bobs.body.result.predictions[0].label).toBe('castle');
     expect((await readJob(KEYS.bob, alice.body.id)).status).toBe(404);
+  });
+
+  it('items past their deadline were skipped by the worker: each failed alone with DEADLINE_EXCEEDED', async () => {
+    for (const [key, id] of [
+      [KEYS.alice, expired[0]],
+      [KEYS.bob, expired[1]],
+    ]) {
+      const read = await request(`${deadlineApi.url}/v1/jobs/${id}`, { headers: { 'x-api-key': key } });
+      expect(read.body).toMatchObject({ id, name: 'classify', state: 'failed', error: { code: 'DEADLINE_EXCEEDED' } });
+    }
   });
 });
