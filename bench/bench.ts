@@ -138,14 +138,22 @@ async function service(redis: TestRedis, env: Record<string, string>, prefix: st
       out.oneClient = single;
     }
     const meter = new CpuMeter(pids);
+    const commandsBefore32 = await redisCommandCount(redis);
+    const enqueuedBefore32 = api.logsWith('job.enqueued').length;
     out.clients32 = await serviceRun(api.url, 32, N.throughput);
     out.cpuMsClients32 = roundAll(meter.per(N.throughput));
+    out.redisCommandsPerRequestClients32 = round(((await redisCommandCount(redis)) - commandsBefore32) / N.throughput, 1);
+    // Classify coalescing (CLASSIFY_COALESCE_*): queue jobs per request at 32 clients (1: every request its own job).
+    const enqueued32 = api.logsWith('job.enqueued').slice(enqueuedBefore32);
+    out.queueJobsPerRequestClients32 = round(new Set(enqueued32.map((line) => String(line.batchJobId ?? line.jobId))).size / Math.max(1, enqueued32.length), 3);
     // Redis' own CPU per request at load (one node: on a Cluster the queue's whole slot lives on one primary too),
     // and so how many requests per second one Redis core carries before Redis, not the workers, is the limit.
     const redisCpu = Number((out.cpuMsClients32 as Record<string, number>).redis);
     out.redisCpuMsPerRequest = round(redisCpu, 3);
     out.requestsPerRedisCoreSecond = redisCpu > 0 ? Math.round(1000 / redisCpu) : 'n/a';
-    const batchSizes = worker.logsWith('job.completed').map((line) => Number(line.batchSize ?? 1));
+    // A coalesced job's images each log their own model batch (job.item_completed).
+    const imageLines = [...worker.logsWith('job.completed').filter((line) => line.jobName !== 'classify-batch'), ...worker.logsWith('job.item_completed')];
+    const batchSizes = imageLines.map((line) => Number(line.batchSize ?? 1));
     out.meanBatchSize = round(batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length), 2);
     const delays = worker.logsWith('worker.heartbeat').map((line) => Number(line.eventLoopDelayMaxMs ?? 0));
     out.workerEventLoopDelayMaxMs = delays.length ? Math.max(...delays) : null;
@@ -386,6 +394,8 @@ async function main(): Promise<void> {
       ['service p50/p95/p99 32 clients (ms)', `${svc.clients32.p50} / ${svc.clients32.p95} / ${svc.clients32.p99}`],
       ['service mean batch size at 32 clients', svc.meanBatchSize],
       ['service Redis commands per request (incl. inside Lua)', svc.redisCommandsPerRequest],
+      ['service Redis commands per request at 32 clients', svc.redisCommandsPerRequestClients32],
+      ['service queue jobs per request at 32 clients (coalescing)', svc.queueJobsPerRequestClients32],
       ['service Redis CPU per request at 32 clients (ms)', svc.redisCpuMsPerRequest],
       ['requests/s one Redis core carries at that cost', svc.requestsPerRedisCoreSecond],
       ['worker event-loop delay max (ms)', svc.workerEventLoopDelayMaxMs ?? 'n/a'],
@@ -408,7 +418,8 @@ async function main(): Promise<void> {
       console.log(`  p50 1 client ${variant.oneClient.p50} ms (service ${svc.oneClient.p50}); req/s 32 clients ${variant.clients32.throughput} (${svc.clients32.throughput})`);
       console.log(`  CPU ms/req 1 client ${JSON.stringify(variant.cpuMsOneClient)} (${JSON.stringify(svc.cpuMsOneClient)})`);
       console.log(`  CPU ms/req 32 clients ${JSON.stringify(variant.cpuMsClients32)} (${JSON.stringify(svc.cpuMsClients32)})`);
-      console.log(`  Redis commands per request ${variant.redisCommandsPerRequest} (${svc.redisCommandsPerRequest})`);
+      console.log(`  Redis commands per request 1 client ${variant.redisCommandsPerRequest} (${svc.redisCommandsPerRequest}); 32 clients ${variant.redisCommandsPerRequestClients32} (${svc.redisCommandsPerRequestClients32})`);
+      console.log(`  queue jobs per request 32 clients ${variant.queueJobsPerRequestClients32} (${svc.queueJobsPerRequestClients32}); mean model batch ${variant.meanBatchSize} (${svc.meanBatchSize}); p50 32 clients ${variant.clients32.p50} ms (${svc.clients32.p50})`);
     }
     const byName = (counts: Record<string, number>) => Object.entries(counts).slice(0, 14).map(([name, n]) => `${name} ${n}`).join(', ');
     console.log(`\nRedis commands per request, 1 client (service): ${byName(svc.redisCommandsByName)}`);

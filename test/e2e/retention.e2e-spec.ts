@@ -21,7 +21,9 @@ describe('retention: what N jobs of each outcome leave in Redis', () => {
   const stack = new TestStack();
   let client: Redis;
   let api: AppProcess;
-  const env = { EVENTS_MAX_LEN: String(EVENTS_MAX_LEN), COMPLETED_JOB_MAX_COUNT: String(KEEP), FAILED_JOB_MAX_COUNT: String(KEEP), JOB_ATTEMPTS: '1' };
+  // One queue job per request (CLASSIFY_COALESCE_MAX=1): the test counts job records, bytes keys and events per
+  // request; a coalesced job is kept and trimmed by the same settings, one record for its whole group.
+  const env = { EVENTS_MAX_LEN: String(EVENTS_MAX_LEN), COMPLETED_JOB_MAX_COUNT: String(KEEP), FAILED_JOB_MAX_COUNT: String(KEEP), JOB_ATTEMPTS: '1', CLASSIFY_COALESCE_MAX: '1' };
   const classify = (bytes: Buffer, signal?: AbortSignal) => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: bytes, signal });
   /** Memory of the data itself (INFO memory's used_memory_dataset): without client buffers, which shrink by themselves later. */
   // Redis computes it as used_memory − used_memory_overhead in unsigned arithmetic: while the overhead briefly

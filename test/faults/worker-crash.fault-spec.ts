@@ -50,8 +50,9 @@ describe('fault: worker killed mid-batch', () => {
     // recorded as done was run again by the replacement, whose run is the answer the client got.
     const doomedId = doomed.logsWith('worker.ready')[0].workerId;
     const replacementId = replacement.logsWith('worker.ready')[0].workerId;
+    // Keyed by queue job: a request coalesced with others (CLASSIFY_COALESCE_*) answers to `<job>.<index>`.
     const finishedBy = new Map<string, unknown>();
-    for (const { jobId } of outcomes) finishedBy.set(String(jobId), (await request(`${api.url}/v1/jobs/${jobId}`)).body.result.workerId);
+    for (const { jobId } of outcomes) finishedBy.set(queueJobOf(jobId), (await request(`${api.url}/v1/jobs/${jobId}`)).body.result.workerId);
     expect(new Set(finishedBy.values())).toEqual(new Set([doomedId, replacementId]));
     const orphaned = [...candidates].filter((jobId) => finishedBy.get(jobId) !== doomedId);
     expect(orphaned.length).toBeGreaterThan(0);
@@ -104,7 +105,9 @@ describe('fault: worker killed, default lock settings', () => {
     expect(outcomes.filter((outcome) => outcome.status !== 200 || outcome.label !== outcome.expected)).toEqual([]);
     const survivorId = survivor.logsWith('worker.ready')[0].workerId;
     const orphans: string[] = [];
-    for (const jobId of candidates) if ((await request(`${api.url}/v1/jobs/${jobId}`)).body.result.workerId === survivorId) orphans.push(jobId);
+    // A coalesced job is read through one of its requests' ids (`<job>.<index>`).
+    const answerOf = new Map(outcomes.map((outcome) => [queueJobOf(outcome.jobId), String(outcome.jobId)]));
+    for (const jobId of candidates) if ((await request(`${api.url}/v1/jobs/${answerOf.get(jobId) ?? jobId}`)).body.result.workerId === survivorId) orphans.push(jobId);
     expect(orphans.length).toBeGreaterThan(0);
     await until(() => orphans.every((jobId) => survivor.logsWith('job.completed').some((line) => line.jobId === jobId)), 10_000, 'the survivor to log the orphans');
     const recoveredAt = Math.max(...survivor.logsWith('job.completed').filter((line) => orphans.includes(String(line.jobId))).map((line) => Date.parse(String(line.time))));
@@ -113,6 +116,11 @@ describe('fault: worker killed, default lock settings', () => {
     expect(recoveredAt - killedAt).toBeLessThan(20_000);
   });
 });
+
+/** The queue job a request's id names: its own, or the coalesced job it is item `<job>.<index>` of. */
+function queueJobOf(id: unknown): string {
+  return String(id).split('.')[0];
+}
 
 /** Jobs this worker logged as started and not as finished. */
 function startedNotFinished(worker: AppProcess): Set<string> {

@@ -10,6 +10,7 @@ import { FaceIndex, faceIndexOptions } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
 import { WorkerHttp } from './ops/worker-http';
 import { WorkerMetrics } from './ops/worker-metrics';
+import { ClassifyBatchHandler } from './classify/classify-batch.handler';
 import { ClassifyHandler } from './classify/classify.handler';
 import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageInference } from './inference/image-inference';
@@ -39,6 +40,7 @@ export class WorkerModule {
         ImageSource,
         ImageInference,
         ClassifyHandler,
+        ClassifyBatchHandler,
         AnalyzeHandler,
         {
           provide: FaceIndex,

@@ -128,6 +128,16 @@ export const envSchema = z.object({
 
   /** Back-pressure: waiting jobs beyond which new work is refused at once (503 + Retry-After). */
   MAX_QUEUE_DEPTH: int(1, 10_000_000, 1000),
+  /**
+   * Classify coalescing (API): while this API has CLASSIFY_COALESCE_IN_FLIGHT classify jobs of a model unanswered,
+   * further requests for that model wait together and go as one `classify-batch` job of up to CLASSIFY_COALESCE_MAX
+   * images, sent when full, when an earlier job of the model is answered, or CLASSIFY_COALESCE_DELAY_MS after the
+   * group's first request at the latest. A request that finds fewer jobs in flight goes at once as a single job.
+   * CLASSIFY_COALESCE_MAX=1 turns coalescing off.
+   */
+  CLASSIFY_COALESCE_MAX: int(1, 64, 8),
+  CLASSIFY_COALESCE_IN_FLIGHT: int(1, 10_000, 2),
+  CLASSIFY_COALESCE_DELAY_MS: int(0, 1000, 5),
   /** The worker's health/metrics port; unset: PORT + 1 (3001), so API and worker on one host never collide. */
   WORKER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 

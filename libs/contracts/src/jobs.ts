@@ -26,6 +26,30 @@ export interface ClassifyJobData {
   deadlineAt: number;
 }
 
+/** One request's image in a classify-batch job: what ClassifyJobData holds, less the model (the batch's). */
+export interface ClassifyBatchItem {
+  requestId: string;
+  /** Who asked: GET /v1/jobs/<job>.<index> answers only this tenant. A batch mixes tenants, as an ONNX batch does. */
+  tenant: TenantId;
+  image: ImageRef;
+  topk: number;
+  enqueuedAt: number;
+  /** Past this (epoch ms) the worker skips the item (DEADLINE_EXCEEDED for it alone). */
+  deadlineAt: number;
+}
+
+export interface ClassifyBatchJobData {
+  model: string;
+  items: ClassifyBatchItem[];
+}
+
+/** Each item's own outcome, in the order of ClassifyBatchJobData.items: a bad image fails only its item. */
+export type ClassifyBatchItemOutcome = { result: ClassifyJobResult } | { /** encodeJobError text, read with decodeJobError */ error: string };
+
+export interface ClassifyBatchJobResult {
+  items: ClassifyBatchItemOutcome[];
+}
+
 export interface Prediction {
   index: number;
   label: string;

@@ -6,6 +6,11 @@ export const INFERENCE_QUEUE = 'inference';
 /** Job names on INFERENCE_QUEUE; the worker dispatches on these. */
 export enum InferenceJobName {
   Classify = 'classify',
+  /**
+   * Several classify requests for one model, coalesced by an API whose earlier classify jobs of that model are
+   * still in flight: one queue round trip for up to CLASSIFY_COALESCE_MAX images (ClassifyBatchJobData).
+   */
+  ClassifyBatch = 'classify-batch',
   /** One (image hash, model) pair of an analysis; result kept in the result store. */
   Analyze = 'analyze',
   /** Detect, embed and match every face of one stored image. */
@@ -42,3 +47,21 @@ export const JobPriority = {
   Interactive: 1,
   Bulk: 10,
 } as const;
+
+/**
+ * The id a request of a coalesced classify job answers to (202 Location, GET /v1/jobs/:id): the batch job's
+ * UUID and the item's index, `<uuid>.<index>`.
+ */
+export function classifyItemId(batchJobId: string, index: number): string {
+  return `${batchJobId}.${index}`;
+}
+
+/** A classify request's id: a job's UUID, or `<uuid>.<index>` for one item of a classify-batch job. */
+export const CLASSIFY_ID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.(0|[1-9][0-9]{0,3}))?$/;
+
+/** The job id and item index (undefined: a single classify job) of a classify request id, or undefined when it is not one. */
+export function parseClassifyId(id: string): { jobId: string; index?: number } | undefined {
+  const match = CLASSIFY_ID.exec(id);
+  if (!match) return undefined;
+  return { jobId: match[1], index: match[2] === undefined ? undefined : Number(match[2]) };
+}

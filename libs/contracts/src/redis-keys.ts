@@ -30,6 +30,14 @@ export class RedisKeys {
   }
 
   /**
+   * The bytes of item `index` of a classify-batch job (string, TTL). Tagged with the job id, so a job's keys share
+   * one Cluster slot: the API SETs them in one pipeline, the worker reads them with one MGET and DELs them at once.
+   */
+  batchBlob(jobId: string, index: number): string {
+    return `${this.prefix}:blob:{${jobId}}.${index}`;
+  }
+
+  /**
    * A worker's heartbeat: its id, pid, loaded models (string JSON, TTL a few heartbeats). Tagged like liveWorkers,
    * with which one script writes it.
    */

@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
+import { AppError, ClassifyBatchJobResult, classifyItemId, ClassifyJobResult, decodeJobError, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { InferenceQueue } from '../jobs/inference-queue';
-import { JobWaiter } from '../jobs/job-waiter';
+import { JobOutcome, JobWaiter } from '../jobs/job-waiter';
 import { ModelDirectory } from '../models/model-directory';
 import { ApiMetrics } from '../ops/api-metrics';
+import { ClassifyCoalescer } from './classify-coalescer';
 
 export const DEFAULT_CLASSIFIER = 'mobilenet_v2';
 
@@ -29,10 +30,25 @@ export type ClassifyOutcome =
   /** The client left before the answer; nobody can read the result (it never got the job id). */
   | { kind: 'abandoned'; jobId: string };
 
+/** What a request brings to a coalesced group (ClassifyCoalescer). */
+interface CoalescedRequest {
+  bytes: Buffer;
+  requestId: string;
+  tenant: TenantId;
+  topk: number;
+}
+
 /**
  * Synchronous classification: validate, queue one job, wait for its answer up to REQUEST_WAIT_MS. The request
  * holds the image bytes until it is answered, so a job that vanishes from Redis meanwhile is queued once more;
  * a second loss is a 503. A job whose client hung up before a worker took it is dropped.
+ *
+ * With CLASSIFY_COALESCE_MAX > 1, requests that arrive while this API already has CLASSIFY_COALESCE_IN_FLIGHT
+ * jobs of their model in flight go together as one classify-batch job (ClassifyCoalescer); each request reads its
+ * own item of the job's result and answers to the id `<job>.<index>`. A request that finds fewer in flight is sent
+ * at once as a single classify job, exactly as without coalescing. A batch item whose client hung up is not
+ * removed while its job holds other requests' images that someone waits for: it runs, unread. A batch job all of
+ * whose clients hung up is dropped like a single one.
  */
 @Injectable()
 export class ClassifyService {
@@ -43,7 +59,17 @@ export class ClassifyService {
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    const env = config.values;
+    this.coalescer = new ClassifyCoalescer<CoalescedRequest>(
+      (model, jobId, items) => this.sendGroup(model, jobId, items),
+      { max: env.CLASSIFY_COALESCE_MAX, inFlightLimit: env.CLASSIFY_COALESCE_IN_FLIGHT, delayMs: env.CLASSIFY_COALESCE_DELAY_MS },
+      (model, size) => metrics.coalescedGroupSize.observe({ model }, size),
+      (_model, jobId, size) => this.jobs.dropAbandonedBatch(jobId, size),
+    );
+  }
+
+  private readonly coalescer: ClassifyCoalescer<CoalescedRequest>;
 
   async classify(request: ClassifyRequest): Promise<ClassifyOutcome> {
     const started = performance.now();
@@ -52,49 +78,103 @@ export class ClassifyService {
     const topk = parseTopK(request.topk);
     const image = await inspectImage(request.bytes, this.config.imageLimits);
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
+    const coalescing = env.CLASSIFY_COALESCE_MAX > 1;
     for (let attempt = 1; ; attempt++) {
-      const jobId = randomUUID();
-      // The waiter listens before the job exists, so its completion event cannot come first.
-      const enqueue = async () => {
-        const now = Date.now();
-        await this.jobs.enqueueClassify(jobId, request.bytes, {
-          requestId: request.requestId,
-          tenant: request.tenant,
-          model: model.name,
-          topk,
-          enqueuedAt: now,
-          deadlineAt: now + env.JOB_DEADLINE_MS,
-        });
+      const logEnqueued = (jobId: string, extra: Record<string, unknown> = {}) =>
         this.logger.info(
-          { action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId: request.requestId, jobId, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
+          { action: attempt === 1 ? 'job.enqueued' : 'job.requeued', requestId: request.requestId, jobId, ...extra, model: model.name, format: image.format, width: image.width, height: image.height, bytes: image.bytes },
           attempt === 1 ? 'classify job queued' : 'classify job vanished from Redis; queued again',
         );
-      };
-      const outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal, { enqueue });
+      let jobId: string;
+      /** Set when the request went as item `index` of a classify-batch job. */
+      let index: number | undefined;
+      let enqueue: () => Promise<void>;
+      let release: (abandoned: boolean) => void = () => undefined;
+      let dropped: Promise<boolean> = Promise.resolve(false);
+      if (!coalescing) {
+        const id = (jobId = randomUUID());
+        // The waiter listens before the job exists, so its completion event cannot come first.
+        enqueue = async () => {
+          const now = Date.now();
+          await this.jobs.enqueueClassify(id, request.bytes, {
+            requestId: request.requestId,
+            tenant: request.tenant,
+            model: model.name,
+            topk,
+            enqueuedAt: now,
+            deadlineAt: now + env.JOB_DEADLINE_MS,
+          });
+          logEnqueued(id);
+        };
+      } else {
+        // Back-pressure before the request joins a group, so a full queue refuses it with nothing stored.
+        await this.jobs.assertCapacity();
+        // No await between join and wait: the waiter listens before the group's job can exist.
+        const ticket = this.coalescer.join(model.name, { bytes: request.bytes, requestId: request.requestId, tenant: request.tenant, topk });
+        jobId = ticket.jobId;
+        release = ticket.release;
+        dropped = ticket.dropped;
+        enqueue = async () => {
+          const size = await ticket.sent;
+          if (size > 1) index = ticket.index;
+          logEnqueued(size > 1 ? classifyItemId(ticket.jobId, ticket.index) : ticket.jobId, size > 1 ? { batchJobId: ticket.jobId, groupSize: size } : {});
+        };
+      }
+      let outcome: JobOutcome | undefined;
+      try {
+        outcome = await this.waiter.wait(jobId, Math.max(0, waitUntil - Date.now()), request.signal, { enqueue });
+      } finally {
+        release(outcome?.state === 'abandoned');
+      }
+      const id = index === undefined ? jobId : classifyItemId(jobId, index);
+      if (index !== undefined && outcome.state === 'completed') outcome = itemOutcome(outcome.result, index);
       switch (outcome.state) {
         case 'completed': {
           // The worker deletes the bytes once the job is recorded as completed (a worker killed just then
           // leaves them to BLOB_TTL_SECONDS): no second DEL from here.
           const totalMs = Math.round((performance.now() - started) * 100) / 100;
           this.metrics.endToEnd.observe({ model: model.name }, totalMs / 1000);
-          return { kind: 'completed', jobId, result: outcome.result as ClassifyJobResult, totalMs };
+          return { kind: 'completed', jobId: id, result: outcome.result as ClassifyJobResult, totalMs };
         }
         case 'failed':
-          void this.jobs.releaseBlob(jobId).catch(() => undefined);
-          return { kind: 'failed', jobId, error: outcome.error };
+          void (index === undefined ? this.jobs.releaseBlob(jobId) : this.jobs.releaseItemBlob(jobId, index)).catch(() => undefined);
+          return { kind: 'failed', jobId: id, error: outcome.error };
         case 'timeout':
-          this.logger.info({ action: 'job.wait_timeout', requestId: request.requestId, jobId, waitMs: env.REQUEST_WAIT_MS }, 'answer not ready in time; client gets 202');
-          return { kind: 'pending', jobId };
+          this.logger.info({ action: 'job.wait_timeout', requestId: request.requestId, jobId: id, waitMs: env.REQUEST_WAIT_MS }, 'answer not ready in time; client gets 202');
+          return { kind: 'pending', jobId: id };
         case 'abandoned':
-          await this.abandon(jobId, request.requestId);
-          return { kind: 'abandoned', jobId };
+          if (index === undefined) await this.abandon(jobId, request.requestId);
+          else {
+            // Its job carries other requests' images: it is removed only when every one of its clients left
+            // before a worker took it; otherwise the item runs, unread. Known once the group's last request ends.
+            void dropped.then((gone) => {
+              this.metrics.abandonedJobs.inc({ outcome: gone ? 'dropped' : 'running' });
+              this.logger.info({ action: 'job.abandoned', requestId: request.requestId, jobId: id, dropped: gone }, gone ? 'every client of a coalesced job left before a worker took it: dropped' : 'client left; its item of a coalesced job runs, unread');
+            });
+          }
+          return { kind: 'abandoned', jobId: id };
         case 'vanished':
-          this.logger.warn({ action: 'job.vanished', requestId: request.requestId, jobId, attempt }, 'the queued job is no longer in Redis (restart without persistence, failover, flush)');
+          this.logger.warn({ action: 'job.vanished', requestId: request.requestId, jobId: id, attempt }, 'the queued job is no longer in Redis (restart without persistence, failover, flush)');
           if (attempt > 1) {
             throw new AppError(ErrorCode.ServiceUnavailable, 'the queued job was lost by the queue store (Redis) twice; try again shortly', { retryAfterSeconds: 2 });
           }
       }
     }
+  }
+
+  /** Sends a coalesced group: one request as today's single classify job, more as one classify-batch job. */
+  private async sendGroup(model: string, jobId: string, items: CoalescedRequest[]): Promise<void> {
+    const now = Date.now();
+    const deadlineAt = now + this.config.values.JOB_DEADLINE_MS;
+    if (items.length === 1) {
+      const [item] = items;
+      return this.jobs.enqueueClassify(jobId, item.bytes, { requestId: item.requestId, tenant: item.tenant, model, topk: item.topk, enqueuedAt: now, deadlineAt });
+    }
+    await this.jobs.enqueueClassifyBatch(
+      jobId,
+      model,
+      items.map(({ bytes, requestId, tenant, topk }) => ({ bytes, data: { requestId, tenant, topk, enqueuedAt: now, deadlineAt } })),
+    );
   }
 
   /** The client hung up: its job is dropped unless a worker already holds it (then it finishes, unread). */
@@ -103,6 +183,14 @@ export class ClassifyService {
     this.metrics.abandonedJobs.inc({ outcome: dropped ? 'dropped' : 'running' });
     this.logger.info({ action: 'job.abandoned', requestId, jobId, dropped }, dropped ? 'client left before a worker took the job: dropped' : 'client left while a worker runs the job');
   }
+}
+
+/** One item's outcome from a completed classify-batch job's result. */
+export function itemOutcome(result: unknown, index: number): JobOutcome {
+  const item = (result as ClassifyBatchJobResult | undefined)?.items?.[index];
+  if (item && 'result' in item) return { state: 'completed', result: item.result };
+  if (item && 'error' in item) return { state: 'failed', error: decodeJobError(item.error) };
+  return { state: 'failed', error: { code: ErrorCode.InferenceFailed, message: 'the coalesced job completed without this request\'s item' } };
 }
 
 export function parseTopK(value: string | number | undefined): number {

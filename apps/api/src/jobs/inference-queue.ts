@@ -3,7 +3,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Job, Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyJobData, decodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, isImageFault, JobPriority, JobState, RedisKeys } from '@app/contracts';
+import { AppError, ClassifyBatchItem, ClassifyBatchJobData, ClassifyJobData, decodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, isImageFault, JobPriority, JobState, RedisKeys } from '@app/contracts';
 import { jobRetention, REDIS_CLIENT } from '@app/redis';
 
 /** The API's seam to the inference queue: puts work on it and reads job state back. */
@@ -43,6 +43,38 @@ export class InferenceQueue {
     await this.redis.set(key, bytes, 'EX', this.config.values.BLOB_TTL_SECONDS);
     const payload: ClassifyJobData = { ...data, image: { kind: 'blob', key } };
     await this.queue.add(InferenceJobName.Classify, payload, { ...jobRetention(this.config.values), jobId, priority: JobPriority.Interactive });
+  }
+
+  /**
+   * Several classify requests for one model as one classify-batch job (see ClassifyCoalescer): each item's bytes
+   * under its own short-lived key, all SET in one pipeline (one Cluster slot: RedisKeys.batchBlob), then one add.
+   * The caller checked the queue's capacity when each request joined.
+   */
+  async enqueueClassifyBatch(jobId: string, model: string, items: { bytes: Buffer; data: Omit<ClassifyBatchItem, 'image'> }[]): Promise<void> {
+    const ttl = this.config.values.BLOB_TTL_SECONDS;
+    const pipeline = this.redis.pipeline();
+    const payload: ClassifyBatchJobData = {
+      model,
+      items: items.map(({ bytes, data }, index) => {
+        const key = this.keys.batchBlob(jobId, index);
+        pipeline.set(key, bytes, 'EX', ttl);
+        return { ...data, image: { kind: 'blob', key } };
+      }),
+    };
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    await this.queue.add(InferenceJobName.ClassifyBatch, payload, { ...jobRetention(this.config.values), jobId, priority: JobPriority.Interactive });
+  }
+
+  /** A classify-batch job every client of which hung up: removed with its items' bytes unless a worker holds it. */
+  async dropAbandonedBatch(jobId: string, size: number): Promise<boolean> {
+    const removed = (await this.queue.remove(jobId)) === 1;
+    if (removed) await this.redis.del(...Array.from({ length: size }, (_, index) => this.keys.batchBlob(jobId, index)));
+    return removed;
+  }
+
+  /** The bytes of one item of a classify-batch job that has its final outcome (the worker deletes them too). */
+  async releaseItemBlob(jobId: string, index: number): Promise<void> {
+    await this.redis.del(this.keys.batchBlob(jobId, index));
   }
 
   /**

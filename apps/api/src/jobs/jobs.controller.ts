@@ -1,6 +1,7 @@
 import { Controller, Get, Param } from '@nestjs/common';
 import { ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
-import { AppError, decodeJobError, ErrorBody, ErrorCode, JobState, TenantId } from '@app/contracts';
+import { AppError, ClassifyBatchJobData, decodeJobError, ErrorBody, ErrorCode, InferenceJobName, JobState, parseClassifyId, TenantId } from '@app/contracts';
+import { itemOutcome } from '../classify/classify.service';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorDetailDto, ErrorResponseDto } from '../common/error.dto';
 import { InferenceQueue } from './inference-queue';
@@ -17,12 +18,11 @@ export class JobStatusDto {
 }
 
 /**
- * The ids this route answers for: a classify job's random UUID (what POST /v1/classify hands out). Analysis and
+ * The ids this route answers for: a classify job's random UUID (what POST /v1/classify hands out), or
+ * `<uuid>.<index>` for one request's item of a coalesced classify-batch job (parseClassifyId). Analysis and
  * face jobs have ids derived from tenant and image — computable by anyone who has the photo — so they are not
  * looked up at all: no answer, and no timing, says whether such a job exists. Their results are read by image.
  */
-const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 @ApiTags('jobs')
 @Controller('v1/jobs')
 export class JobsController {
@@ -33,20 +33,38 @@ export class JobsController {
   @ApiOkResponse({ type: JobStatusDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'JOB_NOT_FOUND' })
   async get(@CallerTenant() tenant: TenantId, @Param('id') id: string): Promise<JobStatusDto> {
+    const parsed = parseClassifyId(id);
     // State first, then the job: a job read before its state could look completed without its result.
-    const state = JOB_ID.test(id) ? await this.jobs.getStateById(id) : 'unknown';
-    const job = state === 'unknown' ? undefined : await this.jobs.getJob(id);
+    const state = parsed ? await this.jobs.getStateById(parsed.jobId) : 'unknown';
+    const job = state === 'unknown' || !parsed ? undefined : await this.jobs.getJob(parsed.jobId);
+    const notFound = () => new AppError(ErrorCode.JobNotFound, `no job with id "${id}" (finished jobs are kept for a limited time)`);
+    const common = {
+      id,
+      createdAt: isoTime(job?.timestamp) ?? new Date(0).toISOString(),
+      ...(isoTime(job?.finishedOn) ? { finishedAt: isoTime(job?.finishedOn) } : {}),
+      attempts: job?.attemptsMade ?? 0,
+    };
+    if (parsed?.index !== undefined) {
+      // One request's item of a coalesced job: the tenant is the item's; another tenant's item is a missing one.
+      const item = job?.name === InferenceJobName.ClassifyBatch ? (job.data as ClassifyBatchJobData | undefined)?.items?.[parsed.index] : undefined;
+      if (!job || !item || item.tenant !== tenant) throw notFound();
+      if (state === 'completed') {
+        const outcome = itemOutcome(job.returnvalue, parsed.index);
+        return outcome.state === 'completed' ? { ...common, name: InferenceJobName.Classify, state, result: outcome.result } : { ...common, name: InferenceJobName.Classify, state: 'failed', error: (outcome as { error: ErrorBody }).error };
+      }
+      return { ...common, name: InferenceJobName.Classify, state, ...(state === 'failed' ? { error: decodeJobError(job.failedReason) } : {}) };
+    }
     // Another tenant's job is answered exactly as a job that does not exist.
-    if (!job || job.data?.tenant !== tenant) throw new AppError(ErrorCode.JobNotFound, `no job with id "${id}" (finished jobs are kept for a limited time)`);
+    if (!job || job.data?.tenant !== tenant) throw notFound();
     return {
       id,
       name: job.name,
       state,
       ...(state === 'completed' ? { result: job.returnvalue } : {}),
       ...(state === 'failed' ? { error: decodeJobError(job.failedReason) } : {}),
-      createdAt: isoTime(job.timestamp) ?? new Date(0).toISOString(),
-      ...(isoTime(job.finishedOn) ? { finishedAt: isoTime(job.finishedOn) } : {}),
-      attempts: job.attemptsMade ?? 0,
+      createdAt: common.createdAt,
+      ...(common.finishedAt ? { finishedAt: common.finishedAt } : {}),
+      attempts: common.attempts,
     };
   }
 }

@@ -31,6 +31,14 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly coalescedGroupSize = new Histogram({
+    name: 'classify_coalesced_group_size',
+    help: 'Classify requests sent as one queue job (1: a single classify job), by model; only while CLASSIFY_COALESCE_MAX > 1',
+    labelNames: ['model'],
+    buckets: [1, 2, 3, 4, 6, 8, 12, 16, 32, 64],
+    registers: [this.registry],
+  });
+
   readonly cacheHits = new Counter({ name: 'result_cache_hits_total', help: 'Answers served from stored results', labelNames: ['kind'], registers: [this.registry] });
 
   readonly abandonedJobs = new Counter({

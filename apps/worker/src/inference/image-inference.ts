@@ -17,7 +17,12 @@ export class ImageInference {
   ) {}
 
   run(model: CatalogModel, ref: ImageRef): Promise<ImageRun> {
-    return inferImage(this.models.executor, model, () => this.images.read(ref), this.config.imageLimits);
+    return this.runBytes(model, () => this.images.read(ref));
+  }
+
+  /** As run, with the bytes from `readBytes` (a classify-batch job reads all its items' bytes at once). */
+  runBytes(model: CatalogModel, readBytes: () => Promise<Buffer>): Promise<ImageRun> {
+    return inferImage(this.models.executor, model, readBytes, this.config.imageLimits);
   }
 
   /** Faces in image pixels, as POST /v1/faces finds them: both detector passes over one full-resolution decode. */

@@ -20,6 +20,19 @@ export class ImageSource {
     return bytes;
   }
 
+  /**
+   * Short-lived bytes of several images at once (a classify-batch job's items: their keys share one Cluster slot),
+   * in one MGET; null where a key has expired or was never written.
+   */
+  async readBlobs(keys: string[]): Promise<(Buffer | null)[]> {
+    return keys.length === 0 ? [] : this.redis.mgetBuffer(...keys);
+  }
+
+  /** Drops the short-lived bytes of several images in one DEL (a classify-batch job's items). */
+  async releaseBlobs(keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.redis.del(...keys);
+  }
+
   /** Drops short-lived bytes nobody needs any more; stored images stay. */
   async release(ref: ImageRef | undefined): Promise<void> {
     if (ref?.kind === 'blob') await this.redis.del(ref.key);

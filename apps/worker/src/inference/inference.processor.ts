@@ -3,12 +3,13 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalyzeJobData, AppError, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
 import { AnalysisStore } from '@app/storage';
 import { APP_LOGGER } from '@app/logging';
 import type Redis from 'ioredis';
 import { entriesNamingJobs, jobRetention, REDIS_CLIENT, redisTryLater, StreamEntry } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
+import { ClassifyBatchHandler } from '../classify/classify-batch.handler';
 import { ClassifyHandler } from '../classify/classify.handler';
 import { MatchFacesHandler } from '../faces/match-faces.handler';
 import { HeartbeatService } from '../heartbeat/heartbeat.service';
@@ -45,6 +46,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly config: AppConfig,
     private readonly models: ModelHost,
     private readonly classify: ClassifyHandler,
+    private readonly classifyBatch: ClassifyBatchHandler,
     private readonly analyze: AnalyzeHandler,
     private readonly matchFaces: MatchFacesHandler,
     private readonly metrics: WorkerMetrics,
@@ -143,7 +145,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
   }
 
   private release(job: Job): void {
-    this.images.release(job.data?.image).catch((error) => this.logger.warn({ action: 'job.release_failed', jobId: job.id, err: error }, 'image bytes left to their TTL'));
+    const released = job.name === InferenceJobName.ClassifyBatch ? this.images.releaseBlobs(ClassifyBatchHandler.blobKeys(job.data)) : this.images.release(job.data?.image);
+    released.catch((error) => this.logger.warn({ action: 'job.release_failed', jobId: job.id, err: error }, 'image bytes left to their TTL'));
   }
 
   /**
@@ -169,9 +172,11 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
 
   private async run(job: Job): Promise<unknown> {
     const startedAt = Date.now();
-    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, tenant: job.data?.tenant, model: job.data?.model, imageHash: job.data?.imageHash, attempt: job.attemptsMade + 1, workerId };
+    const batch = job.name === InferenceJobName.ClassifyBatch;
+    const context = { jobId: job.id, jobName: job.name, requestId: job.data?.requestId, tenant: job.data?.tenant, model: job.data?.model, imageHash: job.data?.imageHash, ...(batch ? { items: job.data?.items?.length } : {}), attempt: job.attemptsMade + 1, workerId };
     this.logger.info({ action: 'job.started', ...context, queuedMs: startedAt - (job.data?.enqueuedAt ?? startedAt) }, 'job started');
-    if (!job.name || !job.data || typeof job.data !== 'object' || !job.data.tenant) {
+    // A classify-batch job names its tenants per item (a coalesced job mixes tenants, as an ONNX batch does).
+    if (!job.name || !job.data || typeof job.data !== 'object' || !(batch ? Array.isArray(job.data.items) : job.data.tenant)) {
       // A record without its name or data (keys evicted under memory pressure, a damaged hash): nothing to run.
       this.metrics.jobs.inc({ name: job.name || 'unknown', outcome: 'failed' });
       this.logger.error({ action: 'job.record_incomplete', ...context, fields: Object.keys(job.data ?? {}) }, "the job's record in Redis is incomplete (evicted or damaged); failed without running");
@@ -186,6 +191,9 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       switch (job.name) {
         case InferenceJobName.Classify:
           result = await this.classify.handle(job as Job<ClassifyJobData>, startedAt);
+          break;
+        case InferenceJobName.ClassifyBatch:
+          result = await this.classifyBatch.handle(job as Job<ClassifyBatchJobData>, startedAt);
           break;
         case InferenceJobName.Analyze:
           result = await this.analyze.handle(job as Job<AnalyzeJobData>);

@@ -1,0 +1,93 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Job } from 'bullmq';
+import type { Logger } from 'pino';
+import { AppError, ClassifyBatchItemOutcome, ClassifyBatchJobData, ClassifyBatchJobResult, classifyItemId, decodeJobError, encodeJobError, ErrorCode } from '@app/contracts';
+import { APP_LOGGER } from '@app/logging';
+import { classificationPredictions } from '@app/models';
+import { ImageInference } from '../inference/image-inference';
+import { ImageSource } from '../inference/image-source';
+import { ModelHost } from '../inference/model-host';
+import { workerId } from '../worker-id';
+
+/** Item failures a later attempt of the whole job may not repeat (the worker's RETRYABLE, for one item). */
+const RETRYABLE_ITEM: ReadonlySet<string> = new Set([ErrorCode.InputExpired, ErrorCode.ServiceUnavailable, ErrorCode.InferenceFailed, ErrorCode.Internal]);
+
+/**
+ * classify-batch jobs: several requests' images for one model, coalesced by an API. Their bytes come in one MGET,
+ * then every item goes through ImageInference at once, so they land in the same ONNX batch(es). Each item has its
+ * own outcome: a corrupt image or a passed deadline fails only its item. The job itself fails (and is retried as a
+ * whole: classification is a pure function of the image) only when every item failed for a reason a retry may cure.
+ */
+@Injectable()
+export class ClassifyBatchHandler {
+  constructor(
+    private readonly models: ModelHost,
+    private readonly inference: ImageInference,
+    private readonly images: ImageSource,
+    @Inject(APP_LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async handle(job: Job<ClassifyBatchJobData>, startedAt: number): Promise<ClassifyBatchJobResult> {
+    const { model: modelName, items } = job.data;
+    if (!Array.isArray(items) || items.length === 0) throw new AppError(ErrorCode.InferenceFailed, 'the coalesced job holds no items');
+    const model = this.models.catalog.get(modelName, 'classification');
+    const live = items.map((item) => !(typeof item.deadlineAt === 'number' && startedAt > item.deadlineAt));
+    const keys = items.map((item, i) => (live[i] && item.image?.kind === 'blob' ? item.image.key : undefined));
+    const wanted = keys.filter((key): key is string => key !== undefined);
+    // Every item is announced to the batcher before the one read returns (inferImage), so they batch together.
+    const read = this.images.readBlobs(wanted).then((values) => new Map(wanted.map((key, i) => [key, values[i]])));
+    read.catch(() => undefined);
+    const outcomes = await Promise.all(
+      items.map(async (item, i): Promise<ClassifyBatchItemOutcome> => {
+        const itemStarted = Date.now();
+        const context = { jobId: classifyItemId(String(job.id), i), batchJobId: job.id, requestId: item.requestId, tenant: item.tenant, model: model.name, workerId };
+        try {
+          if (!live[i]) throw new AppError(ErrorCode.DeadlineExceeded, 'the client stopped waiting for this request before a worker reached it');
+          const key = keys[i];
+          const readBytes = async () => {
+            const bytes = key === undefined ? null : (await read).get(key);
+            if (!bytes) throw new AppError(ErrorCode.InputExpired, 'the image of this request has expired before a worker reached it');
+            return bytes;
+          };
+          const { input, run } = await this.inference.runBytes(model, readBytes);
+          const predictions = classificationPredictions(run.output[model.outputs[0]], model.postprocess.activation, item.topk, model.labelList);
+          const finishedAt = Date.now();
+          this.logger.info({ action: 'job.item_completed', ...context, ms: finishedAt - itemStarted, batchSize: run.batchSize }, 'coalesced item completed');
+          return {
+            result: {
+              model: model.name,
+              predictions,
+              batchSize: run.batchSize,
+              timings: {
+                queuedMs: Math.max(0, startedAt - item.enqueuedAt),
+                decodeMs: round(input.decodeMs),
+                inferenceMs: round(run.batchMs),
+                totalMs: Math.max(0, finishedAt - item.enqueuedAt),
+              },
+              workerId,
+            },
+          };
+        } catch (error) {
+          const encoded = encodeJobError(error);
+          this.logger.warn({ action: 'job.item_failed', ...context, ms: Date.now() - itemStarted, error: encoded }, 'coalesced item failed');
+          return { error: encoded };
+        }
+      }),
+    );
+    const codes = outcomes.map((outcome) => ('error' in outcome ? decodeJobError(outcome.error).code : undefined));
+    if (codes.every((code) => code !== undefined && RETRYABLE_ITEM.has(code))) {
+      const first = decodeJobError((outcomes[0] as { error: string }).error);
+      throw new AppError(first.code, first.message);
+    }
+    return { items: outcomes };
+  }
+
+  /** The bytes keys of a classify-batch job's items (for their release once the job has its final outcome). */
+  static blobKeys(data: ClassifyBatchJobData | undefined): string[] {
+    return (data?.items ?? []).flatMap((item) => (item?.image?.kind === 'blob' ? [item.image.key] : []));
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
