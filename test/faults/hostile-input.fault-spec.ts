@@ -138,10 +138,13 @@ describe('fault: hostile input corpus', () => {
     expect(api.exited).toBe(false);
   });
 
-  it('a face search naming its image two ways at once is refused, not answered for one of them', async () => {
+  it('a face search naming its image two ways at once, or a parameter that is an object, is refused, not answered some other way', async () => {
     const both = await request(url('/v1/faces'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'http://127.0.0.1:9/x.jpg', imageHash: 'a'.repeat(64) }) });
     expect(both.status).toBe(400);
     expect(both.body.error.message).toContain('"url" and "imageHash"');
+    const objectModel = await request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: castle.toString('base64'), model: { a: 1 } }) });
+    expect(objectModel.status).toBe(400);
+    expect(objectModel.body.error).toMatchObject({ code: 'INVALID_PARAMETER', message: '"model" must be a string or a number, got object' });
     await expectRefusedThenHealthy('image and imageHash → faces', await request(url('/v1/faces'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: castle.toString('base64'), imageHash: 'a'.repeat(64) }) }));
   });
 

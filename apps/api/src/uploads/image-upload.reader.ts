@@ -148,7 +148,11 @@ export class ImageUploadReader {
     if (typeof value !== 'string') throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": a base64 string`);
     const fields: Record<string, string> = {};
     for (const [key, field] of Object.entries(body)) {
-      if (key !== fieldName && (typeof field === 'string' || typeof field === 'number')) fields[key] = String(field);
+      if (key === fieldName) continue;
+      // A parameter given as an object, array, boolean or null is refused rather than ignored: `"model": {…}`
+      // silently answered with the default model (red-team).
+      if (typeof field !== 'string' && typeof field !== 'number') throw new AppError(ErrorCode.InvalidParameter, `"${key}" must be a string or a number, got ${field === null ? 'null' : Array.isArray(field) ? 'an array' : typeof field}`);
+      fields[key] = String(field);
     }
     return { bytes: this.decodeBase64(value), fields };
   }
