@@ -161,10 +161,13 @@ export class FaceIndex {
    * matches; undefined when the tenant's image was erased meanwhile (nothing inserted).
    */
   async addAndMatch(tenant: TenantId, imageHash: string, faces: NewFace[], threshold: number): Promise<MatchedFace[] | undefined> {
+    const appliedBefore = this.tenants.get(tenant)?.lastSeq ?? 0;
     const inserted = await this.store.insert(tenant, imageHash, faces);
     if (!inserted) return undefined;
     const { seqs, head } = inserted;
-    const own = await this.current(tenant, Math.max(0, ...seqs), head);
+    // The counter right after the insert below what this worker had applied before it: Redis lost writes (the
+    // new faces' numbers may be at or below the view's cursor, where no sync would look), which a read settles.
+    const own = await this.current(tenant, Math.max(0, ...seqs), head < appliedBefore);
     const matched: MatchedFace[] = [];
     for (const [i, face] of faces.entries()) {
       const found = await this.search(tenant, own, face.embedding, seqs[i], imageHash, threshold);
@@ -267,15 +270,15 @@ export class FaceIndex {
   /**
    * The tenant's current view, synced at least up to `untilSeq`. A swap may replace the view while the sync
    * waits on Redis: then the new one is synced and returned instead, so a search never uses a replaced view.
-   * `head`, the counter an insert answered: below the view's cursor it is a hint that the log went back (or
-   * that the view moved on meanwhile), which a read of the log now settles. A view found behind a log that
-   * went back is dropped and rebuilt (dropRegressed), and the rebuilt one is synced and returned.
+   * `suspect`: the caller saw a sign that the log went back, so the log is read (which settles it) even when the
+   * view is already past `untilSeq`. A view found ahead of a log that went back is dropped and rebuilt
+   * (dropRegressed), and the rebuilt one is synced and returned.
    */
-  private async current(tenant: TenantId, untilSeq: number, head?: number): Promise<TenantFaces> {
+  private async current(tenant: TenantId, untilSeq: number, suspect = false): Promise<TenantFaces> {
     for (;;) {
       const own = await this.tenantFaces(tenant);
       try {
-        await this.sync(tenant, own, head !== undefined && head < own.lastSeq ? Infinity : untilSeq);
+        await this.sync(tenant, own, suspect ? Infinity : untilSeq);
       } catch (error) {
         if (!(error instanceof FaceLogRegressed)) throw error;
         this.dropRegressed(tenant, own, error.before, error.after);
