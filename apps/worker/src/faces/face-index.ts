@@ -303,14 +303,17 @@ export class FaceIndex {
   }
 
   /**
-   * The tenant's snapshot files that are within its log (newest first): each file saved beyond the counter
-   * (Redis lost writes since; its numbers may be given to other faces) is deleted and never viewed again.
+   * The tenant's snapshot files that are within its log (newest first) and the counter: each file saved beyond
+   * the counter (Redis lost writes since; its numbers may be given to other faces) is deleted and never viewed
+   * again. The counter is read after the listing, so a file another worker saves meanwhile is never taken for
+   * one beyond the log (its appliedUpTo is at most the counter when it was saved).
    */
-  private async snapshotsWithin(tenant: TenantId, head: number): Promise<{ files: FaceSnapshotFile[]; discarded: FaceSnapshotFile[] }> {
+  private async snapshotsWithin(tenant: TenantId): Promise<{ head: number; files: FaceSnapshotFile[]; discarded: FaceSnapshotFile[] }> {
     const files = (await this.snapshots.list(tenant)).filter((file) => !this.discarded.has(file.path));
+    const head = await this.store.headSeq(tenant);
     const beyond = files.filter((file) => file.appliedUpTo > head);
     for (const file of beyond) await this.discard(file);
-    return { files: files.filter((file) => file.appliedUpTo <= head), discarded: beyond };
+    return { head, files: files.filter((file) => file.appliedUpTo <= head), discarded: beyond };
   }
 
   private async discard(file: FaceSnapshotFile): Promise<void> {
@@ -412,8 +415,7 @@ export class FaceIndex {
     const started = performance.now();
     let faces: TenantFaces | undefined;
     let snapshot: string | undefined;
-    const head = await this.store.headSeq(tenant);
-    const { files, discarded } = await this.snapshotsWithin(tenant, head);
+    const { head, files, discarded } = await this.snapshotsWithin(tenant);
     if (regressed || discarded.length > 0) {
       this.logger.warn(
         {
