@@ -14,6 +14,19 @@ export type FaceLogEntry =
   /** A tombstone: the faces added with these sequence numbers are gone. */
   | { op: 'del'; seq: number; removedSeqs: number[] };
 
+/** What one read of the log answers (FaceStore.readLog). */
+export interface FaceLogRead {
+  /** The entries after the cursor, oldest first. */
+  entries: FaceLogEntry[];
+  /** The tenant's counter, read after the entries: no entry read is above it unless Redis lost writes. */
+  head: number;
+  /**
+   * The entry numbered `check` as it is now (null: none, e.g. erased), when asked for: the worker compares
+   * it with the one it applied under that number, which differs when the number was given out again.
+   */
+  checked?: FaceLogEntry | null;
+}
+
 export interface ImageFacesRecord {
   faceIds: string[];
   skippedFaces: FacesView['skippedFaces'];
@@ -39,7 +52,9 @@ end
  * Inserts an image's faces atomically: each new face gets the next sequence number and its log entry in
  * the same script, so a reader that has seen sequence n has seen every face before it. Re-inserting a face
  * id that exists returns its old sequence number (a redelivered job adds nothing). Inserts nothing and returns
- * false when the tenant no longer has the image (erased while the job ran).
+ * false when the tenant no longer has the image (erased while the job ran). Otherwise the sequence numbers,
+ * then the counter as the script leaves it (the log's head: a worker that has applied more than that has
+ * seen writes Redis since lost).
  */
 const INSERT_FACES = `${DECLARED_KEYS_LUA}
 local seqKey, logKey, imageKey = KEYS[1], KEYS[2], KEYS[3]
@@ -61,6 +76,7 @@ while i <= #ARGV do
   end
   i = i + 3
 end
+table.insert(result, tonumber(redis.call('GET', seqKey) or '0'))
 return result
 `;
 
@@ -247,6 +263,14 @@ export class FaceStore {
 
   /** Inserts the faces; their sequence numbers, or undefined when the tenant's image is gone (erased). */
   async insertFaces(tenant: TenantId, imageHash: string, faces: NewFace[]): Promise<number[] | undefined> {
+    return (await this.insert(tenant, imageHash, faces))?.seqs;
+  }
+
+  /**
+   * Inserts the faces (INSERT_FACES): their sequence numbers and the tenant's counter right after, or undefined
+   * when the tenant's image is gone (erased).
+   */
+  async insert(tenant: TenantId, imageHash: string, faces: NewFace[]): Promise<{ seqs: number[]; head: number } | undefined> {
     const k = this.keys.tenant(tenant);
     const args: string[] = [k.prefix, imageHash];
     for (const face of faces) {
@@ -254,14 +278,31 @@ export class FaceStore {
       args.push(JSON.stringify({ box: face.box, landmarks: face.landmarks, score: face.score }));
     }
     const keys = [k.faceSeq(), k.faceLog(), k.image(imageHash), ...faces.map((face) => k.face(face.faceId))];
-    const seqs = (await this.redis.eval(INSERT_FACES, keys.length, ...keys, ...args)) as number[] | null;
-    return seqs ? seqs.map(Number) : undefined;
+    const answer = (await this.redis.eval(INSERT_FACES, keys.length, ...keys, ...args)) as number[] | null;
+    if (!answer) return undefined;
+    const numbers = answer.map(Number);
+    return { seqs: numbers.slice(0, -1), head: numbers[numbers.length - 1] };
   }
 
-  /** The tenant's log entries after `afterSeq`, oldest first, at most `count`. */
-  async readLog(tenant: TenantId, afterSeq: number, count = 5000): Promise<FaceLogEntry[]> {
-    const entries = (await this.redis.xrange(this.keys.tenant(tenant).faceLog(), `(${afterSeq}-1`, '+', 'COUNT', count)) as [string, string[]][];
-    return entries.map(parseLogEntry);
+  /**
+   * The tenant's log entries after `afterSeq`, oldest first, at most `count`, with the counter read after them
+   * and, when `check` is given, the entry numbered `check` as it is now: one round trip (pipelined), whose extra
+   * cost does not grow with the log.
+   */
+  async readLog(tenant: TenantId, afterSeq: number, options: { count?: number; check?: number } = {}): Promise<FaceLogRead> {
+    const k = this.keys.tenant(tenant);
+    const pipeline = this.redis.pipeline();
+    pipeline.xrange(k.faceLog(), `(${afterSeq}-1`, '+', 'COUNT', options.count ?? 5000);
+    pipeline.get(k.faceSeq());
+    if (options.check !== undefined) pipeline.xrange(k.faceLog(), `${options.check}-1`, `${options.check}-1`);
+    const answers = (await pipeline.exec()) ?? [];
+    for (const [error] of answers) if (error) throw error;
+    const read: FaceLogRead = { entries: (answers[0][1] as [string, string[]][]).map(parseLogEntry), head: Number(answers[1][1] ?? 0) };
+    if (options.check !== undefined) {
+      const [found] = answers[2][1] as [string, string[]][];
+      read.checked = found ? parseLogEntry(found) : null;
+    }
+    return read;
   }
 
   /**

@@ -51,6 +51,24 @@ const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
  * milliseconds). A search after the release throws (the job is retried), it never silently misses faces.
  */
 const RELEASE_AFTER_SWAP_MS = 10_000;
+/** An idle tenant's view is synced with its log this often (one pipelined read), which also finds a log gone back. */
+const LOG_CHECK_MS = 15_000;
+/** Loads of a tenant retried when its log goes back again while it loads. */
+const LOAD_ATTEMPTS = 3;
+
+/**
+ * The tenant's log went back (Redis lost writes: a restart without the last second of its AOF, a failover, a
+ * restore): a view that applied up to `before` finds the counter at `after`, or an entry it applied replaced.
+ */
+export class FaceLogRegressed extends Error {
+  constructor(
+    readonly tenant: TenantId,
+    readonly before: number,
+    readonly after: number,
+  ) {
+    super(`the face log of tenant ${tenant} went back from ${before} to ${after}`);
+  }
+}
 
 /**
  * This worker's view of every stored face, per tenant (a face is only ever compared with faces of its own
@@ -73,6 +91,13 @@ const RELEASE_AFTER_SWAP_MS = 10_000;
  * being returned at once (its log entry is gone, and its sequence number is filtered from the base); its
  * int8 vector leaves this worker's memory with that swap, which the purge makes due at once.
  *
+ * Redis is the truth. When it loses recent writes, the tenant's counter restarts lower and numbers are given out
+ * again, which a view whose cursor is ahead would never apply. Every read of the log also reads the counter and
+ * the entry the view applied last (the same round trip), and an insert answers the counter: a counter below the
+ * view's cursor, or that entry replaced by another, drops the view (one `faces.log_regressed` warning) and
+ * rebuilds it from the log as it is now, deleting every snapshot file saved beyond the counter and never viewing
+ * one (a file's numbers may now name other faces). Faces whose entries Redis lost are gone from matching.
+ *
  * Plain class (no Nest import, so the e2e specs can run it in Jest); the worker module provides it by factory
  * and Nest calls its onModuleInit / onModuleDestroy.
  */
@@ -83,6 +108,9 @@ export class FaceIndex {
   private readonly snapshotSaved = new Map<TenantId, number>();
   /** Per tenant: the snapshot write or swap in progress (one at a time). */
   private readonly exclusive = new Map<TenantId, Promise<unknown>>();
+  private readonly logChecked = new Map<TenantId, number>();
+  /** Snapshot files found beyond their tenant's log, never viewed again (deleted, unless that failed). */
+  private readonly discarded = new Set<string>();
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
 
@@ -133,9 +161,13 @@ export class FaceIndex {
    * matches; undefined when the tenant's image was erased meanwhile (nothing inserted).
    */
   async addAndMatch(tenant: TenantId, imageHash: string, faces: NewFace[], threshold: number): Promise<MatchedFace[] | undefined> {
-    const seqs = await this.store.insertFaces(tenant, imageHash, faces);
-    if (!seqs) return undefined;
-    const own = await this.current(tenant, Math.max(0, ...seqs));
+    const appliedBefore = this.tenants.get(tenant)?.lastSeq ?? 0;
+    const inserted = await this.store.insert(tenant, imageHash, faces);
+    if (!inserted) return undefined;
+    const { seqs, head } = inserted;
+    // The counter right after the insert below what this worker had applied before it: Redis lost writes (the
+    // new faces' numbers may be at or below the view's cursor, where no sync would look), which a read settles.
+    const own = await this.current(tenant, Math.max(0, ...seqs), head < appliedBefore);
     const matched: MatchedFace[] = [];
     for (const [i, face] of faces.entries()) {
       const found = await this.search(tenant, own, face.embedding, seqs[i], imageHash, threshold);
@@ -160,55 +192,66 @@ export class FaceIndex {
   async saveSnapshot(tenant: TenantId): Promise<string | undefined> {
     return this.alone(tenant, async () => {
       const faces = await this.tenantFaces(tenant);
-      if (faces.indexedSize === 0 && !faces.base) return undefined;
-      const started = performance.now();
-      const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
-      let copy: BaseCopy | undefined;
-      let giveBack: (() => Promise<void>) | undefined;
-      let copyPrivateBytes: number | undefined;
       try {
-        if (faces.base) {
-          // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
-          // erasures wait for; one worker at a time (the lease), the others find its file and swap to it.
-          giveBack = await this.snapshots.lease(tenant);
-          if (!giveBack) return undefined;
-          const temp = await this.snapshots.tempPath(tenant, 'copy');
-          try {
-            copy = await copyBase(faces, temp, read);
-          } finally {
-            await unlink(temp).catch(() => undefined);
-          }
-        }
-        const file = await this.snapshots.write(tenant, async (tempPath) => {
-          await this.sync(tenant, faces, Infinity);
-          const written = await writeSettled(faces, tempPath, read, copy);
-          copyPrivateBytes = written.copyPrivateBytes;
-          return written.content;
-        });
-        if (!file) return undefined;
-        this.lastCopyPrivateBytes = copyPrivateBytes;
-        faces.settledSinceSnapshot = 0;
-        this.snapshotSaved.set(tenant, Date.now());
-        this.logger.info(
-          {
-            action: 'faces.snapshot_saved',
-            tenant,
-            faces: faces.indexedSize,
-            indexedUpTo: file.indexedUpTo,
-            appliedUpTo: file.appliedUpTo,
-            bytes: statSync(file.path).size,
-            copyPrivateBytes,
-            ms: Math.round(performance.now() - started),
-          },
-          "a tenant's face index saved",
-        );
-        await this.swap(tenant, file);
-        return file.path;
-      } finally {
-        copy?.index.release();
-        await giveBack?.().catch(() => undefined);
+        return await this.saveSnapshotOf(tenant, faces);
+      } catch (error) {
+        if (!(error instanceof FaceLogRegressed)) throw error;
+        // Found while bringing the view to the log's head under the lock: nothing was saved.
+        this.dropRegressed(tenant, faces, error.before, error.after);
+        return undefined;
       }
     });
+  }
+
+  private async saveSnapshotOf(tenant: TenantId, faces: TenantFaces): Promise<string | undefined> {
+    if (faces.indexedSize === 0 && !faces.base) return undefined;
+    const started = performance.now();
+    const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
+    let copy: BaseCopy | undefined;
+    let giveBack: (() => Promise<void>) | undefined;
+    let copyPrivateBytes: number | undefined;
+    try {
+      if (faces.base) {
+        // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
+        // erasures wait for; one worker at a time (the lease), the others find its file and swap to it.
+        giveBack = await this.snapshots.lease(tenant);
+        if (!giveBack) return undefined;
+        const temp = await this.snapshots.tempPath(tenant, 'copy');
+        try {
+          copy = await copyBase(faces, temp, read);
+        } finally {
+          await unlink(temp).catch(() => undefined);
+        }
+      }
+      const file = await this.snapshots.write(tenant, async (tempPath) => {
+        await this.sync(tenant, faces, Infinity);
+        const written = await writeSettled(faces, tempPath, read, copy);
+        copyPrivateBytes = written.copyPrivateBytes;
+        return written.content;
+      });
+      if (!file) return undefined;
+      this.lastCopyPrivateBytes = copyPrivateBytes;
+      faces.settledSinceSnapshot = 0;
+      this.snapshotSaved.set(tenant, Date.now());
+      this.logger.info(
+        {
+          action: 'faces.snapshot_saved',
+          tenant,
+          faces: faces.indexedSize,
+          indexedUpTo: file.indexedUpTo,
+          appliedUpTo: file.appliedUpTo,
+          bytes: statSync(file.path).size,
+          copyPrivateBytes,
+          ms: Math.round(performance.now() - started),
+        },
+        "a tenant's face index saved",
+      );
+      await this.swap(tenant, file);
+      return file.path;
+    } finally {
+      copy?.index.release();
+      await giveBack?.().catch(() => undefined);
+    }
   }
 
   /** The memory the last snapshot write's base copy took (bench): see writeSettled. */
@@ -227,13 +270,55 @@ export class FaceIndex {
   /**
    * The tenant's current view, synced at least up to `untilSeq`. A swap may replace the view while the sync
    * waits on Redis: then the new one is synced and returned instead, so a search never uses a replaced view.
+   * `suspect`: the caller saw a sign that the log went back, so the log is read (which settles it) even when the
+   * view is already past `untilSeq`. A view found ahead of a log that went back is dropped and rebuilt
+   * (dropRegressed), and the rebuilt one is synced and returned.
    */
-  private async current(tenant: TenantId, untilSeq: number): Promise<TenantFaces> {
+  private async current(tenant: TenantId, untilSeq: number, suspect = false): Promise<TenantFaces> {
     for (;;) {
       const own = await this.tenantFaces(tenant);
-      await this.sync(tenant, own, untilSeq);
+      try {
+        await this.sync(tenant, own, suspect ? Infinity : untilSeq);
+      } catch (error) {
+        if (!(error instanceof FaceLogRegressed)) throw error;
+        this.dropRegressed(tenant, own, error.before, error.after);
+        continue;
+      }
       if (this.tenants.get(tenant) === own) return own;
     }
+  }
+
+  /**
+   * Drops a view found ahead of its tenant's log (unless it was replaced already) and starts rebuilding the
+   * tenant from the log as it is now; callers waiting for the tenant get the rebuilt view. The dropped view is
+   * freed RELEASE_AFTER_SWAP_MS later (a job may still be searching it).
+   */
+  private dropRegressed(tenant: TenantId, faces: TenantFaces, before: number, after: number): void {
+    if (this.tenants.get(tenant) !== faces) return;
+    this.tenants.delete(tenant);
+    setTimeout(() => faces.release(), RELEASE_AFTER_SWAP_MS).unref();
+    const reload = this.load(tenant, { before, after }).finally(() => this.loading.delete(tenant));
+    reload.catch(() => undefined); // its callers see the error through tenantFaces
+    this.loading.set(tenant, reload);
+  }
+
+  /**
+   * The tenant's snapshot files that are within its log (newest first) and the counter: each file saved beyond
+   * the counter (Redis lost writes since; its numbers may be given to other faces) is deleted and never viewed
+   * again. The counter is read after the listing, so a file another worker saves meanwhile is never taken for
+   * one beyond the log (its appliedUpTo is at most the counter when it was saved).
+   */
+  private async snapshotsWithin(tenant: TenantId): Promise<{ head: number; files: FaceSnapshotFile[]; discarded: FaceSnapshotFile[] }> {
+    const files = (await this.snapshots.list(tenant)).filter((file) => !this.discarded.has(file.path));
+    const head = await this.store.headSeq(tenant);
+    const beyond = files.filter((file) => file.appliedUpTo > head);
+    for (const file of beyond) await this.discard(file);
+    return { head, files: files.filter((file) => file.appliedUpTo <= head), discarded: beyond };
+  }
+
+  private async discard(file: FaceSnapshotFile): Promise<void> {
+    this.discarded.add(file.path);
+    await unlink(file.path).catch(() => undefined);
   }
 
   /** Runs `work` after any snapshot write or swap of the tenant in progress (one at a time per tenant). */
@@ -264,10 +349,27 @@ export class FaceIndex {
       this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; keeping the current view');
       return false;
     }
-    await this.sync(tenant, fresh, Infinity, LOAD_BATCH);
+    try {
+      await this.sync(tenant, fresh, Infinity, LOAD_BATCH);
+    } catch (error) {
+      fresh.release();
+      if (!(error instanceof FaceLogRegressed)) throw error;
+      // The file was saved beyond the log as it is now: never viewed again; the current view is as stale.
+      await this.discard(file);
+      const old = this.tenants.get(tenant);
+      if (old && old.lastSeq > error.after) this.dropRegressed(tenant, old, old.lastSeq, error.after);
+      return false;
+    }
     for (;;) {
       const old = this.tenants.get(tenant);
       if (old && old.lastSeq > fresh.lastSeq) {
+        // Entries the old view applied meanwhile, or the old view is ahead of a log that went back.
+        const head = await this.store.headSeq(tenant);
+        if (head < old.lastSeq) {
+          fresh.release();
+          this.dropRegressed(tenant, old, old.lastSeq, head);
+          return false;
+        }
         await this.sync(tenant, fresh, old.lastSeq, LOAD_BATCH);
         continue;
       }
@@ -293,12 +395,40 @@ export class FaceIndex {
     return pending;
   }
 
-  /** Newest readable snapshot + the log after it, or the whole log. */
-  private async load(tenant: TenantId): Promise<TenantFaces> {
+  /**
+   * Newest readable snapshot within the log + the log after it, or the whole log. `regressed`: a view of this
+   * worker was found ahead of the log (dropRegressed); said in the one `faces.log_regressed` warning, which a
+   * load also gives when it finds snapshot files beyond the log. Retried when the log goes back while it loads.
+   */
+  private async load(tenant: TenantId, regressed?: { before: number; after: number }): Promise<TenantFaces> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.loadOnce(tenant, regressed);
+      } catch (error) {
+        if (!(error instanceof FaceLogRegressed) || attempt >= LOAD_ATTEMPTS) throw error;
+        regressed = { before: error.before, after: error.after };
+      }
+    }
+  }
+
+  private async loadOnce(tenant: TenantId, regressed?: { before: number; after: number }): Promise<TenantFaces> {
     const started = performance.now();
     let faces: TenantFaces | undefined;
     let snapshot: string | undefined;
-    for (const file of await this.snapshots.list(tenant)) {
+    const { head, files, discarded } = await this.snapshotsWithin(tenant);
+    if (regressed || discarded.length > 0) {
+      this.logger.warn(
+        {
+          action: 'faces.log_regressed',
+          tenant,
+          before: regressed?.before ?? Math.max(...discarded.map((file) => file.appliedUpTo)),
+          after: regressed?.after ?? head,
+          discardedSnapshots: discarded.map((file) => file.path),
+        },
+        "the tenant's face log went back (Redis lost writes): its faces are rebuilt from the log as it is now; faces whose entries were lost are gone from matching",
+      );
+    }
+    for (const file of files) {
       try {
         faces = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels), file);
         snapshot = file.path;
@@ -310,7 +440,13 @@ export class FaceIndex {
     faces ??= new TenantFaces(DIMENSIONS);
     const fromSeq = faces.lastSeq;
     const loadedMs = performance.now() - started;
-    await this.sync(tenant, faces, Infinity, LOAD_BATCH);
+    try {
+      await this.sync(tenant, faces, Infinity, LOAD_BATCH);
+    } catch (error) {
+      faces.release();
+      if (error instanceof FaceLogRegressed && faces.baseFile) await this.discard(faces.baseFile);
+      throw error;
+    }
     this.tenants.set(tenant, faces);
     this.logger.info(
       {
@@ -341,8 +477,12 @@ export class FaceIndex {
         continue;
       }
       let progressed = false;
+      let head = 0;
       faces.syncing = (async () => {
-        const entries = await this.store.readLog(tenant, faces.lastSeq);
+        const read = await this.store.readLog(tenant, faces.lastSeq, { check: faces.lastEntry?.seq });
+        if (faces.regressed(read)) throw new FaceLogRegressed(tenant, faces.lastSeq, read.head);
+        const { entries } = read;
+        head = read.head;
         faces.apply(entries, Date.now());
         progressed = entries.length > 0;
         const policy = { ...this.policy, batch: overflowBatch };
@@ -355,7 +495,7 @@ export class FaceIndex {
       }
       if (!progressed) {
         // The log has nothing newer (entries up to untilSeq were deleted): we are current.
-        if (untilSeq !== Infinity) faces.lastSeq = Math.max(faces.lastSeq, untilSeq);
+        if (untilSeq !== Infinity) faces.lastSeq = Math.max(faces.lastSeq, Math.min(untilSeq, head));
         return;
       }
     }
@@ -369,7 +509,12 @@ export class FaceIndex {
       for (const [tenant, faces] of this.tenants) {
         if (signal.aborted) break;
         try {
-          if (!faces.syncing && faces.settle(Date.now(), this.policy) > 0) busy = true;
+          if (Date.now() - (this.logChecked.get(tenant) ?? 0) >= LOG_CHECK_MS) {
+            // An idle tenant's view is synced too, so a log that went back is found before numbers are reused past it.
+            this.logChecked.set(tenant, Date.now());
+            await this.current(tenant, Infinity);
+            busy = true;
+          } else if (!faces.syncing && faces.settle(Date.now(), this.policy) > 0) busy = true;
           else await this.snapshotIfDue(tenant, faces);
         } catch (error) {
           this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error }, 'face index maintenance failed; will retry');
@@ -395,7 +540,7 @@ export class FaceIndex {
     // Checked now: the next check comes after SNAPSHOT_CHECK_MS, also when the save below cannot happen yet
     // (a minute since this worker's last one, or another worker holds the lease and will write it).
     faces.settledSinceSnapshot = 0;
-    const newest = (await this.snapshots.list(tenant))[0];
+    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path));
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
       await this.saveSnapshot(tenant);

@@ -234,4 +234,43 @@ describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
     faces.release();
     swapped.release();
   });
+
+  describe('regressed: a read of the log showing that Redis lost what this view applied', () => {
+    const applied = () => {
+      const faces = new TenantFaces(D);
+      const log = new Log();
+      for (let i = 0; i < 3; i++) log.add(`f${i}`, `img${i}`, axis(i));
+      log.remove([2]);
+      faces.apply(log.after(0), 0);
+      return { faces, log };
+    };
+
+    it('the counter below the cursor', () => {
+      const { faces } = applied();
+      expect(faces.lastSeq).toBe(4);
+      expect(faces.regressed({ entries: [], head: 3 })).toBe(true);
+      expect(faces.regressed({ entries: [], head: 4 })).toBe(false);
+    });
+
+    it('the entry applied last given out again (the counter passed the cursor since): a tombstone or a face that is not the one applied', () => {
+      const { faces, log } = applied();
+      expect(faces.lastEntry).toEqual({ seq: 4, key: 'del:2' });
+      expect(faces.regressed({ entries: [], head: 9, checked: log.entries[log.entries.length - 1] })).toBe(false);
+      expect(faces.regressed({ entries: [], head: 9, checked: { op: 'del', seq: 4, removedSeqs: [1] } })).toBe(true);
+      expect(faces.regressed({ entries: [], head: 9, checked: { op: 'add', seq: 4, faceId: 'other', imageHash: 'x', embedding: axis(0) } })).toBe(true);
+    });
+
+    it('the entry applied last gone is no sign (erasure deletes entries), nor is a read that did not ask for it', () => {
+      const faces = new TenantFaces(D);
+      const log = new Log();
+      const added = log.add('f0', 'img0', axis(0));
+      faces.apply([added], 0);
+      expect(faces.lastEntry).toEqual({ seq: 1, key: 'add:f0' });
+      expect(faces.regressed({ entries: [], head: 2, checked: null })).toBe(false);
+      expect(faces.regressed({ entries: [], head: 2 })).toBe(false);
+      // Replaying an older add (seq at or below the cursor) does not move what was applied last.
+      faces.apply([{ ...added, faceId: 'again' }], 0);
+      expect(faces.lastEntry).toEqual({ seq: 1, key: 'add:f0' });
+    });
+  });
 });

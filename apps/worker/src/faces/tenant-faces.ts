@@ -1,5 +1,5 @@
 import { FaceMatch } from '@app/contracts';
-import type { FaceLogEntry } from '@app/storage';
+import type { FaceLogEntry, FaceLogRead } from '@app/storage';
 import type { FaceSnapshotFile } from '@app/storage/face-snapshots';
 import { ApproximateFaceIndex, Candidate } from './approximate-face-index';
 import { dotProduct, FaceMatrix } from './face-matrix';
@@ -61,6 +61,11 @@ export class TenantFaces {
   indexedUpTo = 0;
   /** Highest sequence number applied (adds and tombstones). */
   lastSeq = 0;
+  /**
+   * The last entry applied, as `entryKey` names it: after Redis lost writes, the number may be given to another
+   * entry, which the next read of the log shows (`regressed`).
+   */
+  lastEntry?: { seq: number; key: string };
   /** The sync in flight (one at a time). */
   syncing?: Promise<void>;
   /** Faces moved into the index since the last snapshot this worker knows of. */
@@ -119,8 +124,20 @@ export class TenantFaces {
           if (this.base && seq <= this.baseFile!.indexedUpTo && this.base.has(seq)) this.baseRemoved.add(seq);
         }
       }
+      if (entry.seq >= this.lastSeq) this.lastEntry = { seq: entry.seq, key: entryKey(entry) };
       this.lastSeq = Math.max(this.lastSeq, entry.seq);
     }
+  }
+
+  /**
+   * Whether a read of the log (made with `check: lastEntry.seq`) shows that Redis lost writes this view has
+   * applied: its counter is below what was applied, or the entry last applied now holds something else (the
+   * number was given out again, and the counter has passed it meanwhile). An entry gone is not a sign (erasure
+   * deletes entries). The view is then stale for good: faces numbered again at or below its cursor never enter it.
+   */
+  regressed(read: FaceLogRead): boolean {
+    if (read.head < this.lastSeq) return true;
+    return read.checked !== undefined && read.checked !== null && this.lastEntry !== undefined && read.checked.seq === this.lastEntry.seq && entryKey(read.checked) !== this.lastEntry.key;
   }
 
   /**
@@ -165,4 +182,9 @@ export class TenantFaces {
     this.settledSinceSnapshot += taken.seqs.length;
     return taken.seqs.length;
   }
+}
+
+/** What tells two log entries apart: a face id for an add, the removed numbers for a tombstone. */
+export function entryKey(entry: FaceLogEntry): string {
+  return entry.op === 'add' ? `add:${entry.faceId}` : `del:${entry.removedSeqs.join(',')}`;
 }
