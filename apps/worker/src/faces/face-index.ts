@@ -10,6 +10,9 @@ import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
 import { BaseCopy, copyBase, writeSettled } from './settled-snapshot';
 
+/** Failed maintenance steps are logged at most once per this (ms); see reportMaintenanceFailure. */
+const MAINTENANCE_ERROR_LOG_MS = 10_000;
+
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
   minFaces: number;
@@ -501,6 +504,23 @@ export class FaceIndex {
     }
   }
 
+  private maintenanceFailures = { loggedAt: -Infinity, suppressed: 0 };
+
+  /**
+   * One `faces.maintenance_failed` line per MAINTENANCE_ERROR_LOG_MS at most, with the failures not written
+   * (`suppressed`): while Redis is away every tenant's periodic sync fails, and a worker holding many tenants
+   * wrote one error line per tenant every LOG_CHECK_MS.
+   */
+  private reportMaintenanceFailure(tenant: TenantId, error: unknown): void {
+    const now = Date.now();
+    if (now - this.maintenanceFailures.loggedAt < MAINTENANCE_ERROR_LOG_MS) {
+      this.maintenanceFailures.suppressed++;
+      return;
+    }
+    this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error, suppressed: this.maintenanceFailures.suppressed }, 'face index maintenance failed; will retry');
+    this.maintenanceFailures = { loggedAt: now, suppressed: 0 };
+  }
+
   /** Background: settle faces whose time has come, a small batch at a time, and save snapshots when due. */
   private async maintain(): Promise<void> {
     const { signal } = this.stopping;
@@ -517,7 +537,7 @@ export class FaceIndex {
           } else if (!faces.syncing && faces.settle(Date.now(), this.policy) > 0) busy = true;
           else await this.snapshotIfDue(tenant, faces);
         } catch (error) {
-          this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error }, 'face index maintenance failed; will retry');
+          this.reportMaintenanceFailure(tenant, error);
         }
         await yieldToLoop();
       }
