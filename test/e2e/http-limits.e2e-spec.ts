@@ -91,38 +91,54 @@ describe('HTTP time limits', () => {
     );
   });
 
-  it('slow bodies holding the upload budget are cut at the minimum rate, and a waiting upload holds only its own size', async () => {
-    // Red-team: two keys each declaring a 32 MiB JSON body (half the 64 MiB budget each) and sending a byte every
-    // 500 ms held every image upload of every tenant to 503 until HTTP_REQUEST_TIMEOUT_MS (300 s by default).
-    const keys = { mallory: 'mallory-key', bob: 'bob-key', alice: 'alice-key' };
+  it('slow bodies holding the upload budget are cut while others wait for it, a slow body alone is not, and a waiting upload holds only its own size', async () => {
+    // Red-team: two keys each declaring a 32 MiB JSON body (half the 64 MiB budget each) held every image upload of
+    // every tenant to 503 until HTTP_REQUEST_TIMEOUT_MS (300 s by default): by sending a byte every 500 ms, and
+    // (against a fixed minimum rate tried first) by sending 67 KB/s, a rate at which 32 MiB takes 500 s.
+    const keys = { mallory: 'mallory-key', bob: 'bob-key', alice: 'alice-key', carol: 'carol-key' };
     const guarded = await stack.start('api', {
-      API_KEYS: `mallory:${keys.mallory},bob:${keys.bob},alice:${keys.alice}`,
+      API_KEYS: `mallory:${keys.mallory},bob:${keys.bob},alice:${keys.alice},carol:${keys.carol}`,
       RATE_LIMIT_MAX: '0',
-      UPLOAD_RATE_GRACE_MS: '1500',
+      UPLOAD_RATE_GRACE_MS: '1000',
       UPLOAD_BUDGET_WAIT_MS: '4000',
       // Longer than the budget wait: an upload that had to wait for others' answers would be refused.
       REQUEST_WAIT_MS: '5000',
     });
     try {
-      const slow = (key: string) =>
-        holdConnection(guarded.port!, `${head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', `X-Api-Key: ${key}`, `Content-Length: ${32 * 1024 * 1024}`])}\r\n`, { drip: Buffer.from('{"image":"' + 'A'.repeat(100)), everyMs: 500, maxMs: GIVE_UP_MS });
-      const slowOnes = [slow(keys.mallory), slow(keys.bob)];
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      const started = Date.now();
+      const jsonHead = (key: string, length: number) => `${head(['POST /v1/classify HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', `X-Api-Key: ${key}`, `Content-Length: ${length}`])}\r\n`;
+      const big = Buffer.from('{"image":"' + 'A'.repeat(2_000_000));
+      // Alone, a slow body is not cut: 120 KB at 24 KB/s (5 s) while nobody waits for budget is answered (202: no worker).
+      const photo = fixture('castle_image.jpg').toString('base64');
+      const slowAlone = Buffer.from(JSON.stringify({ image: photo + '='.repeat((4 - (photo.length % 4)) % 4) }));
+      const alone = await holdConnection(guarded.port!, jsonHead(keys.carol, slowAlone.length), { drip: slowAlone, everyMs: 100, chunkBytes: Math.ceil(slowAlone.length / 50), maxMs: GIVE_UP_MS });
+      expect(alone.status).toBe(202);
+
+      // Two attackers fill the budget (32 MiB each); eight uploads of another tenant then wait for room. An attacker
+      // is cut once others wait and it cannot finish within UPLOAD_BUDGET_WAIT_MS; cutting one already makes room,
+      // so the other may go on while nobody waits (it ends at ATTACK_MS here, at HTTP_REQUEST_TIMEOUT_MS in life).
+      const ATTACK_MS = 7000;
       const body = fixture('castle_image.jpg');
-      // No worker: an upload that gets its budget waits REQUEST_WAIT_MS and is answered 202; one that does not, 503.
-      const uploads = await Promise.all(
-        Array.from({ length: 8 }, () => request(`${guarded.url}/v1/classify`, { method: 'POST', headers: { 'x-api-key': keys.alice }, body: multipart({ image: { bytes: body, filename: 'castle.jpg' } }) })),
-      );
-      const [mallory, bob] = await Promise.all(slowOnes);
-      expect(mallory.status).toBe(408);
-      expect(bob.status).toBe(408);
-      expect(mallory.closedByServerAfterMs).toBeLessThan(1500 + 4000);
-      // Eight multipart uploads of one tenant waiting at once: each holds its 70 KB, not MAX_IMAGE_BYTES (10 MiB),
-      // so none is refused for want of budget (before, 3 of one holder's 10 MiB reservations filled its half).
-      expect(uploads.map((answer) => answer.status)).toEqual(Array(8).fill(202));
-      expect(guarded.logsWith('upload.too_slow')).toHaveLength(2);
-      console.log(`slow bodies: 408 after ${mallory.closedByServerAfterMs} / ${bob.closedByServerAfterMs} ms; eight uploads answered within ${Date.now() - started} ms`);
+      const phase = async (drip: { everyMs: number; chunkBytes: number }) => {
+        const attackers = [keys.mallory, keys.bob].map((key) => holdConnection(guarded.port!, jsonHead(key, 32 * 1024 * 1024), { drip: big, ...drip, maxMs: ATTACK_MS }));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const started = Date.now();
+        // No worker: an upload that gets its budget waits REQUEST_WAIT_MS and is answered 202; one that does not, 503.
+        const uploads = await Promise.all(
+          Array.from({ length: 8 }, () => request(`${guarded.url}/v1/classify`, { method: 'POST', headers: { 'x-api-key': keys.alice }, body: multipart({ image: { bytes: body, filename: 'castle.jpg' } }) })),
+        );
+        const answeredMs = Date.now() - started;
+        const cut = (await Promise.all(attackers)).filter((attacker) => attacker.status === 408);
+        // Eight multipart uploads of one tenant waiting at once: each holds its 70 KB, not MAX_IMAGE_BYTES (10 MiB),
+        // so none is refused for want of budget (before, 3 of one holder's 10 MiB reservations filled its half).
+        expect(uploads.map((answer) => answer.status)).toEqual(Array(8).fill(202));
+        expect(cut.length).toBeGreaterThanOrEqual(1);
+        expect(cut[0].closedByServerAfterMs).toBeLessThan(1000 + 3000);
+        return `${cut.length} cut after ${cut.map((attacker) => attacker.closedByServerAfterMs).join(' / ')} ms, uploads answered within ${answeredMs} ms`;
+      };
+      const byteNowAndThen = await phase({ everyMs: 500, chunkBytes: 1 });
+      const justAboveAFixedRate = await phase({ everyMs: 100, chunkBytes: 8000 }); // 80 KB/s: 32 MiB in 420 s
+      expect(guarded.logsWith('upload.too_slow').length).toBeGreaterThanOrEqual(2);
+      console.log(`slow bodies: a byte every 500 ms: ${byteNowAndThen}; 80 KB/s: ${justAboveAFixedRate}; a slow body alone answered ${alone.status}`);
     } finally {
       await guarded.stop();
     }

@@ -122,7 +122,7 @@ export interface HeldConnection {
  * A connection to 127.0.0.1 that writes `first`, then `drip` one byte every `everyMs` (a slow client; without
  * `drip`, a silent one), and watches what the server does. Closed here at `maxMs` at the latest.
  */
-export function holdConnection(port: number, first: string | Buffer, options: { drip?: Buffer; everyMs?: number; maxMs: number }): Promise<HeldConnection> {
+export function holdConnection(port: number, first: string | Buffer, options: { drip?: Buffer; everyMs?: number; maxMs: number; chunkBytes?: number }): Promise<HeldConnection> {
   const { connect } = require('node:net') as typeof import('node:net');
   return new Promise((resolve) => {
     const started = Date.now();
@@ -147,7 +147,8 @@ export function holdConnection(port: number, first: string | Buffer, options: { 
       if (options.drip) {
         dripTimer = setInterval(() => {
           if (offset >= options.drip!.length || socket.destroyed) return clearInterval(dripTimer);
-          socket.write(options.drip!.subarray(offset, ++offset), () => bytesSent++);
+          const chunk = options.drip!.subarray(offset, (offset += options.chunkBytes ?? 1));
+          socket.write(chunk, () => (bytesSent += chunk.length));
         }, options.everyMs ?? 1000);
       }
     });

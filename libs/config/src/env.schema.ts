@@ -74,12 +74,10 @@ export const envSchema = z.object({
   /** How long an image waits for room in that budget before the request gets 503 + Retry-After. */
   UPLOAD_BUDGET_WAIT_MS: int(0, 10 * 60_000, 10_000),
   /**
-   * A request holding upload budget must send its body at this average rate at least after UPLOAD_RATE_GRACE_MS
-   * (Apache mod_reqtimeout's MinRate idea), else 408: a reservation is made for the declared length before the
-   * body arrives, and a byte now and then held it. 65536 B/s = 512 kbit/s; 0: off.
+   * While uploads wait for budget, a body still arriving is judged after this long: one that cannot finish within
+   * UPLOAD_BUDGET_WAIT_MS at its rate so far is cut (408), so slow bodies cannot hold the budget others wait for.
    */
-  UPLOAD_MIN_BYTES_PER_SECOND: int(0, 1024 * 1024 * 1024, 64 * 1024),
-  UPLOAD_RATE_GRACE_MS: int(0, 10 * 60_000, 10_000),
+  UPLOAD_RATE_GRACE_MS: int(0, 10 * 60_000, 1000),
   STORAGE_DIR: z.string().min(1).default('data/images'),
   RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */

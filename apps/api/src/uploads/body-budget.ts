@@ -11,7 +11,7 @@ import { UploadBudget } from './upload-budget';
  * declared length, or for a chunked body the limit of its type. (Reserving as bytes arrive instead was tried:
  * requests that each hold part of their body and wait for the rest deadlock one another.) A holder (the caller's
  * tenant, or its address) holds at most half the budget and no reservation is larger than half, so one client,
- * however slow its body (UPLOAD_MIN_BYTES_PER_SECOND and HTTP_REQUEST_TIMEOUT_MS end it), never blocks the others. Multipart bodies are read by
+ * however slow its body (cut when others wait for budget: watchBodyRate), never blocks the others. Multipart bodies are read by
  * @fastify/multipart from the raw request: their readers reserve their image (ImageUploadReader), and POST
  * /v1/analyses streams its files to disk without holding any.
  */

@@ -1,31 +1,49 @@
 import type { IncomingMessage } from 'node:http';
 
-/** How often a body still arriving is checked against the minimum rate (ms). */
-const CHECK_EVERY_MS = 1000;
+/** How often a body still arriving is looked at while others wait for budget (ms). */
+const CHECK_EVERY_MS = 250;
 
 const TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n' +
-  JSON.stringify({ error: { code: 'REQUEST_TIMEOUT', message: 'the request body arrived too slowly (UPLOAD_MIN_BYTES_PER_SECOND)' } });
+  JSON.stringify({ error: { code: 'REQUEST_TIMEOUT', message: 'the request body arrives too slowly to finish while other uploads wait for room (UPLOAD_BUDGET_WAIT_MS)' } });
+
+export interface BodyRateWatch {
+  /** Bytes the body is expected to have (its Content-Length, else what it reserved). */
+  expectedBytes: number;
+  /** True while other requests wait for upload budget. */
+  contended: () => boolean;
+  /** How long a waiting request may wait (UPLOAD_BUDGET_WAIT_MS): a holder must be on course to finish within it. */
+  waitMs: number;
+  /** Time a body gets before its rate is judged (UPLOAD_RATE_GRACE_MS). */
+  graceMs: number;
+  /** Told (bytes received, ms since the watch began) when the body is cut. */
+  onTooSlow: (received: number, elapsedMs: number) => void;
+}
 
 /**
- * Holds a request's body to a minimum average rate, as Apache's mod_reqtimeout `MinRate` does: after `graceMs`
- * the bytes received on its connection must keep up with `minBytesPerSecond` × (time since the grace ended),
- * checked every second until the body is complete. A body that falls behind is answered 408 (written straight
- * to the socket, as Node answers its own request timeout) and its connection closed; `onTooSlow` is told
- * (bytes received, ms since the watch began). `minBytesPerSecond` 0 turns the watch off. Counts the socket's
- * bytes (`bytesRead`), so the body's framing (chunked, multipart) counts as received.
+ * Cuts a body that holds upload budget it cannot give back in time, but only while other requests wait for that
+ * budget: after `graceMs`, a body whose remaining bytes would take longer than `waitMs` at its average rate so far
+ * (or that has sent nothing) is answered 408, written straight to the socket as Node answers its own request
+ * timeout, and its connection closed. Uncontended, a slow body is left alone (a phone on a poor uplink loses
+ * nothing for being slow); HTTP_REQUEST_TIMEOUT_MS still ends it. Why: a reservation is made for the declared
+ * length before the body arrives, so a few clients declaring 32 MiB and sending slowly (a byte now and then, or
+ * just above any fixed minimum rate) held every other client's upload to 503 (red-team, twice). Counts the
+ * socket's bytes (`bytesRead`), so the body's framing counts as received.
  */
-export function watchBodyRate(request: IncomingMessage, minBytesPerSecond: number, graceMs: number, onTooSlow: (received: number, elapsedMs: number) => void): void {
+export function watchBodyRate(request: IncomingMessage, watch: BodyRateWatch): void {
   const socket = request.socket;
-  if (minBytesPerSecond <= 0 || request.complete || !socket || socket.destroyed) return;
+  if (request.complete || !socket || socket.destroyed) return;
   const started = Date.now();
   const startBytes = socket.bytesRead;
   const timer = setInterval(() => {
     const elapsedMs = Date.now() - started;
-    if (elapsedMs <= graceMs) return;
+    if (elapsedMs < watch.graceMs || !watch.contended()) return;
     const received = socket.bytesRead - startBytes;
-    if (received >= (minBytesPerSecond * (elapsedMs - graceMs)) / 1000) return;
+    const remaining = watch.expectedBytes - received;
+    if (remaining <= 0) return;
+    const bytesPerMs = received / elapsedMs;
+    if (bytesPerMs > 0 && remaining / bytesPerMs <= watch.waitMs) return;
     stop();
-    onTooSlow(received, elapsedMs);
+    watch.onTooSlow(received, elapsedMs);
     if (!socket.destroyed) socket.end(TIMEOUT_ANSWER);
     setTimeout(() => socket.destroy(), 1000).unref();
   }, CHECK_EVERY_MS);

@@ -31,6 +31,11 @@ export class ByteBudget {
     private readonly waitMs: number,
   ) {}
 
+  /** True while a reservation waits for room (in the budget or in its holder's share). */
+  get contended(): boolean {
+    return this.queue.length > 0;
+  }
+
   /** Bytes reserved now. */
   get inUse(): number {
     return this.used;

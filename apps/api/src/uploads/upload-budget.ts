@@ -8,10 +8,8 @@ import { watchBodyRate } from './body-rate';
 
 /**
  * This API process's budget for request bytes held in memory (MAX_UPLOAD_BYTES_IN_FLIGHT), across all requests,
- * each reservation waiting at most UPLOAD_BUDGET_WAIT_MS. A request holding part of it must deliver its body at
- * UPLOAD_MIN_BYTES_PER_SECOND at least (after UPLOAD_RATE_GRACE_MS), else it is answered 408 and closed: a
- * reservation is made for the declared length before the body arrives, so without a rate a few clients sending a
- * byte now and then held the budget, and every other client's upload, for up to HTTP_REQUEST_TIMEOUT_MS.
+ * each reservation waiting at most UPLOAD_BUDGET_WAIT_MS. While reservations wait, a request whose body is still
+ * arriving too slowly to finish within that wait is answered 408 and closed (watchBodyRate).
  */
 @Injectable()
 export class UploadBudget extends ByteBudget {
@@ -36,11 +34,17 @@ export class UploadBudget extends ByteBudget {
       this.held.set(reply, (reservations = list));
       reply.raw.once('close', () => list.forEach((each) => each()));
       const env = this.config.values;
-      watchBodyRate(reply.request.raw, env.UPLOAD_MIN_BYTES_PER_SECOND, env.UPLOAD_RATE_GRACE_MS, (received, elapsedMs) => {
-        this.logger.warn(
-          { action: 'upload.too_slow', requestId: reply.request.id, holder, receivedBytes: received, elapsedMs, minBytesPerSecond: env.UPLOAD_MIN_BYTES_PER_SECOND },
-          'request body arrives below UPLOAD_MIN_BYTES_PER_SECOND while holding upload budget: answered 408 and closed',
-        );
+      const declared = Number(reply.request.headers['content-length']);
+      watchBodyRate(reply.request.raw, {
+        expectedBytes: Number.isFinite(declared) && declared > 0 ? declared : bytes,
+        contended: () => this.contended,
+        waitMs: env.UPLOAD_BUDGET_WAIT_MS,
+        graceMs: env.UPLOAD_RATE_GRACE_MS,
+        onTooSlow: (received, elapsedMs) =>
+          this.logger.warn(
+            { action: 'upload.too_slow', requestId: reply.request.id, holder, receivedBytes: received, expectedBytes: declared || bytes, elapsedMs },
+            'request body arrives too slowly to finish while other uploads wait for budget: answered 408 and closed',
+          ),
       });
     }
     reservations.push(reservation);
