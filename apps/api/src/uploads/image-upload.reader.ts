@@ -91,7 +91,7 @@ export class ImageUploadReader {
       }
       if (part.fieldname !== fieldName && part.fieldname !== 'image') {
         part.file.resume();
-        throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send images in field "${fieldName}"`);
+        throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname ?? ''}": send images in field "${fieldName}"`);
       }
       this.assertImageCount(++count);
       yield await stageImage(this.store, tenant, this.fileChunks(part.file), this.config.values.MAX_IMAGE_BYTES);
@@ -125,7 +125,7 @@ export class ImageUploadReader {
         if (part.fieldname !== fieldName || bytes) {
           // Drain to keep the stream moving, then refuse: exactly one image is expected.
           part.file.resume();
-          throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname}": send exactly one file in field "${fieldName}"`);
+          throw new AppError(ErrorCode.BadRequest, `unexpected file field "${part.fieldname ?? ''}": send exactly one file in field "${fieldName}"`);
         }
         const reservation = await this.budget.holdUntilSent(reply, this.config.values.MAX_IMAGE_BYTES, holder);
         const chunks: Buffer[] = [];
