@@ -101,6 +101,11 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
 
   it("a tenant's two keys see the same records; the other tenant and a bare key see none of them", async () => {
     expect((await call(KEYS.alice2, `/v1/images/${aliceOnly.castle}`)).status).toBe(200);
+    // Two different keys in one request act for neither (Authorization used to win over x-api-key).
+    const both = await call(KEYS.bob, `/v1/images/${aliceOnly.castle}`, { headers: { authorization: `Bearer ${KEYS.alice}` } });
+    expect(both.status).toBe(401);
+    expect(both.body.error.message).toContain('two different API keys');
+    expect((await call(KEYS.alice, `/v1/images/${aliceOnly.castle}`, { headers: { authorization: `Bearer ${KEYS.alice}` } })).status).toBe(200);
     expect((await call(KEYS.alice2, `/v1/jobs/${aliceJobId}`)).body.result.predictions[0].label).toBe('castle');
     for (const key of [KEYS.bob, KEYS.lonely]) {
       expect((await call(key, `/v1/images/${aliceOnly.castle}`)).status).toBe(404);

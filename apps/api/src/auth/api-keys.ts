@@ -20,13 +20,20 @@ declare module 'fastify' {
   }
 }
 
-/** The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`. */
+/**
+ * The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`. Both headers naming different
+ * keys present none that counts (CONFLICTING_KEYS): acting for either would be a guess (red-team: Authorization won).
+ */
 export function presentedKey(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
-  if (typeof header === 'string' && header.toLowerCase().startsWith('bearer ')) return header.slice(7).trim();
-  const apiKey = request.headers['x-api-key'];
-  return typeof apiKey === 'string' ? apiKey.trim() : undefined;
+  const bearer = typeof header === 'string' && header.toLowerCase().startsWith('bearer ') ? header.slice(7).trim() : undefined;
+  const apiKey = typeof request.headers['x-api-key'] === 'string' ? request.headers['x-api-key'].trim() : undefined;
+  if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) return CONFLICTING_KEYS;
+  return bearer ?? apiKey;
 }
+
+/** What presentedKey answers for two different keys: never a configured key (API_KEYS entries cannot hold a NUL). */
+const CONFLICTING_KEYS = '\u0000conflicting keys';
 
 /**
  * Which tenant a request acts for. With API_KEYS set: the tenant of the presented key, compared as sha256
@@ -79,6 +86,7 @@ export class TenantResolver {
   refusal(request: FastifyRequest): AppError | null {
     if (this.resolve(request)) return null;
     if (!presentedKey(request)) return new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
+    if (presentedKey(request) === CONFLICTING_KEYS) return new AppError(ErrorCode.Unauthorized, 'two different API keys were sent (Authorization and x-api-key): send one');
     return new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
   }
 }
