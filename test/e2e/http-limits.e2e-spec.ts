@@ -114,7 +114,7 @@ describe('HTTP time limits', () => {
       expect(alone.status).toBe(202);
 
       // Two attackers fill the budget (32 MiB each); eight uploads of another tenant then wait for room. An attacker
-      // is cut once others wait and it cannot finish within UPLOAD_BUDGET_WAIT_MS; cutting one already makes room,
+      // is cut once others wait and it cannot finish within 60 s (SLOW_BODY_FINISH_MS); cutting one already makes room,
       // so the other may go on while nobody waits (it ends at ATTACK_MS here, at HTTP_REQUEST_TIMEOUT_MS in life).
       const ATTACK_MS = 7000;
       const body = fixture('castle_image.jpg');

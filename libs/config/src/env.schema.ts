@@ -75,7 +75,7 @@ export const envSchema = z.object({
   UPLOAD_BUDGET_WAIT_MS: int(0, 10 * 60_000, 10_000),
   /**
    * While uploads wait for budget, a body still arriving is judged after this long: one that cannot finish within
-   * UPLOAD_BUDGET_WAIT_MS at its rate so far is cut (408), so slow bodies cannot hold the budget others wait for.
+   * 60 s at its rate so far is cut (408), so slow bodies cannot hold the budget others wait for.
    */
   UPLOAD_RATE_GRACE_MS: int(0, 10 * 60_000, 1000),
   STORAGE_DIR: z.string().min(1).default('data/images'),

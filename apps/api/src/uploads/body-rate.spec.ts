@@ -8,7 +8,7 @@ describe('watchBodyRate', () => {
     const closeListeners: number[] = [];
     const server = createServer((request: IncomingMessage, response) => {
       sockets.add(request.socket);
-      watchBodyRate(request, { expectedBytes: 1000, contended: () => false, waitMs: 10_000, graceMs: 1000, onTooSlow: () => undefined });
+      watchBodyRate(request, { expectedBytes: 1000, contended: () => false, finishWithinMs: 10_000, graceMs: 1000, onTooSlow: () => undefined });
       request.resume();
       request.on('end', () => {
         closeListeners.push(request.socket.listenerCount('close'));
@@ -42,7 +42,7 @@ describe('watchBodyRate', () => {
     let contended = false;
     const cut: number[] = [];
     const server = createServer((request: IncomingMessage) => {
-      watchBodyRate(request, { expectedBytes: 1_000_000, contended: () => contended, waitMs: 1000, graceMs: 200, onTooSlow: (received) => cut.push(received) });
+      watchBodyRate(request, { expectedBytes: 1_000_000, contended: () => contended, finishWithinMs: 1000, graceMs: 200, onTooSlow: (received) => cut.push(received) });
       request.resume();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -4,12 +4,12 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
 import { ByteBudget, Reservation } from './byte-budget';
-import { watchBodyRate } from './body-rate';
+import { SLOW_BODY_FINISH_MS, watchBodyRate } from './body-rate';
 
 /**
  * This API process's budget for request bytes held in memory (MAX_UPLOAD_BYTES_IN_FLIGHT), across all requests,
  * each reservation waiting at most UPLOAD_BUDGET_WAIT_MS. While reservations wait, a request whose body is still
- * arriving too slowly to finish within that wait is answered 408 and closed (watchBodyRate).
+ * arriving too slowly to finish within SLOW_BODY_FINISH_MS is answered 408 and closed (watchBodyRate).
  */
 @Injectable()
 export class UploadBudget extends ByteBudget {
@@ -38,7 +38,7 @@ export class UploadBudget extends ByteBudget {
       watchBodyRate(reply.request.raw, {
         expectedBytes: Number.isFinite(declared) && declared > 0 ? declared : bytes,
         contended: () => this.contended,
-        waitMs: env.UPLOAD_BUDGET_WAIT_MS,
+        finishWithinMs: SLOW_BODY_FINISH_MS,
         graceMs: env.UPLOAD_RATE_GRACE_MS,
         onTooSlow: (received, elapsedMs) =>
           this.logger.warn(
