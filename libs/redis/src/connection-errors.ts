@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
+import { LogThrottle } from '@app/logging';
 
 /** One `redis.error` line per this many ms at most while the same error repeats (ioredis retries every ~50–2000 ms). */
 export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
@@ -12,18 +13,10 @@ export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
  * fail on their own (503 on the API's request path); this only reports the connection.
  */
 export function logConnectionErrors(client: Redis, logger: Logger, redis: string, intervalMs = REDIS_ERROR_LOG_INTERVAL_MS): void {
-  let lastLoggedAt = -Infinity;
-  let lastMessage = '';
-  let suppressed = 0;
+  const throttle = new LogThrottle(intervalMs);
   client.on('error', (error: Error) => {
-    const now = Date.now();
-    if (error.message === lastMessage && now - lastLoggedAt < intervalMs) {
-      suppressed++;
-      return;
-    }
+    const suppressed = throttle.pass(error.message);
+    if (suppressed === undefined) return;
     logger.warn({ action: 'redis.error', redis, err: { type: error.name, message: error.message, code: (error as NodeJS.ErrnoException).code }, suppressed }, `Redis connection error: ${error.message}`);
-    lastLoggedAt = now;
-    lastMessage = error.message;
-    suppressed = 0;
   });
 }

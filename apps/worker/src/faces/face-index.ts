@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { LogThrottle } from '@app/logging/log-throttle';
 import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
 import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
@@ -9,9 +10,6 @@ import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
 import { BaseCopy, copyBase, writeSettled } from './settled-snapshot';
-
-/** Failed maintenance steps are logged at most once per this (ms); see reportMaintenanceFailure. */
-const MAINTENANCE_ERROR_LOG_MS = 10_000;
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -504,21 +502,16 @@ export class FaceIndex {
     }
   }
 
-  private maintenanceFailures = { loggedAt: -Infinity, suppressed: 0 };
-
   /**
-   * One `faces.maintenance_failed` line per MAINTENANCE_ERROR_LOG_MS at most, with the failures not written
-   * (`suppressed`): while Redis is away every tenant's periodic sync fails, and a worker holding many tenants
-   * wrote one error line per tenant every LOG_CHECK_MS.
+   * One `faces.maintenance_failed` line per 10 s at most, with the failures not written (`suppressed`): while Redis
+   * is away every tenant's periodic sync fails, and a worker holding many tenants wrote one error line per tenant
+   * every LOG_CHECK_MS.
    */
+  private readonly maintenanceFailures = new LogThrottle();
+
   private reportMaintenanceFailure(tenant: TenantId, error: unknown): void {
-    const now = Date.now();
-    if (now - this.maintenanceFailures.loggedAt < MAINTENANCE_ERROR_LOG_MS) {
-      this.maintenanceFailures.suppressed++;
-      return;
-    }
-    this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error, suppressed: this.maintenanceFailures.suppressed }, 'face index maintenance failed; will retry');
-    this.maintenanceFailures = { loggedAt: now, suppressed: 0 };
+    const suppressed = this.maintenanceFailures.pass();
+    if (suppressed !== undefined) this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error, suppressed }, 'face index maintenance failed; will retry');
   }
 
   /** Background: settle faces whose time has come, a small batch at a time, and save snapshots when due. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
 import { AnalysisStore } from '@app/storage';
-import { APP_LOGGER } from '@app/logging';
+import { APP_LOGGER, LogThrottle } from '@app/logging';
 import type Redis from 'ioredis';
 import { entriesNamingJobs, jobRetention, REDIS_CLIENT, redisTryLater, StreamEntry } from '@app/redis';
 import { AnalyzeHandler } from '../analyze/analyze.handler';
@@ -94,7 +94,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     this.logger.info({ action: 'worker.ready', workerId, queue: INFERENCE_QUEUE, concurrency: this.worker.concurrency }, 'worker consuming');
   }
 
-  private redisTrouble = { loggedAt: 0, suppressed: 0 };
+  private readonly redisTrouble = new LogThrottle();
 
   /**
    * BullMQ retries fetching the next job at once after a Redis reply such as OOM (a full Redis): one error per
@@ -103,10 +103,9 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
   private logWorkerError(error: Error): void {
     const tryLater = redisTryLater(error);
     if (!tryLater) return void this.logger.error({ action: 'worker.error', err: error }, 'worker error');
-    const now = Date.now();
-    if (now - this.redisTrouble.loggedAt < 10_000) return void this.redisTrouble.suppressed++;
-    this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast: this.redisTrouble.suppressed, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
-    this.redisTrouble = { loggedAt: now, suppressed: 0 };
+    const repeatsSinceLast = this.redisTrouble.pass();
+    if (repeatsSinceLast === undefined) return;
+    this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
   }
 
   /**
