@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ClassifyBatchJobResult, classifyItemId, ClassifyJobResult, decodeJobError, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
+import { AppError, classifyItemId, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { InferenceQueue } from '../jobs/inference-queue';
+import { itemOutcome } from '../jobs/classify-item-outcome';
 import { JobOutcome, JobWaiter } from '../jobs/job-waiter';
 import { ModelDirectory } from '../models/model-directory';
 import { ApiMetrics } from '../ops/api-metrics';
@@ -183,14 +184,6 @@ export class ClassifyService {
     this.metrics.abandonedJobs.inc({ outcome: dropped ? 'dropped' : 'running' });
     this.logger.info({ action: 'job.abandoned', requestId, jobId, dropped }, dropped ? 'client left before a worker took the job: dropped' : 'client left while a worker runs the job');
   }
-}
-
-/** One item's outcome from a completed classify-batch job's result. */
-export function itemOutcome(result: unknown, index: number): JobOutcome {
-  const item = (result as ClassifyBatchJobResult | undefined)?.items?.[index];
-  if (item && 'result' in item) return { state: 'completed', result: item.result };
-  if (item && 'error' in item) return { state: 'failed', error: decodeJobError(item.error) };
-  return { state: 'failed', error: { code: ErrorCode.InferenceFailed, message: 'the coalesced job completed without this request\'s item' } };
 }
 
 export function parseTopK(value: string | number | undefined): number {

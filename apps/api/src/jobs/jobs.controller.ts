@@ -1,7 +1,7 @@
 import { Controller, Get, Param } from '@nestjs/common';
 import { ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { AppError, ClassifyBatchJobData, decodeJobError, ErrorBody, ErrorCode, InferenceJobName, JobState, parseClassifyId, TenantId } from '@app/contracts';
-import { itemOutcome } from '../classify/classify.service';
+import { itemOutcome } from './classify-item-outcome';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorDetailDto, ErrorResponseDto } from '../common/error.dto';
 import { InferenceQueue } from './inference-queue';
@@ -37,35 +37,25 @@ export class JobsController {
     // State first, then the job: a job read before its state could look completed without its result.
     const state = parsed ? await this.jobs.getStateById(parsed.jobId) : 'unknown';
     const job = state === 'unknown' || !parsed ? undefined : await this.jobs.getJob(parsed.jobId);
+    // Another tenant's job (or item) is answered exactly as a job that does not exist.
     const notFound = () => new AppError(ErrorCode.JobNotFound, `no job with id "${id}" (finished jobs are kept for a limited time)`);
-    const common = {
-      id,
-      createdAt: isoTime(job?.timestamp) ?? new Date(0).toISOString(),
-      ...(isoTime(job?.finishedOn) ? { finishedAt: isoTime(job?.finishedOn) } : {}),
-      attempts: job?.attemptsMade ?? 0,
+    if (!parsed || !job) throw notFound();
+    const times = {
+      createdAt: isoTime(job.timestamp) ?? new Date(0).toISOString(),
+      ...(isoTime(job.finishedOn) ? { finishedAt: isoTime(job.finishedOn) } : {}),
+      attempts: job.attemptsMade ?? 0,
     };
-    if (parsed?.index !== undefined) {
-      // One request's item of a coalesced job: the tenant is the item's; another tenant's item is a missing one.
-      const item = job?.name === InferenceJobName.ClassifyBatch ? (job.data as ClassifyBatchJobData | undefined)?.items?.[parsed.index] : undefined;
-      if (!job || !item || item.tenant !== tenant) throw notFound();
-      if (state === 'completed') {
-        const outcome = itemOutcome(job.returnvalue, parsed.index);
-        return outcome.state === 'completed' ? { ...common, name: InferenceJobName.Classify, state, result: outcome.result } : { ...common, name: InferenceJobName.Classify, state: 'failed', error: (outcome as { error: ErrorBody }).error };
-      }
-      return { ...common, name: InferenceJobName.Classify, state, ...(state === 'failed' ? { error: decodeJobError(job.failedReason) } : {}) };
+    const failure = state === 'failed' ? { error: decodeJobError(job.failedReason) } : {};
+    if (parsed.index === undefined) {
+      if (job.data?.tenant !== tenant) throw notFound();
+      return { id, name: job.name, state, ...(state === 'completed' ? { result: job.returnvalue } : {}), ...failure, ...times };
     }
-    // Another tenant's job is answered exactly as a job that does not exist.
-    if (!job || job.data?.tenant !== tenant) throw notFound();
-    return {
-      id,
-      name: job.name,
-      state,
-      ...(state === 'completed' ? { result: job.returnvalue } : {}),
-      ...(state === 'failed' ? { error: decodeJobError(job.failedReason) } : {}),
-      createdAt: common.createdAt,
-      ...(common.finishedAt ? { finishedAt: common.finishedAt } : {}),
-      attempts: common.attempts,
-    };
+    // One request's item of a coalesced job: the tenant is the item's, and so is the outcome.
+    const item = job.name === InferenceJobName.ClassifyBatch ? (job.data as ClassifyBatchJobData | undefined)?.items?.[parsed.index] : undefined;
+    if (!item || item.tenant !== tenant) throw notFound();
+    const outcome = state === 'completed' ? itemOutcome(job.returnvalue, parsed.index) : undefined;
+    const own = outcome?.state === 'completed' ? { result: outcome.result } : outcome?.state === 'failed' ? { error: outcome.error } : failure;
+    return { id, name: InferenceJobName.Classify, state: outcome?.state === 'failed' ? 'failed' : state, ...own, ...times };
   }
 }
 

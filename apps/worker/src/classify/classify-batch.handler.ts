@@ -5,10 +5,10 @@ import pLimit from 'p-limit';
 import { AppConfig } from '@app/config';
 import { AppError, ClassifyBatchItemOutcome, ClassifyBatchJobData, ClassifyBatchJobResult, classifyItemId, decodeJobError, encodeJobError, ErrorCode } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
-import { classificationPredictions } from '@app/models';
 import { ImageInference } from '../inference/image-inference';
 import { ImageSource } from '../inference/image-source';
 import { ModelHost } from '../inference/model-host';
+import { classifyResult } from './classify.handler';
 import { workerId } from '../worker-id';
 
 /** Item failures a later attempt of the whole job may not repeat (the worker's RETRYABLE, for one item). */
@@ -62,24 +62,9 @@ export class ClassifyBatchHandler {
             if (!bytes) throw new AppError(ErrorCode.InputExpired, 'the image of this request has expired before a worker reached it');
             return bytes;
           };
-          const { input, run } = await this.inference.runBytes(model, readBytes);
-          const predictions = classificationPredictions(run.output[model.outputs[0]], model.postprocess.activation, item.topk, model.labelList);
-          const finishedAt = Date.now();
-          this.logger.info({ action: 'job.item_completed', ...context, ms: finishedAt - itemStarted, batchSize: run.batchSize }, 'coalesced item completed');
-          return {
-            result: {
-              model: model.name,
-              predictions,
-              batchSize: run.batchSize,
-              timings: {
-                queuedMs: Math.max(0, startedAt - item.enqueuedAt),
-                decodeMs: round(input.decodeMs),
-                inferenceMs: round(run.batchMs),
-                totalMs: Math.max(0, finishedAt - item.enqueuedAt),
-              },
-              workerId,
-            },
-          };
+          const result = classifyResult(model, await this.inference.runBytes(model, readBytes), item.topk, startedAt, item.enqueuedAt);
+          this.logger.info({ action: 'job.item_completed', ...context, ms: Date.now() - itemStarted, batchSize: result.batchSize }, 'coalesced item completed');
+          return { result };
         } catch (error) {
           const encoded = encodeJobError(error);
           this.logger.warn({ action: 'job.item_failed', ...context, ms: Date.now() - itemStarted, error: encoded }, 'coalesced item failed');
@@ -101,6 +86,3 @@ export class ClassifyBatchHandler {
   }
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
-}
