@@ -16,6 +16,7 @@ import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { postImage, request } from '../support/http';
 import { until } from '../support/load';
+import { storeFace } from '../support/stored-face';
 import { TestRedis } from '../support/test-redis';
 
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
@@ -48,14 +49,6 @@ const snapshotFiles = (storageDir: string, tenant: string) =>
     .filter((name) => name.endsWith('.usearch'))
     .map((name) => join(storageDir, tenant, '.face-index', name));
 
-/** A stored image with one synthetic face, inserted as a worker inserts it (INSERT_FACES). */
-async function storeFace(client: Redis, store: FaceStore, keys: RedisKeys, tenant: TenantId, name: string, embedding: Float32Array): Promise<{ hash: string; faceId: string; seq: number }> {
-  const hash = sha256(name);
-  await client.hset(keys.tenant(tenant).image(hash), 'size', '1');
-  const faceId = `${faceIdStem(tenant, hash)}-0`; // the id a worker gives an image's first face: what erasure probes
-  const [seq] = (await store.insertFaces(tenant, hash, [{ faceId, box: { x: 0, y: 0, width: 50, height: 50 }, landmarks: [], score: 1, embedding }]))!;
-  return { hash, faceId, seq };
-}
 
 describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on a real Redis)', () => {
   const tenant = 'acme' as TenantId;

@@ -13,6 +13,7 @@ import { AppProcess, LogLine } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { postImage, request } from '../support/http';
 import { until } from '../support/load';
+import { storeFace as storeStoredFace } from '../support/stored-face';
 import { TestRedis } from '../support/test-redis';
 
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
@@ -113,14 +114,10 @@ describe('face log gone back (Redis lost writes): workers rebuild from the log a
       return index;
     };
 
-    /** A stored image with one face, inserted as a worker inserts it. */
+    /** A stored image with one face, inserted as a worker inserts it, its tenant listed among the face tenants. */
     const storeFace = async (name: string, embedding: Float32Array) => {
-      const hash = sha256(name);
-      await client.hset(keys.tenant(tenant).image(hash), 'size', '1');
-      const faceId = `${faceIdStem(tenant, hash)}-0`;
       await client.sadd(keys.faceTenants(), tenant);
-      const [seq] = (await store.insertFaces(tenant, hash, [{ faceId, box: { x: 0, y: 0, width: 50, height: 50 }, landmarks: [], score: 1, embedding }]))!;
-      return { hash, faceId, seq };
+      return storeStoredFace(client, store, keys, tenant, name, embedding);
     };
 
     const logged = (sink: Record<string, unknown>[]) => pino({ level: 'warn' }, { write: (line: string) => sink.push(JSON.parse(line)) });
