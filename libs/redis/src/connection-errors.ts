@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
-import { LogThrottle } from '@app/logging';
+import { LogThrottle } from '@app/logging/log-throttle';
 
 /** One `redis.error` line per this many ms at most while the same error repeats (ioredis retries every ~50–2000 ms). */
 export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
