@@ -1,9 +1,10 @@
 import { DynamicModule, Module, RequestMethod } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
-import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
+import { ThrottlerModule } from '@nestjs/throttler';
 import type Redis from 'ioredis';
 import type { FastifyRequest } from 'fastify';
 import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
+import { RateLimitGuard } from './auth/rate-limit.guard';
 import { ApiKeyGuard, TenantResolver } from './auth/api-keys';
 import { AuthModule } from './auth/auth.module';
 import { BullModule } from '@nestjs/bullmq';
@@ -81,8 +82,9 @@ export class ApiModule {
       ],
       controllers: [HealthController, MetricsController, ClassifyController, AnalysesController, FacesController, ImagesController, JobsController, ModelsController],
       providers: [ApiMetrics, ClassifyService, FacesService, ImageFetcher, AnalysisService, AnalysisJobs, ImagesService, ImageEventsHub, EventStreamSlots, InferenceQueue, JobWaiter, ModelDirectory, ImageUploadReader, UploadBudget, { provide: APP_FILTER, useClass: ApiExceptionFilter },
-        // In this order: the rate limit counts requests with a missing or wrong key too (per address).
-        { provide: APP_GUARD, useClass: ThrottlerGuard },
+        // In this order: the rate limit counts requests with a missing or wrong key too (per address). A full
+        // Redis (OOM) lets reads and erasures through without it (RateLimitGuard).
+        { provide: APP_GUARD, useClass: RateLimitGuard },
         { provide: APP_GUARD, useClass: ApiKeyGuard }],
     };
   }

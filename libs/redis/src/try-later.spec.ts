@@ -1,4 +1,4 @@
-import { redisTryLater } from './try-later';
+import { redisOutOfMemory, redisTryLater } from './try-later';
 
 /** Replies as Redis 7 words them (directly, and from inside a script or a transaction) and ioredis' own errors. */
 const replyError = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
@@ -46,5 +46,15 @@ describe('redisTryLater', () => {
     expect(redisTryLater(replyError('ERR unknown command'))).toBeUndefined();
     expect(redisTryLater(new Error('the image cannot be decoded: BUSY signal'))).toBeUndefined();
     expect(redisTryLater('OOM')).toBeUndefined();
+  });
+
+  it('tells a full Redis (OOM) from the other "try later" replies', () => {
+    expect(redisOutOfMemory(replyError("OOM command not allowed when used memory > 'maxmemory'."))).toBe(true);
+    expect(redisOutOfMemory(replyError("ERR Error running script (call to f_1): @user_script:3: -OOM command not allowed when used memory > 'maxmemory'."))).toBe(true);
+    const execAbort = Object.assign(replyError('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [replyError("OOM command not allowed when used memory > 'maxmemory'.")] });
+    expect(redisOutOfMemory(execAbort)).toBe(true);
+    expect(redisOutOfMemory(replyError("READONLY You can't write against a read only replica."))).toBe(false);
+    expect(redisOutOfMemory(new Error('Connection is closed.'))).toBe(false);
+    expect(redisOutOfMemory('OOM')).toBe(false);
   });
 });

@@ -44,12 +44,30 @@ export interface TryLater {
  */
 export function redisTryLater(error: unknown): TryLater | undefined {
   if (!(error instanceof Error)) return undefined;
-  const reply = REPLY_CODE.exec(error.message);
-  if (reply) return REPLY_CODES[reply[1]];
-  const queued = (error as { previousErrors?: unknown }).previousErrors;
-  if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) return queued.map(redisTryLater).find(Boolean);
+  const code = replyCode(error);
+  if (code) return REPLY_CODES[code];
   if (CLUSTER_MOVING.test(error.message)) return { reason: 'cluster is failing over or moving slots', retryAfterSeconds: 2 };
   if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
+  return undefined;
+}
+
+/**
+ * Whether Redis refused the command because it is full (OOM: maxmemory reached under noeviction), directly, from
+ * inside a script or for a queued command of a transaction. Such a Redis still answers reads and commands that
+ * free memory (DEL, UNLINK, HDEL, ZREM, SREM, XDEL, EXPIRE…): only commands that may grow memory are refused.
+ */
+export function redisOutOfMemory(error: unknown): boolean {
+  return error instanceof Error && replyCode(error) === 'OOM';
+}
+
+/** The "try later" reply code of `error` (see REPLY_CODES), or of the first queued command of a refused transaction. */
+function replyCode(error: Error): string | undefined {
+  const reply = REPLY_CODE.exec(error.message);
+  if (reply) return reply[1];
+  const queued = (error as { previousErrors?: unknown }).previousErrors;
+  if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) {
+    return queued.map((one) => (one instanceof Error ? replyCode(one) : undefined)).find(Boolean);
+  }
   return undefined;
 }
 

@@ -37,4 +37,28 @@ describe('ImageLocks', () => {
       admin.disconnect();
     }
   });
+
+  it('evenWhenFull takes the lock in a full Redis (OOM under noeviction), where a plain SET NX is refused', async () => {
+    const keys = new RedisKeys('iiq');
+    const tenant = asTenantId('alice');
+    const hash = 'b'.repeat(64);
+    const key = keys.tenant(tenant).imageLock(hash);
+    const admin = new Redis(redis.url);
+    try {
+      await admin.set('filler', Buffer.alloc(256 * 1024));
+      const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]);
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', String(used - 128 * 1024));
+      const locks = new ImageLocks(admin, keys);
+      await expect(locks.withLock(tenant, hash, async () => undefined)).rejects.toThrow(/^OOM/);
+      let held = 0;
+      await locks.withLock(tenant, hash, async () => (held = await admin.exists(key)), { evenWhenFull: true });
+      expect(held).toBe(1);
+      expect(await admin.exists(key)).toBe(0);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      await admin.del('filler');
+      admin.disconnect();
+    }
+  });
 });

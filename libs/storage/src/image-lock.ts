@@ -6,6 +6,20 @@ import { AppError, ErrorCode, RedisKeys, TenantId } from '@app/contracts';
 /** Deletes the lock only if it is still ours (it may have expired and been taken by someone else). */
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
+/** SET NX PX in a script flagged allow-oom (Redis 7): taken even while Redis is full, for an erasure (KEYS: lock. ARGV: token, ms). */
+const ACQUIRE_BODY = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')`;
+const ACQUIRE_ALLOW_OOM = `#!lua flags=allow-oom\n${ACQUIRE_BODY}`;
+
+export interface LockOptions {
+  /**
+   * Take the lock even when Redis is full (maxmemory reached under noeviction refuses SET with OOM): for work
+   * that only frees memory, such as an erasure, which is how a tenant makes room. The lock is one small key,
+   * deleted when the work ends (and expiring by itself). Redis before 7 does not know the flag: there the lock
+   * is taken as usual.
+   */
+  evenWhenFull?: boolean;
+}
+
 /**
  * A lock on one tenant's image, held while its bytes and metadata are written together (an upload) or taken away
  * together (an erasure), so an erasure never lands between an upload's bytes and its metadata (which would leave
@@ -23,14 +37,17 @@ export class ImageLocks {
     private readonly waitMs = 10_000,
   ) {}
 
-  async withLock<T>(tenant: TenantId, imageHash: string, work: () => Promise<T>): Promise<T> {
+  /** Whether this Redis knows script flags (Redis 7 and later); learnt from the first lock taken with evenWhenFull. */
+  private scriptFlags = true;
+
+  async withLock<T>(tenant: TenantId, imageHash: string, work: () => Promise<T>, options: LockOptions = {}): Promise<T> {
     const key = this.keys.tenant(tenant).imageLock(imageHash);
     const token = randomUUID();
     const deadline = Date.now() + this.waitMs;
     for (;;) {
       let acquired: string | null;
       try {
-        acquired = await this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
+        acquired = options.evenWhenFull ? await this.acquireEvenWhenFull(key, token) : await this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
       } catch (error) {
         // A timed-out SET (REDIS_COMMAND_TIMEOUT_MS) may still run when Redis answers again, leaving a lock nobody
         // holds for `expiresMs`; the release, sent after it on the same connection, runs right after it.
@@ -46,5 +63,18 @@ export class ImageLocks {
     } finally {
       await this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
     }
+  }
+
+  private async acquireEvenWhenFull(key: string, token: string): Promise<string | null> {
+    if (this.scriptFlags) {
+      try {
+        return (await this.redis.eval(ACQUIRE_ALLOW_OOM, 1, key, token, this.expiresMs)) as string | null;
+      } catch (error) {
+        // Redis 6 and older read the shebang line as Lua and fail to compile it.
+        if (!/compil|unexpected symbol/i.test((error as Error).message)) throw error;
+        this.scriptFlags = false;
+      }
+    }
+    return this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
   }
 }

@@ -233,7 +233,8 @@ export class ImagesService {
       await this.removeJobEvents(new Set(jobIds));
       this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
       return { imageHash: hash, ...report, removedJobs };
-    });
+      // Even in a full Redis (OOM under noeviction): an erasure only frees memory, and is how a tenant makes room.
+    }, { evenWhenFull: true });
   }
 
   /**

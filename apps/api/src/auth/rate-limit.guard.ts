@@ -1,0 +1,49 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, type ThrottlerModuleOptions, type ThrottlerRequest, type ThrottlerStorage } from '@nestjs/throttler';
+import type { Logger } from 'pino';
+import { APP_LOGGER } from '@app/logging';
+import { LogThrottle } from '@app/logging/log-throttle';
+import { redisOutOfMemory } from '@app/redis';
+
+/** Methods that only read or erase: what a tenant needs to make room in a full Redis. */
+const READ_OR_ERASE = new Set(['GET', 'HEAD', 'DELETE']);
+
+/**
+ * Nest's ThrottlerGuard, except when Redis is full: the rate-limit script writes (INCR), and a Redis at maxmemory
+ * under noeviction refuses it with OOM. A GET, HEAD or DELETE then goes through unlimited (the limiter fails open
+ * for it), so tenants can still read and, above all, erase data to free memory; every other method (uploads, new
+ * jobs) keeps the 503 + Retry-After that the refusal becomes. One `ratelimit.skipped` warning per 10 s at most,
+ * with the count held back.
+ */
+@Injectable()
+export class RateLimitGuard extends ThrottlerGuard {
+  private readonly skippedLog = new LogThrottle();
+
+  constructor(
+    @InjectThrottlerOptions() options: ThrottlerModuleOptions,
+    @InjectThrottlerStorage() storage: ThrottlerStorage,
+    reflector: Reflector,
+    @Inject(APP_LOGGER) private readonly log: Logger,
+  ) {
+    super(options, storage, reflector);
+  }
+
+  protected override async handleRequest(requestProps: ThrottlerRequest): Promise<boolean> {
+    try {
+      return await super.handleRequest(requestProps);
+    } catch (error) {
+      const { req } = this.getRequestResponse(requestProps.context);
+      const method = String(req.method).toUpperCase();
+      if (!READ_OR_ERASE.has(method) || !redisOutOfMemory(error)) throw error;
+      const suppressed = this.skippedLog.pass();
+      if (suppressed !== undefined) {
+        this.log.warn(
+          { action: 'ratelimit.skipped', requestId: req.id, method, route: req.routeOptions?.url, err: { message: (error as Error).message }, suppressed },
+          'Redis is full (OOM): reads and erasures pass without the rate limit until it has room',
+        );
+      }
+      return true;
+    }
+  }
+}
