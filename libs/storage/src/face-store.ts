@@ -122,6 +122,11 @@ return 1
  * looks, reading only, and returns nil plus the names it would touch that were not declared when there are any;
  * the caller (runDeclared) declares them and runs it again. It writes only in a run where every key it
  * touches was declared. Needs DECLARED_KEYS_LUA.
+ *
+ * It runs in a full Redis too (maxmemory under noeviction), so a tenant can erase to make room: its first write
+ * is a ZREM, XDEL or DEL, which Redis never refuses for memory, and Redis refuses a script without flags a
+ * command that may grow memory only before the script's first write; the tombstone's INCR and XADD come after
+ * the deletions. Keep a deletion first (the fault test redis-full-erasure checks it).
  */
 export const FORGET_FACES_LUA = `
 local function undeclared(names)
