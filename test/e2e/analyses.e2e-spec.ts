@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
 import { expectedTop5, fixture } from '../support/fixtures';
 import { multipart, request } from '../support/http';
+import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -189,10 +190,7 @@ describe('analysis jobs by content hash (real Redis, real models, two APIs)', ()
     const first = await request(`${apiA.url}/v1/images/${hash}/results/mobilenet_v2`);
     expect([200, 202]).toContain(first.status);
     let result = first;
-    for (let i = 0; i < 100 && result.status !== 200; i++) {
-      await sleep(100);
-      result = await request(`${apiA.url}/v1/images/${hash}/results/mobilenet_v2`);
-    }
+    await until(async () => result.status === 200 || (result = await request(`${apiA.url}/v1/images/${hash}/results/mobilenet_v2`)).status === 200, 30_000, 'the result computed again');
     expect(result.status).toBe(200);
     expect(result.body.result.predictions[0].label).toBe('beagle');
     await worker.waitForLog(() => analysesStored(hash, 'mobilenet_v2') >= 2);

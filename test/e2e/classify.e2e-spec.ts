@@ -1,8 +1,8 @@
 import { AppProcess } from '../support/app-process';
 import { expectedTop5, fixture } from '../support/fixtures';
 import { multipart, postImage, request } from '../support/http';
+import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 /** One API + one worker on the test's own Redis: the synchronous classification path end to end. */
 describe('POST /v1/classify (real Redis, real models)', () => {
@@ -145,11 +145,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
   it('GET /v1/models lists every manifest model as loaded by the worker', async () => {
     // The heartbeat runs every few seconds.
     let body: any;
-    for (let i = 0; i < 40; i++) {
-      body = (await request(url('/v1/models'))).body;
-      if (body.models.every((m: any) => m.loaded)) break;
-      await sleep(250);
-    }
+    await until(async () => (body = (await request(url('/v1/models'))).body).models.every((m: any) => m.loaded), 30_000, 'every model listed as loaded');
     expect(body.models.map((m: any) => m.name).sort()).toEqual(['mobilefacenet', 'mobilenet_v2', 'squeezenet1_1', 'yolox_nano', 'yunet']);
     expect(body.models.find((m: any) => m.name === 'yolox_nano').task).toBe('object-detection');
     expect(body.models.every((m: any) => m.loaded && m.sha256.length === 64)).toBe(true);

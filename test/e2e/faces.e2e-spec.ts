@@ -92,9 +92,9 @@ describe('face matching (real Redis, real models, 2 APIs + 2 workers)', () => {
   });
 
   it('submitting the same image again answers from stored data without new inference', async () => {
-    // Count this image's lines only, after a pause: a log line can trail the answer it belongs to.
+    // Count this image's lines only, once its line is in: a log line can trail the answer it belongs to.
     const processedObama2 = () => facesProcessed().filter((line) => line.imageHash === hashOf('face_obama_2.jpg')).length;
-    await sleep(300);
+    await until(() => processedObama2() >= 1, 10_000, "obama_2's faces.matched line");
     const before = processedObama2();
     const again = await submit('face_obama_2.jpg', apis[1]);
     expect(again.status).toBe(200);

@@ -1,6 +1,7 @@
 import { AppProcess } from '../support/app-process';
 import { fixture } from '../support/fixtures';
 import { request } from '../support/http';
+import { until } from '../support/load';
 import { TestRedis } from '../support/test-redis';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -118,11 +119,7 @@ describe('several APIs and workers on one Redis', () => {
     const worker = await AppProcess.start('worker', env);
     apps.push(worker);
     let job: any;
-    for (let i = 0; i < 100; i++) {
-      job = (await request(`${api.url}${location}`)).body;
-      if (job.state === 'completed') break;
-      await sleep(100);
-    }
+    await until(async () => (job = (await request(`${api.url}${location}`)).body).state === 'completed', 30_000, 'the job to complete');
     expect(job.state).toBe('completed');
     expect(job.result.predictions[0].label).toBe('castle');
   });
@@ -161,11 +158,7 @@ describe('several APIs and workers on one Redis', () => {
     const worker = await AppProcess.start('worker', env);
     apps.push(worker);
     let job: any;
-    for (let i = 0; i < 100; i++) {
-      job = (await request(`${api.url}/v1/jobs/${accepted.body.id}`)).body;
-      if (job.state === 'failed' || job.state === 'completed') break;
-      await sleep(100);
-    }
+    await until(async () => ['failed', 'completed'].includes((job = (await request(`${api.url}/v1/jobs/${accepted.body.id}`)).body).state), 30_000, 'the job to finish');
     expect(job.state).toBe('failed');
     expect(job.error.code).toBe('DEADLINE_EXCEEDED');
     expect(worker.logsWith('job.completed')).toHaveLength(0);

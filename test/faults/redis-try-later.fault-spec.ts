@@ -91,7 +91,9 @@ describe('fault: Redis says "try again later"', () => {
     const blocker = stack.client(redis);
     // Spins for 3 s on Redis' own clock, then ends by itself (nothing to kill).
     const spinning = blocker.eval("local stop = tonumber(redis.call('TIME')[1]) + 3 while tonumber(redis.call('TIME')[1]) < stop do end return 1", 0);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Until Redis says BUSY to others (past the 100 ms threshold).
+    const probe = stack.client(redis);
+    await until(() => probe.ping().then(() => false, (error: Error) => /^BUSY/.test(error.message)), 10_000, 'the script to hold Redis');
     const answers = await writes(api);
     await spinning;
     expectTryLater(answers, /busy running a script/);
