@@ -1,6 +1,6 @@
 import { createServer, get as httpGet, Server } from 'node:http';
 import { AddressInfo, connect } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppProcess } from '../support/app-process';
@@ -175,7 +175,9 @@ describe('hardening: limits, addresses, time and what is left behind', () => {
     });
     socket.write(`POST /v1/analyses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
     socket.write(body.subarray(0, cut));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Until the API has staged the dog and begun the kitten's file: the erasure then lands mid-upload.
+    const incoming = join(storageDir, 'default', '.incoming');
+    await until(() => existsSync(incoming) && readdirSync(incoming).filter((name) => name.endsWith('.tmp')).length >= 2, 10_000, 'the upload to be staging its second file');
     const erased = await request(`${api.url}/v1/images/${hash}`, { method: 'DELETE' });
     expect(erased.status).toBe(200);
     socket.write(body.subarray(cut));
