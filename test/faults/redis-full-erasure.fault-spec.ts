@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { analyzeJobId, asTenantId, matchFacesJobId } from '@app/contracts';
 import { fixture } from '../support/fixtures';
 import { HttpResult, multipart, request } from '../support/http';
+import { until } from '../support/load';
 import { TestStack } from '../support/test-stack';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -44,12 +45,7 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     expect(second.status).toBe(200);
     expect(second.body.matchedImages).toEqual([hash1]);
     expect((await analyse(castle, 'castle.jpg')).status).toBe(202);
-    // The result is read until it is there (bounded).
-    const deadline = Date.now() + 30_000;
-    while ((await call(`/v1/images/${castleHash}/results/mobilenet_v2`)).status !== 200) {
-      if (Date.now() > deadline) throw new Error('timed out waiting for the castle analysis');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await until(async () => (await call(`/v1/images/${castleHash}/results/mobilenet_v2`)).status === 200, 30_000, 'the castle analysis');
 
     // Fill Redis: keys of our own, then a cap 1 MB below what is used. Redis stays over its limit.
     for (let i = 0; i < 32; i++) await client.set(`filler:${i}`, Buffer.alloc(64 * 1024));
