@@ -8,11 +8,12 @@ import { TestStack } from '../support/test-stack';
 
 /**
  * One Redis outage of ~8 s, while the worker holds jobs, is a few warning lines in each process' log, not one
- * error line per job or per retry: before, a frozen Redis (SIGSTOP) cost the worker 70 `worker.error` lines
- * ("Missing lock for job …", "could not renew lock …", one or two per job it held) and a killed and restarted
- * one 64 ("Missing key for job …"); the API's and the worker's BullMQ Queue, without an error listener, printed
- * each refused connection as a multi-line console.error dump on stderr, and the API's QueueEvents wrote a
- * warning per retry. Jobs submitted once Redis is back complete.
+ * error line per job or per retry. Before (one run, 10 s outages, the worker busy at concurrency 32): a frozen
+ * Redis (SIGSTOP) cost the worker 71 `worker.error` lines ("Missing lock for job … moveToFinished" and
+ * "… moveToDelayed" 32 each, "could not renew lock for job …" 7), and one killed and restarted empty 64 ("Missing
+ * key for job …"); the API's and the worker's BullMQ Queue, without an error listener, printed each refused
+ * connection (9 in 10 s) as an 8-line console.error dump on stderr, and the API's QueueEvents wrote a warning per
+ * retry (9). Jobs submitted once Redis is back complete.
  */
 describe('fault: one Redis outage is a few log lines', () => {
   const OUTAGE_MS = 8000;
