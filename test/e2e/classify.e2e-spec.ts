@@ -199,6 +199,9 @@ describe('POST /v1/classify (real Redis, real models)', () => {
       ['JSON without image', () => request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"mobilenet_v2"}' }), 400, 'IMAGE_MISSING'],
       ['multipart without the image field', () => request(url('/v1/classify'), { method: 'POST', body: multipart({ model: 'mobilenet_v2' }) }), 400, 'IMAGE_MISSING'],
       ['unknown job id', () => request(url('/v1/jobs/does-not-exist')), 404, 'JOB_NOT_FOUND'],
+      // A 413 has the code of a 413 (it was BAD_REQUEST, a 400's code), and the message names the limit.
+      ['21 multipart fields', () => request(url('/v1/classify'), { method: 'POST', body: multipart(Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`field${i}`, 'x']))) }), 413, 'PAYLOAD_TOO_LARGE'],
+      ['21 multipart fields (analyses)', () => request(url('/v1/analyses'), { method: 'POST', body: multipart(Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`field${i}`, 'x']))) }), 413, 'PAYLOAD_TOO_LARGE'],
     ];
 
     for (const [name, send, status, code] of cases) {
@@ -207,6 +210,7 @@ describe('POST /v1/classify (real Redis, real models)', () => {
         expect(response.status).toBe(status);
         expect(response.body.error.code).toBe(code);
         expect(response.body.error.message.length).toBeGreaterThan(5);
+        if (name.startsWith('21 multipart fields')) expect(response.body.error.message).toMatch(/form fields.*at most 20/);
         const good = await request(url('/v1/classify?topk=1'), { method: 'POST', headers: jpeg, body: castle });
         expect(good.status).toBe(200);
         expect(good.body.predictions[0].label).toBe('castle');

@@ -123,6 +123,33 @@ describe('fault: Redis says "try again later"', () => {
     noErrorLines(api);
   });
 
+  it('a frozen Redis: a new request gets 503 after REDIS_COMMAND_TIMEOUT_MS, one already waiting for its queued job waits REQUEST_WAIT_MS and gets 202 (as the README says)', async () => {
+    const redis = await stack.startRedis();
+    // No worker: the first request's job stays queued and the request waits for it.
+    const api = await stack.start('api', { REQUEST_WAIT_MS: '6000', REDIS_COMMAND_TIMEOUT_MS: '1500' }, redis);
+    const timed = async (send: () => Promise<HttpResult>) => {
+      const started = Date.now();
+      const answer = await send();
+      return { status: answer.status, code: answer.body?.error?.code, ms: Date.now() - started };
+    };
+    const classify = () => request(`${api.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle });
+    const waiting = timed(classify);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    process.kill(redis.pid, 'SIGSTOP');
+    let answers: Array<{ status: number; code?: string; ms: number }>;
+    try {
+      answers = await Promise.all([waiting, timed(classify)]);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    const [queuedBefore, newOne] = answers;
+    expect(newOne).toMatchObject({ status: 503, code: 'SERVICE_UNAVAILABLE' });
+    expect(newOne.ms).toBeGreaterThanOrEqual(1400);
+    expect(newOne.ms).toBeLessThan(4000);
+    expect(queuedBefore.status).toBe(202);
+    expect(queuedBefore.ms).toBeGreaterThanOrEqual(5900);
+  });
+
   it('a frozen Redis under an open event stream: the stream ends with an error event, and the API logs why with the request id', async () => {
     const redis = await stack.startRedis();
     // No worker: the analysis stays pending, so the stream waits on Redis.

@@ -16,6 +16,7 @@ import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { REDIS_CLIENT, RedisConnection, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
+import { MULTIPART_MAX_FIELDS } from './common/api-exception.filter';
 import { clientErrorHandler } from './common/client-error';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
@@ -73,7 +74,7 @@ async function bootstrap(): Promise<void> {
   registerBodyBudget(fastify, app.get(UploadBudget), app.get(TenantResolver), app.get(AppConfig));
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.
-    limits: { fileSize: env.MAX_IMAGE_BYTES, files: env.MAX_IMAGES_PER_REQUEST, fields: 20, fieldSize: 4096, parts: env.MAX_IMAGES_PER_REQUEST + 20, headerPairs: 100 },
+    limits: { fileSize: env.MAX_IMAGE_BYTES, files: env.MAX_IMAGES_PER_REQUEST, fields: MULTIPART_MAX_FIELDS, fieldSize: 4096, parts: env.MAX_IMAGES_PER_REQUEST + MULTIPART_MAX_FIELDS, headerPairs: 100 },
   });
   // Raw image bodies arrive as a Buffer, capped at MAX_IMAGE_BYTES by Fastify while reading.
   fastify.addContentTypeParser(RAW_IMAGE_CONTENT_TYPES, { parseAs: 'buffer', bodyLimit: env.MAX_IMAGE_BYTES }, (_request, body, done) => done(null, body));

@@ -10,6 +10,7 @@ const TASK_TITLES = {
 };
 const FRIENDLY = {
   IMAGE_TOO_LARGE: 'The file is too big.',
+  PAYLOAD_TOO_LARGE: 'The upload has too many files or form fields.',
   IMAGE_TOO_MANY_PIXELS: 'The image has too many pixels.',
   IMAGE_TOO_MANY_FRAMES: 'The animation has too many frames.',
   IMAGE_BAD_SHAPE: 'The image is far too long and thin to analyse.',

@@ -3,6 +3,8 @@ export enum ErrorCode {
   ImageMissing = 'IMAGE_MISSING',
   ImageEmpty = 'IMAGE_EMPTY',
   ImageTooLarge = 'IMAGE_TOO_LARGE',
+  /** A multipart body with more files, form fields or parts than allowed (413, as a body too large). */
+  PayloadTooLarge = 'PAYLOAD_TOO_LARGE',
   ImageUnsupportedFormat = 'IMAGE_UNSUPPORTED_FORMAT',
   ImageTooManyPixels = 'IMAGE_TOO_MANY_PIXELS',
   ImageTooManyFrames = 'IMAGE_TOO_MANY_FRAMES',
@@ -33,6 +35,7 @@ export const ERROR_HTTP_STATUS: Record<ErrorCode, number> = {
   [ErrorCode.ImageMissing]: 400,
   [ErrorCode.ImageEmpty]: 400,
   [ErrorCode.ImageTooLarge]: 413,
+  [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.ImageUnsupportedFormat]: 415,
   [ErrorCode.ImageTooManyPixels]: 422,
   [ErrorCode.ImageTooManyFrames]: 422,

@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
 import Redis from 'ioredis';
 import pino from 'pino';
-import { logConnectionErrors } from './connection-errors';
+import { EventEmitter } from 'node:events';
+import { logConnectionErrors, logQueueErrors } from './connection-errors';
 
 /** A loopback port nobody listens on (bound, then closed). */
 async function deadPort(): Promise<number> {
@@ -32,5 +33,33 @@ describe('logConnectionErrors', () => {
     expect(errors).toHaveLength(1); // the same refusal repeated within the interval: one line
     expect(errors[0]).toMatchObject({ level: 40, redis: `127.0.0.1:${port}`, err: { code: 'ECONNREFUSED' } });
     expect(stderr.filter((text) => text.includes('Unhandled error event'))).toEqual([]);
+  });
+});
+
+describe('logQueueErrors', () => {
+  const collect = () => {
+    const lines: Array<Record<string, unknown>> = [];
+    return { lines, logger: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }) };
+  };
+
+  it('writes "Redis unavailable" errors as one warning per interval with the count held back, others at once', () => {
+    const { lines, logger } = collect();
+    const emitter = new EventEmitter();
+    logQueueErrors(emitter, logger, { action: 'queue.error', what: 'the queue' });
+    for (let i = 0; i < 9; i++) emitter.emit('error', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }));
+    emitter.emit('error', Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:6379'), { code: 'ECONNREFUSED' })], ''), { code: 'ECONNREFUSED' }));
+    emitter.emit('error', new Error('WRONGTYPE Operation against a key holding the wrong kind of value'));
+    expect(lines.map((line) => [line.level, line.action, line.repeatsSinceLast])).toEqual([
+      [40, 'queue.error', 0],
+      [50, 'queue.error', undefined],
+    ]);
+  });
+
+  it('writes other errors at the level asked for (QueueEvents: a warning, polling covers the gap)', () => {
+    const { lines, logger } = collect();
+    const emitter = new EventEmitter();
+    logQueueErrors(emitter, logger, { action: 'queue_events.error', what: 'QueueEvents', otherLevel: 'warn' });
+    emitter.emit('error', new Error('ERR unknown command'));
+    expect(lines).toMatchObject([{ level: 40, action: 'queue_events.error', err: { message: 'ERR unknown command' } }]);
   });
 });

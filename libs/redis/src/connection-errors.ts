@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { LogThrottle } from '@app/logging/log-throttle';
+import { redisTryLater } from './try-later';
 
 /** One `redis.error` line per this many ms at most while the same error repeats (ioredis retries every ~50–2000 ms). */
 export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
@@ -18,5 +19,27 @@ export function logConnectionErrors(client: Redis, logger: Logger, redis: string
     const suppressed = throttle.pass(error.message);
     if (suppressed === undefined) return;
     logger.warn({ action: 'redis.error', redis, err: { type: error.name, message: error.message, code: (error as NodeJS.ErrnoException).code }, suppressed }, `Redis connection error: ${error.message}`);
+  });
+}
+
+/** What emits BullMQ's `error` event: a Queue or a QueueEvents. */
+export interface ErrorEmitter {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/**
+ * Logs the `error` events of a BullMQ Queue or QueueEvents: those saying Redis is unavailable (redisTryLater) as one
+ * `<action>` warning per `intervalMs` with the number held back (`repeatsSinceLast`), others at once at
+ * `otherLevel`. A Queue without a listener prints every connection error with console.error, a multi-line dump on
+ * stderr outside the JSON log (nine per 10 s outage); a QueueEvents without throttling wrote a warning per retry.
+ */
+export function logQueueErrors(emitter: ErrorEmitter, logger: Logger, options: { action: string; what: string; otherLevel?: 'warn' | 'error'; intervalMs?: number }): void {
+  const throttle = new LogThrottle(options.intervalMs ?? REDIS_ERROR_LOG_INTERVAL_MS);
+  emitter.on('error', (error: Error) => {
+    const tryLater = redisTryLater(error);
+    if (!tryLater) return void logger[options.otherLevel ?? 'error']({ action: options.action, err: error }, `${options.what} error: ${error.message}`);
+    const repeatsSinceLast = throttle.pass(tryLater.reason);
+    if (repeatsSinceLast === undefined) return;
+    logger.warn({ action: options.action, reason: tryLater.reason, repeatsSinceLast, err: error }, `${options.what}: Redis ${tryLater.reason}; it keeps trying`);
   });
 }

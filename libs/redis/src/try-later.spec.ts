@@ -1,4 +1,14 @@
+import { connect, createServer } from 'node:net';
 import { redisOutOfMemory, redisTryLater } from './try-later';
+
+/** A loopback port nobody listens on (bound, then closed): connecting to it is refused. */
+async function refusingPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** Replies as Redis 7 words them (directly, and from inside a script or a transaction) and ioredis' own errors. */
 const replyError = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
@@ -32,6 +42,33 @@ describe('redisTryLater', () => {
     expect(redisTryLater(Object.assign(new Error('Reached the max retries per request limit (which is 1).'), { name: 'MaxRetriesPerRequestError' }))?.reason).toBe('is unreachable');
     expect(redisTryLater(new Error("Stream isn't writeable and enableOfflineQueue options is false"))?.reason).toBe('is unreachable');
     expect(redisTryLater(new Error('connect ECONNREFUSED 127.0.0.1:6379'))?.reason).toBe('is unreachable');
+  });
+
+  it("counts the connection errors a Redis outage produces in a BullMQ Worker, whatever their wording, as \"try later\"", async () => {
+    // Node's own, for a host name with two addresses that both refuse (as `localhost` is ::1 and 127.0.0.1): an
+    // AggregateError with an empty message, the first attempt's code, and each attempt in `errors`.
+    const port = await refusingPort();
+    const refused = await new Promise<Error>((resolve) => {
+      const socket = connect({ host: 'two-addresses', port, autoSelectFamily: true, lookup: ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => (options.all ? callback(null, [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4))) as never });
+      socket.on('error', resolve);
+    });
+    expect(refused.name).toBe('AggregateError');
+    expect(refused.message).toBe('');
+    expect(redisTryLater(refused)?.reason).toBe('is unreachable');
+    // A name that does not resolve while its container is down: by code (the message may say only the name).
+    expect(redisTryLater(Object.assign(new Error('getaddrinfo EAI_AGAIN redis'), { code: 'EAI_AGAIN' }))?.reason).toBe('is unreachable');
+    expect(redisTryLater(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))?.reason).toBe('is unreachable');
+    // BullMQ 6's class for a closed connection, and ioredis' retries exhausted.
+    expect(redisTryLater(Object.assign(new Error('Connection is closed.'), { name: 'ConnectionClosedError' }))?.reason).toBe('is unreachable');
+    expect(redisTryLater(Object.assign(new Error('the connection went away'), { name: 'ConnectionClosedError' }))?.reason).toBe('is unreachable');
+    expect(redisTryLater(Object.assign(new Error('Reached the max retries per request limit (which is 20). Refer to "maxRetriesPerRequest" option for details.'), { name: 'MaxRetriesPerRequestError' }))).toBeDefined();
+  });
+
+  it('leaves an AggregateError alone unless every attempt in it is a lost connection', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED ::1:6379'), { code: 'ECONNREFUSED' });
+    expect(redisTryLater(Object.assign(new AggregateError([refused, new TypeError('x is not a function')], ''), { code: 'ECONNREFUSED' }))).toBeUndefined();
+    expect(redisTryLater(new AggregateError([], ''))).toBeUndefined();
+    expect(redisTryLater(Object.assign(new Error('invalid'), { code: 'ERR_INVALID_ARG_TYPE' }))).toBeUndefined();
   });
 
   it('counts a Cluster between two layouts (failover, resharding) as "try later"', () => {

@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Redis replies and client errors that mean "the store cannot take this now, try again shortly", with how
  * long to wait (seconds, for Retry-After). Everything else is a real error.
@@ -30,7 +32,36 @@ const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY
 const CLUSTER_MOVING = /^(Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available)/;
 
 /** ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone). */
-const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/;
+const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ECONNABORTED/;
+
+/**
+ * Node's socket error codes for "no connection to that address" (refused, reset, unreachable, name not resolved,
+ * e.g. a container's name while its container is down: EAI_AGAIN or ENOTFOUND).
+ */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/** ioredis' and BullMQ's error classes for a connection that is gone (BullMQ 6: ConnectionClosedError). */
+const CONNECTION_ERROR_NAMES = new Set(['MaxRetriesPerRequestError', 'ConnectionClosedError']);
+
+/** An Error, also one made in another realm (Node's own socket errors as a Jest test sees them). */
+function isError(value: unknown): value is Error {
+  return value instanceof Error || types.isNativeError(value);
+}
+
+/**
+ * A connection that is not there, whatever the wording: by class, by Node's error code, or by message. A host name
+ * with several addresses (`localhost`: ::1 and 127.0.0.1) that all refuse gives Node's AggregateError, whose
+ * message is empty: its code is the first attempt's, and every attempt in `errors` must be a lost connection.
+ */
+function connectionLost(error: Error): boolean {
+  if (CONNECTION_ERROR_NAMES.has(error.name) || CONNECTION_LOST.test(error.message)) return true;
+  const code = (error as NodeJS.ErrnoException).code;
+  const attempts = (error as { errors?: unknown }).errors;
+  if (error.name === 'AggregateError' || Array.isArray(attempts)) {
+    return Array.isArray(attempts) && attempts.length > 0 && attempts.every((attempt) => isError(attempt) && connectionLost(attempt));
+  }
+  return typeof code === 'string' && CONNECTION_CODES.has(code);
+}
 
 export interface TryLater {
   /** What Redis is going through, to finish "the queue store (Redis) …". */
@@ -43,11 +74,11 @@ export interface TryLater {
  * refused as a whole (EXECABORT) is judged by the errors of the commands it queued (ioredis' previousErrors).
  */
 export function redisTryLater(error: unknown): TryLater | undefined {
-  if (!(error instanceof Error)) return undefined;
+  if (!isError(error)) return undefined;
   const code = replyCode(error);
   if (code) return REPLY_CODES[code];
   if (CLUSTER_MOVING.test(error.message)) return { reason: 'cluster is failing over or moving slots', retryAfterSeconds: 2 };
-  if (error.name === 'MaxRetriesPerRequestError' || CONNECTION_LOST.test(error.message)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
+  if (connectionLost(error)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
   return undefined;
 }
 
@@ -66,7 +97,7 @@ function replyCode(error: Error): string | undefined {
   if (reply) return reply[1];
   const queued = (error as { previousErrors?: unknown }).previousErrors;
   if (error.message.startsWith('EXECABORT') && Array.isArray(queued)) {
-    return queued.map((one) => (one instanceof Error ? replyCode(one) : undefined)).find(Boolean);
+    return queued.map((one) => (isError(one) ? replyCode(one) : undefined)).find(Boolean);
   }
   return undefined;
 }

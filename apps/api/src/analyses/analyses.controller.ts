@@ -51,7 +51,7 @@ export class AnalysesController {
   })
   @ApiAcceptedResponse({ type: AnalysisAcceptedDto })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'UNKNOWN_MODEL (lists the valid ones), INVALID_PARAMETER, IMAGE_MISSING; nothing is stored or queued' })
-  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto })
+  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE; PAYLOAD_TOO_LARGE (too many multipart files or form fields)' })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto })
   async submit(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest): Promise<AnalysisAcceptedDto> {
     const requestId = requestIdOf(request);

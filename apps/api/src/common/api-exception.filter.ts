@@ -7,6 +7,9 @@ import { APP_LOGGER } from '@app/logging';
 import { redisTryLater, tryLaterMessage } from '@app/redis';
 import { lingerAfterAnswer } from './raw-reply';
 
+/** Text fields a multipart body may carry (@fastify/multipart's `fields` limit, set in main.ts). */
+export const MULTIPART_MAX_FIELDS = 20;
+
 type Limits = Pick<Env, 'MAX_IMAGE_BYTES' | 'MAX_JSON_BODY_BYTES' | 'MAX_IMAGES_PER_REQUEST'>;
 
 /** Fastify's own error codes (body parsing, multipart limits) mapped to ours, with messages that name the limit. */
@@ -17,9 +20,10 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number; message?:
     message: (l) => `the request body is larger than allowed: ${mb(l.MAX_IMAGE_BYTES)} for an image body (MAX_IMAGE_BYTES), ${mb(l.MAX_JSON_BODY_BYTES)} for JSON (MAX_JSON_BODY_BYTES)`,
   },
   FST_REQ_FILE_TOO_LARGE: { code: ErrorCode.ImageTooLarge, status: 413, message: (l) => `an uploaded file is larger than the ${mb(l.MAX_IMAGE_BYTES)} limit (MAX_IMAGE_BYTES)` },
-  FST_PARTS_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: (l) => `the multipart body has too many parts: at most ${l.MAX_IMAGES_PER_REQUEST} files and 20 fields` },
-  FST_FILES_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: (l) => `too many files in one request: at most ${l.MAX_IMAGES_PER_REQUEST} (MAX_IMAGES_PER_REQUEST)` },
-  FST_FIELDS_LIMIT: { code: ErrorCode.BadRequest, status: 413, message: () => 'too many form fields in one request (at most 20)' },
+  // Too many multipart parts is a body too large too: 413 with the code every 413 has (PAYLOAD_TOO_LARGE), naming the limit.
+  FST_PARTS_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: (l) => `the multipart body has too many parts: at most ${l.MAX_IMAGES_PER_REQUEST} files (MAX_IMAGES_PER_REQUEST) and ${MULTIPART_MAX_FIELDS} form fields` },
+  FST_FILES_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: (l) => `too many files in one request: at most ${l.MAX_IMAGES_PER_REQUEST} (MAX_IMAGES_PER_REQUEST)` },
+  FST_FIELDS_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: () => `too many form fields in one request: at most ${MULTIPART_MAX_FIELDS} (the multipart fields limit)` },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: ErrorCode.UnsupportedMediaType, status: 415 },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: ErrorCode.ImageMissing, status: 400 },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: ErrorCode.BadRequest, status: 400 },

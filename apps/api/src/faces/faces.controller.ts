@@ -36,7 +36,7 @@ export class FacesController {
   @ApiAcceptedResponse({ description: 'not finished in time: { imageHash, state, url } with Location' })
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_MISSING, IMAGE_EMPTY, INVALID_BASE64, INVALID_PARAMETER, URL_NOT_ALLOWED' })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'imageHash names no image of the caller' })
-  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE' })
+  @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE; PAYLOAD_TOO_LARGE (too many multipart files or form fields)' })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'IMAGE_UNSUPPORTED_FORMAT, UNSUPPORTED_MEDIA_TYPE' })
   @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED, IMAGE_BAD_SHAPE, URL_FETCH_FAILED' })
   @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, SERVICE_UNAVAILABLE (with Retry-After)' })

@@ -4,7 +4,9 @@ import { Job, Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { AppConfig } from '@app/config';
 import { AppError, ClassifyBatchItem, ClassifyBatchJobData, ClassifyJobData, decodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, isImageFault, JobPriority, JobState, RedisKeys } from '@app/contracts';
-import { jobRetention, REDIS_CLIENT } from '@app/redis';
+import { jobRetention, logQueueErrors, REDIS_CLIENT } from '@app/redis';
+import { APP_LOGGER } from '@app/logging';
+import type { Logger } from 'pino';
 
 /** The API's seam to the inference queue: puts work on it and reads job state back. */
 @Injectable()
@@ -14,7 +16,11 @@ export class InferenceQueue {
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly config: AppConfig,
-  ) {}
+    @Inject(APP_LOGGER) logger: Logger,
+  ) {
+    // Without a listener BullMQ prints each of the Queue's connection errors to stderr (console.error).
+    logQueueErrors(queue, logger, { action: 'queue.error', what: 'the inference queue' });
+  }
 
   private depthCache = { value: 0, at: 0 };
 

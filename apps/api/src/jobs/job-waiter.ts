@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { decodeJobError, ErrorBody, INFERENCE_QUEUE, RedisKeys } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import type Redis from 'ioredis';
-import { REDIS_CLIENT, RedisConnection } from '@app/redis';
+import { logQueueErrors, REDIS_CLIENT, RedisConnection } from '@app/redis';
 import { InferenceQueue } from './inference-queue';
 import { compareStreamIds, unreadEntriesRemovedUpTo } from './stream-ids';
 
@@ -97,7 +97,8 @@ export class JobWaiter implements OnModuleInit, OnApplicationShutdown {
     for (const event of ['added', 'waiting', 'active', 'drained', 'removed', 'progress', 'stalled', 'delayed', 'retries-exhausted'] as const) {
       this.events.on(event, (_args: unknown, id: string) => this.heard(id));
     }
-    this.events.on('error', (error) => this.logger.warn({ action: 'queue_events.error', err: error }, 'QueueEvents error; polling covers the gap'));
+    // Polling covers the gap: a warning, and while Redis is away one per 10 s (it retried every second, a line each).
+    logQueueErrors(this.events, this.logger, { action: 'queue_events.error', what: 'QueueEvents (polling covers the gap)', otherLevel: 'warn' });
   }
 
   /**

@@ -17,6 +17,7 @@ import { ImageSource } from './image-source';
 import { ModelHost } from './model-host';
 import { WorkerMetrics } from '../ops/worker-metrics';
 import { StallWatchdog } from './stall-watchdog';
+import { jobLockLost } from './job-lock-lost';
 import { workerId } from '../worker-id';
 
 /**
@@ -95,17 +96,30 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
   }
 
   private readonly redisTrouble = new LogThrottle();
+  private readonly locksLost = new LogThrottle();
 
   /**
    * BullMQ retries fetching the next job at once after a Redis reply such as OOM (a full Redis): one error per
    * round trip. Those are logged as one warning every 10 s with the number left out, not hundreds of error lines.
+   * An outage also costs the worker its hold on every job it was running (jobLockLost: one or two errors per job,
+   * up to WORKER_CONCURRENCY at once, when Redis answers again): one `worker.job_lock_lost` warning per 10 s.
    */
   private logWorkerError(error: Error): void {
     const tryLater = redisTryLater(error);
-    if (!tryLater) return void this.logger.error({ action: 'worker.error', err: error }, 'worker error');
-    const repeatsSinceLast = this.redisTrouble.pass();
-    if (repeatsSinceLast === undefined) return;
-    this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
+    if (tryLater) {
+      const repeatsSinceLast = this.redisTrouble.pass();
+      if (repeatsSinceLast === undefined) return;
+      return void this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
+    }
+    if (jobLockLost(error)) {
+      const repeatsSinceLast = this.locksLost.pass();
+      if (repeatsSinceLast === undefined) return;
+      return void this.logger.warn(
+        { action: 'worker.job_lock_lost', repeatsSinceLast, err: error },
+        "a job's lock or record in Redis was gone (Redis frozen or unreachable past LOCK_DURATION_MS, or restarted without its data): the stalled-job check runs it again if its record remains",
+      );
+    }
+    this.logger.error({ action: 'worker.error', err: error }, 'worker error');
   }
 
   /**

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { INFERENCE_QUEUE } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
+import { logQueueErrors } from '@app/redis';
 import { WorkerMetrics } from '../ops/worker-metrics';
 import { workerId } from '../worker-id';
 
@@ -47,7 +48,10 @@ export class StallWatchdog implements OnApplicationShutdown {
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
     private readonly metrics: WorkerMetrics,
     @Inject(APP_LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    // The worker's only Queue handle is this one: its connection errors go to the JSON log, throttled.
+    logQueueErrors(queue, logger, { action: 'queue.error', what: 'the inference queue' });
+  }
 
   /** Starts watching `worker` (once it runs). No-op with WORKER_STALL_TIMEOUT_MS=0. */
   watch(worker: Worker, activity: WorkerActivity): void {
