@@ -124,7 +124,18 @@ export function decodeJobError(failedReason: string | undefined): ErrorBody {
       // not JSON: a BullMQ-generated reason such as "job stalled more than allowable limit"
     }
   }
+  if (failedReason && STALLED_TOO_OFTEN.test(failedReason)) return { code: ErrorCode.ServiceUnavailable, message: STALLED_MESSAGE, details: { retryAfterSeconds: STALLED_RETRY_AFTER_SECONDS } };
   return { code: ErrorCode.InferenceFailed, message: failedReason || 'the job failed without a reason' };
 }
+
+/**
+ * BullMQ's failedReason for a job whose lock lapsed more often than the worker's maxStalledCount (1) allows: its
+ * worker died holding it, or was too starved of CPU (or of Redis) to renew the lock within LOCK_DURATION_MS, twice.
+ * Nothing is wrong with the input and nothing stored is lost, so it answers like an overloaded service (503 with
+ * Retry-After), not like a failed inference (500): the client's retry is the remedy.
+ */
+const STALLED_TOO_OFTEN = /^job stalled more than allowable limit$/;
+const STALLED_MESSAGE = 'the job was interrupted twice (its worker stopped, or was too busy to keep the job); nothing was stored: try again';
+const STALLED_RETRY_AFTER_SECONDS = 5;
 
 const ERROR_HTTP_STATUS_BY_VALUE: Record<string, number> = Object.fromEntries(Object.entries(ERROR_HTTP_STATUS));

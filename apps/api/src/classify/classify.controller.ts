@@ -76,7 +76,7 @@ export class ClassifyController {
           timings: { ...outcome.result.timings, totalMs: outcome.totalMs },
         };
       case 'failed':
-        throw new AppError(outcome.error.code, outcome.error.message);
+        throw new AppError(outcome.error.code, outcome.error.message, outcome.error.details);
       case 'pending': {
         const url = `/v1/jobs/${outcome.jobId}`;
         reply.status(202).header('location', url);
@@ -105,7 +105,7 @@ export class ClassifyController {
     if (outcome.kind === 'completed') {
       return { success: true, predictions: outcome.result.predictions.map(({ label, probability }) => ({ label, probability })) };
     }
-    if (outcome.kind === 'failed') throw new AppError(outcome.error.code, outcome.error.message);
+    if (outcome.kind === 'failed') throw new AppError(outcome.error.code, outcome.error.message, outcome.error.details);
     if (outcome.kind === 'abandoned') {
       reply.status(CLIENT_CLOSED_REQUEST);
       return { success: false, predictions: [] };

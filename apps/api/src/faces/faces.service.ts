@@ -90,7 +90,7 @@ export class FacesService {
       const outcome = await this.waiter.wait(jobId, Math.max(0, deadline - Date.now()));
       const view = await this.view(tenant, imageHash);
       if (view) return { kind: 'done', view, cached: false };
-      if (outcome.state === 'failed') throw new AppError(outcome.error.code, outcome.error.message);
+      if (outcome.state === 'failed') throw new AppError(outcome.error.code, outcome.error.message, outcome.error.details);
       if (outcome.state !== 'vanished' || attempt > 1) return { kind: 'pending', imageHash, jobId };
     }
   }
@@ -105,7 +105,7 @@ export class FacesService {
     if (state === 'failed') {
       const job = await this.jobs.getJob(jobId);
       const error = decodeJobError(job?.failedReason);
-      throw new AppError(error.code, error.message);
+      throw new AppError(error.code, error.message, error.details);
     }
     throw noFaceData(imageHash);
   }
