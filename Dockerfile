@@ -21,8 +21,14 @@ ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 MODELS_DIR=/app/models STORAGE_DI
 # peak RSS with 1,000 requests in flight fell by about 110 MB, at no CPU cost in npm run bench. Override freely.
 ENV NODE_OPTIONS=--max-semi-space-size=2
 WORKDIR /app
-RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/* \
+# jemalloc instead of glibc's malloc (sharp's own advice for long-running processes on glibc), with a background
+# thread that hands freed pages back to the kernel after 1 s: npm run bench -- memory measured the worker 12 % and
+# the API's resident memory after a burst 30 % lower, and a worker that decoded 49-megapixel 16-bit PNGs back at its
+# starting RSS within 5 s instead of keeping 150-240 MB (README "Memory allocator"). LD_PRELOAD= turns it off.
+RUN apt-get update && apt-get install -y --no-install-recommends tini libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+  && ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" /usr/local/lib/libjemalloc.so.2 \
   && mkdir -p /data/images && chown node:node /data/images
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './free-port';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,8 +69,10 @@ export class AppProcess {
         HOME: process.env.HOME ?? '',
         LOG_LEVEL: 'info',
         HOST: '127.0.0.1',
-        // As the container image runs them (Dockerfile): V8's young generation capped at 2 MB per semi-space.
+        // As the container image runs them (Dockerfile): V8's young generation capped at 2 MB per semi-space, and
+        // jemalloc when this machine has it (env LD_PRELOAD: '' runs glibc's malloc, to compare).
         NODE_OPTIONS: '--max-semi-space-size=2',
+        ...jemallocEnv(),
         ...(port ? { PORT: String(port) } : { WORKER_HTTP_PORT: '0' }),
         ...env,
       },
@@ -118,4 +121,10 @@ export class AppProcess {
     clearTimeout(timer);
     return code;
   }
+}
+
+/** Dockerfile's allocator setting (README "Memory allocator"), where the library is installed; scripts/start.mjs does the same. */
+function jemallocEnv(): Record<string, string> {
+  const library = ['/usr/local/lib/libjemalloc.so.2', '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path));
+  return library ? { LD_PRELOAD: library, MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' } : {};
 }
