@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import semver from 'semver';
-import { REPO_ROOT } from '../support/app-process';
+import { jemallocEnv, REPO_ROOT } from '../support/app-process';
 
 /**
  * The toolchain around the code. No container engine here: the Dockerfile is read as data, its build stage is replayed on a copy of exactly
@@ -66,6 +66,26 @@ describe('Dockerfile build stage', () => {
     const entrypoint = readFileSync(join(REPO_ROOT, 'docker/entrypoint.sh'), 'utf8');
     expect(entrypoint).toContain('exec node dist/apps/api/src/main.js');
     expect(entrypoint).toContain('exec node dist/apps/worker/src/main.js');
+  });
+});
+
+describe('the memory allocator', () => {
+  it('is the same in the image, npm start and the test harness: jemalloc, preloaded, with the same MALLOC_CONF', () => {
+    const runtime = stages[stages.length - 1];
+    const env = instructions(runtime, 'ENV').join(' ');
+    const preload = /LD_PRELOAD=(\S+)/.exec(env)?.[1];
+    const conf = /MALLOC_CONF=(\S+)/.exec(env)?.[1];
+    expect(preload).toBe('/usr/local/lib/libjemalloc.so.2');
+    // The runtime stage installs the library and links it where LD_PRELOAD points, whatever the architecture.
+    const run = instructions(runtime, 'RUN').join(' ');
+    expect(run).toMatch(/apt-get install[^&]*\blibjemalloc2\b/);
+    expect(run).toContain(`ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" ${preload}`);
+    const start = readFileSync(join(REPO_ROOT, 'scripts', 'start.mjs'), 'utf8');
+    expect(start).toContain(`'${conf}'`);
+    expect(start).toContain(`'${preload}'`);
+    // The harness that runs every e2e and bench app process: the same setting where the library is installed.
+    const harness = jemallocEnv();
+    if (harness.LD_PRELOAD) expect(harness.MALLOC_CONF).toBe(conf);
   });
 });
 

@@ -124,7 +124,7 @@ export class AppProcess {
 }
 
 /** Dockerfile's allocator setting (README "Memory allocator"), where the library is installed; scripts/start.mjs does the same. */
-function jemallocEnv(): Record<string, string> {
+export function jemallocEnv(): Record<string, string> {
   const library = ['/usr/local/lib/libjemalloc.so.2', '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path));
   return library ? { LD_PRELOAD: library, MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0' } : {};
 }
