@@ -61,6 +61,10 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     expect((await call(`/v1/images/${hash1}/matches`)).status).toBe(200);
     expect((await call(`/v1/images/${castleHash}/content`)).status).toBe(200);
 
+    // A wrong key is not let through unlimited: the limiter counts failed keys, and cannot count now (503, not 401).
+    const guess = await request(`${api.url}/v1/images/${castleHash}`, { headers: { authorization: 'Bearer not-a-key' } });
+    expect(`${guess.status} ${guess.body?.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');
+
     // Uploads and new jobs: 503 with Retry-After.
     for (const refused of [await call('/v1/classify', { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }), await analyse(fixture('dog_beagle_jemma.png'), 'dog.png'), await faces(fixture('face_biden_1.jpg'))]) {
       expect(`${refused.status} ${refused.body?.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');

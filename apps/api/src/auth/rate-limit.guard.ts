@@ -5,15 +5,19 @@ import type { Logger } from 'pino';
 import { APP_LOGGER } from '@app/logging';
 import { LogThrottle } from '@app/logging/log-throttle';
 import { redisOutOfMemory } from '@app/redis';
+import type { FastifyRequest } from 'fastify';
+import { TenantResolver } from './api-keys';
 
 /** Methods that only read or erase: what a tenant needs to make room in a full Redis. */
 const READ_OR_ERASE = new Set(['GET', 'HEAD', 'DELETE']);
 
 /**
  * Nest's ThrottlerGuard, except when Redis is full: the rate-limit script writes (INCR), and a Redis at maxmemory
- * under noeviction refuses it with OOM. A GET, HEAD or DELETE then goes through unlimited (the limiter fails open
- * for it), so tenants can still read and, above all, erase data to free memory; every other method (uploads, new
- * jobs) keeps the 503 + Retry-After that the refusal becomes. One `ratelimit.skipped` warning per 10 s at most,
+ * under noeviction refuses it with OOM. A GET, HEAD or DELETE with a valid API key (or any, without API_KEYS) then
+ * goes through unlimited (the limiter fails open for it), so tenants can still read and, above all, erase data to
+ * free memory; every other method (uploads, new jobs), and any request without a valid key, keeps the 503 +
+ * Retry-After that the refusal becomes: the limiter counts failed keys too, and a full Redis must not become
+ * unlimited key guessing (red-team: 3,000 guesses in 3.5 s). One `ratelimit.skipped` warning per 10 s at most,
  * with the count held back.
  */
 @Injectable()
@@ -25,6 +29,7 @@ export class RateLimitGuard extends ThrottlerGuard {
     @InjectThrottlerStorage() storage: ThrottlerStorage,
     reflector: Reflector,
     @Inject(APP_LOGGER) private readonly log: Logger,
+    private readonly tenants: TenantResolver,
   ) {
     super(options, storage, reflector);
   }
@@ -35,7 +40,7 @@ export class RateLimitGuard extends ThrottlerGuard {
     } catch (error) {
       const { req } = this.getRequestResponse(requestProps.context);
       const method = String(req.method).toUpperCase();
-      if (!READ_OR_ERASE.has(method) || !redisOutOfMemory(error)) throw error;
+      if (!READ_OR_ERASE.has(method) || !redisOutOfMemory(error) || this.tenants.refusal(req as FastifyRequest) !== null) throw error;
       const suppressed = this.skippedLog.pass();
       if (suppressed !== undefined) {
         this.log.warn(
