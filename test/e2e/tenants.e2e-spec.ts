@@ -246,7 +246,7 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);
   });
 
-  it('erasing an image Redis lost registers it again without queueing its noted models, and logs the recovery with the request id', async () => {
+  it('erasing an image Redis lost erases its bytes as they are (nothing registered again, no model queued), and logs it with the request id', async () => {
     const variant = Buffer.concat([fixture('cat_kitten_224.png'), Buffer.from('lost-then-erased')]);
     const hash = sha256(variant);
     const form = multipart({ models: 'mobilenet_v2,yunet' });
@@ -267,8 +267,13 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect((await call(KEYS.alice, '/v1/analyses', { method: 'POST', body: laterForm })).status).toBe(202);
     await allDone(KEYS.alice, sha256(later));
     expect(worker.logsWith('job.started').filter((line) => line.imageHash === hash && String(line.requestId).startsWith('recovered:'))).toEqual([]);
-    const recovered = apis[0].logsWith('image.recovered').filter((line) => line.imageHash === hash);
-    expect(recovered).toEqual([expect.objectContaining({ requestId: erased.headers.get('x-request-id'), service: 'api', models: ['mobilenet_v2', 'yunet'] })]);
+    // Not registered again first (a write, which a full Redis refuses): the bytes and their noted models go as they are.
+    expect(apis[0].logsWith('image.recovered').filter((line) => line.imageHash === hash)).toEqual([]);
+    const erasedLog = apis[0].logsWith('image.erased').filter((line) => line.imageHash === hash);
+    expect(erasedLog).toEqual([expect.objectContaining({ requestId: erased.headers.get('x-request-id'), service: 'api', existed: false, removedBytes: true })]);
+    expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), hash))).toBe(false);
+    expect(existsSync(join(storageDir, 'alice', hash.slice(0, 2), hash.slice(2, 4), `${hash}.models`))).toBe(false);
+    expect((await call(KEYS.alice, `/v1/images/${hash}`, { method: 'DELETE' })).status).toBe(404);
   });
 
   it('an image stored before the limits were tightened is still found and erased after Redis lost its record', async () => {

@@ -47,6 +47,15 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     expect((await analyse(castle, 'castle.jpg')).status).toBe(202);
     await until(async () => (await call(`/v1/images/${castleHash}/results/mobilenet_v2`)).status === 200, 30_000, 'the castle analysis');
 
+    // An image whose record Redis lost (bytes on disk only, as after lost writes): erasable on a full Redis too.
+    const kitten = fixture('cat_kitten_224.png');
+    const kittenHash = sha256(kitten);
+    expect((await analyse(kitten, 'kitten.png')).status).toBe(202);
+    await until(async () => (await call(`/v1/images/${kittenHash}/results/mobilenet_v2`)).status === 200, 30_000, 'the kitten analysis');
+    const kittenRecord = (await client.keys(`*:image:${kittenHash}`)).filter((name) => !name.includes(':image:' + kittenHash + ':'));
+    expect(kittenRecord).toHaveLength(1);
+    await client.del(kittenRecord[0]);
+
     // Fill Redis: keys of our own, then a cap 1 MB below what is used. Redis stays over its limit.
     for (let i = 0; i < 32; i++) await client.set(`filler:${i}`, Buffer.alloc(64 * 1024));
     const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
@@ -82,7 +91,7 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     // Erasing images: the metadata, results, faces and bytes go.
     expect(existsSync(join(stack.storageDir, 'tenant-a', hash1.slice(0, 2), hash1.slice(2, 4), hash1))).toBe(true);
     const tenant = asTenantId('tenant-a');
-    for (const hash of [castleHash, hash1, hash2]) {
+    for (const hash of [castleHash, hash1, hash2, kittenHash]) {
       const erased = await call(`/v1/images/${hash}`, { method: 'DELETE' });
       expect(`${erased.status} ${JSON.stringify(erased.body.error ?? '')}`).toBe('200 ""');
       expect(erased.body).toMatchObject({ imageHash: hash, existed: true, removedBytes: true });

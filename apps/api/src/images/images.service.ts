@@ -26,7 +26,6 @@ export interface ModelView {
 export type ResultLookup = { kind: 'ready'; record: AnalysisRecord } | { kind: 'pending'; state: AnalysisState };
 
 /** What finding an image Redis lost does besides registering it again (ImagesService.findImage). */
-export type Recovery = 'queue' | 'register-only';
 
 /** How a stream of results ended. */
 export type FollowOutcome = 'done' | 'timeout' | 'closed' | 'erased';
@@ -55,23 +54,22 @@ export class ImagesService {
 
   /**
    * The tenant's image metadata; 404 NOT_FOUND when the tenant has no such image (whoever else might).
-   * `requestId` names the request in the log of a recovery; `recovery` as in findImage.
+   * `requestId` names the request in the log of a recovery (findImage).
    */
-  async requireImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery = 'queue'): Promise<ImageMetadata> {
+  async requireImage(tenant: TenantId, hash: string, requestId: string): Promise<ImageMetadata> {
     requireImageHash(hash);
-    const image = await this.findImage(tenant, hash, requestId, recovery);
+    const image = await this.findImage(tenant, hash, requestId);
     if (!image) throw notFound(hash);
     return image;
   }
 
   /**
    * The tenant's image metadata, registered again from its stored bytes when Redis lost it (see recoverImage);
-   * undefined when the tenant has no such image. `hash` must already be a valid image hash. `recovery`: 'queue'
-   * queues the noted models of a recovered image at once; 'register-only' does not (an erasure, which would only
-   * remove them again, after a worker may already have started on the image its client asked to erase).
+   * undefined when the tenant has no such image. `hash` must already be a valid image hash. A recovered image's
+   * noted models are queued at once (an erasure never recovers: it erases the bytes as they are).
    */
-  async findImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery = 'queue'): Promise<ImageMetadata | undefined> {
-    return (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash, requestId, recovery));
+  async findImage(tenant: TenantId, hash: string, requestId: string): Promise<ImageMetadata | undefined> {
+    return (await this.results.getImage(tenant, hash)) ?? (await this.recoverImage(tenant, hash, requestId));
   }
 
   /**
@@ -83,7 +81,7 @@ export class ImagesService {
    * metadata is missing and the file exists; a file whose content does not match its name is left alone. The
    * models noted beside the bytes (ContentStore.noteModels) are registered with it.
    */
-  private async recoverImage(tenant: TenantId, hash: string, requestId: string, recovery: Recovery): Promise<ImageMetadata | undefined> {
+  private async recoverImage(tenant: TenantId, hash: string, requestId: string): Promise<ImageMetadata | undefined> {
     if (!(await this.store.has(tenant, hash))) return undefined;
     return this.locks.withLock(tenant, hash, async () => {
       const registered = await this.results.getImage(tenant, hash);
@@ -103,10 +101,10 @@ export class ImagesService {
       // read or followed (result() and follow() queue missing pairs). A model no longer served is left out.
       const models = (await this.store.notedModels(tenant, hash)).filter((model) => this.analyses.isAnalysable(model));
       await this.results.registerImage(tenant, meta, models);
-      this.logger.warn({ action: 'image.recovered', requestId, tenant, imageHash: hash, models, queued: recovery === 'queue' }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
+      this.logger.warn({ action: 'image.recovered', requestId, tenant, imageHash: hash, models, queued: true }, 'stored bytes had no metadata in Redis (lost writes): the image is registered again');
       // Queued at once, so GET /v1/images/:hash shows them progressing. A full queue (503) leaves them to
       // result() and follow(), which queue missing pairs when read.
-      if (recovery === 'queue') for (const model of models) {
+      for (const model of models) {
         await this.pairs.ensure(tenant, hash, model, `recovered:${hash.slice(0, 16)}`).catch((error: Error) => {
           this.logger.warn({ action: 'image.recovery_queue_deferred', requestId, tenant, imageHash: hash, model, err: error.message }, 'a recovered image’s analysis could not be queued now; it is queued when read');
         });
@@ -215,7 +213,10 @@ export class ImagesService {
    * such image.
    */
   async erase(tenant: TenantId, hash: string, requestId: string): Promise<ErasureReport & { imageHash: string; removedJobs: number }> {
-    await this.requireImage(tenant, hash, requestId, 'register-only');
+    requireImageHash(hash);
+    // Metadata lost (bytes only): erase the bytes as they are, without registering them first (a write a full
+    // Redis refuses, so the erasure answered 503 until Redis had room).
+    if (!(await this.results.getImage(tenant, hash)) && !(await this.store.has(tenant, hash))) throw notFound(hash);
     return this.locks.withLock(tenant, hash, async () => {
       const models = await this.results.modelsOf(tenant, hash);
       // Two steps, each in one Redis Cluster slot: the queue's keys ({QUEUE_PREFIX}) and the tenant's ({t}) never
@@ -227,12 +228,12 @@ export class ImagesService {
       const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
       const removedJobs = await this.removeJobs(jobIds);
       const report = await this.erasure.erase(tenant, hash);
-      if (!report.existed) throw notFound(hash);
+      if (!report.existed && !report.removedBytes) throw notFound(hash);
       // Again now the record is gone: a running job that completed between the two steps added its event after
       // the first sweep (and a job completing from now on sees no image: the worker forgets it itself).
       await this.removeJobEvents(new Set(jobIds));
       this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
-      return { imageHash: hash, ...report, removedJobs };
+      return { imageHash: hash, ...report, existed: report.existed || report.removedBytes, removedJobs };
       // Even in a full Redis (OOM under noeviction): an erasure only frees memory, and is how a tenant makes room.
     }, { evenWhenFull: true });
   }
