@@ -67,7 +67,12 @@ export class ApiExceptionFilter implements ExceptionFilter {
       return;
     }
     const { status, body } = this.describe(exception, request);
-    if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
+    // A "try later" 503 (Redis away or full, the queue full, a job interrupted) is the service working as designed
+    // under trouble that has its own warning: one warn line per request, not an error line each (an outage's burst
+    // of uploads wrote one error per request).
+    const tryLater = status === 503 && typeof body.details?.retryAfterSeconds === 'number';
+    if (tryLater) this.logger.warn({ action: 'http.error', requestId, status, code: body.code, err: { message: (exception as Error)?.message } }, body.message);
+    else if (status >= 500) this.logger.error({ action: 'http.error', requestId, status, code: body.code, err: exception }, body.message);
     else this.logger.info({ action: 'http.rejected', requestId, status, code: body.code }, body.message);
     if (this.unreadBodyTooLarge(request)) {
       void reply.header('connection', 'close');
