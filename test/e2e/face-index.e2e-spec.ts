@@ -5,14 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
-import pino from 'pino';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { DELETE_IMAGE_FACES, FaceStore, keysToForget, runDeclared } from '@app/storage/face-store';
-import { FaceIndex } from '../../apps/worker/src/faces/face-index';
 import { FaceMatrix } from '../../apps/worker/src/faces/face-matrix';
 import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../bench/face-identities';
 import { AppProcess } from '../support/app-process';
+import { faceIndexOnRedis } from '../support/face-index-on-redis';
 import { fixture } from '../support/fixtures';
 import { postImage, request } from '../support/http';
 import { until } from '../support/load';
@@ -21,7 +20,6 @@ import { TestRedis } from '../support/test-redis';
 
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
 const THRESHOLD = 0.45;
-const silent = pino({ level: 'silent' });
 
 /** The highest cosine similarity between `embedding` and any int8 row of a saved usearch index (its vector matrix comes first: rows u32, bytes per row u32, then the rows). */
 function closestRow(path: string, embedding: Float32Array): number {
@@ -53,29 +51,10 @@ const snapshotFiles = (storageDir: string, tenant: string) =>
 describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on a real Redis)', () => {
   const tenant = 'acme' as TenantId;
   const keys = new RedisKeys('iiq');
-  let redis: TestRedis;
-  let client: Redis;
-  let store: FaceStore;
-  let dirs: string[] = [];
-  const indexes: FaceIndex[] = [];
-
-  beforeAll(async () => {
-    redis = await TestRedis.start();
-    client = redis.client();
-    store = new FaceStore(client, keys);
-  });
-
-  afterAll(async () => {
-    for (const index of indexes) await index.onModuleDestroy();
-    client?.disconnect();
-    await redis?.stop();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
+  const onRedis = faceIndexOnRedis(keys);
 
   const open = async (storageDir: string) => {
-    const index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 200, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, silent);
-    indexes.push(index);
-    await index.onModuleInit();
+    const index = await onRedis.open(storageDir, 200);
     await until(() => index.describe(tenant)?.tail === 0, 30_000, 'every loaded face to settle into the index');
     return index;
   };
@@ -83,11 +62,11 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
   it('a worker started from a snapshot + the log after it answers exactly as a cold rebuild and as the exact scan; deleted faces never return; erasure deletes the older snapshot and a new one holds no erased vector', async () => {
     const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-'));
     const coldDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-cold-'));
-    dirs = [storageDir, coldDir];
-    await client.sadd(keys.faceTenants(), tenant);
+    onRedis.dirs.push(storageDir, coldDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
     const set = clusteredFaces(800, 10, 3);
     const faces: { hash: string; faceId: string; seq: number; embedding: Float32Array }[] = [];
-    const add = async (embedding: Float32Array) => faces.push({ ...(await storeFace(client, store, keys, tenant, `img-${faces.length}`, embedding)), embedding });
+    const add = async (embedding: Float32Array) => faces.push({ ...(await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${faces.length}`, embedding)), embedding });
     for (let row = 0; row < 800; row++) await add(set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
 
     // Worker 1 builds the index from the log and saves a snapshot.
@@ -101,7 +80,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     for (let i = 0; i < 100; i++) await add(newView(set, Math.floor(random.next() * 80), random));
     const deleted = [faces[3], faces[400], faces[799], faces[800], faces[850]];
     const tombstones: number[] = [];
-    for (const face of deleted) tombstones.push((await store.deleteImageFaces(tenant, face.hash)).tombstoneSeq);
+    for (const face of deleted) tombstones.push((await onRedis.store.deleteImageFaces(tenant, face.hash)).tombstoneSeq);
     expect(Math.min(...tombstones)).toBeGreaterThan(900);
     const deletedIds = new Set(deleted.map((face) => face.faceId));
 
@@ -138,7 +117,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     // The old snapshot still holds the deleted settled faces' int8 vectors (so the check below can see one) …
     expect(closestRow(saved!, faces[400].embedding)).toBeGreaterThan(0.99);
     // … and goes, since it was saved before their tombstones.
-    expect(await new FaceSnapshots(storageDir, client, keys).purgeBefore(tenant, Math.max(...tombstones))).toBe(1);
+    expect(await new FaceSnapshots(storageDir, onRedis.client, keys).purgeBefore(tenant, Math.max(...tombstones))).toBe(1);
     expect(snapshotFiles(storageDir, tenant)).toEqual([]);
     // A snapshot saved after the tombstones: the live faces are in it, the deleted ones are scrubbed.
     const fresh = (await restarted.saveSnapshot(tenant))!;
@@ -167,32 +146,32 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     const t = 'declared' as TenantId;
     const k = keys.tenant(t);
     const unit = new Float32Array(DIMENSIONS).fill(1 / Math.sqrt(DIMENSIONS));
-    const a = await storeFace(client, store, keys, t, 'declared-a', unit);
-    const b = await storeFace(client, store, keys, t, 'declared-b', unit);
+    const a = await storeFace(onRedis.client, onRedis.store, keys, t, 'declared-a', unit);
+    const b = await storeFace(onRedis.client, onRedis.store, keys, t, 'declared-b', unit);
     const args = [k.prefix, a.hash, faceIdStem(t, a.hash)];
     // The erasure looks first; then a worker records b matching a (so a's face and image now name b's).
-    const found = await keysToForget(client, k, faceIdStem(t, a.hash), a.hash);
+    const found = await keysToForget(onRedis.client, k, faceIdStem(t, a.hash), a.hash);
     const record = { faceIds: [b.faceId], skippedFaces: [], computedAt: new Date().toISOString() };
-    expect(await store.finishImage(t, b.hash, record, [{ faceId: b.faceId, match: { faceId: a.faceId, imageHash: a.hash, similarity: 0.99 } }])).toBe(true);
+    expect(await onRedis.store.finishImage(t, b.hash, record, [{ faceId: b.faceId, match: { faceId: a.faceId, imageHash: a.hash, similarity: 0.99 } }])).toBe(true);
 
-    const [done, ...missing] = (await client.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), ...args)) as [number, ...string[]];
+    const [done, ...missing] = (await onRedis.client.eval(DELETE_IMAGE_FACES, 2, k.faceSeq(), k.faceLog(), ...args)) as [number, ...string[]];
     expect([done, ...missing]).toEqual([0, k.imageFaces(a.hash), k.imageMatches(a.hash)]);
-    expect(await client.exists(k.face(a.faceId), k.faceMatches(b.faceId), k.imageMatches(b.hash))).toBe(3);
+    expect(await onRedis.client.exists(k.face(a.faceId), k.faceMatches(b.faceId), k.imageMatches(b.hash))).toBe(3);
 
     let runs = 0;
-    const counting = { eval: (...call: Parameters<Redis['eval']>) => (runs++, client.eval(...call)) } as unknown as Redis;
+    const counting = { eval: (...call: Parameters<Redis['eval']>) => (runs++, onRedis.client.eval(...call)) } as unknown as Redis;
     const [removedFaces, updatedImages, tombstoneSeq] = await runDeclared(counting, DELETE_IMAGE_FACES, [k.faceSeq(), k.faceLog()], found, args);
     expect(runs).toBe(2);
     expect({ removedFaces, updatedImages, tombstoneSeq }).toEqual({ removedFaces: 1, updatedImages: 1, tombstoneSeq: 3 });
-    expect(await client.zrange(k.faceMatches(b.faceId), '0', '-1')).toEqual([]);
-    expect(await client.zrange(k.imageMatches(b.hash), '0', '-1')).toEqual([]);
-    expect(await client.exists(k.face(a.faceId), k.faceMatches(a.faceId))).toBe(0);
+    expect(await onRedis.client.zrange(k.faceMatches(b.faceId), '0', '-1')).toEqual([]);
+    expect(await onRedis.client.zrange(k.imageMatches(b.hash), '0', '-1')).toEqual([]);
+    expect(await onRedis.client.exists(k.face(a.faceId), k.faceMatches(a.faceId))).toBe(0);
   });
 
   it('a purge waits for a writer holding the lock and deletes what it wrote; a writer that lost its lock deletes its own file; one writer at a time', async () => {
     const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-snapshots-'));
-    dirs.push(storageDir);
-    const snapshots = new FaceSnapshots(storageDir, client, keys);
+    onRedis.dirs.push(storageDir);
+    const snapshots = new FaceSnapshots(storageDir, onRedis.client, keys);
     const other = 'other' as TenantId;
     const slowSave = (ms: number, content = { indexedUpTo: 10, appliedUpTo: 12, sentinels: 0 }) => async (path: string) => {
       await sleep(ms);
@@ -201,7 +180,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     };
     // The erasure's tombstone (seq 20) lands while a writer (applied up to 12) is saving.
     const writing = snapshots.write(other, slowSave(400));
-    await until(async () => (await client.exists(keys.tenant(other).faceSnapshotLock())) === 1, 10_000, 'the writer to take the lock');
+    await until(async () => (await onRedis.client.exists(keys.tenant(other).faceSnapshotLock())) === 1, 10_000, 'the writer to take the lock');
     expect(await snapshots.write(other, slowSave(0))).toBeUndefined(); // the lock is taken: nothing written
     const purgeStarted = Date.now();
     const purged = await snapshots.purgeBefore(other, 20);
@@ -214,7 +193,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     expect(await snapshots.write(other, slowSave(0, { indexedUpTo: 30, appliedUpTo: 31, sentinels: 2 }))).toMatchObject({ appliedUpTo: 31, sentinels: 2 });
     expect(await snapshots.purgeBefore(other, 20)).toBe(0);
     const lost = snapshots.write(other, async (path) => {
-      await client.del(keys.tenant(other).faceSnapshotLock());
+      await onRedis.client.del(keys.tenant(other).faceSnapshotLock());
       return slowSave(0, { indexedUpTo: 40, appliedUpTo: 41, sentinels: 0 })(path);
     });
     expect(await lost).toBeUndefined();

@@ -3,13 +3,12 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Redis from 'ioredis';
-import pino from 'pino';
+import pino, { Logger } from 'pino';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
-import { FaceSnapshots } from '@app/storage/face-snapshots';
-import { FaceStore } from '@app/storage/face-store';
 import { FaceIndex } from '../../apps/worker/src/faces/face-index';
 import { DIMENSIONS, stranger, Xorshift } from '../../bench/face-identities';
 import { AppProcess, LogLine } from '../support/app-process';
+import { faceIndexOnRedis } from '../support/face-index-on-redis';
 import { fixture } from '../support/fixtures';
 import { postImage, request } from '../support/http';
 import { until } from '../support/load';
@@ -87,37 +86,13 @@ describe('face log gone back (Redis lost writes): workers rebuild from the log a
   describe('FaceIndex on a real Redis: snapshots beyond the log, and numbers given out again past the cursor', () => {
     const tenant = 'acme' as TenantId;
     const keys = new RedisKeys('iiq');
-    const silent = pino({ level: 'silent' });
-    let redis: TestRedis;
-    let client: Redis;
-    let store: FaceStore;
-    const dirs: string[] = [];
-    const indexes: FaceIndex[] = [];
-
-    beforeAll(async () => {
-      redis = await TestRedis.start();
-      client = redis.client();
-      store = new FaceStore(client, keys);
-    });
-
-    afterAll(async () => {
-      for (const index of indexes) await index.onModuleDestroy();
-      client?.disconnect();
-      await redis?.stop();
-      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-    });
-
-    const open = async (storageDir: string, log = silent) => {
-      const index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 8, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, log);
-      indexes.push(index);
-      await index.onModuleInit();
-      return index;
-    };
+    const onRedis = faceIndexOnRedis(keys);
+    const open = (storageDir: string, log?: Logger) => onRedis.open(storageDir, 8, log);
 
     /** A stored image with one face, inserted as a worker inserts it, its tenant listed among the face tenants. */
     const storeFace = async (name: string, embedding: Float32Array) => {
-      await client.sadd(keys.faceTenants(), tenant);
-      return storeStoredFace(client, store, keys, tenant, name, embedding);
+      await onRedis.client.sadd(keys.faceTenants(), tenant);
+      return storeStoredFace(onRedis.client, onRedis.store, keys, tenant, name, embedding);
     };
 
     const logged = (sink: Record<string, unknown>[]) => pino({ level: 'warn' }, { write: (line: string) => sink.push(JSON.parse(line)) });
@@ -128,14 +103,14 @@ describe('face log gone back (Redis lost writes): workers rebuild from the log a
 
     it('counter below the cursor: a snapshot saved beyond the log is deleted and never viewed; the running worker rebuilds and finds the faces numbered again', async () => {
       const storageDir = mkdtempSync(join(tmpdir(), 'iiq-facelog-index-'));
-      dirs.push(storageDir);
+      onRedis.dirs.push(storageDir);
       for (let i = 0; i < 40; i++) await storeFace(`before-${i}`, stranger(random));
       running = await open(storageDir, logged(runningWarnings));
       await until(() => running.describe(tenant)?.indexed === 40, 30_000, 'every face to settle into the index');
       const saved = await running.saveSnapshot(tenant);
       expect(saved).toMatch(/faces-40-40-\d+\.usearch$/);
 
-      await client.flushall();
+      await onRedis.client.flushall();
       const probe = stranger(random);
       const after: { faceId: string; seq: number }[] = [];
       for (let i = 0; i < 10; i++) after.push(await storeFace(`after-${i}`, i === 7 ? probe : stranger(random)));
@@ -160,7 +135,7 @@ describe('face log gone back (Redis lost writes): workers rebuild from the log a
 
     it('counter past the cursor before the worker reads again: the entry it applied last, now another face, tells it', async () => {
       expect(running.describe(tenant)).toMatchObject({ lastSeq: 10 });
-      await client.flushall();
+      await onRedis.client.flushall();
       const probe = stranger(random);
       const after: { faceId: string; seq: number }[] = [];
       for (let i = 0; i < 15; i++) after.push(await storeFace(`again-${i}`, i === 3 ? probe : stranger(random)));
@@ -175,13 +150,13 @@ describe('face log gone back (Redis lost writes): workers rebuild from the log a
 
     it('an insert answering a counter below what the worker applied: the new face, numbered below the cursor, is synced and compared', async () => {
       expect(running.describe(tenant)).toMatchObject({ lastSeq: 15 });
-      await client.flushall();
+      await onRedis.client.flushall();
       const probe = stranger(random);
       const earlier = await storeFace('probe-earlier', probe);
       expect(earlier.seq).toBe(1);
       // The worker's own insert gets number 2, far below its cursor (15): no sync would have read it.
       const hash = sha256('probe-later');
-      await client.hset(keys.tenant(tenant).image(hash), 'size', '1');
+      await onRedis.client.hset(keys.tenant(tenant).image(hash), 'size', '1');
       const faceId = `${faceIdStem(tenant, hash)}-0`;
       const matched = await running.addAndMatch(tenant, hash, [{ faceId, box: { x: 0, y: 0, width: 50, height: 50 }, landmarks: [], score: 1, embedding: probe }], 0.99);
       expect(matched).toEqual([expect.objectContaining({ faceId, seq: 2, matches: [expect.objectContaining({ faceId: earlier.faceId })] })]);

@@ -1,0 +1,49 @@
+import { rmSync } from 'node:fs';
+import type Redis from 'ioredis';
+import pino, { Logger } from 'pino';
+import { RedisKeys } from '@app/contracts';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceStore } from '@app/storage/face-store';
+import { FaceIndex } from '../../apps/worker/src/faces/face-index';
+import { TestRedis } from './test-redis';
+
+/**
+ * A Redis server of its own with a FaceStore on it, for specs that run the worker's FaceIndex inside Jest. Call it
+ * in a describe block: it starts the server before the block's tests, and after them closes every index opened
+ * with open(), stops the server and deletes the folders pushed onto `dirs`. Fields are set once the block runs.
+ */
+export function faceIndexOnRedis(keys: RedisKeys) {
+  const indexes: FaceIndex[] = [];
+  const harness = {
+    redis: undefined as unknown as TestRedis,
+    client: undefined as unknown as Redis,
+    store: undefined as unknown as FaceStore,
+    /** Folders deleted after the block. */
+    dirs: [] as string[],
+    /**
+     * A FaceIndex on this Redis with its snapshots under `storageDir` (tails settle at once, snapshots only when
+     * asked), initialised; closed after the block.
+     */
+    async open(storageDir: string, minFaces: number, logger: Logger = pino({ level: 'silent' })): Promise<FaceIndex> {
+      const index = new FaceIndex(harness.store, new FaceSnapshots(storageDir, harness.client, keys), { minFaces, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, logger);
+      indexes.push(index);
+      await index.onModuleInit();
+      return index;
+    },
+  };
+
+  beforeAll(async () => {
+    harness.redis = await TestRedis.start();
+    harness.client = harness.redis.client();
+    harness.store = new FaceStore(harness.client, keys);
+  });
+
+  afterAll(async () => {
+    for (const index of indexes) await index.onModuleDestroy();
+    harness.client?.disconnect();
+    await harness.redis?.stop();
+    for (const dir of harness.dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  return harness;
+}
