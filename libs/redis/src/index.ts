@@ -10,3 +10,4 @@ export * from './event-stream';
 export * from './connection-end';
 export * from './answer-within';
 export * from './connection-errors';
+export * from './allow-oom-script';

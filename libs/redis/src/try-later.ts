@@ -31,14 +31,19 @@ const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY
  */
 const CLUSTER_MOVING = /^(Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available)/;
 
-/** ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone). */
-const CONNECTION_LOST = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Connection is lost|Reached the max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ECONNABORTED/;
-
 /**
  * Node's socket error codes for "no connection to that address" (refused, reset, unreachable, name not resolved,
  * e.g. a container's name while its container is down: EAI_AGAIN or ENOTFOUND).
  */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/**
+ * ioredis' and Node's ways of saying the connection is not there (no offline queue, retries exhausted, socket gone),
+ * in an error's message: its phrases, or one of the codes above named in it.
+ */
+const CONNECTION_LOST = new RegExp(
+  ["Stream isn't writeable", 'enableOfflineQueue', 'Connection is closed', 'Connection is lost', 'Reached the max retries per request', 'Command timed out', ...CONNECTION_CODES].join('|'),
+);
 
 /** ioredis' and BullMQ's error classes for a connection that is gone (BullMQ 6: ConnectionClosedError). */
 const CONNECTION_ERROR_NAMES = new Set(['MaxRetriesPerRequestError', 'ConnectionClosedError']);
@@ -88,7 +93,7 @@ export function redisTryLater(error: unknown): TryLater | undefined {
  * free memory (DEL, UNLINK, HDEL, ZREM, SREM, XDEL, EXPIRE…): only commands that may grow memory are refused.
  */
 export function redisOutOfMemory(error: unknown): boolean {
-  return error instanceof Error && replyCode(error) === 'OOM';
+  return isError(error) && replyCode(error) === 'OOM';
 }
 
 /** The "try later" reply code of `error` (see REPLY_CODES), or of the first queued command of a refused transaction. */

@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { AllowOomScript } from './allow-oom-script';
 import { RedisKeys, WorkerHeartbeat } from '@app/contracts';
 
 /** Redis' own clock in epoch ms, so that workers and APIs on hosts whose clocks differ agree on what has expired. */
@@ -13,13 +14,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 `;
-
-/**
- * The same with Redis 7's allow-oom flag: a heartbeat replaces a few hundred bytes, so it goes on while Redis is
- * full (under noeviction, every other write is refused) and readiness keeps seeing the workers that finish the
- * jobs they hold. Redis before 7 does not know the flag; there the plain script runs.
- */
-const ANNOUNCE_ALLOW_OOM = `#!lua flags=allow-oom\n${ANNOUNCE_BODY}`;
 
 /** KEYS: live set. ARGV: most ids returned. Drops expired members, returns the live ones (soonest expiry first). */
 const LIVE = `${NOW_MS}
@@ -37,7 +31,11 @@ const MAX_LISTED = 1000;
  * `{<prefix>:workers}:*` visits every key: with a million keys, readiness took longer than its 1 s limit).
  */
 export class WorkerRegistry {
-  private announceScript = ANNOUNCE_ALLOW_OOM;
+  /**
+   * Allowed over the cap: a heartbeat replaces a few hundred bytes, so it goes on while Redis is full and readiness
+   * keeps seeing the workers that finish the jobs they hold.
+   */
+  private readonly announceScript = new AllowOomScript(ANNOUNCE_BODY);
 
   constructor(
     private readonly redis: Redis,
@@ -47,14 +45,7 @@ export class WorkerRegistry {
   /** Announces (or renews) a worker for `ttlMs`. */
   async announce(heartbeat: WorkerHeartbeat, ttlMs: number): Promise<void> {
     const args = [this.keys.worker(heartbeat.workerId), this.keys.liveWorkers(), JSON.stringify(heartbeat), ttlMs, heartbeat.workerId];
-    try {
-      await this.redis.eval(this.announceScript, 2, ...args);
-    } catch (error) {
-      // Redis 6 and older read the shebang line as Lua and fail to compile it.
-      if (this.announceScript === ANNOUNCE_BODY || !/compil|unexpected symbol/i.test((error as Error).message)) throw error;
-      this.announceScript = ANNOUNCE_BODY;
-      await this.redis.eval(this.announceScript, 2, ...args);
-    }
+    await this.announceScript.eval(this.redis, 2, ...args);
   }
 
   /** Withdraws a worker at once (on shutdown), instead of after its TTL. */

@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { AppError, ErrorCode, RedisKeys, TenantId } from '@app/contracts';
+import { AllowOomScript } from '@app/redis/allow-oom-script';
 
 /** Deletes the lock only if it is still ours (it may have expired and been taken by someone else). */
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-/** SET NX PX in a script flagged allow-oom (Redis 7): taken even while Redis is full, for an erasure (KEYS: lock. ARGV: token, ms). */
-const ACQUIRE_BODY = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')`;
-const ACQUIRE_ALLOW_OOM = `#!lua flags=allow-oom\n${ACQUIRE_BODY}`;
+/** SET NX PX as a script, so it can be taken even while Redis is full, for an erasure (KEYS: lock. ARGV: token, ms). */
+const ACQUIRE = `return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')`;
 
 export interface LockOptions {
   /**
@@ -37,8 +37,8 @@ export class ImageLocks {
     private readonly waitMs = 10_000,
   ) {}
 
-  /** Whether this Redis knows script flags (Redis 7 and later); learnt from the first lock taken with evenWhenFull. */
-  private scriptFlags = true;
+  /** The lock's SET for evenWhenFull (whether this Redis knows script flags is learnt on first use). */
+  private readonly acquireEvenWhenFull = new AllowOomScript(ACQUIRE);
 
   async withLock<T>(tenant: TenantId, imageHash: string, work: () => Promise<T>, options: LockOptions = {}): Promise<T> {
     const key = this.keys.tenant(tenant).imageLock(imageHash);
@@ -47,7 +47,7 @@ export class ImageLocks {
     for (;;) {
       let acquired: string | null;
       try {
-        acquired = options.evenWhenFull ? await this.acquireEvenWhenFull(key, token) : await this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
+        acquired = options.evenWhenFull ? ((await this.acquireEvenWhenFull.eval(this.redis, 1, key, token, this.expiresMs)) as string | null) : await this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
       } catch (error) {
         // A timed-out SET (REDIS_COMMAND_TIMEOUT_MS) may still run when Redis answers again, leaving a lock nobody
         // holds for `expiresMs`; the release, sent after it on the same connection, runs right after it.
@@ -63,18 +63,5 @@ export class ImageLocks {
     } finally {
       await this.redis.eval(RELEASE, 1, key, token).catch(() => undefined);
     }
-  }
-
-  private async acquireEvenWhenFull(key: string, token: string): Promise<string | null> {
-    if (this.scriptFlags) {
-      try {
-        return (await this.redis.eval(ACQUIRE_ALLOW_OOM, 1, key, token, this.expiresMs)) as string | null;
-      } catch (error) {
-        // Redis 6 and older read the shebang line as Lua and fail to compile it.
-        if (!/compil|unexpected symbol/i.test((error as Error).message)) throw error;
-        this.scriptFlags = false;
-      }
-    }
-    return this.redis.set(key, token, 'PX', this.expiresMs, 'NX');
   }
 }
