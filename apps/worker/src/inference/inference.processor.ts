@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Inject, OnApplicationBootstrap } from '@nestjs/common';
 import { Processor, WorkerHost } from '@nestjs/bullmq';
-import { Job, UnrecoverableError } from 'bullmq';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
@@ -70,8 +70,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     const env = this.config.values;
     const largestBatch = Math.max(...this.models.catalog.list().map((model) => model.maxBatchSize));
     this.worker.concurrency = Math.max(env.WORKER_CONCURRENCY, largestBatch);
-    this.worker.opts.lockDuration = env.LOCK_DURATION_MS;
-    this.worker.opts.stalledInterval = env.STALLED_INTERVAL_MS;
+    applyLockTiming(this.worker, env.LOCK_DURATION_MS, env.STALLED_INTERVAL_MS);
     // Jobs carry their own retention (set by the API); the worker's fallbacks are the same, never BullMQ's.
     const retention = jobRetention(env);
     this.worker.opts.removeOnComplete = retention.removeOnComplete;
@@ -229,4 +228,21 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       throw new Error(encoded);
     }
   }
+}
+
+/**
+ * Sets the job lock's length (LOCK_DURATION_MS), its renewal (every half of it, BullMQ's own rule) and the stalled-job
+ * check (STALLED_INTERVAL_MS) on a worker built by @nestjs/bullmq's explorer, whose options come from the static
+ * @Processor decorator, so the validated environment can only be applied once the worker exists and before it runs.
+ * BullMQ's constructor copies the renewal settings into its lock manager, so setting `opts` alone left locks of
+ * LOCK_DURATION_MS renewed on BullMQ's 30 s schedule (checked every 7.5 s, extended by 30 s): every job active
+ * longer than the lock was taken for stalled, run again, and failed after two (red-team: 120 of 300 requests of one
+ * burst). The lock manager is therefore made again from the new options, through the hook BullMQ documents for
+ * subclasses (`createLockManager`). Must run before worker.run().
+ */
+export function applyLockTiming(worker: Worker, lockDurationMs: number, stalledIntervalMs: number): void {
+  worker.opts.lockDuration = lockDurationMs;
+  worker.opts.lockRenewTime = lockDurationMs / 2;
+  worker.opts.stalledInterval = stalledIntervalMs;
+  (worker as unknown as { createLockManager(): void }).createLockManager();
 }

@@ -1,0 +1,35 @@
+import { fixture } from '../support/fixtures';
+import { request } from '../support/http';
+import { TestStack } from '../support/test-stack';
+
+/**
+ * A worker keeps the locks of the jobs it holds, however long they are active: LOCK_DURATION_MS is renewed every
+ * half of it. With a 1 s lock, a burst that keeps jobs active for seconds (items waiting for the model behind
+ * each other) must finish without any job taken for stalled: all answered 200, no `worker.job_lock_lost`, no job
+ * run twice. (Before: the renewal kept BullMQ's 30 s schedule, every job active past 1 s was stalled, and 503s
+ * "interrupted twice" came back.)
+ */
+describe('fault: job locks are renewed on the LOCK_DURATION_MS schedule', () => {
+  const stack = new TestStack();
+  const castle = fixture('castle_image.jpg');
+
+  afterAll(() => stack.stop());
+
+  it('a burst holding jobs active for several lock lengths loses none', async () => {
+    const redis = await stack.startRedis();
+    const lock = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '1000' };
+    const api = await stack.start('api', { REQUEST_WAIT_MS: '60000', MAX_QUEUE_DEPTH: '1000' }, redis);
+    const worker = await stack.start('worker', { ...lock, ORT_INTRA_OP_THREADS: '1' }, redis);
+    const started = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: 240 }, () => request(`${api.url}/v1/classify?model=mobilenet_v2&topk=1`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle })),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const statuses: Record<number, number> = {};
+    for (const answer of answers) statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+    // The burst must outlast the lock several times over, or it proves nothing.
+    expect(seconds).toBeGreaterThan(3);
+    expect(statuses).toEqual({ 200: 240 });
+    expect(worker.logs.filter((line) => line.action === 'worker.job_lock_lost' || line.action === 'worker.error')).toEqual([]);
+  });
+});
