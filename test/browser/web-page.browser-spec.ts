@@ -2,7 +2,7 @@ import { createServer, Server } from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Browser, chromium, Page } from 'playwright-core';
+import { Browser, chromium, FileChooser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { AppProcess, REPO_ROOT } from '../support/app-process';
 import { fixture, FIXTURES } from '../support/fixtures';
@@ -234,7 +234,14 @@ describe('web page', () => {
     // Keyboard: Tab goes skip link → API key → the file input in the drop zone, and Space opens the file chooser.
     for (let i = 0; i < 3; i++) await page.keyboard.press('Tab');
     expect(await page.evaluate(() => (globalThis as any).document.activeElement?.id)).toBe('files');
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    // Headless Chromium now and then drops the first key press on a just-focused file input (1 CI run in 5 timed out
+    // waiting for the chooser, 3 reruns passed): pressed again, still only Space on the focused input, at most 3 times.
+    let chooser: FileChooser | undefined;
+    for (let attempt = 0; !chooser && attempt < 3; attempt++) {
+      [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 10_000 }).catch(() => undefined), page.keyboard.press('Space')]);
+      expect(await page.evaluate(() => (globalThis as any).document.activeElement?.id)).toBe('files');
+    }
+    if (!chooser) throw new Error('Space on the focused file input never opened the file chooser');
     await chooser.setFiles(join(FIXTURES, 'dog_beagle_jemma.png'));
     expect(await page.locator('#picked').textContent()).toBe('1 image chosen: dog_beagle_jemma.png');
     await choose(['mobilenet_v2', 'yolox_nano']);
