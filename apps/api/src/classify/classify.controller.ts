@@ -57,6 +57,14 @@ export class ClassifyController {
     @Query('model') model?: string,
     @Query('topk') topk?: string,
   ): Promise<ClassifyResponseDto | JobAcceptedDto> {
+    try {
+      return await this.classifyUpload(tenant, request, reply, model, topk);
+    } finally {
+      this.uploads.release(request);
+    }
+  }
+
+  private async classifyUpload(tenant: TenantId, request: FastifyRequest, reply: FastifyReply, model?: string, topk?: string): Promise<ClassifyResponseDto | JobAcceptedDto> {
     const upload = await this.uploads.read(request, reply);
     const outcome = await this.classifier.classify({
       requestId: requestIdOf(request),
@@ -100,6 +108,14 @@ export class ClassifyController {
   @ApiPayloadTooLargeResponse({ type: LegacyErrorResponseDto })
   @ApiUnprocessableEntityResponse({ type: LegacyErrorResponseDto })
   async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<LegacyPredictResponseDto> {
+    try {
+      return await this.predictUpload(tenant, request, reply);
+    } finally {
+      this.uploads.release(request);
+    }
+  }
+
+  private async predictUpload(tenant: TenantId, request: FastifyRequest, reply: FastifyReply): Promise<LegacyPredictResponseDto> {
     const upload = await this.uploads.read(request, reply);
     const outcome = await this.classifier.classify({ requestId: requestIdOf(request), tenant, bytes: upload.bytes, signal: clientGoneSignal(reply) });
     if (outcome.kind === 'completed') {

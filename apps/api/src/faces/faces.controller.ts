@@ -53,7 +53,11 @@ export class FacesController {
       if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
       return this.answer(await this.faces.submit(tenant, requestId, await this.fetcher.fetch(json.url, requestId, tenant, reply)), reply);
     }
-    return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request, reply)).bytes), reply);
+    try {
+      return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request, reply)).bytes), reply);
+    } finally {
+      this.uploads.release(request);
+    }
   }
 
   @Get('v1/images/:hash/matches')

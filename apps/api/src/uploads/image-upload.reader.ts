@@ -7,6 +7,7 @@ import { CONTENT_STORE, ContentStore } from '@app/storage';
 import { StagedImage, stageImage } from './staged-image';
 import { AppConfig } from '@app/config';
 import { UploadBudget } from './upload-budget';
+import { releaseBytes } from './release-bytes';
 
 export interface ImageUpload {
   bytes: Buffer;
@@ -30,6 +31,9 @@ const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
  */
 @Injectable()
 export class ImageUploadReader {
+  /** The image each request read (read()), until release(). */
+  private readonly readBytes = new WeakMap<FastifyRequest, Buffer>();
+
   constructor(
     private readonly config: AppConfig,
     private readonly budget: UploadBudget,
@@ -43,6 +47,25 @@ export class ImageUploadReader {
    * before Fastify parses them: registerBodyBudget).
    */
   async read(request: FastifyRequest, reply: FastifyReply, fieldName = 'image'): Promise<ImageUpload> {
+    const upload = await this.readImage(request, reply, fieldName);
+    this.readBytes.set(request, upload.bytes);
+    return upload;
+  }
+
+  /**
+   * Frees the image read() returned for `request` (releaseBytes): call once the route is done with it, when no
+   * Redis write, file write or decode still reads it (every route awaits those). Its memory then leaves the
+   * process at once instead of at V8's next full GC, so the bodies in memory stay within the upload budget.
+   * @returns bytes freed (0 when nothing was read or the Buffer could not be detached)
+   */
+  release(request: FastifyRequest): number {
+    const bytes = this.readBytes.get(request);
+    if (!bytes) return 0;
+    this.readBytes.delete(request);
+    return releaseBytes(bytes);
+  }
+
+  private async readImage(request: FastifyRequest, reply: FastifyReply, fieldName: string): Promise<ImageUpload> {
     if (request.isMultipart()) return this.readMultipart(request, reply, fieldName);
     if (Buffer.isBuffer(request.body)) return { bytes: request.body, fields: {} };
     const json = jsonObjectBody(request);
