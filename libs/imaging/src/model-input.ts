@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
-import { InputGeometry, PixelRect, placement, planInput, PreprocessSpec } from '@app/models';
+import { InputGeometry, PixelRect, placement, planInput, PreprocessSpec, uninitializedFloat32Array } from '@app/models';
 import { DecodedImage, DecodeLimits, rawRgb, readImage } from './image-decoder';
 
 export interface ModelInput {
@@ -79,7 +79,8 @@ async function resample(image: Sharp, size: { width: number; height: number }, g
 export function writeTensor(resized: DecodedImage, geometry: InputGeometry, spec: PreprocessSpec): Float32Array {
   const { inputWidth, inputHeight } = geometry;
   const plane = inputWidth * inputHeight;
-  const tensor = new Float32Array(plane * 3);
+  // Every value is written below (the pixels, and the padding where they do not cover the plane).
+  const tensor = uninitializedFloat32Array(plane * 3);
   const [left, top] = placement(geometry);
   const x0 = Math.max(0, left);
   const y0 = Math.max(0, top);

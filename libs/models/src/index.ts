@@ -7,4 +7,5 @@ export * from './inference-runtime';
 export * from './inference-batcher';
 export * from './model-executor';
 export * from './float16';
+export * from './tensor-memory';
 export * from './postprocess';

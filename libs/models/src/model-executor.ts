@@ -2,6 +2,7 @@ import { Arrival, BatchedResult, InferenceBatcher } from './inference-batcher';
 import { InferenceRuntime, inputSize, TensorSize } from './inference-runtime';
 import { CatalogModel, ModelCatalog } from './model-catalog';
 import { float16ToFloat32Array, float32ToFloat16Array } from './float16';
+import { uninitializedFloat32Array } from './tensor-memory';
 
 /** One image's model outputs, by output name, as float32. */
 export type ModelOutputs = Record<string, Float32Array>;
@@ -99,7 +100,8 @@ export class ModelExecutor {
   private async runSameSize(model: CatalogModel, inputs: SizedTensor[]): Promise<ModelOutputs[]> {
     const size = inputs[0].size;
     const imageSize = model.input.shape[1] * size.inputHeight * size.inputWidth;
-    const batch = new Float32Array(imageSize * inputs.length);
+    // Filled whole by the images' tensors below.
+    const batch = uninitializedFloat32Array(imageSize * inputs.length);
     inputs.forEach(({ tensor }, i) => {
       if (tensor.length !== imageSize) throw new Error(`input tensor has ${tensor.length} values, ${model.name} at ${size.inputWidth}×${size.inputHeight} needs ${imageSize}`);
       batch.set(tensor, i * imageSize);
