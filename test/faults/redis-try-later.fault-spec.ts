@@ -202,6 +202,9 @@ describe('fault: Redis says "try again later"', () => {
       process.kill(redis.pid, 'SIGCONT');
     }
     expect(text).toMatch(/^event: error$/m);
+    // What a 503 would have said: Redis unreachable (past REDIS_COMMAND_TIMEOUT_MS), try again in 2 s.
+    expect(text).toMatch(/^retry: 2000$/m);
+    expect(JSON.parse(/^data: (.*)$/m.exec(text.slice(text.indexOf('event: error')))![1])).toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 2, message: expect.stringMatching(/unreachable/) });
     // The log line may trail the stream's end by a moment (it crosses the process' stdout).
     const logged = await api.waitForLog((line) => line.action === 'image.events_broken');
     expect(logged).toMatchObject({ service: 'api', requestId: stream.headers.get('x-request-id'), tenant: 'default' });
