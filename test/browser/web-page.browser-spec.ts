@@ -198,6 +198,23 @@ describe('web page', () => {
     expect(await page.locator('.card .figure img').getAttribute('src')).toMatch(/^blob:/);
   });
 
+  it('an event stream that ends with "try later" (a full Redis) is opened again after the wait it names, and the result arrives', async () => {
+    await open();
+    await choose(['squeezenet1_1']);
+    // The first stream is what a full Redis gives (ImagesController: a retry field, then the error event with the
+    // 503's code and wait); the next ones are the server's own. Without the retry the page only polled.
+    let opened = 0;
+    await page.route('**/v1/images/*/events', async (route) => {
+      if (++opened > 1) return route.continue();
+      const error = { hash: 'x', code: 'SERVICE_UNAVAILABLE', message: 'the queue store (Redis) is out of memory; try again in 1 s', retryAfterSeconds: 1 };
+      await route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: `: stream open\n\nretry: 1000\nevent: error\ndata: ${JSON.stringify(error)}\n\n` });
+    });
+    await submitFiles(['dog_beagle_jemma.png']);
+    await finishedCards(1);
+    expect(opened).toBe(2);
+    expect(await page.locator('.card [data-model=squeezenet1_1]').getAttribute('data-state')).toBe('completed');
+  });
+
   it('an oversized file shows the error message; the next upload still works', async () => {
     await open();
     await choose(['mobilenet_v2']);

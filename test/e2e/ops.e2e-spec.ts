@@ -30,6 +30,8 @@ describe('operations: health, metrics, back-pressure', () => {
     const notReady = await request(`${api.url}/health/ready`);
     expect(notReady.status).toBe(503);
     expect(notReady.body.error.workers.status).toBe('down');
+    // As every 503: when to ask again (no worker: the 2 s of QUEUE_FULL and an unreachable Redis).
+    expect(notReady.headers.get('retry-after')).toBe('2');
 
     const worker = await AppProcess.start('worker', env);
     apps.push(worker);
@@ -151,7 +153,8 @@ describe('operations: health, metrics, back-pressure', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     const ready = await request(`${api.url}/health/ready`);
     expect(ready.status).toBe(503);
-    expect(ready.body.error.redis.status).toBe('down');
+    expect(ready.body.error.redis).toMatchObject({ status: 'down', message: expect.stringMatching(/^the queue store \(Redis\) is unreachable/) });
+    expect(ready.headers.get('retry-after')).toBe('2');
     expect((await request(`${api.url}/health/live`)).status).toBe(200);
 
     own = await TestRedis.start(own.port);

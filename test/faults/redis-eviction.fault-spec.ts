@@ -48,6 +48,8 @@ describe('fault: a Redis that may evict keys', () => {
     const apiReady = await request(`${api.url}/health/ready`);
     expect(apiReady.status).toBe(503);
     expect(apiReady.body.error.redis.message).toMatch(/"volatile-lru"[\s\S]*noeviction/);
+    // An operator must change the policy: the wait a full Redis' 503 asks for.
+    expect(apiReady.headers.get('retry-after')).toBe('10');
     const workerAnswer = await workerReady();
     expect(workerAnswer.status).toBe(503);
     expect(workerAnswer.body.info.redis.message).toMatch(/"volatile-lru"/);

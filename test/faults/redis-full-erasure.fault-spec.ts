@@ -13,7 +13,9 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
  * A full Redis (maxmemory reached under noeviction, the production setting) refuses every command that may grow
  * memory. Reads and erasures must still go through, so a tenant can delete data to make room: the rate limiter
  * (a Redis script that writes) lets GET and DELETE pass when Redis refuses it for memory, and the erasure routes
- * free before they write. Uploads and new jobs still answer 503 + Retry-After. Raising maxmemory brings everything back.
+ * free before they write. Uploads and new jobs still answer 503 + Retry-After, an event stream that must queue a
+ * pair ends with an error event saying the same, and a request without a valid key gets its 401, never a 503.
+ * Raising maxmemory brings everything back.
  */
 describe('fault: a full Redis (OOM under noeviction) still serves reads and erasures', () => {
   const stack = new TestStack();
@@ -70,9 +72,15 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     expect((await call(`/v1/images/${hash1}/matches`)).status).toBe(200);
     expect((await call(`/v1/images/${castleHash}/content`)).status).toBe(200);
 
-    // A wrong key is not let through unlimited: the limiter counts failed keys, and cannot count now (503, not 401).
-    const guess = await request(`${api.url}/v1/images/${castleHash}`, { headers: { authorization: 'Bearer not-a-key' } });
-    expect(`${guess.status} ${guess.body?.error?.code}`).toBe('503 SERVICE_UNAVAILABLE');
+    // Without a valid key: 401 whatever Redis' state, never the 503 that says "try later" (the limiter cannot count
+    // the refusal in Redis now; the API counts it itself), and never the OOM pass of valid keys: with a body too.
+    const anonymous = [
+      await request(`${api.url}/v1/images/${castleHash}`, { headers: { authorization: 'Bearer not-a-key' } }),
+      await request(`${api.url}/v1/images/${castleHash}`, { method: 'DELETE' }),
+      await request(`${api.url}/v1/images/${castleHash}`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: '{"reason":"none"}' }),
+      await request(`${api.url}/v1/images/${castleHash}`, { method: 'DELETE', headers: { authorization: 'Bearer not-a-key', 'content-type': 'application/json' }, body: '{}' }),
+    ];
+    expect(anonymous.map((answer) => `${answer.status} ${answer.body?.error?.code}`)).toEqual(anonymous.map(() => '401 UNAUTHORIZED'));
 
     // Uploads and new jobs: 503 with Retry-After.
     for (const refused of [await call('/v1/classify', { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle }), await analyse(fixture('dog_beagle_jemma.png'), 'dog.png'), await faces(fixture('face_biden_1.jpg'))]) {
@@ -87,6 +95,18 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
     const left = await call(`/v1/images/${hash1}/matches`);
     expect(left.status).toBe(200);
     expect(left.body.matchedImages).toEqual([]);
+
+    // A pair with no stored result (expired) is queued again when followed, which a full Redis refuses: the event
+    // stream ends with the error event a 503 would have been (code, message, wait) and an SSE retry field.
+    const [castleResult] = await client.keys(`*:result:${castleHash}:mobilenet_v2`);
+    expect(castleResult).toBeDefined();
+    await client.del(castleResult);
+    const stream = await fetch(`${api.url}/v1/images/${castleHash}/events`, { headers: auth });
+    expect(stream.status).toBe(200);
+    const events = await stream.text();
+    const error = /(?:^|\n)retry: (\d+)\nevent: error\ndata: (.*)\n\n$/.exec(events);
+    expect(error?.[1]).toBe('10000');
+    expect(JSON.parse(error![2])).toEqual({ hash: castleHash, code: 'SERVICE_UNAVAILABLE', message: expect.stringMatching(/^the queue store \(Redis\) is out of memory/), retryAfterSeconds: 10 });
 
     // Erasing images: the metadata, results, faces and bytes go.
     expect(existsSync(join(stack.storageDir, 'tenant-a', hash1.slice(0, 2), hash1.slice(2, 4), hash1))).toBe(true);

@@ -10,7 +10,8 @@ import { TestStack } from '../support/test-stack';
  * that writes: produced here for real with OOM (a full Redis under noeviction), READONLY (the API pointed at a
  * replica), BUSY (a long script past busy-reply-threshold) and MASTERDOWN (a replica without its primary).
  * LOADING, TRYAGAIN and CLUSTERDOWN need a big dataset or a cluster: libs/redis/src/try-later.spec.ts covers them.
- * A Redis that answers nothing at all (SIGSTOP) is cut off by REDIS_COMMAND_TIMEOUT_MS.
+ * A Redis that answers nothing at all (SIGSTOP) is cut off by REDIS_COMMAND_TIMEOUT_MS. NOAUTH / WRONGPASS (the
+ * password changed under the running service) is the same 503, reported as refused credentials.
  */
 describe('fault: Redis says "try again later"', () => {
   const stack = new TestStack();
@@ -104,6 +105,33 @@ describe('fault: Redis says "try again later"', () => {
     noErrorLines(api);
   });
 
+  it('NOAUTH / WRONGPASS: a password changed under running APIs is reported as refused credentials, not "unreachable"', async () => {
+    const redis = await stack.startRedis();
+    const admin = stack.client(redis);
+    // One API logs in as a user of its own, the other as the default user without a password.
+    await admin.acl('SETUSER', 'iiq', 'on', '>first-secret', '~*', '&*', '+@all');
+    const [asUser, withoutPassword] = await Promise.all([
+      stack.start('api', { REQUEST_WAIT_MS: '1000', REDIS_URL: `redis://iiq:first-secret@127.0.0.1:${redis.port}` }, redis),
+      startApi(redis),
+    ]);
+    // Live changes (open connections stay logged in), then every other connection is dropped and reconnects.
+    await admin.acl('SETUSER', 'iiq', 'resetpass', '>second-secret');
+    await admin.config('SET', 'requirepass', 'admin-secret');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    for (const [api, reply] of [[asUser, 'WRONGPASS'], [withoutPassword, 'NOAUTH']] as const) {
+      const logged = await api.waitForLog((line) => line.action === 'redis.auth_failed');
+      expect(logged).toMatchObject({ level: 'error', err: { message: expect.stringMatching(new RegExp(`^${reply} `)) } });
+      expect(logged.msg).toMatch(/credentials[\s\S]*REDIS_URL/);
+      const answers = await writes(api);
+      expectTryLater(answers, /refuses the service's credentials \(authentication failed\)/);
+      expect(answers.map((answer) => `${answer.headers.get('retry-after')} ${answer.body.error.message}`)).toEqual(answers.map(() => expect.stringMatching(/^10 .*authentication failed/)));
+      const ready = await request(`${api.url}/health/ready`);
+      expect(`${ready.status} ${ready.headers.get('retry-after')} ${ready.body.error?.redis?.message}`).toMatch(/^503 10 .*authentication failed/);
+      expect(api.logs.filter((line) => JSON.stringify(line).includes('unreachable'))).toEqual([]);
+      noErrorLines(api);
+    }
+  });
+
   it('a frozen Redis (SIGSTOP: connections stay open, nothing answers): 503 + Retry-After after REDIS_COMMAND_TIMEOUT_MS, served again after SIGCONT', async () => {
     const redis = await stack.startRedis();
     const api = await stack.start('api', { REQUEST_WAIT_MS: '1000', REDIS_COMMAND_TIMEOUT_MS: '1500' }, redis);
@@ -174,6 +202,9 @@ describe('fault: Redis says "try again later"', () => {
       process.kill(redis.pid, 'SIGCONT');
     }
     expect(text).toMatch(/^event: error$/m);
+    // What a 503 would have said: Redis unreachable (past REDIS_COMMAND_TIMEOUT_MS), try again in 2 s.
+    expect(text).toMatch(/^retry: 2000$/m);
+    expect(JSON.parse(/^data: (.*)$/m.exec(text.slice(text.indexOf('event: error')))![1])).toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 2, message: expect.stringMatching(/unreachable/) });
     // The log line may trail the stream's end by a moment (it crosses the process' stdout).
     const logged = await api.waitForLog((line) => line.action === 'image.events_broken');
     expect(logged).toMatchObject({ service: 'api', requestId: stream.headers.get('x-request-id'), tenant: 'default' });

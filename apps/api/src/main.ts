@@ -8,6 +8,7 @@ import { Logger as NestPino } from 'nestjs-pino';
 import { AppConfig, enforceIdleTimeout, httpLimits, listenProblem, nodeServerOptions, parseEnvOrExit } from '@app/config';
 import { TenantResolver } from './auth/api-keys';
 import { registerBodyGate } from './auth/body-gate';
+import { LocalRefusalLimit } from './auth/local-refusal-limit';
 import { registerBodyBudget } from './uploads/body-budget';
 import { UploadBudget } from './uploads/upload-budget';
 import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
@@ -70,7 +71,7 @@ async function bootstrap(): Promise<void> {
     if (clientId) void reply.header('x-client-request-id', clientId);
     done();
   });
-  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), app.get(RedisKeys)), app.get(AppConfig));
+  registerBodyGate(fastify, app.get(TenantResolver), new RedisThrottlerStorage(app.get<Redis>(REDIS_CLIENT), app.get(RedisKeys)), app.get(AppConfig), app.get(LocalRefusalLimit));
   registerBodyBudget(fastify, app.get(UploadBudget), app.get(TenantResolver), app.get(AppConfig));
   await fastify.register(multipart, {
     // Enforced while streaming: a larger file fails with 413 before it is buffered.

@@ -465,32 +465,24 @@ async function describeCard(card, hash, source) {
   if (!source.file && !card.img.src) card.img.src = await imageUrl(hash);
 }
 
-/** Live results from the server-sent events (read with fetch so the API key header goes along); polling if the stream breaks. */
+/** Times the page opens an image's event stream: the first, then again after each "try later" (at most 3 more). */
+const STREAM_ATTEMPTS = 4;
+/** Longest wait (s) taken from a server's hint before opening the stream again. */
+const MAX_RETRY_WAIT_S = 30;
+
+/**
+ * Live results from the server-sent events (read with fetch so the API key header goes along). When the server says
+ * "try later" (the stream's `error` event with `retryAfterSeconds`, e.g. Redis full; or a 503/429 with Retry-After
+ * instead of a stream) the stream is opened again after that wait, which also queues again what nothing computes;
+ * polling when the stream breaks otherwise, or after the last attempt.
+ */
 async function follow(card, hash, models, tasks) {
   const pending = new Set(models);
-  try {
-    const response = await fetch(`/v1/images/${hash}/events`, { headers: headers({ accept: 'text/event-stream' }) });
-    if (!response.ok || !response.body) throw new Error(`events answered ${response.status}`);
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let split;
-      while ((split = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, split);
-        buffer = buffer.slice(split + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event === 'result' && data) {
-          const view = JSON.parse(data);
-          if (pending.delete(view.model)) card.renderResult(view.model, tasks[view.model], view);
-        }
-      }
-    }
-  } catch {
-    // fall through to polling
+  for (let attempt = 1; attempt <= STREAM_ATTEMPTS && pending.size > 0; attempt++) {
+    const retryAfter = await readEvents(card, hash, pending, tasks);
+    if (retryAfter === undefined || attempt === STREAM_ATTEMPTS) break;
+    for (const model of pending) card.setState(model, model, 'waiting', `busy, trying again in ${retryAfter} s…`);
+    await sleep(Math.min(retryAfter, MAX_RETRY_WAIT_S) * 1000);
   }
   const deadline = Date.now() + 120_000;
   while (pending.size > 0 && Date.now() < deadline) {
@@ -509,6 +501,43 @@ async function follow(card, hash, models, tasks) {
     if (pending.size > 0) await sleep(1000);
   }
   for (const model of pending) card.fail(model, model, new ApiError('DEADLINE_EXCEEDED', 'no result within 2 minutes; it may still arrive: submit again later'));
+}
+
+/**
+ * One event stream of `hash`: renders each `result` of a `pending` model (and removes it from `pending`). Resolves
+ * with the wait in seconds the server asked for when it said "try later", else undefined (the stream ended, or
+ * broke without a hint).
+ */
+async function readEvents(card, hash, pending, tasks) {
+  const waitOf = (value) => (Number(value) > 0 ? Number(value) : undefined);
+  try {
+    const response = await fetch(`/v1/images/${hash}/events`, { headers: headers({ accept: 'text/event-stream' }) });
+    if (response.status === 503 || response.status === 429) return waitOf(response.headers.get('retry-after'));
+    if (!response.ok || !response.body) return undefined;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return undefined;
+      buffer += value;
+      let split;
+      while ((split = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, split);
+        buffer = buffer.slice(split + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === 'result' && data) {
+          const view = JSON.parse(data);
+          if (pending.delete(view.model)) card.renderResult(view.model, tasks[view.model], view);
+        } else if (event === 'error') {
+          void reader.cancel().catch(() => undefined);
+          return waitOf(data && JSON.parse(data).retryAfterSeconds);
+        }
+      }
+    }
+  } catch {
+    return undefined;
+  }
 }
 
 /** Cards showing face matches, refreshed when a later image's faces arrive. */

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { LogThrottle } from '@app/logging/log-throttle';
-import { redisTryLater } from './try-later';
+import { redisAuthFailed, redisTryLater, trackAuthFailures } from './try-later';
 
 /** One `redis.error` line per this many ms at most while the same error repeats (ioredis retries every ~50–2000 ms). */
 export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
@@ -12,12 +12,23 @@ export const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
  * (`suppressed`). Without a listener ioredis writes "[ioredis] Unhandled error event: …" with a stack to stderr
  * on every reconnect attempt, outside the JSON log and without the action or service fields. Commands still
  * fail on their own (503 on the API's request path); this only reports the connection.
+ *
+ * Redis refusing our credentials (NOAUTH, WRONGPASS: its password changed under the running service) is no outage
+ * and does not end by itself: it is its own `redis.auth_failed` error line, naming the fix, and the connection is
+ * tracked (trackAuthFailures) so the 503s it causes say "authentication failed" instead of "unreachable".
  */
 export function logConnectionErrors(client: Redis, logger: Logger, redis: string, intervalMs = REDIS_ERROR_LOG_INTERVAL_MS): void {
   const throttle = new LogThrottle(intervalMs);
+  trackAuthFailures(client);
   client.on('error', (error: Error) => {
     const suppressed = throttle.pass(error.message);
     if (suppressed === undefined) return;
+    if (redisAuthFailed(error)) {
+      return void logger.error(
+        { action: 'redis.auth_failed', redis, err: { type: error.name, message: error.message }, suppressed },
+        `Redis refused this service's credentials (${error.message.split(' ')[0]}): its password was changed or the user disabled; set the current one in REDIS_URL (or REDIS_PASSWORD) and restart. Retrying meanwhile`,
+      );
+    }
     logger.warn({ action: 'redis.error', redis, err: { type: error.name, message: error.message, code: (error as NodeJS.ErrnoException).code }, suppressed }, `Redis connection error: ${error.message}`);
   });
 }

@@ -1,5 +1,6 @@
 import { connect, createServer } from 'node:net';
-import { redisOutOfMemory, redisTryLater } from './try-later';
+import { EventEmitter } from 'node:events';
+import { redisAuthFailed, redisOutOfMemory, redisTryLater, trackAuthFailures } from './try-later';
 
 /** A loopback port nobody listens on (bound, then closed): connecting to it is refused. */
 async function refusingPort(): Promise<number> {
@@ -76,6 +77,32 @@ describe('redisTryLater', () => {
     expect(redisTryLater(new Error('Too many Cluster redirections. Last error: ReplyError: MOVED 6910 127.0.0.1:43849'))?.reason).toBe('cluster is failing over or moving slots');
     expect(redisTryLater(new Error('Failed to refresh slots cache.'))?.retryAfterSeconds).toBe(2);
     expect(redisTryLater(new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'))).toBeDefined();
+  });
+
+  it('tells refused credentials (NOAUTH, WRONGPASS) from an unreachable Redis', () => {
+    const wrongPass = replyError('WRONGPASS invalid username-password pair or user is disabled.');
+    const noAuth = replyError('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time');
+    for (const error of [wrongPass, noAuth, replyError('NOAUTH Authentication required.')]) {
+      expect(redisAuthFailed(error)).toBe(true);
+      expect(redisTryLater(error)).toMatchObject({ reason: expect.stringContaining('authentication failed'), retryAfterSeconds: 10 });
+    }
+    expect(redisAuthFailed(new Error("Stream isn't writeable and enableOfflineQueue options is false"))).toBe(false);
+    // A command sent while a connection reconnects fails with ioredis' own words; while a tracked connection's last
+    // attempt was refused for its credentials, that is the cause reported, until it is ready again.
+    const notWritable = new Error("Stream isn't writeable and enableOfflineQueue options is false");
+    const client = new EventEmitter();
+    trackAuthFailures(client);
+    expect(redisTryLater(notWritable)?.reason).toBe('is unreachable');
+    client.emit('error', wrongPass);
+    expect(redisTryLater(notWritable)?.reason).toContain('authentication failed');
+    client.emit('ready');
+    expect(redisTryLater(notWritable)?.reason).toBe('is unreachable');
+    client.emit('error', noAuth);
+    client.emit('error', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }));
+    expect(redisTryLater(notWritable)?.reason).toBe('is unreachable');
+    client.emit('error', noAuth);
+    client.emit('end');
+    expect(redisTryLater(notWritable)?.reason).toBe('is unreachable');
   });
 
   it('leaves real errors alone', () => {

@@ -8,8 +8,15 @@ import { types } from 'node:util';
  * data after a restart), BUSY (a script runs past busy-reply-threshold), READONLY (connected to a replica, e.g.
  * right after a failover), MASTERDOWN (a replica lost its primary and serves no stale data), TRYAGAIN and
  * CLUSTERDOWN (Redis Cluster resharding or without quorum), MISCONF (writes refused after a failed snapshot),
- * NOREPLICAS (min-replicas-to-write not met). Inside a script Redis reports them after `@user_script:<line>: `.
+ * NOREPLICAS (min-replicas-to-write not met), NOAUTH and WRONGPASS (our credentials refused: the password was
+ * changed or the user disabled under a running service). Inside a script Redis reports them after `@user_script:<line>: `.
  */
+/**
+ * Redis refuses our credentials (NOAUTH, WRONGPASS): not a network fault, and not one that heals by itself unless the
+ * password comes back; an operator has to act, so clients are told to wait as long as for a full Redis.
+ */
+const AUTH_FAILED = { reason: 'refuses the service\'s credentials (authentication failed)', retryAfterSeconds: 10 };
+
 const REPLY_CODES: Record<string, { reason: string; retryAfterSeconds: number }> = {
   OOM: { reason: 'is out of memory', retryAfterSeconds: 10 },
   LOADING: { reason: 'is loading its data after a restart', retryAfterSeconds: 5 },
@@ -20,6 +27,8 @@ const REPLY_CODES: Record<string, { reason: string; retryAfterSeconds: number }>
   CLUSTERDOWN: { reason: 'cluster is down', retryAfterSeconds: 2 },
   MISCONF: { reason: 'refuses writes (its last snapshot failed)', retryAfterSeconds: 10 },
   NOREPLICAS: { reason: 'has too few replicas to accept writes', retryAfterSeconds: 2 },
+  NOAUTH: AUTH_FAILED,
+  WRONGPASS: AUTH_FAILED,
 };
 
 const REPLY_CODE = new RegExp(`(?:^|@user_script: ?\\d+: )-?(${Object.keys(REPLY_CODES).join('|')}) `);
@@ -83,8 +92,39 @@ export function redisTryLater(error: unknown): TryLater | undefined {
   const code = replyCode(error);
   if (code) return REPLY_CODES[code];
   if (CLUSTER_MOVING.test(error.message)) return { reason: 'cluster is failing over or moving slots', retryAfterSeconds: 2 };
-  if (connectionLost(error)) return { reason: 'is unreachable', retryAfterSeconds: 2 };
+  // ioredis answers "Stream isn't writeable…" for commands sent while it reconnects, whatever keeps it from
+  // connecting: when that is Redis refusing our password (seen on a tracked connection), say so.
+  if (connectionLost(error)) return authFailing.size > 0 ? AUTH_FAILED : { reason: 'is unreachable', retryAfterSeconds: 2 };
   return undefined;
+}
+
+/** Whether Redis refused our credentials: NOAUTH (none sent, one required) or WRONGPASS (wrong password or disabled user). */
+export function redisAuthFailed(error: unknown): boolean {
+  if (!isError(error)) return false;
+  const code = replyCode(error);
+  return code === 'NOAUTH' || code === 'WRONGPASS';
+}
+
+/** Connections whose last connection attempt Redis refused for its credentials (see trackAuthFailures). */
+const authFailing = new Set<object>();
+
+/** What trackAuthFailures listens to: an ioredis client or Cluster. */
+export interface ConnectionEvents {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'ready' | 'end', listener: () => void): unknown;
+}
+
+/**
+ * Follows `client`'s connection: while its last connection error is NOAUTH/WRONGPASS (and until it is ready again
+ * or ends), every "no connection" error of this process (redisTryLater) is reported as an authentication failure
+ * rather than "unreachable". A password changed under a running service (CONFIG SET requirepass, ACL SETUSER) leaves
+ * open connections authenticated; each one that reconnects then fails AUTH/HELLO, and ioredis keeps reconnecting, so
+ * its commands fail as if Redis were away. One process uses one set of credentials, so one refusal speaks for all.
+ */
+export function trackAuthFailures(client: ConnectionEvents): void {
+  client.on('error', (error: Error) => (redisAuthFailed(error) ? authFailing.add(client) : authFailing.delete(client)));
+  client.on('ready', () => authFailing.delete(client));
+  client.on('end', () => authFailing.delete(client));
 }
 
 /**

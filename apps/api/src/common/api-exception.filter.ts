@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { AppError, ErrorBody, ErrorCode } from '@app/contracts';
 import { AppConfig, Env } from '@app/config';
 import { APP_LOGGER } from '@app/logging';
-import { redisTryLater, tryLaterMessage } from '@app/redis';
 import { lingerAfterAnswer } from './raw-reply';
+import { retryHintOf } from './retry-hint';
 
 /** Text fields a multipart body may carry (@fastify/multipart's `fields` limit, set in main.ts). */
 export const MULTIPART_MAX_FIELDS = 20;
@@ -110,11 +110,8 @@ export class ApiExceptionFilter implements ExceptionFilter {
       const message = typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
       return { status, body: { code: STATUS_CODES[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.BadRequest), message } };
     }
-    const tryLater = redisTryLater(exception);
-    if (tryLater) {
-      const message = tryLaterMessage(tryLater);
-      return { status: 503, body: { code: ErrorCode.ServiceUnavailable, message, details: { retryAfterSeconds: tryLater.retryAfterSeconds } } };
-    }
+    const tryLater = retryHintOf(exception);
+    if (tryLater) return { status: 503, body: { code: tryLater.code, message: tryLater.message, details: { retryAfterSeconds: tryLater.retryAfterSeconds } } };
     if (malformedMultipart(exception, request)) {
       return { status: 400, body: { code: ErrorCode.BadRequest, message: `the multipart body is malformed: ${(exception as Error).message} (a multipart/form-data body needs its boundary parameter, at most 70 characters, and a closing boundary)` } };
     }

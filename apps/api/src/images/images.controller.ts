@@ -2,11 +2,12 @@ import { Controller, Delete, Get, Inject, Param, Req, Res } from '@nestjs/common
 import { ApiAcceptedResponse, ApiBadRequestResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags, ApiTooManyRequestsResponse } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { TenantId } from '@app/contracts';
+import { ErrorCode, TenantId } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { CallerTenant } from '../auth/api-keys';
 import { ErrorResponseDto } from '../common/error.dto';
 import { requestIdOf } from '../common/request-id';
+import { retryHintOf } from '../common/retry-hint';
 import { EventStreamSlots } from './event-stream-slots';
 import { ImagesService } from './images.service';
 
@@ -74,7 +75,9 @@ export class ImagesController {
   @ApiOperation({ summary: 'Server-sent events: one `result` event per model as it finishes, then `done` (or `erased`, `timeout`) and the stream closes' })
   @ApiProduces('text/event-stream')
   @ApiOkResponse({
-    description: 'an event stream: `result` events ({ model, state, url, result?, error?, computedAt }), then one of `done`, `erased`, `timeout` ({ hash }); comment lines keep it alive',
+    description:
+      'an event stream: `result` events ({ model, state, url, result?, error?, computedAt }), then one of `done`, `erased`, `timeout` ({ hash }), or `error` ({ hash, code, message, retryAfterSeconds? }) when it broke off: ' +
+      'with `retryAfterSeconds` (and an SSE `retry:` field in ms) it is what a 503 would have said (SERVICE_UNAVAILABLE: Redis full or away; QUEUE_FULL): open the stream again after that wait; comment lines keep it alive',
     schema: { type: 'string' },
   })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
@@ -98,8 +101,13 @@ export class ImagesController {
       write(outcome, { hash });
     } catch (error) {
       // The access log says only 200: the cause (Redis frozen past REDIS_COMMAND_TIMEOUT_MS, a 503 of the queue) is here.
-      this.logger.warn({ action: 'image.events_broken', requestId: requestIdOf(request), tenant, imageHash: hash, err: error }, 'an event stream broke off with an error event');
-      write('error', { hash, message: 'the stream broke off; read GET /v1/images/:hash instead' });
+      // A "try later" failure (Redis full or away, the queue full) says what its 503 would have: code, message and
+      // the wait, also as the SSE `retry:` field (ms), so a client opens the stream again then (which queues the
+      // missing pairs again), instead of reading a result that nothing computes.
+      const hint = retryHintOf(error);
+      this.logger.warn({ action: 'image.events_broken', requestId: requestIdOf(request), tenant, imageHash: hash, code: hint?.code, retryAfterSeconds: hint?.retryAfterSeconds, err: error }, 'an event stream broke off with an error event');
+      if (hint && !closed) reply.raw.write(`retry: ${hint.retryAfterSeconds * 1000}\n`);
+      write('error', hint ? { hash, ...hint } : { hash, code: ErrorCode.Internal, message: 'the stream broke off; read GET /v1/images/:hash instead' });
     } finally {
       clearInterval(heartbeat);
       release();
