@@ -82,6 +82,7 @@ export const envSchema = z.object({
   RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */
   FAILED_RESULT_TTL_SECONDS: int(10, 30 * 24 * 3600, 3600),
+  TEST_CRASH_ON_IMAGE_SHA256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 hex digest').optional(),
   SSE_MAX_MS: int(1000, 3600_000, 300_000),
   /** Event streams one tenant may hold open on one API process at once (more: 429). */
   SSE_MAX_PER_TENANT: int(1, 100_000, 50),
