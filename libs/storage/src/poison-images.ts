@@ -12,6 +12,21 @@ export interface CrashSubject {
   model: string;
 }
 
+/**
+ * The record's field for deaths of coalesced classify jobs (`<model>` + this): such a job carried several images,
+ * often of several tenants, so its death is not counted against any of them (an attacker's poison image would
+ * otherwise condemn whatever was grouped with it); it only makes the images suspects, sent alone (see verdict).
+ */
+export const COALESCED_FIELD_SUFFIX = ':coalesced';
+
+/** What the crash record says of an image for a model (verdict). */
+export interface PoisonVerdict {
+  /** `limit` or more stalled-limit failures of jobs that carried this image alone: refuse it. */
+  poison: boolean;
+  /** A coalesced job that carried it died twice: send it alone, so its own deaths can be counted. */
+  suspect: boolean;
+}
+
 /** KEYS: the image's crash record. ARGV: model, TTL seconds. Counts one stalled-limit failure; returns the new count. */
 const COUNT_CRASH = `
 local count = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -53,14 +68,25 @@ export class PoisonImages {
     return (await this.crashes(subject)) >= this.limit;
   }
 
-  /** Throws IMAGE_CRASHED_WORKER when the image is poison for the model; see isPoison. */
-  async assertNotPoison(subject: CrashSubject): Promise<void> {
-    if (await this.isPoison(subject)) throw poisonError(subject.model);
+  /** Poison and suspect in one HMGET; see PoisonVerdict. */
+  async verdict({ tenant, imageHash, model }: CrashSubject): Promise<PoisonVerdict> {
+    const [own, coalesced] = await this.redis.hmget(this.keys.tenant(tenant).imageCrashes(imageHash), model, model + COALESCED_FIELD_SUFFIX);
+    return { poison: Number(own ?? 0) >= this.limit, suspect: Number(coalesced ?? 0) > 0 };
   }
 
-  /** Counts one stalled-limit failure of a job of the subject (renewing the record's TTL); returns the count. */
-  async countCrash({ tenant, imageHash, model }: CrashSubject): Promise<number> {
-    return Number(await this.redis.eval(COUNT_CRASH, 1, this.keys.tenant(tenant).imageCrashes(imageHash), model, this.ttlSeconds));
+  /** Throws IMAGE_CRASHED_WORKER when the image is poison for the model; otherwise says whether it is a suspect (verdict). */
+  async assertNotPoison(subject: CrashSubject): Promise<PoisonVerdict> {
+    const verdict = await this.verdict(subject);
+    if (verdict.poison) throw poisonError(subject.model);
+    return verdict;
+  }
+
+  /**
+   * Counts one stalled-limit failure of a job of the subject (renewing the record's TTL); returns the count.
+   * `coalesced`: the job carried other images too; counted in its own field, which makes a suspect, never poison.
+   */
+  async countCrash({ tenant, imageHash, model }: CrashSubject, coalesced = false): Promise<number> {
+    return Number(await this.redis.eval(COUNT_CRASH, 1, this.keys.tenant(tenant).imageCrashes(imageHash), coalesced ? model + COALESCED_FIELD_SUFFIX : model, this.ttlSeconds));
   }
 
   /**

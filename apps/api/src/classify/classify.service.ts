@@ -83,9 +83,10 @@ export class ClassifyService {
     // An image that killed the workers running it with this model (poison) is refused before it is queued: one HGET
     // beside the header check, so no added wait. The hash also goes with the job, for the worker to count deaths by.
     const imageHash = createHash('sha256').update(request.bytes).digest('hex');
-    const [image] = await Promise.all([inspectImage(request.bytes, this.config.imageLimits), this.poison.assertNotPoison({ tenant: request.tenant, imageHash, model: model.name })]);
+    const [image, verdict] = await Promise.all([inspectImage(request.bytes, this.config.imageLimits), this.poison.assertNotPoison({ tenant: request.tenant, imageHash, model: model.name })]);
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
-    const coalescing = env.CLASSIFY_COALESCE_MAX > 1;
+    // A suspect (a coalesced job that carried it died twice) goes alone: its own deaths are counted, nobody else's.
+    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect;
     for (let attempt = 1; ; attempt++) {
       const logEnqueued = (jobId: string, extra: Record<string, unknown> = {}) =>
         this.logger.info(

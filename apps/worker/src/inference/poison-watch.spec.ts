@@ -12,9 +12,10 @@ function fakePoison() {
     limit: 2,
     ttlSeconds: 60,
     isPoison: async (s: CrashSubject) => (counts.get(key(s)) ?? 0) >= 2,
-    countCrash: async (s: CrashSubject) => {
-      counts.set(key(s), (counts.get(key(s)) ?? 0) + 1);
-      return counts.get(key(s))!;
+    countCrash: async (s: CrashSubject, coalesced = false) => {
+      const field = key(s) + (coalesced ? ':coalesced' : '');
+      counts.set(field, (counts.get(field) ?? 0) + 1);
+      return counts.get(field)!;
     },
     clear: async (s: CrashSubject) => counts.delete(key(s)),
   };
@@ -51,6 +52,16 @@ describe('PoisonWatch', () => {
     await watch.stalledTooOften(analyze());
     expect(actions()).toEqual(['image.crash_counted', 'image.poison']);
     expect(stored).toEqual([expect.objectContaining({ state: 'failed', model: 'm', error: expect.objectContaining({ code: ErrorCode.ImageCrashedWorker }) })]);
+  });
+
+  it("never condemns the images of a coalesced job that died (any of them, of any tenant, may be the killer): they become suspects", async () => {
+    const { watch, counts, stored, actions } = setup();
+    const items = [{ tenant: 'attacker', imageHash: 'poison' }, { tenant: 'victim', imageHash: 'innocent' }];
+    for (let i = 0; i < 4; i++) await watch.stalledTooOften(job(InferenceJobName.ClassifyBatch, { model: 'm', items }));
+    expect(new Set(actions())).toEqual(new Set(['image.crash_suspect']));
+    expect(counts.get('victim/innocent/m')).toBeUndefined();
+    expect(counts.get('victim/innocent/m:coalesced')).toBe(4);
+    expect(stored).toEqual([]);
   });
 
   it('refuses a job that comes back after a lapse for a poison image, before it runs; a first delivery is not read', async () => {

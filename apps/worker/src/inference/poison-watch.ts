@@ -117,14 +117,21 @@ export class PoisonWatch {
 
   /**
    * A job failed at BullMQ's stalled limit: its holders died twice (or lost its lock twice). Counted against each
-   * subject; one that reaches the limit is poison from now on: logged `image.poison`, and an analysis pair gets its
+   * subject (a coalesced job's images only become suspects: PoisonImages.countCrash); one that reaches the limit is poison from now on: logged `image.poison`, and an analysis pair gets its
    * failure record (so reads of the pair answer it instead of queueing the job again).
    */
   async stalledTooOften(job: Job): Promise<void> {
     this.settled(job.id);
+    const coalesced = job.name === InferenceJobName.ClassifyBatch;
     for (const subject of PoisonWatch.subjectsOf(job)) {
       try {
-        const crashes = await this.poison.countCrash(subject);
+        const crashes = await this.poison.countCrash(subject, coalesced);
+        if (coalesced) {
+          // Any of the job's images (of any tenant) may be the one that kills: none is condemned by it. Each becomes a
+          // suspect, which the API sends alone from now on, so a poison image's own deaths are counted next time.
+          this.logger.warn({ action: 'image.crash_suspect', jobId: job.id, jobName: job.name, tenant: subject.tenant, imageHash: subject.imageHash, model: subject.model, crashes, workerId }, 'a coalesced job carrying this image lost its worker twice (stalled limit): the image is sent alone from now on');
+          continue;
+        }
         const context = { jobId: job.id, jobName: job.name, tenant: subject.tenant, imageHash: subject.imageHash, model: subject.model, crashes, limit: this.poison.limit, workerId };
         if (crashes < this.poison.limit) {
           this.logger.warn({ action: 'image.crash_counted', ...context }, 'a job of this image lost its worker twice (stalled limit): counted against the image');
