@@ -17,6 +17,7 @@ const FRIENDLY = {
   IMAGE_UNSUPPORTED_FORMAT: 'That file is not a supported image (JPEG, PNG, WebP, GIF, TIFF, AVIF or HEIC).',
   UNSUPPORTED_MEDIA_TYPE: 'That file is not a supported image (JPEG, PNG, WebP, GIF, TIFF, AVIF or HEIC).',
   IMAGE_DECODE_FAILED: 'The image is damaged or cut off and cannot be read.',
+  IMAGE_CRASHED_WORKER: 'This image crashed our image processors several times, so it is no longer processed.',
   IMAGE_EMPTY: 'The file is empty.',
   IMAGE_MISSING: 'Choose an image or enter an image URL first.',
   INVALID_BASE64: 'The image data is not valid.',

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AppConfig, AppConfigModule } from '@app/config';
 import { APP_LOGGER, LoggingModule } from '@app/logging';
 import { bullRootOptions, inferenceQueueRegistration, RedisModule } from '@app/redis';
-import { FaceSnapshots, FaceStore, StorageModule } from '@app/storage';
+import { AnalysisStore, FaceSnapshots, FaceStore, PoisonImages, StorageModule } from '@app/storage';
 import { AnalyzeHandler } from './analyze/analyze.handler';
 import { FaceIndex, faceIndexOptions } from './faces/face-index';
 import { MatchFacesHandler } from './faces/match-faces.handler';
@@ -16,6 +16,7 @@ import { HeartbeatService } from './heartbeat/heartbeat.service';
 import { ImageInference } from './inference/image-inference';
 import { ImageSource } from './inference/image-source';
 import { InferenceProcessor } from './inference/inference.processor';
+import { PoisonWatch } from './inference/poison-watch';
 import { StallWatchdog } from './inference/stall-watchdog';
 import { ModelHost } from './inference/model-host';
 
@@ -50,6 +51,12 @@ export class WorkerModule {
         },
         MatchFacesHandler,
         InferenceProcessor,
+        {
+          provide: PoisonWatch,
+          inject: [PoisonImages, AnalysisStore, ModelHost, APP_LOGGER],
+          useFactory: (poison: PoisonImages, results: AnalysisStore, models: ModelHost, appLogger: Logger) =>
+            new PoisonWatch(poison, results, (name) => models.catalog.list().find((model) => model.name === name)?.task, appLogger),
+        },
         StallWatchdog,
         HeartbeatService,
       ],

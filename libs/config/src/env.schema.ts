@@ -82,6 +82,20 @@ export const envSchema = z.object({
   RESULT_TTL_SECONDS: int(60, 365 * 24 * 3600, 7 * 24 * 3600),
   /** How long a permanent failure (e.g. an undecodable image) is remembered before it may be retried. */
   FAILED_RESULT_TTL_SECONDS: int(10, 30 * 24 * 3600, 3600),
+  /**
+   * Poison images: an image whose jobs for one model BullMQ failed as "stalled more than allowable limit" (each such
+   * failure: the two workers that held the job died, or lost its lock) POISON_STALL_LIMIT times within
+   * POISON_TTL_SECONDS is an image fault for that model (IMAGE_CRASHED_WORKER, 422) and is no longer given to
+   * workers; the verdict lasts POISON_TTL_SECONDS after the last count. 2 × 2 = about four dead workers per image
+   * and model, then none.
+   */
+  POISON_STALL_LIMIT: int(1, 100, 2),
+  POISON_TTL_SECONDS: int(60, 30 * 24 * 3600, 24 * 3600),
+  /**
+   * TEST ONLY (the poison-image fault suite): a worker with this set SIGKILLs itself when it reads an image whose
+   * sha256 is this hex digest, as a native crash in a decoder would kill it. Never set it in a deployment.
+   */
+  TEST_CRASH_ON_IMAGE_SHA256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 hex digest').optional(),
   SSE_MAX_MS: int(1000, 3600_000, 300_000),
   /** Event streams one tenant may hold open on one API process at once (more: 429). */
   SSE_MAX_PER_TENANT: int(1, 100_000, 50),

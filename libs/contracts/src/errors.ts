@@ -10,6 +10,11 @@ export enum ErrorCode {
   ImageTooManyFrames = 'IMAGE_TOO_MANY_FRAMES',
   ImageBadShape = 'IMAGE_BAD_SHAPE',
   ImageDecodeFailed = 'IMAGE_DECODE_FAILED',
+  /**
+   * The image killed the worker process that held it (a native crash in a decoder or ONNX Runtime) as often as
+   * POISON_STALL_LIMIT allows: it is no longer given to workers for that model (libs/storage PoisonImages).
+   */
+  ImageCrashedWorker = 'IMAGE_CRASHED_WORKER',
   InvalidBase64 = 'INVALID_BASE64',
   UnsupportedMediaType = 'UNSUPPORTED_MEDIA_TYPE',
   UrlNotAllowed = 'URL_NOT_ALLOWED',
@@ -41,6 +46,7 @@ export const ERROR_HTTP_STATUS: Record<ErrorCode, number> = {
   [ErrorCode.ImageTooManyFrames]: 422,
   [ErrorCode.ImageBadShape]: 422,
   [ErrorCode.ImageDecodeFailed]: 422,
+  [ErrorCode.ImageCrashedWorker]: 422,
   [ErrorCode.InvalidBase64]: 400,
   [ErrorCode.UnsupportedMediaType]: 415,
   [ErrorCode.UrlNotAllowed]: 400,
@@ -75,6 +81,7 @@ const IMAGE_FAULTS: ReadonlySet<string> = new Set([
   ErrorCode.ImageTooManyFrames,
   ErrorCode.ImageBadShape,
   ErrorCode.ImageDecodeFailed,
+  ErrorCode.ImageCrashedWorker,
 ]);
 
 export function isImageFault(code: string): boolean {
@@ -124,17 +131,28 @@ export function decodeJobError(failedReason: string | undefined): ErrorBody {
       // not JSON: a BullMQ-generated reason such as "job stalled more than allowable limit"
     }
   }
-  if (failedReason && STALLED_TOO_OFTEN.test(failedReason)) return { code: ErrorCode.ServiceUnavailable, message: STALLED_MESSAGE, details: { retryAfterSeconds: STALLED_RETRY_AFTER_SECONDS } };
+  if (isStalledTooOften(failedReason)) return { code: ErrorCode.ServiceUnavailable, message: STALLED_MESSAGE, details: { retryAfterSeconds: STALLED_RETRY_AFTER_SECONDS } };
   return { code: ErrorCode.InferenceFailed, message: failedReason || 'the job failed without a reason' };
 }
 
 /**
  * BullMQ's failedReason for a job whose lock lapsed more often than the worker's maxStalledCount (1) allows: its
  * worker died holding it, or was too starved of CPU (or of Redis) to renew the lock within LOCK_DURATION_MS, twice.
- * Nothing is wrong with the input and nothing stored is lost, so it answers like an overloaded service (503 with
- * Retry-After), not like a failed inference (500): the client's retry is the remedy.
+ * Nothing is known to be wrong with the input and nothing stored is lost, so it answers like an overloaded service
+ * (503 with Retry-After), not like a failed inference (500): the client's retry is the remedy. Unless the image itself
+ * kills its workers: the worker counts these failures per image and model, and past POISON_STALL_LIMIT answers
+ * IMAGE_CRASHED_WORKER instead (libs/storage PoisonImages).
  */
 const STALLED_TOO_OFTEN = /^job stalled more than allowable limit$/;
+
+/**
+ * Whether a job's failedReason (or the error BullMQ fails it with) is the stalled-limit one above: the job's lock
+ * lapsed twice. The worker counts these per image (PoisonImages): an image that kills every worker holding it
+ * produces one such failure per two dead workers.
+ */
+export function isStalledTooOften(failedReason: string | undefined): boolean {
+  return failedReason !== undefined && STALLED_TOO_OFTEN.test(failedReason);
+}
 const STALLED_MESSAGE = 'the job was interrupted twice (its worker stopped, or was too busy to keep the job); nothing was stored: try again';
 const STALLED_RETRY_AFTER_SECONDS = 5;
 

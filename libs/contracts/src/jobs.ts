@@ -18,6 +18,11 @@ export interface ClassifyJobData {
   /** Who asked: GET /v1/jobs/:id answers only this tenant. */
   tenant: TenantId;
   image: ImageRef;
+  /**
+   * sha256 (hex) of the image bytes, which the API checked against the image's crash record before queueing; the
+   * worker counts a stalled-limit failure of the job against it (PoisonImages). Absent in jobs queued by older APIs.
+   */
+  imageHash?: string;
   model: string;
   topk: number;
   /** When the API put the job on the queue (epoch ms), for queue-time accounting. */
@@ -32,6 +37,8 @@ export interface ClassifyBatchItem {
   /** Who asked: GET /v1/jobs/<job>.<index> answers only this tenant. A batch mixes tenants, as an ONNX batch does. */
   tenant: TenantId;
   image: ImageRef;
+  /** sha256 (hex) of the item's bytes: see ClassifyJobData.imageHash. */
+  imageHash?: string;
   topk: number;
   enqueuedAt: number;
   /** Past this (epoch ms) the worker skips the item (DEADLINE_EXCEEDED for it alone). */

@@ -146,6 +146,16 @@ export class TenantKeys {
     return `${this.prefix}:image:${imageHash}:faces`;
   }
 
+  /**
+   * How often the image killed the worker holding it, per model (hash: model name, or `faces` for face matching →
+   * stalled-limit failures; TTL POISON_TTL_SECONDS, renewed at each count). At POISON_STALL_LIMIT the image is not
+   * given to workers for that model any more (PoisonImages). Written for images sent to /v1/classify too, which
+   * have no metadata record; erased with the image.
+   */
+  imageCrashes(imageHash: string): string {
+    return `${this.prefix}:image:${imageHash}:crashes`;
+  }
+
   /** An image's match set: other image hash → best similarity (zset), kept symmetric. */
   imageMatches(imageHash: string): string {
     return `${this.prefix}:image:${imageHash}:matches`;

@@ -21,8 +21,9 @@ return 1
 
 /**
  * Analysis state in Redis, per tenant and image hash (+ model): results with a TTL, image metadata, the models
- * requested per image, and a pub/sub notice when a model finishes. Both apps use it; results are written
- * only by workers.
+ * requested per image, and a pub/sub notice when a model finishes. Both apps use it; results are written by
+ * workers, and by the API only for a pair whose image is poison for its model (AnalysisJobs.ensure: the
+ * IMAGE_CRASHED_WORKER failure record, instead of queueing a job that would kill a worker).
  */
 export class AnalysisStore {
   constructor(

@@ -6,14 +6,14 @@ import { DECLARED_KEYS_LUA, FORGET_FACES_LUA, keysToForget, runDeclared } from '
 
 /**
  * Erasure of one tenant's image in Redis: its faces (as DELETE …/faces does), every result of every model
- * asked of it, the set of those models, and its metadata, in one script. Workers write results and faces only
+ * asked of it, the set of those models, its crash record (PoisonImages) and its metadata, in one script. Workers write results and faces only
  * while the metadata exists (checked inside their own scripts), so a job that runs on after this writes
  * nothing back. Returns {1, faces removed, other images updated, results removed, 1 if the image existed, the
- * faces' tombstone sequence number or 0}, or {0, key names…} without writing anything when it touches keys not
+ * faces' tombstone sequence number or 0, 1 if a crash record was removed}, or {0, key names…} without writing anything when it touches keys not
  * declared (a result key per model, the faces': see FORGET_FACES_LUA); runDeclared declares them and runs it again.
  */
 const ERASE_IMAGE = `${DECLARED_KEYS_LUA}${FORGET_FACES_LUA}
-local imageKey, modelsKey = KEYS[3], KEYS[4]
+local imageKey, modelsKey, crashesKey = KEYS[3], KEYS[4], KEYS[5]
 local prefix, imageHash = ARGV[1], ARGV[2]
 local resultKeys = {}
 for _, model in ipairs(redis.call('SMEMBERS', modelsKey)) do
@@ -29,7 +29,8 @@ for _, resultKey in ipairs(resultKeys) do
   results = results + redis.call('DEL', resultKey)
 end
 redis.call('DEL', imageKey, modelsKey)
-return {1, removed[1], removed[2], results, existed, removed[4]}
+local crashes = redis.call('DEL', crashesKey)
+return {1, removed[1], removed[2], results, existed, removed[4], crashes}
 `;
 
 export interface ErasureReport {
@@ -39,6 +40,8 @@ export interface ErasureReport {
   /** Other images of the tenant whose match sets named this one. */
   updatedImages: number;
   removedResults: number;
+  /** Whether the image's crash record (worker deaths counted against it, PoisonImages) was deleted. */
+  removedCrashRecord: boolean;
   /** Whether the tenant's copy of the bytes was deleted. */
   removedBytes: boolean;
   /** Face-index snapshot files deleted because they could hold the erased faces' vectors. */
@@ -67,10 +70,10 @@ export class ImageErasure {
     const stem = faceIdStem(tenant, imageHash);
     const [models, faceKeys] = await Promise.all([this.redis.smembers(k.imageModels(imageHash)), keysToForget(this.redis, k, stem, imageHash)]);
     const found = [...models.map((model) => k.result(imageHash, model)), ...faceKeys];
-    const fixed = [k.faceSeq(), k.faceLog(), k.image(imageHash), k.imageModels(imageHash)];
-    const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq] = await runDeclared(this.redis, ERASE_IMAGE, fixed, found, [k.prefix, imageHash, stem]);
+    const fixed = [k.faceSeq(), k.faceLog(), k.image(imageHash), k.imageModels(imageHash), k.imageCrashes(imageHash)];
+    const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq, removedCrashes] = await runDeclared(this.redis, ERASE_IMAGE, fixed, found, [k.prefix, imageHash, stem]);
     const removedBytes = await this.content.remove(tenant, imageHash);
     const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
-    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedBytes, removedSnapshots };
+    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedCrashRecord: removedCrashes === 1, removedBytes, removedSnapshots };
   }
 }

@@ -6,3 +6,4 @@ export * from './face-store';
 export * from './face-snapshots';
 export * from './image-erasure';
 export * from './image-lock';
+export * from './poison-images';

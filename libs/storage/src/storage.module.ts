@@ -10,8 +10,9 @@ import { FaceStore } from './face-store';
 import { FileContentStore } from './file-content-store';
 import { ImageErasure } from './image-erasure';
 import { ImageLocks } from './image-lock';
+import { PoisonImages } from './poison-images';
 
-/** The image store and face-index snapshots (STORAGE_DIR on disk), the analysis and face stores (Redis) and erasure, for both apps; all per tenant. */
+/** The image store and face-index snapshots (STORAGE_DIR on disk), the analysis and face stores and poison-image records (Redis) and erasure, for both apps; all per tenant. */
 @Global()
 @Module({
   providers: [
@@ -29,7 +30,12 @@ import { ImageLocks } from './image-lock';
       useFactory: (redis: Redis, keys: RedisKeys, content: ContentStore, snapshots: FaceSnapshots) => new ImageErasure(redis, keys, content, snapshots),
     },
     { provide: ImageLocks, inject: [REDIS_CLIENT, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new ImageLocks(redis, keys) },
+    {
+      provide: PoisonImages,
+      inject: [REDIS_CLIENT, RedisKeys, AppConfig],
+      useFactory: (redis: Redis, keys: RedisKeys, config: AppConfig) => new PoisonImages(redis, keys, config.values.POISON_STALL_LIMIT, config.values.POISON_TTL_SECONDS),
+    },
   ],
-  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure, ImageLocks],
+  exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure, ImageLocks, PoisonImages],
 })
 export class StorageModule {}

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { AnalysisRecord, AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority, TenantId } from '@app/contracts';
-import { AnalysisStore } from '@app/storage';
+import { AnalysisStore, PoisonImages, poisonError } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
+import { ModelDirectory } from '../models/model-directory';
 
 export interface ModelStatus {
   state: AnalysisState;
@@ -20,17 +21,24 @@ export class AnalysisJobs {
   constructor(
     private readonly jobs: InferenceQueue,
     private readonly results: AnalysisStore,
+    private readonly poison: PoisonImages,
+    private readonly directory: ModelDirectory,
   ) {}
 
   static resultUrl(hash: string, model: string): string {
     return `/v1/images/${hash}/results/${model}`;
   }
 
-  /** Where the pair stands now; queues it when it has neither a result nor a job (new, or expired). */
+  /**
+   * Where the pair stands now; queues it when it has neither a result nor a job (new, or expired). A pair whose
+   * image is poison for the model (it killed the workers running it, maybe through /v1/classify) gets its failure
+   * record here instead (IMAGE_CRASHED_WORKER), so later reads answer it without queueing anything.
+   */
   async ensure(tenant: TenantId, hash: string, model: string, requestId: string): Promise<ModelStatus> {
     const url = AnalysisJobs.resultUrl(hash, model);
     const stored = await this.results.getResult(tenant, hash, model);
     if (stored) return { state: stored.state, cached: true, url };
+    if (await this.poison.isPoison({ tenant, imageHash: hash, model })) return this.storePoisonFailure(tenant, hash, model, url);
     await this.jobs.assertCapacity();
     const jobId = analyzeJobId(tenant, hash, model);
     const data: AnalyzeJobData = { requestId, tenant, imageHash: hash, model, enqueuedAt: Date.now() };
@@ -44,6 +52,21 @@ export class AnalysisJobs {
       if (now) return { state: now.state, cached: false, url };
     }
     return { state: state === 'unknown' ? 'waiting' : state, cached: false, url };
+  }
+
+  /** The pair's permanent failure for a poison image (as the worker that declared it writes one), kept POISON_TTL_SECONDS. */
+  private async storePoisonFailure(tenant: TenantId, hash: string, model: string, url: string): Promise<ModelStatus> {
+    const error = poisonError(model);
+    const record: AnalysisRecord = {
+      state: 'failed',
+      model,
+      task: this.directory.catalog.list().find((entry) => entry.name === model)?.task ?? 'unknown',
+      error: { code: error.code, message: error.message },
+      computedAt: new Date().toISOString(),
+      workerId: 'api',
+    };
+    await this.results.putResult(tenant, hash, record, this.poison.ttlSeconds);
+    return { state: 'failed', cached: false, url };
   }
 
   assertCapacity(): Promise<void> {

@@ -46,7 +46,7 @@ export class ClassifyController {
   @ApiBadRequestResponse({ type: ErrorResponseDto, description: 'IMAGE_MISSING, IMAGE_EMPTY, INVALID_BASE64, UNKNOWN_MODEL, INVALID_PARAMETER' })
   @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE; PAYLOAD_TOO_LARGE (too many multipart files or form fields)' })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'IMAGE_UNSUPPORTED_FORMAT, UNSUPPORTED_MEDIA_TYPE' })
-  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED' })
+  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED, IMAGE_CRASHED_WORKER' })
   @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, SERVICE_UNAVAILABLE' })
   @ApiGatewayTimeoutResponse({ type: ErrorResponseDto, description: 'DEADLINE_EXCEEDED' })
   @ApiInternalServerErrorResponse({ type: ErrorResponseDto, description: 'INFERENCE_FAILED' })

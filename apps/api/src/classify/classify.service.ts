@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AppError, classifyItemId, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
+import { PoisonImages } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { itemOutcome } from '../jobs/classify-item-outcome';
 import { JobOutcome, JobWaiter } from '../jobs/job-waiter';
@@ -36,6 +37,7 @@ interface CoalescedRequest {
   bytes: Buffer;
   requestId: string;
   tenant: TenantId;
+  imageHash: string;
   topk: number;
 }
 
@@ -59,6 +61,7 @@ export class ClassifyService {
     private readonly models: ModelDirectory,
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
+    private readonly poison: PoisonImages,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
     const env = config.values;
@@ -77,9 +80,13 @@ export class ClassifyService {
     const env = this.config.values;
     const model = this.models.catalog.get(request.model || DEFAULT_CLASSIFIER, 'classification');
     const topk = parseTopK(request.topk);
-    const image = await inspectImage(request.bytes, this.config.imageLimits);
+    // An image that killed the workers running it with this model (poison) is refused before it is queued: one HGET
+    // beside the header check, so no added wait. The hash also goes with the job, for the worker to count deaths by.
+    const imageHash = createHash('sha256').update(request.bytes).digest('hex');
+    const [image, verdict] = await Promise.all([inspectImage(request.bytes, this.config.imageLimits), this.poison.assertNotPoison({ tenant: request.tenant, imageHash, model: model.name })]);
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
-    const coalescing = env.CLASSIFY_COALESCE_MAX > 1;
+    // A suspect (a coalesced job that carried it died twice) goes alone: its own deaths are counted, nobody else's.
+    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect;
     for (let attempt = 1; ; attempt++) {
       const logEnqueued = (jobId: string, extra: Record<string, unknown> = {}) =>
         this.logger.info(
@@ -100,6 +107,7 @@ export class ClassifyService {
           await this.jobs.enqueueClassify(id, request.bytes, {
             requestId: request.requestId,
             tenant: request.tenant,
+            imageHash,
             model: model.name,
             topk,
             enqueuedAt: now,
@@ -111,7 +119,7 @@ export class ClassifyService {
         // Back-pressure before the request joins a group, so a full queue refuses it with nothing stored.
         await this.jobs.assertCapacity();
         // No await between join and wait: the waiter listens before the group's job can exist.
-        const ticket = this.coalescer.join(model.name, { bytes: request.bytes, requestId: request.requestId, tenant: request.tenant, topk });
+        const ticket = this.coalescer.join(model.name, { bytes: request.bytes, requestId: request.requestId, tenant: request.tenant, imageHash, topk });
         jobId = ticket.jobId;
         release = ticket.release;
         dropped = ticket.dropped;
@@ -169,12 +177,12 @@ export class ClassifyService {
     const deadlineAt = now + this.config.values.JOB_DEADLINE_MS;
     if (items.length === 1) {
       const [item] = items;
-      return this.jobs.enqueueClassify(jobId, item.bytes, { requestId: item.requestId, tenant: item.tenant, model, topk: item.topk, enqueuedAt: now, deadlineAt });
+      return this.jobs.enqueueClassify(jobId, item.bytes, { requestId: item.requestId, tenant: item.tenant, imageHash: item.imageHash, model, topk: item.topk, enqueuedAt: now, deadlineAt });
     }
     await this.jobs.enqueueClassifyBatch(
       jobId,
       model,
-      items.map(({ bytes, requestId, tenant, topk }) => ({ bytes, data: { requestId, tenant, topk, enqueuedAt: now, deadlineAt } })),
+      items.map(({ bytes, requestId, tenant, imageHash, topk }) => ({ bytes, data: { requestId, tenant, imageHash, topk, enqueuedAt: now, deadlineAt } })),
     );
   }
 

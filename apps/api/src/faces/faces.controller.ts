@@ -38,7 +38,7 @@ export class FacesController {
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'imageHash names no image of the caller' })
   @ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_LARGE; PAYLOAD_TOO_LARGE (too many multipart files or form fields)' })
   @ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'IMAGE_UNSUPPORTED_FORMAT, UNSUPPORTED_MEDIA_TYPE' })
-  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED, IMAGE_BAD_SHAPE, URL_FETCH_FAILED' })
+  @ApiUnprocessableEntityResponse({ type: ErrorResponseDto, description: 'IMAGE_TOO_MANY_PIXELS, IMAGE_DECODE_FAILED, IMAGE_BAD_SHAPE, IMAGE_CRASHED_WORKER, URL_FETCH_FAILED' })
   @ApiServiceUnavailableResponse({ type: ErrorResponseDto, description: 'QUEUE_FULL, SERVICE_UNAVAILABLE (with Retry-After)' })
   async submit(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const requestId = requestIdOf(request);

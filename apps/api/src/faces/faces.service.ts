@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId, TenantId } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore, FaceSnapshots, FaceStore, ImageLocks } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FACES_CRASH_SUBJECT, FaceSnapshots, FaceStore, ImageLocks, PoisonImages } from '@app/storage';
 import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
@@ -34,6 +34,7 @@ export class FacesService {
     private readonly waiter: JobWaiter,
     private readonly config: AppConfig,
     private readonly metrics: ApiMetrics,
+    private readonly poison: PoisonImages,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -76,6 +77,8 @@ export class FacesService {
   private async match(tenant: TenantId, requestId: string, imageHash: string): Promise<FacesOutcome> {
     const env = this.config.values;
     await this.jobs.assertCapacity();
+    // An image that killed the workers matching its faces (poison) is not queued again: 422 IMAGE_CRASHED_WORKER.
+    await this.poison.assertNotPoison({ tenant, imageHash, model: FACES_CRASH_SUBJECT });
     if (!this.registeredTenants.has(tenant)) {
       await this.faces.registerTenant(tenant);
       this.registeredTenants.add(tenant);

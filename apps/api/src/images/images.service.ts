@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type Redis from 'ioredis';
 import { entriesNamingJobs, REDIS_CLIENT, StreamEntry } from '@app/redis';
 import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, RedisKeys, TenantId } from '@app/contracts';
-import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks, PoisonImages } from '@app/storage';
 import { createHash } from 'node:crypto';
 import { detectImageFormat, inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
@@ -49,6 +49,7 @@ export class ImagesService {
     @Inject(CONTENT_STORE) private readonly store: ContentStore,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     private readonly keys: RedisKeys,
+    private readonly poison: PoisonImages,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -216,7 +217,8 @@ export class ImagesService {
     requireImageHash(hash);
     // Metadata lost (bytes only): erase the bytes as they are, without registering them first (a write a full
     // Redis refuses, so the erasure answered 503 until Redis had room).
-    if (!(await this.results.getImage(tenant, hash)) && !(await this.store.has(tenant, hash))) throw notFound(hash);
+    // An image sent only to /v1/classify that killed workers has nothing stored but its crash record: that too is erased.
+    if (!(await this.results.getImage(tenant, hash)) && !(await this.store.has(tenant, hash)) && !(await this.poison.hasRecord(tenant, hash))) throw notFound(hash);
     return this.locks.withLock(tenant, hash, async () => {
       const models = await this.results.modelsOf(tenant, hash);
       // Two steps, each in one Redis Cluster slot: the queue's keys ({QUEUE_PREFIX}) and the tenant's ({t}) never
@@ -228,12 +230,12 @@ export class ImagesService {
       const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
       const removedJobs = await this.removeJobs(jobIds);
       const report = await this.erasure.erase(tenant, hash);
-      if (!report.existed && !report.removedBytes) throw notFound(hash);
+      if (!report.existed && !report.removedBytes && !report.removedCrashRecord) throw notFound(hash);
       // Again now the record is gone: a running job that completed between the two steps added its event after
       // the first sweep (and a job completing from now on sees no image: the worker forgets it itself).
       await this.removeJobEvents(new Set(jobIds));
       this.logger.info({ action: 'image.erased', requestId, tenant, imageHash: hash, ...report, removedJobs }, "tenant's image erased");
-      return { imageHash: hash, ...report, existed: report.existed || report.removedBytes, removedJobs };
+      return { imageHash: hash, ...report, existed: report.existed || report.removedBytes || report.removedCrashRecord, removedJobs };
       // Even in a full Redis (OOM under noeviction): an erasure only frees memory, and is how a tenant makes room.
     }, { evenWhenFull: true });
   }

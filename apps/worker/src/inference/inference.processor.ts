@@ -3,7 +3,7 @@ import { Processor, WorkerHost } from '@nestjs/bullmq';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, TenantId } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyJobData, MatchFacesJobData, encodeJobError, ErrorCode, INFERENCE_QUEUE, InferenceJobName, isStalledTooOften, TenantId } from '@app/contracts';
 import { AnalysisStore } from '@app/storage';
 import { APP_LOGGER, LogThrottle } from '@app/logging';
 import type Redis from 'ioredis';
@@ -17,7 +17,8 @@ import { ImageSource } from './image-source';
 import { ModelHost } from './model-host';
 import { WorkerMetrics } from '../ops/worker-metrics';
 import { StallWatchdog } from './stall-watchdog';
-import { jobLockLost } from './job-lock-lost';
+import { jobLockLost, lockLostJobId } from './job-lock-lost';
+import { PoisonWatch } from './poison-watch';
 import { workerId } from '../worker-id';
 
 /**
@@ -55,6 +56,7 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly heartbeat: HeartbeatService,
     private readonly watchdog: StallWatchdog,
     private readonly results: AnalysisStore,
+    private readonly poisonWatch: PoisonWatch,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @Inject(APP_LOGGER) private readonly logger: Logger,
   ) {
@@ -79,13 +81,22 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     // A job's short-lived image bytes go only once the job is recorded as completed: a worker killed after
     // running the job but before that record must leave the bytes for the retry (at-least-once).
     this.worker.on('completed', (job: Job, result: unknown) => {
+      this.poisonWatch.settled(job.id);
       this.release(job);
       if (wasErased(result)) void this.forgetErasedJob(job);
       else if (job.name !== InferenceJobName.Classify) void this.forgetIfErasedMeanwhile(job);
     });
     // A job that failed for good (no retry left, or bad input) needs its bytes no more either. BullMQ sets
     // finishedOn only when the failure is final; a failure that will be retried keeps the bytes.
-    this.worker.on('failed', (job: Job | undefined) => job?.finishedOn && this.release(job));
+    this.worker.on('failed', (job: Job | undefined, error: Error | undefined) => {
+      if (!job) return;
+      // Its holders died (or lost its lock) twice: counted against the job's image (poison images).
+      if (isStalledTooOften(error?.message)) void this.poisonWatch.stalledTooOften(job);
+      else this.poisonWatch.settled(job.id);
+      if (job.finishedOn) this.release(job);
+    });
+    // This worker is alive and lost a job's lock: if it runs the image to its end, the image is not poison.
+    this.worker.on('lockRenewalFailed', (jobIds: string[]) => this.poisonWatch.locksLapsed(jobIds));
     void this.worker.run().catch((error) => this.logger.error({ action: 'worker.run_failed', err: error }, 'worker stopped'));
     this.lastActivityAt = Date.now();
     this.watchdog.watch(this.worker, { running: () => this.running, lastActivityAt: () => this.lastActivityAt });
@@ -111,6 +122,8 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       return void this.logger.warn({ action: 'worker.redis_unavailable', reason: tryLater.reason, repeatsSinceLast, err: error }, `Redis ${tryLater.reason}; the worker keeps trying`);
     }
     if (jobLockLost(error)) {
+      const jobId = lockLostJobId(error);
+      if (jobId !== undefined) void this.poisonWatch.lockLostOnFinish(jobId);
       const repeatsSinceLast = this.locksLost.pass();
       if (repeatsSinceLast === undefined) return;
       return void this.logger.warn(
@@ -194,7 +207,11 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
       this.logger.error({ action: 'job.record_incomplete', ...context, fields: Object.keys(job.data ?? {}) }, "the job's record in Redis is incomplete (evicted or damaged); failed without running");
       throw new UnrecoverableError(encodeJobError(new AppError(ErrorCode.InferenceFailed, "the job's record in Redis is incomplete (was Redis evicting keys?)")));
     }
+    let ran = false;
     try {
+      // A job back after its holder's lock lapsed, for a poison image: refused before its image is read.
+      await this.poisonWatch.starting(job);
+      ran = true;
       if (typeof job.data?.deadlineAt === 'number' && startedAt > job.data.deadlineAt) {
         // Synchronous jobs only: analysis jobs carry no deadline, their results are fetched later.
         throw new AppError(ErrorCode.DeadlineExceeded, 'the client stopped waiting for this job before a worker reached it');
@@ -216,10 +233,12 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
         default:
           throw new AppError(ErrorCode.Internal, `no handler for job name "${job.name}"`);
       }
+      await this.poisonWatch.ended(job, { result });
       this.metrics.jobs.inc({ name: job.name, outcome: 'completed' });
       this.logger.info({ action: 'job.completed', ...context, ms: Date.now() - startedAt, batchSize: (result as { batchSize?: number }).batchSize }, 'job completed');
       return result;
     } catch (error) {
+      if (ran) await this.poisonWatch.ended(job, { error });
       const encoded = encodeJobError(error);
       this.metrics.jobs.inc({ name: job.name, outcome: 'failed' });
       this.logger.warn({ action: 'job.failed', ...context, ms: Date.now() - startedAt, error: encoded }, 'job failed');

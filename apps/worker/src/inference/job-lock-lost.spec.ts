@@ -1,4 +1,4 @@
-import { jobLockLost } from './job-lock-lost';
+import { jobLockLost, lockLostJobId } from './job-lock-lost';
 
 /** As BullMQ 6's finishedErrors builds them: the message and the script's numeric code. */
 const finished = (message: string, code: number) => Object.assign(new Error(message), { code });
@@ -24,5 +24,17 @@ describe('jobLockLost', () => {
     expect(jobLockLost(finished('could not renew lock for job 6f1c', -2))).toBe(false);
     expect(jobLockLost(new Error('WRONGTYPE Operation against a key holding the wrong kind of value'))).toBe(false);
     expect(jobLockLost('Missing lock for job 1')).toBe(false);
+  });
+});
+
+describe('lockLostJobId', () => {
+  it('names the job whose end BullMQ refused to record', () => {
+    expect(lockLostJobId(finished('Missing lock for job an-3f9a. moveToFinished', -2))).toBe('an-3f9a');
+    expect(lockLostJobId(finished('Lock mismatch for job 6f1c-77. Cmd moveToFinished from active', -6))).toBe('6f1c-77');
+  });
+
+  it('names none for a lock renewal (BullMQ reports those by event) or another error', () => {
+    expect(lockLostJobId(new Error('could not renew lock for job 6f1c'))).toBeUndefined();
+    expect(lockLostJobId(finished('Job 6f1c has pending dependencies. moveToFinished', -4))).toBeUndefined();
   });
 });

@@ -19,3 +19,13 @@ export function jobLockLost(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return error.message.startsWith('could not renew lock') ? code === undefined : LOCK_LOST_CODES.has(code);
 }
+
+/**
+ * The job id a lock-lost error names when the worker went to record a job's end (`Missing lock for job <id>.
+ * moveToFinished`, `Lock mismatch for job <id>. Cmd …`), or undefined for any other error (the renewal's own
+ * failure is reported by BullMQ's `lockRenewalFailed` event instead).
+ */
+export function lockLostJobId(error: unknown): string | undefined {
+  if (!jobLockLost(error) || (error as Error).message.startsWith('could not renew lock')) return undefined;
+  return /^[A-Za-z ]+ for job (.+?)\. /.exec((error as Error).message)?.[1];
+}
