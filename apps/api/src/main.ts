@@ -25,12 +25,14 @@ import { mountQueueDashboard } from './ops/queue-dashboard';
 import { getQueueToken } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import { setupSwagger } from './swagger';
+import { applyHeapGrowingPercent } from './heap-growth';
 
 const WEB_PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 async function bootstrap(): Promise<void> {
   const logger = createLogger('api');
   const env = parseEnvOrExit((message) => logger.fatal({ action: 'config.invalid' }, message));
+  applyHeapGrowingPercent(env.API_HEAP_GROWING_PERCENT);
   // One clear line (and exit 1) for the two common start-up mistakes, before Nest prints anything.
   const problem = (await redisUnreachable(RedisConnection.fromEnv(env))) ?? (await listenProblem('PORT', env.HOST, env.PORT));
   if (problem) {

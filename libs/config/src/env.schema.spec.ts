@@ -9,6 +9,13 @@ describe('parseEnv', () => {
     expect(env.REQUEST_WAIT_MS).toBe(30_000);
     expect(env.QUEUE_EVENTS_ENABLED).toBe(true);
     expect(env.MODELS_DIR).toBe('models');
+    expect(env.API_HEAP_GROWING_PERCENT).toBe(50);
+  });
+
+  it('takes API_HEAP_GROWING_PERCENT from 0 (V8 decides) to 1000, nothing else', () => {
+    expect(parseEnv({ API_HEAP_GROWING_PERCENT: '0' }).API_HEAP_GROWING_PERCENT).toBe(0);
+    expect(() => parseEnv({ API_HEAP_GROWING_PERCENT: '-5' })).toThrow(/API_HEAP_GROWING_PERCENT/);
+    expect(() => parseEnv({ API_HEAP_GROWING_PERCENT: 'lots' })).toThrow(/API_HEAP_GROWING_PERCENT/);
   });
 
   it('coerces strings and treats empty values as unset', () => {
