@@ -172,4 +172,13 @@ describe('coalesced classify requests (real Redis, real models)', () => {
       expect(read.body).toMatchObject({ id, name: 'classify', state: 'failed', error: { code: 'DEADLINE_EXCEEDED' } });
     }
   });
+
+  it('RATE_LIMIT_MAX=0 turns the rate limiter off: none of these requests cost a rate-limit script or left a counter', async () => {
+    const client = redis.client();
+    try {
+      expect(await client.keys('*ratelimit*')).toEqual([]);
+    } finally {
+      client.disconnect();
+    }
+  });
 });

@@ -73,6 +73,9 @@ export class ApiModule {
           useFactory: (config: AppConfig, redis: Redis, keys: RedisKeys, tenants: TenantResolver) => ({
             storage: new RedisThrottlerStorage(redis, keys),
             throttlers: [{ ttl: config.values.RATE_LIMIT_WINDOW_MS, limit: config.values.RATE_LIMIT_MAX || Number.MAX_SAFE_INTEGER }],
+            // RATE_LIMIT_MAX=0 (a proxy in front limits, or a benchmark): no counting at all, not a count that never
+            // reaches its limit (it cost every request a Redis round trip and a key).
+            skipIf: config.values.RATE_LIMIT_MAX === 0 ? () => true : undefined,
             getTracker: (request) => tenants.tracker(request as FastifyRequest),
           }),
         }),
