@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { RedisKeys, TenantId } from '@app/contracts';
 import { AppProcess } from '../support/app-process';
 import { expectedTop5, fixture } from '../support/fixtures';
 import { request, HttpResult } from '../support/http';
@@ -88,6 +90,24 @@ describe('coalesced classify requests (real Redis, real models)', () => {
     }
     // The batch job's own UUID answers nobody: it has no single tenant.
     expect((await readJob(KEYS.alice, alice.body.id.split('.')[0])).status).toBe(404);
+  });
+
+  it('a suspect image (a coalesced job that carried it lost its worker twice) goes alone; the others still group', async () => {
+    // What a worker writes when a classify-batch job fails at the stalled limit (PoisonWatch.stalledTooOften).
+    const client = redis.client();
+    const crashes = new RedisKeys('iiq').tenant('alice' as TenantId).imageCrashes(createHash('sha256').update(kitten).digest('hex'));
+    await client.hset(crashes, 'mobilenet_v2:coalesced', '1');
+    const before = shortApi.logsWith('job.enqueued').length;
+    const first = classify(shortApi, KEYS.bob, beagle, 'image/png');
+    await shortApi.waitForLog((line) => line.action === 'job.enqueued' && shortApi.logsWith('job.enqueued').indexOf(line) >= before);
+    const [suspect, ...others] = await Promise.all([classify(shortApi, KEYS.alice, kitten, 'image/png'), classify(shortApi, KEYS.bob, castle), classify(shortApi, KEYS.bob, beagle, 'image/png')]);
+    expect((await first).status).toBe(202);
+    expect(suspect.status).toBe(202);
+    expect(suspect.body.id).toMatch(/^[0-9a-f-]{36}$/);
+    for (const answer of others) expect(answer.body.id).toMatch(/^[0-9a-f-]{36}\.[01]$/);
+    // The kitten is grouped again in the tests below.
+    await client.del(crashes);
+    client.disconnect();
   });
 
   /** Items whose deadline passes before a worker reaches them. */
