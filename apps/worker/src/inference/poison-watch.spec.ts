@@ -54,6 +54,14 @@ describe('PoisonWatch', () => {
     expect(stored).toEqual([expect.objectContaining({ state: 'failed', model: 'm', error: expect.objectContaining({ code: ErrorCode.ImageCrashedWorker }) })]);
   });
 
+  it('logs a failure that joined an incident already counted (countCrash 0) as such: no count, no verdict', async () => {
+    const { watch, stored, actions } = setup();
+    (watch as unknown as { poison: PoisonImages }).poison.countCrash = async () => 0;
+    await watch.stalledTooOften(analyze());
+    expect(actions()).toEqual(['image.crash_same_incident']);
+    expect(stored).toEqual([]);
+  });
+
   it("never condemns the images of a coalesced job that died (any of them, of any tenant, may be the killer): they become suspects", async () => {
     const { watch, counts, stored, actions } = setup();
     const items = [{ tenant: 'attacker', imageHash: 'poison' }, { tenant: 'victim', imageHash: 'innocent' }];

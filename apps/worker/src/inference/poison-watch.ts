@@ -126,6 +126,11 @@ export class PoisonWatch {
     for (const subject of PoisonWatch.subjectsOf(job)) {
       try {
         const crashes = await this.poison.countCrash(subject, coalesced);
+        if (crashes === 0) {
+          // Another job of this image failed at the limit within the same incident (LOCK_DURATION_MS): counted once.
+          this.logger.info({ action: 'image.crash_same_incident', jobId: job.id, jobName: job.name, tenant: subject.tenant, imageHash: subject.imageHash, model: subject.model, coalesced, workerId }, 'a stalled-limit failure within the incident already counted against this image: not counted again');
+          continue;
+        }
         if (coalesced) {
           // Any of the job's images (of any tenant) may be the one that kills: none is condemned by it. Each becomes a
           // suspect, which the API sends alone from now on, so a poison image's own deaths are counted next time.
