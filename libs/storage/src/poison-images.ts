@@ -25,6 +25,8 @@ export interface PoisonVerdict {
   poison: boolean;
   /** A coalesced job that carried it died twice: send it alone, so its own deaths can be counted. */
   suspect: boolean;
+  /** Its own count (stalled-limit failures of jobs that carried it alone, since it last ran to its end). */
+  crashes: number;
 }
 
 /**
@@ -90,7 +92,7 @@ export class PoisonImages {
   /** Poison and suspect in one HMGET; see PoisonVerdict. */
   async verdict({ tenant, imageHash, model }: CrashSubject): Promise<PoisonVerdict> {
     const [own, coalesced] = await this.redis.hmget(this.keys.tenant(tenant).imageCrashes(imageHash), model, model + COALESCED_FIELD_SUFFIX);
-    return { poison: Number(own ?? 0) >= this.limit, suspect: Number(coalesced ?? 0) > 0 };
+    return { poison: Number(own ?? 0) >= this.limit, suspect: Number(coalesced ?? 0) > 0, crashes: Number(own ?? 0) };
   }
 
   /** Throws IMAGE_CRASHED_WORKER when the image is poison for the model; otherwise says whether it is a suspect (verdict). */

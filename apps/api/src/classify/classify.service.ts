@@ -87,7 +87,9 @@ export class ClassifyService {
     const { image, verdict } = await admitImage(request.bytes, this.config.imageLimits, this.poison, { tenant: request.tenant, imageHash, model: model.name });
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
     // A suspect (a coalesced job that carried it died twice) goes alone: its own deaths are counted, nobody else's.
-    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect;
+    // So does an image with a count of its own (it may have been counted beside another image's death): its job carries
+    // the count, so a run to its end clears it (PoisonWatch).
+    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect && verdict.crashes === 0;
     for (let attempt = 1; ; attempt++) {
       const logEnqueued = (jobId: string, extra: Record<string, unknown> = {}) =>
         this.logger.info(
@@ -109,6 +111,7 @@ export class ClassifyService {
             requestId: request.requestId,
             tenant: request.tenant,
             imageHash,
+            ...(verdict.crashes > 0 ? { crashCount: verdict.crashes } : {}),
             model: model.name,
             topk,
             enqueuedAt: now,

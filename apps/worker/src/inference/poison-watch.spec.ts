@@ -89,6 +89,19 @@ describe('PoisonWatch', () => {
     expect(actions()).toContain('image.crash_record_cleared');
   });
 
+  it('forgets it when a fresh job queued with the count (crashCount) runs to its end: a count taken beside another image\'s death', async () => {
+    const { watch, counts, actions } = setup();
+    await watch.stalledTooOften(analyze());
+    const fresh = (crashCount?: number) => job(InferenceJobName.Classify, { tenant: 't', imageHash: 'h', model: 'm', requestId: 'r', ...(crashCount ? { crashCount } : {}) }, 0, 'f');
+    await watch.starting(fresh());
+    await watch.ended(fresh(), { result: { predictions: [] } });
+    expect(counts.size).toBe(1); // an ordinary job: nothing read or written
+    await watch.starting(fresh(1));
+    await watch.ended(fresh(1), { result: { predictions: [] } });
+    expect(counts.size).toBe(0);
+    expect(actions()).toContain('image.crash_record_cleared');
+  });
+
   it('forgets it when this worker lost the lock (renewal failed, or refused at the end) and still finished', async () => {
     const { watch, counts } = setup();
     await watch.stalledTooOften(analyze());

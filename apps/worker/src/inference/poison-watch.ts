@@ -93,7 +93,11 @@ export class PoisonWatch {
     if (!run) return;
     run.ended = true;
     run.proven = provenSafe(job, run.subjects, outcome);
-    if (run.lapsed || job.stalledCounter > 0) await this.clear(job, run, run.lapsed ? 'lock lapsed while this worker ran the job' : 'the job came back after a lapse and was run to its end');
+    // A job queued with a crash count (ClassifyJobData.crashCount) proves it too: the image ran to its end.
+    const counted = Number((job.data as { crashCount?: unknown } | undefined)?.crashCount ?? 0) > 0;
+    if (run.lapsed || job.stalledCounter > 0 || counted) {
+      await this.clear(job, run, run.lapsed ? 'lock lapsed while this worker ran the job' : job.stalledCounter > 0 ? 'the job came back after a lapse and was run to its end' : 'the image had a crash count and ran to its end');
+    }
   }
 
   /** BullMQ recorded the job's end (completed or failed): nothing more to learn from it. */
