@@ -23,6 +23,12 @@ export interface ClassifyJobData {
    * worker counts a stalled-limit failure of the job against it (PoisonImages). Absent in jobs queued by older APIs.
    */
   imageHash?: string;
+  /**
+   * The image's own crash count for the model when the API queued the job (absent: none). A worker that runs such a
+   * job to its end clears the count, as for a job back after a lapse: an innocent image counted once beside a dying
+   * worker's poison job (it held both) is forgiven by its next run, instead of waiting for a second such death.
+   */
+  crashCount?: number;
   model: string;
   topk: number;
   /** When the API put the job on the queue (epoch ms), for queue-time accounting. */

@@ -25,11 +25,26 @@ export interface PoisonVerdict {
   poison: boolean;
   /** A coalesced job that carried it died twice: send it alone, so its own deaths can be counted. */
   suspect: boolean;
+  /** Its own count (stalled-limit failures of jobs that carried it alone, since it last ran to its end). */
+  crashes: number;
 }
 
-/** KEYS: the image's crash record. ARGV: model, TTL seconds. Counts one stalled-limit failure; returns the new count. */
+/**
+ * KEYS: the image's crash record. ARGV: field, TTL seconds, incident window ms. Counts one stalled-limit failure unless
+ * the field was counted less than the window ago (Redis' clock, kept in the field `<field>@`): jobs that lapsed in one
+ * incident (one worker's death or freeze takes every job it held) fail at the limit together, and count once.
+ * Returns the new count, or 0 when the failure joined the incident already counted.
+ */
 const COUNT_CRASH = `
-local count = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local at = ARGV[1] .. '@'
+local last = tonumber(redis.call('HGET', KEYS[1], at) or '-1')
+local count = 0
+if last < 0 or now - last >= tonumber(ARGV[3]) then
+  count = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('HSET', KEYS[1], at, now)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return count
 `;
@@ -56,6 +71,12 @@ export class PoisonImages {
     readonly limit: number,
     /** Life of a record after its last count, seconds (POISON_TTL_SECONDS). */
     readonly ttlSeconds: number,
+    /**
+     * Stalled-limit failures of one subject less than this apart count once (ms; LOCK_DURATION_MS): they are one
+     * incident. Without it, N copies of one image in flight on a worker that froze twice (no crash at all) counted N
+     * and condemned the image at once; so did the jobs a poison image's dying worker held beside it.
+     */
+    readonly incidentMs = 0,
   ) {}
 
   /** Stalled-limit failures counted against the subject (0: none, or expired). One HGET. */
@@ -71,7 +92,7 @@ export class PoisonImages {
   /** Poison and suspect in one HMGET; see PoisonVerdict. */
   async verdict({ tenant, imageHash, model }: CrashSubject): Promise<PoisonVerdict> {
     const [own, coalesced] = await this.redis.hmget(this.keys.tenant(tenant).imageCrashes(imageHash), model, model + COALESCED_FIELD_SUFFIX);
-    return { poison: Number(own ?? 0) >= this.limit, suspect: Number(coalesced ?? 0) > 0 };
+    return { poison: Number(own ?? 0) >= this.limit, suspect: Number(coalesced ?? 0) > 0, crashes: Number(own ?? 0) };
   }
 
   /** Throws IMAGE_CRASHED_WORKER when the image is poison for the model; otherwise says whether it is a suspect (verdict). */
@@ -82,11 +103,12 @@ export class PoisonImages {
   }
 
   /**
-   * Counts one stalled-limit failure of a job of the subject (renewing the record's TTL); returns the count.
+   * Counts one stalled-limit failure of a job of the subject (renewing the record's TTL); returns the count, or 0 when
+   * it fell within `incidentMs` of the subject's last count (the same incident: not counted again).
    * `coalesced`: the job carried other images too; counted in its own field, which makes a suspect, never poison.
    */
   async countCrash({ tenant, imageHash, model }: CrashSubject, coalesced = false): Promise<number> {
-    return Number(await this.redis.eval(COUNT_CRASH, 1, this.keys.tenant(tenant).imageCrashes(imageHash), coalesced ? model + COALESCED_FIELD_SUFFIX : model, this.ttlSeconds));
+    return Number(await this.redis.eval(COUNT_CRASH, 1, this.keys.tenant(tenant).imageCrashes(imageHash), coalesced ? model + COALESCED_FIELD_SUFFIX : model, this.ttlSeconds, this.incidentMs));
   }
 
   /**

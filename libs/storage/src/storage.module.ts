@@ -33,7 +33,7 @@ import { PoisonImages } from './poison-images';
     {
       provide: PoisonImages,
       inject: [REDIS_CLIENT, RedisKeys, AppConfig],
-      useFactory: (redis: Redis, keys: RedisKeys, config: AppConfig) => new PoisonImages(redis, keys, config.values.POISON_STALL_LIMIT, config.values.POISON_TTL_SECONDS),
+      useFactory: (redis: Redis, keys: RedisKeys, config: AppConfig) => new PoisonImages(redis, keys, config.values.POISON_STALL_LIMIT, config.values.POISON_TTL_SECONDS, config.values.LOCK_DURATION_MS),
     },
   ],
   exports: [CONTENT_STORE, AnalysisStore, FaceStore, FaceSnapshots, ImageErasure, ImageLocks, PoisonImages],

@@ -3,7 +3,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
 import { AppError, classifyItemId, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
-import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { PoisonImages } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
@@ -12,6 +11,7 @@ import { JobOutcome, JobWaiter } from '../jobs/job-waiter';
 import { ModelDirectory } from '../models/model-directory';
 import { ApiMetrics } from '../ops/api-metrics';
 import { ClassifyCoalescer } from './classify-coalescer';
+import { admitImage } from './image-admission';
 
 export const DEFAULT_CLASSIFIER = 'mobilenet_v2';
 
@@ -83,10 +83,13 @@ export class ClassifyService {
     // An image that killed the workers running it with this model (poison) is refused before it is queued: one HGET
     // beside the header check, so no added wait. The hash also goes with the job, for the worker to count deaths by.
     const imageHash = createHash('sha256').update(request.bytes).digest('hex');
-    const [image, verdict] = await Promise.all([inspectImage(request.bytes, this.config.imageLimits), this.poison.assertNotPoison({ tenant: request.tenant, imageHash, model: model.name })]);
+    // Both settle before either's error is thrown: the route frees the bytes once this returns (admitImage).
+    const { image, verdict } = await admitImage(request.bytes, this.config.imageLimits, this.poison, { tenant: request.tenant, imageHash, model: model.name });
     const waitUntil = Date.now() + env.REQUEST_WAIT_MS;
     // A suspect (a coalesced job that carried it died twice) goes alone: its own deaths are counted, nobody else's.
-    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect;
+    // So does an image with a count of its own (it may have been counted beside another image's death): its job carries
+    // the count, so a run to its end clears it (PoisonWatch).
+    const coalescing = env.CLASSIFY_COALESCE_MAX > 1 && !verdict.suspect && verdict.crashes === 0;
     for (let attempt = 1; ; attempt++) {
       const logEnqueued = (jobId: string, extra: Record<string, unknown> = {}) =>
         this.logger.info(
@@ -108,6 +111,7 @@ export class ClassifyService {
             requestId: request.requestId,
             tenant: request.tenant,
             imageHash,
+            ...(verdict.crashes > 0 ? { crashCount: verdict.crashes } : {}),
             model: model.name,
             topk,
             enqueuedAt: now,

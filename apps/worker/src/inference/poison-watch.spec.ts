@@ -54,6 +54,14 @@ describe('PoisonWatch', () => {
     expect(stored).toEqual([expect.objectContaining({ state: 'failed', model: 'm', error: expect.objectContaining({ code: ErrorCode.ImageCrashedWorker }) })]);
   });
 
+  it('logs a failure that joined an incident already counted (countCrash 0) as such: no count, no verdict', async () => {
+    const { watch, stored, actions } = setup();
+    (watch as unknown as { poison: PoisonImages }).poison.countCrash = async () => 0;
+    await watch.stalledTooOften(analyze());
+    expect(actions()).toEqual(['image.crash_same_incident']);
+    expect(stored).toEqual([]);
+  });
+
   it("never condemns the images of a coalesced job that died (any of them, of any tenant, may be the killer): they become suspects", async () => {
     const { watch, counts, stored, actions } = setup();
     const items = [{ tenant: 'attacker', imageHash: 'poison' }, { tenant: 'victim', imageHash: 'innocent' }];
@@ -77,6 +85,19 @@ describe('PoisonWatch', () => {
     await watch.stalledTooOften(analyze());
     await watch.starting(analyze(1));
     await watch.ended(analyze(1), { result: { state: 'completed', reused: false } });
+    expect(counts.size).toBe(0);
+    expect(actions()).toContain('image.crash_record_cleared');
+  });
+
+  it('forgets it when a fresh job queued with the count (crashCount) runs to its end: a count taken beside another image\'s death', async () => {
+    const { watch, counts, actions } = setup();
+    await watch.stalledTooOften(analyze());
+    const fresh = (crashCount?: number) => job(InferenceJobName.Classify, { tenant: 't', imageHash: 'h', model: 'm', requestId: 'r', ...(crashCount ? { crashCount } : {}) }, 0, 'f');
+    await watch.starting(fresh());
+    await watch.ended(fresh(), { result: { predictions: [] } });
+    expect(counts.size).toBe(1); // an ordinary job: nothing read or written
+    await watch.starting(fresh(1));
+    await watch.ended(fresh(1), { result: { predictions: [] } });
     expect(counts.size).toBe(0);
     expect(actions()).toContain('image.crash_record_cleared');
   });

@@ -93,7 +93,11 @@ export class PoisonWatch {
     if (!run) return;
     run.ended = true;
     run.proven = provenSafe(job, run.subjects, outcome);
-    if (run.lapsed || job.stalledCounter > 0) await this.clear(job, run, run.lapsed ? 'lock lapsed while this worker ran the job' : 'the job came back after a lapse and was run to its end');
+    // A job queued with a crash count (ClassifyJobData.crashCount) proves it too: the image ran to its end.
+    const counted = Number((job.data as { crashCount?: unknown } | undefined)?.crashCount ?? 0) > 0;
+    if (run.lapsed || job.stalledCounter > 0 || counted) {
+      await this.clear(job, run, run.lapsed ? 'lock lapsed while this worker ran the job' : job.stalledCounter > 0 ? 'the job came back after a lapse and was run to its end' : 'the image had a crash count and ran to its end');
+    }
   }
 
   /** BullMQ recorded the job's end (completed or failed): nothing more to learn from it. */
@@ -126,6 +130,11 @@ export class PoisonWatch {
     for (const subject of PoisonWatch.subjectsOf(job)) {
       try {
         const crashes = await this.poison.countCrash(subject, coalesced);
+        if (crashes === 0) {
+          // Another job of this image failed at the limit within the same incident (LOCK_DURATION_MS): counted once.
+          this.logger.info({ action: 'image.crash_same_incident', jobId: job.id, jobName: job.name, tenant: subject.tenant, imageHash: subject.imageHash, model: subject.model, coalesced, workerId }, 'a stalled-limit failure within the incident already counted against this image: not counted again');
+          continue;
+        }
         if (coalesced) {
           // Any of the job's images (of any tenant) may be the one that kills: none is condemned by it. Each becomes a
           // suspect, which the API sends alone from now on, so a poison image's own deaths are counted next time.
