@@ -57,11 +57,10 @@ export class ClassifyController {
     @Query('model') model?: string,
     @Query('topk') topk?: string,
   ): Promise<ClassifyResponseDto | JobAcceptedDto> {
-    try {
-      return await this.classifyUpload(tenant, request, reply, model, topk);
-    } finally {
-      this.uploads.release(request);
-    }
+    const answer = await this.classifyUpload(tenant, request, reply, model, topk);
+    // Freed only after a normal return, when everything that read the bytes has settled (ImageUploadReader.release).
+    this.uploads.release(request);
+    return answer;
   }
 
   private async classifyUpload(tenant: TenantId, request: FastifyRequest, reply: FastifyReply, model?: string, topk?: string): Promise<ClassifyResponseDto | JobAcceptedDto> {
@@ -108,11 +107,9 @@ export class ClassifyController {
   @ApiPayloadTooLargeResponse({ type: LegacyErrorResponseDto })
   @ApiUnprocessableEntityResponse({ type: LegacyErrorResponseDto })
   async predict(@CallerTenant() tenant: TenantId, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<LegacyPredictResponseDto> {
-    try {
-      return await this.predictUpload(tenant, request, reply);
-    } finally {
-      this.uploads.release(request);
-    }
+    const answer = await this.predictUpload(tenant, request, reply);
+    this.uploads.release(request);
+    return answer;
   }
 
   private async predictUpload(tenant: TenantId, request: FastifyRequest, reply: FastifyReply): Promise<LegacyPredictResponseDto> {

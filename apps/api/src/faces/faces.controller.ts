@@ -53,11 +53,10 @@ export class FacesController {
       if (typeof json.url !== 'string') throw new AppError(ErrorCode.UrlNotAllowed, '"url" must be a string');
       return this.answer(await this.faces.submit(tenant, requestId, await this.fetcher.fetch(json.url, requestId, tenant, reply)), reply);
     }
-    try {
-      return this.answer(await this.faces.submit(tenant, requestId, (await this.uploads.read(request, reply)).bytes), reply);
-    } finally {
-      this.uploads.release(request);
-    }
+    const outcome = await this.faces.submit(tenant, requestId, (await this.uploads.read(request, reply)).bytes);
+    // Freed only after a normal return, when everything that read the bytes has settled (ImageUploadReader.release).
+    this.uploads.release(request);
+    return this.answer(outcome, reply);
   }
 
   @Get('v1/images/:hash/matches')

@@ -54,8 +54,10 @@ export class ImageUploadReader {
 
   /**
    * Frees the image read() returned for `request` (releaseBytes): call once the route is done with it, when no
-   * Redis write, file write or decode still reads it (every route awaits those). Its memory then leaves the
-   * process at once instead of at V8's next full GC, so the bodies in memory stay within the upload budget.
+   * Redis write, file write or decode still reads it. Call it only after the route's work returned normally: an
+   * error can leave a sibling still reading (a Promise.all whose other member rejected first: sharp on a libuv
+   * thread read a freed body, SIGSEGV under glibc; admitImage), and an error answer is rare enough to leave its
+   * bytes to the GC. Its memory then leaves the process at once instead of at V8's next full GC.
    * @returns bytes freed (0 when nothing was read or the Buffer could not be detached)
    */
   release(request: FastifyRequest): number {
