@@ -40,7 +40,7 @@ export class InferenceRuntime {
   /** Starts the threads, loads every model in each, and runs one warm-up batch per model per thread. */
   static async start(catalog: ModelCatalog, options: InferenceRuntimeOptions): Promise<InferenceRuntime> {
     const init: InferenceThreadInit = {
-      models: catalog.list().map((model) => ({ name: model.name, path: model.path })),
+      models: catalog.list().map((model) => ({ name: model.name, path: model.path, dynamicInput: model.dynamicInput })),
       intraOpThreads: options.intraOpThreads,
       allowSpinning: options.allowSpinning ?? false,
     };

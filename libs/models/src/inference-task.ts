@@ -1,6 +1,10 @@
 /** Messages between InferenceRuntime (main thread) and inference.thread (worker thread). */
 export interface InferenceThreadInit {
-  models: { name: string; path: string }[];
+  /**
+   * `dynamicInput`: the model takes a different input size per image (the face detector); its session runs without
+   * ONNX Runtime's CPU memory arena (see inference.thread.ts).
+   */
+  models: { name: string; path: string; dynamicInput: boolean }[];
   intraOpThreads: number;
   /** ORT session option session.intra_op.allow_spinning. */
   allowSpinning: boolean;
