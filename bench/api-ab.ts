@@ -51,8 +51,13 @@ async function main(): Promise<void> {
   try {
     const worker = await AppProcess.start('worker', env);
     apps.push(worker);
-    const apis = { A: await AppProcess.start('api', env), B: await AppProcess.start('api', { ...env, ...variant }) };
-    apps.push(apis.A, apis.B);
+    // Each pushed as soon as it runs, so a B that fails to start (a setting it refuses) never leaves A behind.
+    const started = async (appEnv: Record<string, string>) => {
+      const app = await AppProcess.start('api', appEnv);
+      apps.push(app);
+      return app;
+    };
+    const apis = { A: await started(env), B: await started({ ...env, ...variant }) };
     console.log(`A: defaults; B: ${JSON.stringify(variant)}; ${ROUNDS} rounds of ${N1} one-client and ${N32} 32-client requests each`);
     for (const side of ['A', 'B'] as const) await load(apis[side].url, 8, 60);
     const rows: Record<'A' | 'B', Record<string, number>[]> = { A: [], B: [] };
