@@ -1,5 +1,5 @@
 import type Redis from 'ioredis';
-import { AppError, ErrorCode, RedisKeys, TenantId } from '@app/contracts';
+import { AnalysisRecord, AppError, ErrorCode, RedisKeys, TenantId } from '@app/contracts';
 
 /** The crash record's field for face matching (a pipeline of two models, not one model name). */
 export const FACES_CRASH_SUBJECT = 'faces';
@@ -130,4 +130,14 @@ export class PoisonImages {
 export function poisonError(model: string): AppError {
   const what = model === FACES_CRASH_SUBJECT ? 'face matching' : `model ${model}`;
   return new AppError(ErrorCode.ImageCrashedWorker, `this image crashed the worker processes that ran it with ${what} several times; it is not processed again`);
+}
+
+/**
+ * The failure record of an analysis pair whose image is poison for the model: what its reads answer instead of
+ * queueing it again. Written by the worker that declares the image poison, or by the API when it finds the verdict
+ * for a pair about to be queued (`writtenBy`: a worker id, or 'api'); kept POISON_TTL_SECONDS.
+ */
+export function poisonFailureRecord(model: string, task: string | undefined, writtenBy: string): AnalysisRecord {
+  const error = poisonError(model);
+  return { state: 'failed', model, task: task ?? 'unknown', error: { code: error.code, message: error.message }, computedAt: new Date().toISOString(), workerId: writtenBy };
 }

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AnalysisRecord, AnalysisState, AnalyzeJobData, analyzeJobId, InferenceJobName, JobPriority, TenantId } from '@app/contracts';
-import { AnalysisStore, PoisonImages, poisonError } from '@app/storage';
+import { AnalysisStore, PoisonImages, poisonFailureRecord } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { ModelDirectory } from '../models/model-directory';
 
@@ -56,18 +56,11 @@ export class AnalysisJobs {
 
   /** The pair's permanent failure for a poison image (as the worker that declared it writes one), kept POISON_TTL_SECONDS. */
   private async storePoisonFailure(tenant: TenantId, hash: string, model: string, url: string): Promise<ModelStatus> {
-    const error = poisonError(model);
-    const record: AnalysisRecord = {
-      state: 'failed',
-      model,
-      task: this.directory.catalog.list().find((entry) => entry.name === model)?.task ?? 'unknown',
-      error: { code: error.code, message: error.message },
-      computedAt: new Date().toISOString(),
-      workerId: 'api',
-    };
-    await this.results.putResult(tenant, hash, record, this.poison.ttlSeconds);
+    const task = this.directory.catalog.has(model) ? this.directory.catalog.get(model).task : undefined;
+    await this.results.putResult(tenant, hash, poisonFailureRecord(model, task, 'api'), this.poison.ttlSeconds);
     return { state: 'failed', cached: false, url };
   }
+
 
   assertCapacity(): Promise<void> {
     return this.jobs.assertCapacity();

@@ -1,8 +1,8 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
-import { AnalysisRecord, AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyBatchJobResult, ClassifyJobData, decodeJobError, ErrorCode, InferenceJobName, isImageFault, MatchFacesJobData } from '@app/contracts';
+import { AnalyzeJobData, AppError, ClassifyBatchJobData, ClassifyBatchJobResult, ClassifyJobData, decodeJobError, ErrorCode, InferenceJobName, isImageFault, MatchFacesJobData } from '@app/contracts';
 import type { AnalysisStore } from '@app/storage/analysis-store';
-import { CrashSubject, FACES_CRASH_SUBJECT, PoisonImages, poisonError } from '@app/storage/poison-images';
+import { CrashSubject, FACES_CRASH_SUBJECT, PoisonImages, poisonError, poisonFailureRecord } from '@app/storage/poison-images';
 import { workerId } from '../worker-id';
 
 /** What this worker knows of a job it runs, for telling a dead holder from a live one (see PoisonWatch). */
@@ -156,16 +156,7 @@ export class PoisonWatch {
   }
 
   private async storeFailure(subject: CrashSubject): Promise<void> {
-    const error = poisonError(subject.model);
-    const record: AnalysisRecord = {
-      state: 'failed',
-      model: subject.model,
-      task: this.taskOf(subject.model) ?? 'unknown',
-      error: { code: error.code, message: error.message },
-      computedAt: new Date().toISOString(),
-      workerId,
-    };
-    await this.results.putResult(subject.tenant, subject.imageHash, record, this.poison.ttlSeconds);
+    await this.results.putResult(subject.tenant, subject.imageHash, poisonFailureRecord(subject.model, this.taskOf(subject.model), workerId), this.poison.ttlSeconds);
   }
 
   private async clear(job: { id?: string }, run: Running, why: string): Promise<void> {
