@@ -6,9 +6,12 @@ WORKDIR /app
 # (its postinstall would download CUDA providers; the CPU runtime ships in the package) and @scarf/scarf's
 # opt-out of its install-time analytics ping.
 ENV ONNXRUNTIME_NODE_INSTALL=skip SCARF_ANALYTICS=false
+# g++ and Debian's static libfaiss for the face index's FAISS binding (scripts/build-native.mjs).
+RUN apt-get update && apt-get install -y --no-install-recommends g++ libfaiss-dev && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .node-version ./
 COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund
+COPY native ./native
 # Only what the image runs: apps/ and libs/ (tsconfig.build.json leaves out specs, test/ and bench/).
 COPY tsconfig.json tsconfig.build.json ./
 COPY apps ./apps
@@ -25,12 +28,14 @@ WORKDIR /app
 # thread that hands freed pages back to the kernel after 1 s: npm run bench -- memory measured the worker 12 % and
 # the API's resident memory after a burst 30 % lower, and a worker that decoded 49-megapixel 16-bit PNGs back at its
 # starting RSS within 5 s instead of keeping 150-240 MB (README "Memory allocator"). LD_PRELOAD= turns it off.
-RUN apt-get update && apt-get install -y --no-install-recommends tini libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+# libblas3, liblapack3 and libgomp1: what the FAISS binding links dynamically (libfaiss itself is linked in).
+RUN apt-get update && apt-get install -y --no-install-recommends tini libjemalloc2 libblas3 liblapack3 libgomp1 && rm -rf /var/lib/apt/lists/* \
   && ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" /usr/local/lib/libjemalloc.so.2 \
   && mkdir -p /data/images && chown node:node /data/images
 ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/faiss-face-index/build ./native/faiss-face-index/build
 COPY package.json ./
 COPY models ./models
 COPY docker/entrypoint.sh /usr/local/bin/entrypoint.sh

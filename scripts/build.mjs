@@ -22,6 +22,8 @@ function newestSource(dir) {
   return newest;
 }
 
+// The face index's FAISS binding (skipped, with a line saying so, on a machine without libfaiss-dev).
+execFileSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), '--if-needed'], { cwd: root, stdio: 'inherit' });
 const sourceDirs = ['apps', 'libs', 'test', 'bench', 'scripts'].map((d) => join(root, d)).filter(existsSync);
 if (process.argv.includes('--if-needed') && existsSync(stamp)) {
   const built = statSync(stamp).mtimeMs;

@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { faceIdStem, RedisKeys, TenantId } from '@app/contracts';
-import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceSnapshots, SnapshotContent } from '@app/storage/face-snapshots';
 import { DELETE_IMAGE_FACES, FaceStore, keysToForget, runDeclared } from '@app/storage/face-store';
+import { CompressedFaceIndex } from '../../apps/worker/src/faces/compressed-face-index';
 import { FaceMatrix } from '../../apps/worker/src/faces/face-matrix';
+import type { FaceIndexStorage } from '../../apps/worker/src/faces/settled-snapshot';
 import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../bench/face-identities';
 import { AppProcess } from '../support/app-process';
 import { faceIndexOnRedis } from '../support/face-index-on-redis';
@@ -44,8 +46,27 @@ function closestRow(path: string, embedding: Float32Array): number {
 
 const snapshotFiles = (storageDir: string, tenant: string) =>
   readdirSync(join(storageDir, tenant, '.face-index'))
-    .filter((name) => name.endsWith('.usearch'))
+    .filter((name) => name.endsWith('.usearch') || name.endsWith('.faiss'))
     .map((name) => join(storageDir, tenant, '.face-index', name));
+
+/**
+ * How close the code a saved PQ file holds for face `seq` is to `embedding` (PQ similarity), or -1 when the file
+ * holds no node for it; a removed face keeps its node, under label −1 − seq, with its code overwritten.
+ */
+async function storedCodeSimilarity(path: string, seq: number, embedding: Float32Array): Promise<number> {
+  const index = await CompressedFaceIndex.load(path, DIMENSIONS);
+  try {
+    const node = index.nearestNodes(embedding, 4096).find((n) => n.label === seq || n.label === -1 - seq);
+    return node ? node.similarity : -1;
+  } finally {
+    index.release();
+  }
+}
+
+/** The similarity between `embedding` and what the snapshot at `path` holds for face `seq` (int8 row or PQ code). */
+async function storedSimilarity(path: string, seq: number, embedding: Float32Array): Promise<number> {
+  return path.endsWith('.faiss') ? storedCodeSimilarity(path, seq, embedding) : closestRow(path, embedding);
+}
 
 
 describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on a real Redis)', () => {
@@ -53,13 +74,15 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
   const keys = new RedisKeys('iiq');
   const onRedis = faceIndexOnRedis(keys);
 
-  const open = async (storageDir: string) => {
-    const index = await onRedis.open(storageDir, 200);
-    await until(() => index.describe(tenant)?.tail === 0, 30_000, 'every loaded face to settle into the index');
+  const open = async (storageDir: string, storage: FaceIndexStorage = 'int8', of: TenantId = tenant) => {
+    // pq: snapshots from 200 faces on (a real tenant needs PQ_MIN_FACES; FAISS trains on fewer, with a warning).
+    const index = await onRedis.open(storageDir, 200, undefined, storage, 200);
+    await until(() => index.describe(of)?.tail === 0, 30_000, 'every loaded face to settle into the index');
     return index;
   };
 
-  it('a worker started from a snapshot + the log after it answers exactly as a cold rebuild and as the exact scan; deleted faces never return; erasure deletes the older snapshot and a new one holds no erased vector', async () => {
+  it.each(['int8', 'pq'] as const)('%s snapshots: a worker started from a snapshot + the log after it answers exactly as a cold rebuild and as the exact scan; deleted faces never return; erasure deletes the older snapshot and a new one holds no erased vector', async (storage) => {
+    const tenant = `acme-${storage}` as TenantId;
     const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-'));
     const coldDir = mkdtempSync(join(tmpdir(), 'iiq-face-index-cold-'));
     onRedis.dirs.push(storageDir, coldDir);
@@ -70,10 +93,11 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     for (let row = 0; row < 800; row++) await add(set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
 
     // Worker 1 builds the index from the log and saves a snapshot.
-    const first = await open(storageDir);
+    const first = await open(storageDir, storage, tenant);
     expect(first.describe(tenant)).toMatchObject({ tail: 0, indexed: 800 });
     const saved = await first.saveSnapshot(tenant);
     expect(saved).toBeDefined();
+    expect(saved!.endsWith(storage === 'pq' ? '.faiss' : '.usearch')).toBe(true);
 
     // After the snapshot: more faces, and deletions of settled faces (in the snapshot) and of new ones.
     const random = new Xorshift(9);
@@ -85,8 +109,8 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     const deletedIds = new Set(deleted.map((face) => face.faceId));
 
     // Worker 2: the snapshot + the log after it. Worker 3: a cold rebuild (no snapshot in its folder).
-    const restarted = await open(storageDir);
-    const cold = await open(coldDir);
+    const restarted = await open(storageDir, storage, tenant);
+    const cold = await open(coldDir, storage, tenant);
     expect(restarted.describe(tenant)).toMatchObject({ indexed: 895, tail: 0 });
     expect(cold.describe(tenant)).toMatchObject({ indexed: 895, tail: 0 });
 
@@ -114,15 +138,16 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     expect(found.cold / compared).toBeGreaterThanOrEqual(0.95);
     expect(compared).toBeGreaterThan(200); // the queries do have matches (10 views per identity)
 
-    // The old snapshot still holds the deleted settled faces' int8 vectors (so the check below can see one) …
-    expect(closestRow(saved!, faces[400].embedding)).toBeGreaterThan(0.99);
+    // The old snapshot still holds the deleted settled faces' vectors (so the check below can see one) …
+    expect(await storedSimilarity(saved!, faces[400].seq, faces[400].embedding)).toBeGreaterThan(storage === 'pq' ? 0.9 : 0.99);
     // … and goes, since it was saved before their tombstones.
     expect(await new FaceSnapshots(storageDir, onRedis.client, keys).purgeBefore(tenant, Math.max(...tombstones))).toBe(1);
     expect(snapshotFiles(storageDir, tenant)).toEqual([]);
     // A snapshot saved after the tombstones: the live faces are in it, the deleted ones are scrubbed.
     const fresh = (await restarted.saveSnapshot(tenant))!;
-    expect(closestRow(fresh, faces[401].embedding)).toBeGreaterThan(0.99);
-    for (const face of [faces[3], faces[400], faces[799]]) expect(closestRow(fresh, face.embedding)).toBeLessThan(0.9);
+    expect(fresh.endsWith(storage === 'pq' ? '.faiss' : '.usearch')).toBe(true);
+    expect(await storedSimilarity(fresh, faces[401].seq, faces[401].embedding)).toBeGreaterThan(storage === 'pq' ? 0.9 : 0.99);
+    for (const face of [faces[3], faces[400], faces[799]]) expect(await storedSimilarity(fresh, face.seq, face.embedding)).toBeLessThan(0.9);
     // That worker wrote it from a copy of its viewed base (whose file the purge had deleted) plus its delta,
     // and now views it; worker 1, still viewing the purged file, swaps to it at its next check (every 15 s).
     expect(restarted.describe(tenant)).toMatchObject({ snapshot: fresh, base: 895, delta: 0, baseRemoved: 0, tail: 0 });
@@ -173,7 +198,7 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     onRedis.dirs.push(storageDir);
     const snapshots = new FaceSnapshots(storageDir, onRedis.client, keys);
     const other = 'other' as TenantId;
-    const slowSave = (ms: number, content = { indexedUpTo: 10, appliedUpTo: 12, sentinels: 0 }) => async (path: string) => {
+    const slowSave = (ms: number, content: SnapshotContent = { indexedUpTo: 10, appliedUpTo: 12, sentinels: 0, format: 'usearch', pqLinked: 0 }) => async (path: string) => {
       await sleep(ms);
       await writeFile(path, 'index bytes');
       return content;
@@ -190,11 +215,11 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     expect(snapshotFiles(storageDir, 'other')).toEqual([]);
 
     // A file saved after the tombstone stays; one whose writer lost the lock (expired) does not appear.
-    expect(await snapshots.write(other, slowSave(0, { indexedUpTo: 30, appliedUpTo: 31, sentinels: 2 }))).toMatchObject({ appliedUpTo: 31, sentinels: 2 });
+    expect(await snapshots.write(other, slowSave(0, { indexedUpTo: 30, appliedUpTo: 31, sentinels: 2, format: 'usearch', pqLinked: 0 }))).toMatchObject({ appliedUpTo: 31, sentinels: 2 });
     expect(await snapshots.purgeBefore(other, 20)).toBe(0);
     const lost = snapshots.write(other, async (path) => {
       await onRedis.client.del(keys.tenant(other).faceSnapshotLock());
-      return slowSave(0, { indexedUpTo: 40, appliedUpTo: 41, sentinels: 0 })(path);
+      return slowSave(0, { indexedUpTo: 40, appliedUpTo: 41, sentinels: 0, format: 'usearch', pqLinked: 0 })(path);
     });
     expect(await lost).toBeUndefined();
     expect((await snapshots.list(other)).map((file) => file.appliedUpTo)).toEqual([31]);

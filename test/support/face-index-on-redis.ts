@@ -5,6 +5,7 @@ import { RedisKeys } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore } from '@app/storage/face-store';
 import { FaceIndex } from '../../apps/worker/src/faces/face-index';
+import type { FaceIndexStorage } from '../../apps/worker/src/faces/settled-snapshot';
 import { TestRedis } from './test-redis';
 
 /**
@@ -24,8 +25,8 @@ export function faceIndexOnRedis(keys: RedisKeys) {
      * A FaceIndex on this Redis with its snapshots under `storageDir` (tails settle at once, snapshots only when
      * asked), initialised; closed after the block.
      */
-    async open(storageDir: string, minFaces: number, logger: Logger = pino({ level: 'silent' })): Promise<FaceIndex> {
-      const index = new FaceIndex(harness.store, new FaceSnapshots(storageDir, harness.client, keys), { minFaces, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256 }, logger);
+    async open(storageDir: string, minFaces: number, logger: Logger = pino({ level: 'silent' }), storage: FaceIndexStorage = 'int8', pqMinFaces?: number): Promise<FaceIndex> {
+      const index = new FaceIndex(harness.store, new FaceSnapshots(storageDir, harness.client, keys), { minFaces, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256, storage, pqMinFaces }, logger);
       indexes.push(index);
       await index.onModuleInit();
       return index;

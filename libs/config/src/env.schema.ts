@@ -136,6 +136,13 @@ export const envSchema = z.object({
    * true pairs and costs time in proportion. README "Face matching at scale" has recall and time per width.
    */
   FACE_INDEX_SEARCH_WIDTH: int(16, 8192, 256),
+  /**
+   * How a tenant's face-index snapshots store faces: `pq` (FAISS HNSW with 32-byte product-quantisation codes,
+   * loaded: about 190 bytes a face in a worker), `int8` (usearch HNSW with int8 vectors, memory-mapped: about
+   * 380), or `auto`: `pq` where the FAISS binding was built (Debian's libfaiss-dev at npm run build), else `int8`.
+   * `pq` on a machine without the binding stops the worker at start. Either reads the other's files.
+   */
+  FACE_INDEX_STORAGE: z.enum(['auto', 'pq', 'int8']).default('auto'),
 
   /** URL intake: hosts or CIDRs allowed even though private/loopback (comma list); everything else must be public. */
   FETCH_ALLOW_HOSTS: z.string().default(''),

@@ -12,8 +12,15 @@ export interface FaceSnapshotFile {
   indexedUpTo: number;
   /** The log was applied up to here when it was saved: no tombstone up to here names a face in the file. */
   appliedUpTo: number;
-  /** Scrub sentinels in the file (see ApproximateFaceIndex). */
+  /** Scrub sentinels in the file (see ApproximateFaceIndex); 0 in a `faiss` file. */
   sentinels: number;
+  /**
+   * `usearch`: HNSW with int8 vectors (ApproximateFaceIndex, memory-mapped). `faiss`: HNSW with PQ codes
+   * (CompressedFaceIndex, loaded), whose third number is `pqLinked` instead of `sentinels`.
+   */
+  format: 'usearch' | 'faiss';
+  /** Faces of a `faiss` file linked on PQ distances (added after its exact build); 0 in a `usearch` file. */
+  pqLinked: number;
 }
 
 /** What the writer reports about the file it saved. */
@@ -33,7 +40,7 @@ export const SNAPSHOT_LOCK_MS = 20_000;
  */
 export const SNAPSHOT_LEASE_MS = 120_000;
 
-const NAME = /^faces-(\d+)-(\d+)-(\d+)\.usearch$/;
+const NAME = /^faces-(\d+)-(\d+)-(\d+)\.(usearch|faiss)$/;
 const TEMP = /^\.tmp-/;
 
 /** Releases the lock only if it is still ours; 1 when it was. */
@@ -44,7 +51,7 @@ return 0
 
 /**
  * Saved face indexes, beside the content store: `<STORAGE_DIR>/<tenant>/.face-index/faces-<indexedUpTo>-
- * <appliedUpTo>-<sentinels>.usearch`, so a starting worker loads one and replays the tenant's log after
+ * <appliedUpTo>-<sentinels>.usearch` or `…-<pqLinked>.faiss` (FACE_INDEX_STORAGE), so a starting worker loads one and replays the tenant's log after
  * `indexedUpTo` instead of rebuilding. The files hold int8 copies of the tenant's embeddings, so erasure
  * must reach them: an erased face's tombstone has a sequence number T, and every file with
  * `appliedUpTo < T` may hold the face, so `purgeBefore(T)` deletes them. Files saved later were saved by a
@@ -80,13 +87,13 @@ export class FaceSnapshots {
   /**
    * Claims the preparation of the tenant's next snapshot for this worker (SET NX PX SNAPSHOT_LEASE_MS on
    * `<snapshot-lock>:lease`), so that the workers that all find a snapshot due at the same moment do not all
-   * copy the index: returns a function that gives the lease back, or undefined when another worker holds it.
+   * copy the index (for `leaseMs`, SNAPSHOT_LEASE_MS unless the work is longer): returns a function that gives the lease back, or undefined when another worker holds it.
    * Only spares work; the snapshot lock alone keeps erasure safe.
    */
-  async lease(tenant: TenantId): Promise<(() => Promise<void>) | undefined> {
+  async lease(tenant: TenantId, leaseMs = SNAPSHOT_LEASE_MS): Promise<(() => Promise<void>) | undefined> {
     const key = this.keys.tenant(tenant).faceSnapshotLease();
     const token = randomBytes(12).toString('hex');
-    if ((await this.redis.set(key, token, 'PX', SNAPSHOT_LEASE_MS, 'NX')) !== 'OK') return undefined;
+    if ((await this.redis.set(key, token, 'PX', leaseMs, 'NX')) !== 'OK') return undefined;
     return async () => {
       await this.redis.eval(RELEASE, 1, key, token);
     };
@@ -105,7 +112,10 @@ export class FaceSnapshots {
     const files: FaceSnapshotFile[] = [];
     for (const name of await readdir(folder).catch(() => [] as string[])) {
       const parts = NAME.exec(name);
-      if (parts) files.push({ path: join(folder, name), indexedUpTo: Number(parts[1]), appliedUpTo: Number(parts[2]), sentinels: Number(parts[3]) });
+      if (!parts) continue;
+      const format = parts[4] as FaceSnapshotFile['format'];
+      const third = Number(parts[3]);
+      files.push({ path: join(folder, name), indexedUpTo: Number(parts[1]), appliedUpTo: Number(parts[2]), format, sentinels: format === 'usearch' ? third : 0, pqLinked: format === 'faiss' ? third : 0 });
     }
     return files.sort((a, b) => b.appliedUpTo - a.appliedUpTo || b.indexedUpTo - a.indexedUpTo);
   }
@@ -126,7 +136,8 @@ export class FaceSnapshots {
     try {
       await mkdir(folder, { recursive: true });
       const content = await save(temp);
-      file = { path: join(folder, `faces-${content.indexedUpTo}-${content.appliedUpTo}-${content.sentinels}.usearch`), ...content };
+      const third = content.format === 'usearch' ? content.sentinels : content.pqLinked;
+      file = { path: join(folder, `faces-${content.indexedUpTo}-${content.appliedUpTo}-${third}.${content.format}`), ...content };
       await rename(temp, file.path);
     } finally {
       await unlink(temp).catch(() => undefined);

@@ -8,8 +8,9 @@ import { FaceMatch, TenantId } from '@app/contracts';
 import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
-import { SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { BaseCopy, copyBase, writeSettled } from './settled-snapshot';
+import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
+import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
+import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, needsExactBuild, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -18,11 +19,31 @@ export interface FaceIndexOptions {
   snapshotEvery: number;
   /** Mutable so the bench can measure several widths on one loaded index. */
   searchWidth: number;
+  /** FACE_INDEX_STORAGE resolved (resolveFaceIndexStorage): the format of the snapshots this worker writes. */
+  storage: FaceIndexStorage;
+  /** Fewest indexed faces a PQ snapshot is built for (PQ_MIN_FACES; tests lower it); smaller tenants get int8 ones. */
+  pqMinFaces?: number;
 }
 
 /** The options from the validated environment. */
-export function faceIndexOptions(env: Pick<Env, 'FACE_INDEX_MIN_FACES' | 'FACE_TAIL_SETTLE_MS' | 'FACE_SNAPSHOT_EVERY' | 'FACE_INDEX_SEARCH_WIDTH'>): FaceIndexOptions {
-  return { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, snapshotEvery: env.FACE_SNAPSHOT_EVERY, searchWidth: env.FACE_INDEX_SEARCH_WIDTH };
+export function faceIndexOptions(env: Pick<Env, 'FACE_INDEX_MIN_FACES' | 'FACE_TAIL_SETTLE_MS' | 'FACE_SNAPSHOT_EVERY' | 'FACE_INDEX_SEARCH_WIDTH' | 'FACE_INDEX_STORAGE'>): FaceIndexOptions {
+  return { minFaces: env.FACE_INDEX_MIN_FACES, settleMs: env.FACE_TAIL_SETTLE_MS, snapshotEvery: env.FACE_SNAPSHOT_EVERY, searchWidth: env.FACE_INDEX_SEARCH_WIDTH, storage: resolveFaceIndexStorage(env.FACE_INDEX_STORAGE) };
+}
+
+/**
+ * FACE_INDEX_STORAGE: `auto` is `pq` where the FAISS binding was built (scripts/build-native.mjs: Debian's
+ * libfaiss-dev), else `int8`. `pq` without the binding throws (the worker refuses to start, saying what to install).
+ */
+export function resolveFaceIndexStorage(setting: 'auto' | FaceIndexStorage): FaceIndexStorage {
+  if (setting === 'int8') return 'int8';
+  if (CompressedFaceIndex.available) return 'pq';
+  if (setting === 'pq') throw new Error('FACE_INDEX_STORAGE=pq needs the FAISS binding: install libfaiss-dev and g++ (Debian/Ubuntu), then npm run build');
+  return 'int8';
+}
+
+/** Opens a snapshot file as a tenant's base: an int8 file memory-mapped (usearch view), a PQ file loaded. */
+async function openBase(file: FaceSnapshotFile): Promise<BaseIndex> {
+  return file.format === 'faiss' ? CompressedFaceIndex.load(file.path, DIMENSIONS) : ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels);
 }
 
 export interface MatchedFace {
@@ -54,6 +75,11 @@ const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
 const RELEASE_AFTER_SWAP_MS = 10_000;
 /** An idle tenant's view is synced with its log this often (one pipelined read), which also finds a log gone back. */
 const LOG_CHECK_MS = 15_000;
+/**
+ * The lease of a worker building a PQ snapshot from exact vectors (buildExact): about 1–3 ms a face on 2 busy
+ * cores, so an hour covers 10⁶ faces; another worker starts its own only after that.
+ */
+const EXACT_BUILD_LEASE_MS = 3_600_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
 const LOAD_ATTEMPTS = 3;
 
@@ -208,11 +234,19 @@ export class FaceIndex {
     if (faces.indexedSize === 0 && !faces.base) return undefined;
     const started = performance.now();
     const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
+    const readLog = async (afterSeq: number) => (await this.store.readLog(tenant, afterSeq)).entries;
     let copy: BaseCopy | undefined;
+    let exact: ExactBuild | undefined;
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
-      if (faces.base) {
+      if (this.options.storage === 'pq' && faces.indexedSize >= (this.options.pqMinFaces ?? PQ_MIN_FACES) && needsExactBuild(faces)) {
+        // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
+        giveBack = await this.snapshots.lease(tenant, EXACT_BUILD_LEASE_MS);
+        if (!giveBack) return undefined;
+        exact = await buildExact(faces, readLog);
+        await catchUp(exact, faces, readLog);
+      } else if (faces.base) {
         // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
         // erasures wait for; one worker at a time (the lease), the others find its file and swap to it.
         giveBack = await this.snapshots.lease(tenant);
@@ -226,6 +260,12 @@ export class FaceIndex {
       }
       const file = await this.snapshots.write(tenant, async (tempPath) => {
         await this.sync(tenant, faces, Infinity);
+        if (exact) {
+          await catchUp(exact, faces, readLog);
+          await exact.index.save(tempPath);
+          copyPrivateBytes = exact.privateBytes;
+          return { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: exact.pqLinked };
+        }
         const written = await writeSettled(faces, tempPath, read, copy);
         copyPrivateBytes = written.copyPrivateBytes;
         return written.content;
@@ -251,6 +291,7 @@ export class FaceIndex {
       return file.path;
     } finally {
       copy?.index.release();
+      exact?.index.release();
       await giveBack?.().catch(() => undefined);
     }
   }
@@ -345,7 +386,7 @@ export class FaceIndex {
     const started = performance.now();
     let fresh: TenantFaces;
     try {
-      fresh = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels), file);
+      fresh = TenantFaces.fromSnapshot(await openBase(file), file);
     } catch (error) {
       this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; keeping the current view');
       return false;
@@ -431,7 +472,7 @@ export class FaceIndex {
     }
     for (const file of files) {
       try {
-        faces = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels), file);
+        faces = TenantFaces.fromSnapshot(await openBase(file), file);
         snapshot = file.path;
         break;
       } catch (error) {

@@ -1,8 +1,31 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { FaceLogEntry } from '@app/storage';
 import type { SnapshotContent } from '@app/storage/face-snapshots';
 import { ApproximateFaceIndex } from './approximate-face-index';
+import { CompressedFaceIndex } from './compressed-face-index';
 import { residentMemory } from './process-memory';
-import { SettledFaceReader, TenantFaces } from './tenant-faces';
+import { BaseIndex, SettledFaceReader, TenantFaces } from './tenant-faces';
+
+/** Reads the tenant's log after `afterSeq`, oldest first, one page (FaceStore.readLog's entries). */
+export type LogPageReader = (afterSeq: number) => Promise<FaceLogEntry[]>;
+
+/**
+ * FACE_INDEX_STORAGE as resolved at start: `pq` writes FAISS snapshots (CompressedFaceIndex), `int8` usearch
+ * ones (ApproximateFaceIndex).
+ */
+export type FaceIndexStorage = 'pq' | 'int8';
+
+/**
+ * A PQ snapshot is built again from exact vectors (buildExact) once the faces linked on PQ distances (added to
+ * a copy of the base, snapshot after snapshot) would pass this share of its faces. At 1,000,000 faces, 5 % so
+ * linked kept recall (README "Face matching at scale"); a graph built wholly on PQ distances lost 3 % of the
+ * pairs at width 512. Rebuilding when the base has grown by a quarter costs, summed over a tenant's growth,
+ * about four exact builds of its final size.
+ */
+export const PQ_REBUILD_SHARE = 0.25;
+
+/** Faces per exact-build step (one thread-pool trip each; the event loop runs between them). */
+const EXACT_BATCH = 2048;
 
 /**
  * Faces read from the log and inserted into the copy per step: one pipelined read and, at 10⁶ faces, about
@@ -13,9 +36,11 @@ const COPY_BATCH = 512;
 
 /** A mutable copy of a tenant's viewed base with its removed faces scrubbed and its delta added, as of `removed`/`delta`. */
 export interface BaseCopy {
-  index: ApproximateFaceIndex;
+  index: BaseIndex;
   /** The base it copies (a copy of another base is useless). */
-  base: ApproximateFaceIndex;
+  base: BaseIndex;
+  /** Faces of a PQ copy linked on PQ distances (the base file's, plus those added to the copy). */
+  pqLinked: number;
   removed: Set<number>;
   delta: Set<number>;
   /** Private memory it took (RssAnon after it was filled minus before it was made, bytes). */
@@ -42,15 +67,17 @@ export async function copyBase(faces: TenantFaces, tempPath: string, readSettled
   const removed = new Set(faces.baseRemoved);
   const delta = new Set(faces.deltaSeqs);
   const before = residentMemory().private;
-  const index = base.copyMutable(tempPath);
+  const index = base instanceof CompressedFaceIndex ? await base.copy(tempPath) : base.copyMutable(tempPath);
+  let added = 0;
   try {
     index.remove(removed);
-    await addFromLog(index, [...delta], faces.dimensions, readSettled);
+    added = await addFromLog(index, [...delta], faces.dimensions, readSettled);
   } catch (error) {
     index.release();
     throw error;
   }
-  return { index, base, removed, delta, privateBytes: residentMemory().private - before };
+  const pqLinked = base instanceof CompressedFaceIndex ? (faces.baseFile?.pqLinked ?? 0) + added : 0;
+  return { index, base, removed, delta, pqLinked, privateBytes: residentMemory().private - before };
 }
 
 /**
@@ -67,7 +94,7 @@ export async function writeSettled(faces: TenantFaces, path: string, readSettled
   if (!faces.base) {
     if (!faces.settled) throw new Error('nothing settled to save');
     faces.settled.save(path);
-    return { content: { indexedUpTo, appliedUpTo, sentinels: faces.settled.sentinelCount } };
+    return { content: { indexedUpTo, appliedUpTo, sentinels: faces.settled.sentinelCount, format: 'usearch', pqLinked: 0 } };
   }
   // The state the file stands for, taken before anything awaits (faces keep changing meanwhile).
   const removed = new Set(faces.baseRemoved);
@@ -78,29 +105,136 @@ export async function writeSettled(faces: TenantFaces, path: string, readSettled
     const gone = [...removed].filter((seq) => !copy.removed.has(seq));
     for (const seq of copy.delta) if (!delta.has(seq)) gone.push(seq);
     copy.index.remove(gone);
-    await addFromLog(
+    const added = await addFromLog(
       copy.index,
       [...delta].filter((seq) => !copy.delta.has(seq)),
       faces.dimensions,
       readSettled,
     );
-    copy.index.save(path);
-    return { content: { indexedUpTo, appliedUpTo, sentinels: copy.index.sentinelCount }, copyPrivateBytes: copy.privateBytes };
+    await copy.index.save(path);
+    const compressed = copy.index instanceof CompressedFaceIndex;
+    const content: SnapshotContent = compressed
+      ? { indexedUpTo, appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: copy.pqLinked + added }
+      : { indexedUpTo, appliedUpTo, sentinels: copy.index.sentinelCount, format: 'usearch', pqLinked: 0 };
+    return { content, copyPrivateBytes: copy.privateBytes };
   } finally {
     made?.index.release();
   }
 }
 
-async function addFromLog(index: ApproximateFaceIndex, seqs: number[], dimensions: number, readSettled: SettledFaceReader): Promise<void> {
+/** Adds the faces numbered `seqs` from their log entries (those gone meanwhile are left out); returns how many. */
+async function addFromLog(index: BaseIndex, seqs: number[], dimensions: number, readSettled: SettledFaceReader): Promise<number> {
   seqs.sort((a, b) => a - b);
+  let added = 0;
   for (let start = 0; start < seqs.length; start += COPY_BATCH) {
-    const entries = [...(await readSettled(seqs.slice(start, start + COPY_BATCH))).values()];
+    const entries = [...(await readSettled(seqs.slice(start, start + COPY_BATCH))).values()].sort((a, b) => a.seq - b.seq);
     const vectors = new Float32Array(entries.length * dimensions);
     entries.forEach((entry, i) => vectors.set(entry.embedding, i * dimensions));
-    index.add(
+    await index.add(
       entries.map((entry) => entry.seq),
       vectors,
     );
+    added += entries.length;
     await yieldToLoop();
   }
+  return added;
+}
+
+/**
+ * Whether the tenant's next PQ snapshot must be built from exact vectors (buildExact) rather than from a copy
+ * of its base: it has no PQ base (none yet, or an int8 one from before FACE_INDEX_STORAGE=pq), or the faces
+ * linked on PQ distances would pass PQ_REBUILD_SHARE of it.
+ */
+export function needsExactBuild(faces: TenantFaces): boolean {
+  if (!(faces.base instanceof CompressedFaceIndex)) return true;
+  const linked = (faces.baseFile?.pqLinked ?? 0) + (faces.deltaSeqs?.size ?? 0);
+  return linked > PQ_REBUILD_SHARE * Math.max(1, faces.base.size);
+}
+
+/** A PQ index built from exact vectors, as the tenant's view stood when it was started, caught up since by catchUp. */
+export interface ExactBuild {
+  index: CompressedFaceIndex;
+  /** Every live face up to here was in the view's indexes and is in `index`. */
+  coveredUpTo: number;
+  /** Tombstones up to here are applied to `index`. */
+  appliedUpTo: number;
+  /** Faces added after compress (linked on PQ distances). */
+  pqLinked: number;
+  privateBytes: number;
+}
+
+/**
+ * Phase 1 of a PQ snapshot without a usable base (needsExactBuild), outside the snapshot lock: every face the
+ * tenant's view had indexed (live log entries up to its indexedUpTo, read page by page) is linked on exact
+ * float32 distances (CompressedFaceIndex.addExact, on libuv's thread pool: the event loop runs meanwhile), then
+ * compressed to PQ codes. Long: about 1–3 ms a face on 2 cores (tens of minutes at 10⁶), one worker at a time
+ * (the lease). Transient cost: 512 bytes of float32 plus the graph per face until compress. The caller
+ * releases `index`.
+ */
+export async function buildExact(faces: TenantFaces, readLog: LogPageReader): Promise<ExactBuild> {
+  const before = residentMemory().private;
+  const coveredUpTo = faces.indexedUpTo;
+  const appliedUpTo = faces.lastSeq;
+  const index = CompressedFaceIndex.create(faces.dimensions);
+  try {
+    let seqs: number[] = [];
+    let vectors = new Float32Array(EXACT_BATCH * faces.dimensions);
+    const flush = async () => {
+      if (seqs.length === 0) return;
+      await index.addExact(seqs, vectors.subarray(0, seqs.length * faces.dimensions));
+      seqs = [];
+      vectors = new Float32Array(EXACT_BATCH * faces.dimensions);
+    };
+    for (let after = 0; after < coveredUpTo; ) {
+      const entries = await readLog(after);
+      if (entries.length === 0) break;
+      for (const entry of entries) {
+        if (entry.op !== 'add' || entry.seq > coveredUpTo) continue;
+        vectors.set(entry.embedding, seqs.length * faces.dimensions);
+        seqs.push(entry.seq);
+        if (seqs.length === EXACT_BATCH) await flush();
+      }
+      after = entries[entries.length - 1].seq;
+    }
+    await flush();
+    await index.compress();
+  } catch (error) {
+    index.release();
+    throw error;
+  }
+  return { index, coveredUpTo, appliedUpTo, pqLinked: 0, privateBytes: residentMemory().private - before };
+}
+
+/**
+ * Brings an exact build up to the tenant's view: tombstones applied since it started remove their faces; faces
+ * indexed since (up to faces.indexedUpTo) are added from the log (linked on PQ distances). Reads only the log
+ * after the build's appliedUpTo. Run outside the lock, then again under it for what changed meanwhile.
+ */
+export async function catchUp(build: ExactBuild, faces: TenantFaces, readLog: LogPageReader): Promise<void> {
+  const indexedUpTo = faces.indexedUpTo;
+  const appliedUpTo = faces.lastSeq;
+  const adds: Extract<FaceLogEntry, { op: 'add' }>[] = [];
+  for (let after = Math.min(build.appliedUpTo, build.coveredUpTo); after < appliedUpTo; ) {
+    const entries = await readLog(after);
+    if (entries.length === 0) break;
+    for (const entry of entries) {
+      if (entry.seq > appliedUpTo) break;
+      if (entry.op === 'del') {
+        if (entry.seq > build.appliedUpTo) build.index.remove(entry.removedSeqs);
+      } else if (entry.seq > build.coveredUpTo && entry.seq <= indexedUpTo) adds.push(entry);
+    }
+    after = entries[entries.length - 1].seq;
+  }
+  for (let start = 0; start < adds.length; start += COPY_BATCH) {
+    const batch = adds.slice(start, start + COPY_BATCH);
+    const vectors = new Float32Array(batch.length * faces.dimensions);
+    batch.forEach((entry, i) => vectors.set(entry.embedding, i * faces.dimensions));
+    await build.index.add(
+      batch.map((entry) => entry.seq),
+      vectors,
+    );
+  }
+  build.pqLinked += adds.length;
+  build.coveredUpTo = Math.max(build.coveredUpTo, indexedUpTo);
+  build.appliedUpTo = Math.max(build.appliedUpTo, appliedUpTo);
 }

@@ -159,7 +159,7 @@ describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
     const inBase = log.add('base', 'imgBase', near(1, 0.2));
     for (let i = 0; i < 11; i++) log.add(`filler${i}`, `imgF${i}`, axis(4 + (i % 4)));
     const faces = await snapshotOf(log, 'merge.usearch');
-    expect(faces.base!.immutable).toBe(true);
+    expect((faces.base as ApproximateFaceIndex).immutable).toBe(true);
     expect([faces.indexedUpTo, faces.lastSeq, faces.indexedSize]).toEqual([12, 12, 12]);
 
     const inDelta = log.add('delta', 'imgDelta', near(1, 0.3));

@@ -2,6 +2,7 @@ import { FaceMatch } from '@app/contracts';
 import type { FaceLogEntry, FaceLogRead } from '@app/storage';
 import type { FaceSnapshotFile } from '@app/storage/face-snapshots';
 import { ApproximateFaceIndex, Candidate } from './approximate-face-index';
+import { CompressedFaceIndex } from './compressed-face-index';
 import { dotProduct, FaceMatrix } from './face-matrix';
 
 type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
@@ -9,11 +10,10 @@ type AddEntry = Extract<FaceLogEntry, { op: 'add' }>;
 /** Reads the float32 `add` entries of settled faces (from the tenant's log); absent = removed meanwhile. */
 export type SettledFaceReader = (seqs: number[]) => Promise<Map<number, AddEntry>>;
 
-/**
- * How far below the threshold the int8 index's similarity may be for a face to be checked exactly: int8
- * rounding moves a 128-d cosine by at most about ±0.01 (the bench reports the largest difference seen).
- */
-export const RERANK_MARGIN = 0.03;
+export { RERANK_MARGIN } from './approximate-face-index';
+
+/** A viewed int8 snapshot (usearch, memory-mapped) or a loaded PQ snapshot (FAISS): FaceSnapshotFile.format. */
+export type BaseIndex = ApproximateFaceIndex | CompressedFaceIndex;
 
 export interface SettlePolicy {
   /** Below this many faces (and no index yet) the tenant is matched by the exact scan alone. */
@@ -51,7 +51,7 @@ export class TenantFaces {
   readonly tail: FaceMatrix;
   settled?: ApproximateFaceIndex;
   /** The viewed snapshot and the file it maps (undefined: the tenant has none in this worker). */
-  readonly base?: ApproximateFaceIndex;
+  readonly base?: BaseIndex;
   readonly baseFile?: FaceSnapshotFile;
   /** Faces of the base removed since its snapshot (tombstones applied after it): never offered. */
   readonly baseRemoved = new Set<number>();
@@ -73,7 +73,7 @@ export class TenantFaces {
 
   constructor(
     readonly dimensions = 128,
-    base?: { index: ApproximateFaceIndex; file: FaceSnapshotFile },
+    base?: { index: BaseIndex; file: FaceSnapshotFile },
   ) {
     this.tail = new FaceMatrix(dimensions);
     if (base) {
@@ -89,7 +89,7 @@ export class TenantFaces {
    * Starts from a snapshot file that covers every live face up to `file.indexedUpTo`, viewed (memory-mapped,
    * immutable); the log after `indexedUpTo` is then applied as usual.
    */
-  static fromSnapshot(index: ApproximateFaceIndex, file: FaceSnapshotFile): TenantFaces {
+  static fromSnapshot(index: BaseIndex, file: FaceSnapshotFile): TenantFaces {
     return new TenantFaces(index.dimensions, { index, file });
   }
 
@@ -142,7 +142,7 @@ export class TenantFaces {
 
   /**
    * The faces of other images, numbered below `beforeSeq`, at or above `threshold`: exact over the tail, and
-   * over base and settled through their candidates (int8 similarity ≥ threshold − RERANK_MARGIN) checked
+   * over base and settled through their candidates (approximate similarity ≥ threshold − the index's rerankMargin) checked
    * exactly. Everything up to the first await runs synchronously, so a view replaced meanwhile is not read.
    */
   async match(query: Float32Array, beforeSeq: number, excludeImage: string, threshold: number, readSettled: SettledFaceReader, searchWidth = 256): Promise<TenantMatch> {
@@ -151,7 +151,7 @@ export class TenantFaces {
     let truncated = false;
     for (const index of [this.base, this.settled]) {
       if (!index || index.size === 0) continue;
-      const found = index.searchAbove(query, threshold - RERANK_MARGIN, beforeSeq, searchWidth);
+      const found = index.searchAbove(query, threshold - index.rerankMargin, beforeSeq, searchWidth);
       truncated ||= found.truncated;
       for (const candidate of found.candidates) if (index !== this.base || !this.baseRemoved.has(candidate.seq)) candidates.push(candidate);
     }

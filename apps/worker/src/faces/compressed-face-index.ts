@@ -1,0 +1,169 @@
+import { Candidate, EXHAUSTIVE_FACTOR, HNSW, MAX_NEIGHBOURS } from './approximate-face-index';
+import { FaissBinding, NativeFacePqIndex, loadFaissBinding } from './faiss-binding';
+
+/**
+ * Product quantisation of the stored faces: 32 sub-quantizers of 8 bits, so 32 bytes a face instead of usearch's
+ * 128 (int8). Measured on 200,000 clustered faces (README "Face matching at scale"): with the graph built on
+ * exact vectors, 32 sub-quantizers found every pair above the threshold at widths 128–512 with a 0.05 margin;
+ * 16 lost 0.3–1 %.
+ */
+export const PQ_SUB_QUANTIZERS = 32;
+/**
+ * Fewest faces a PQ snapshot is built for: FAISS asks for 39 training points per centroid (256 centroids per
+ * sub-quantizer) and refuses fewer than 256. Smaller indexes stay int8 (they are small anyway).
+ */
+export const PQ_MIN_FACES = 39 * 256;
+/** Faces the PQ codebooks are trained on (k-means, 256 centroids per sub-quantizer): FAISS asks for ≥ 39 × 256. */
+export const PQ_TRAINING_FACES = 65_536;
+/**
+ * How far below the threshold a PQ similarity may be for a face to be checked exactly. PQ with 32 sub-quantizers
+ * moves a 128-d cosine by up to about ±0.04 (more than int8's ±0.01); 0.05 lost no pair on 200,000 faces.
+ */
+export const PQ_RERANK_MARGIN = 0.05;
+
+/**
+ * The settled faces of one tenant as a FAISS HNSW graph with PQ storage (faiss-binding): about 190 bytes a face
+ * in memory at connectivity 16 (level-0 links 128, code 32, label 8, level and offset 12), against usearch's
+ * 277 file + ~100 private. FAISS cannot memory-map an HNSW index, so a snapshot is loaded: private memory.
+ *
+ * Built in two phases: `create` + `addExact` (links chosen on exact float32 distances, as in IndexHNSWFlat),
+ * then `compress` (codebooks trained, vectors replaced by codes, the graph kept). FAISS's own IndexHNSWPQ
+ * chooses links on PQ distances, which reaches weak pairs badly (recall 0.97 at width 512 at 10⁶ faces). Faces
+ * added after compress (`add`) are linked on PQ distances to the stored codes (asymmetric), so a snapshot
+ * that added many faces that way is rebuilt exactly (settled-snapshot, PQ_REBUILD_SHARE).
+ *
+ * Every heavy call (addExact, compress, add, save, load) runs on libuv's thread pool and returns a promise;
+ * search, has and remove are synchronous (about a millisecond; remove scans the labels). One heavy call at a
+ * time: any call while one runs throws (the index is never searched while it changes).
+ */
+export class CompressedFaceIndex {
+  /** See PQ_RERANK_MARGIN. */
+  readonly rerankMargin = PQ_RERANK_MARGIN;
+
+  private constructor(
+    private readonly native: NativeFacePqIndex,
+    readonly dimensions: number,
+  ) {}
+
+  /** The binding, or undefined when this machine built none (no libfaiss-dev): the worker then keeps int8 snapshots. */
+  static get available(): boolean {
+    return loadFaissBinding() !== undefined;
+  }
+
+  /** An empty index in its exact phase. Throws when the binding is not built. */
+  static create(dimensions: number): CompressedFaceIndex {
+    return new CompressedFaceIndex(new (binding().FacePqIndex)(dimensions, HNSW.connectivity, HNSW.expansionAdd), dimensions);
+  }
+
+  /** Reads a file written by save() into memory. Rejects on a bad file. */
+  static async load(path: string, dimensions: number): Promise<CompressedFaceIndex> {
+    const native = await binding().FacePqIndex.load(path);
+    const index = new CompressedFaceIndex(native, dimensions);
+    if (native.stats().dimensions !== dimensions) {
+      native.release();
+      throw new Error(`face index ${path} has ${native.stats().dimensions} dimensions, expected ${dimensions}`);
+    }
+    return index;
+  }
+
+  /** Adds faces with links chosen on exact distances (before compress). `vectors`: seqs.length × d unit vectors. */
+  addExact(seqs: ArrayLike<number>, vectors: Float32Array): Promise<void> {
+    return this.native.addExact(Float64Array.from(seqs), vectors);
+  }
+
+  /** Trains the codebooks on up to PQ_TRAINING_FACES of the faces, encodes every face, drops the float32 vectors. */
+  compress(): Promise<void> {
+    return this.native.compress(PQ_SUB_QUANTIZERS, PQ_TRAINING_FACES);
+  }
+
+  /** Adds faces after compress (links on PQ distances). */
+  add(seqs: ArrayLike<number>, vectors: Float32Array): Promise<void> {
+    if (seqs.length === 0) return Promise.resolve();
+    return this.native.add(Float64Array.from(seqs), vectors);
+  }
+
+  /** Removes the faces with these sequence numbers (absent ones are ignored), overwriting their codes; returns how many were held. */
+  remove(seqs: Iterable<number>): number {
+    const list = Float64Array.from(seqs);
+    return list.length === 0 ? 0 : this.native.remove(list);
+  }
+
+  /** Whether the face numbered `seq` is held (and not removed). */
+  has(seq: number): boolean {
+    return this.native.has(seq);
+  }
+
+  /** Faces held, removed ones excluded. */
+  get size(): number {
+    const stats = this.native.stats();
+    return stats.total === undefined ? 0 : stats.total - stats.removed;
+  }
+
+  /** Faces stored, removed ones included (the search's k is bounded by it). */
+  private get total(): number {
+    return this.native.stats().total ?? 0;
+  }
+
+  /** Removed faces stay in the graph as scrubbed nodes (never returned), so none are sentinels. */
+  readonly sentinelCount = 0;
+
+  /**
+   * Every face numbered below `beforeSeq` whose PQ similarity to `query` (unit vector) is at least `floor`, best
+   * first, up to MAX_NEIGHBOURS: the same widening k-NN search as ApproximateFaceIndex.searchAbove.
+   */
+  searchAbove(query: Float32Array, floor: number, beforeSeq: number, searchWidth: number): { candidates: Candidate[]; truncated: boolean } {
+    const total = this.total;
+    if (total === 0) return { candidates: [], truncated: false };
+    let wanted = total <= EXHAUSTIVE_FACTOR * searchWidth ? total : searchWidth;
+    for (;;) {
+      const found = this.native.search(query, wanted, Math.max(wanted, searchWidth));
+      const count = found.labels.length;
+      // Squared L2 between unit vectors is 2 − 2·cos.
+      const lastSimilarity = count > 0 ? 1 - found.distances[count - 1] / 2 : -1;
+      const more = count === wanted && wanted < total && lastSimilarity >= floor;
+      if (!more || wanted >= MAX_NEIGHBOURS) {
+        const candidates: Candidate[] = [];
+        for (let i = 0; i < count; i++) {
+          const similarity = 1 - found.distances[i] / 2;
+          if (similarity < floor) break;
+          const seq = found.labels[i];
+          if (seq >= 0 && seq < beforeSeq) candidates.push({ seq, similarity });
+        }
+        return { candidates, truncated: more };
+      }
+      wanted = Math.min(wanted * 4, MAX_NEIGHBOURS, total);
+    }
+  }
+
+  /**
+   * The `k` nodes nearest `query` with their labels as stored: a sequence number, or −1 − seq for a removed face
+   * (its node stays, its code overwritten). For checks that a removal scrubbed the face (tests).
+   */
+  nearestNodes(query: Float32Array, k: number): { label: number; similarity: number }[] {
+    const found = this.native.search(query, k, k);
+    return Array.from(found.labels, (label, i) => ({ label, similarity: 1 - found.distances[i] / 2 }));
+  }
+
+  /** Writes the index (graph, codebooks, codes, labels) to `path`. */
+  save(path: string): Promise<void> {
+    return this.native.save(path);
+  }
+
+  /** A separate copy in memory (saved to `tempPath`, then loaded; the caller deletes the file). */
+  async copy(tempPath: string): Promise<CompressedFaceIndex> {
+    await this.save(tempPath);
+    return CompressedFaceIndex.load(tempPath, this.dimensions);
+  }
+
+  /** Frees the native memory now (V8 does not see it); later calls throw. */
+  release(): void {
+    this.native.release();
+  }
+}
+
+function binding(): FaissBinding {
+  const loaded = loadFaissBinding();
+  if (!loaded) throw new Error('the FAISS face index is not built on this machine (npm run build:native needs libfaiss-dev)');
+  return loaded;
+}
+

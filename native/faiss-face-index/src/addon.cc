@@ -1,0 +1,345 @@
+// Node binding to FAISS (Meta, MIT) for the face index: an HNSW graph whose links are chosen on exact float32
+// distances, stored with product-quantisation (PQ) codes instead of the vectors. FAISS's own IndexHNSWPQ builds
+// its graph on PQ distances, which reaches weak true pairs badly (README "Face matching at scale"); building
+// the graph as an IndexHNSWFlat and then swapping its storage for PQ codes keeps the exact graph and the small
+// storage. Only what the face index needs is bound; everything heavy (build, add, save, load) runs on libuv's
+// thread pool (Napi::AsyncWorker) so the worker's event loop keeps renewing BullMQ's locks.
+#include <napi.h>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexPQ.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include <atomic>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using idx_t = faiss::Index::idx_t;
+
+// The face's label once removed: -1 - seq (negative, so searches can tell it; still names the face for has()).
+inline idx_t removedLabel(idx_t seq) { return -1 - seq; }
+inline idx_t seqOf(idx_t label) { return label < 0 ? -1 - label : label; }
+
+class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
+ public:
+  static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(
+        env, "FacePqIndex",
+        {InstanceMethod("addExact", &FacePqIndex::AddExact), InstanceMethod("compress", &FacePqIndex::Compress),
+         InstanceMethod("add", &FacePqIndex::Add), InstanceMethod("search", &FacePqIndex::Search),
+         InstanceMethod("remove", &FacePqIndex::Remove), InstanceMethod("has", &FacePqIndex::Has),
+         InstanceMethod("save", &FacePqIndex::Save), InstanceMethod("release", &FacePqIndex::Release),
+         InstanceMethod("stats", &FacePqIndex::Stats), StaticMethod("load", &FacePqIndex::Load)});
+    constructor_ = new Napi::FunctionReference(Napi::Persistent(ctor));
+    exports.Set("FacePqIndex", ctor);
+    return exports;
+  }
+
+  // new FacePqIndex(dimensions, connectivity, expansionAdd): an empty index in its building (exact) phase.
+  explicit FacePqIndex(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FacePqIndex>(info) {
+    if (info.Length() == 0) return;  // Load() fills it
+    dimensions_ = info[0].As<Napi::Number>().Int32Value();
+    auto* hnsw = new faiss::IndexHNSWFlat(dimensions_, info[1].As<Napi::Number>().Int32Value());
+    hnsw->hnsw.efConstruction = info[2].As<Napi::Number>().Int32Value();
+    hnsw->own_fields = true;
+    index_.reset(new faiss::IndexIDMap(hnsw));
+    index_->own_fields = true;
+  }
+
+ private:
+  static Napi::FunctionReference* constructor_;
+  std::unique_ptr<faiss::IndexIDMap> index_;
+  int dimensions_ = 0;
+  // A background call that changes the index (add, compress, load): nothing else may touch it meanwhile.
+  std::atomic<bool> mutating_{false};
+  // Background calls that only read it (save): searches may run beside them, changes may not.
+  std::atomic<int> reading_{0};
+  // Labels in ascending order of sequence number (faces are added in log order): lookups by binary search.
+  bool sorted_ = true;
+
+  void NoteAdded(const std::vector<idx_t>& labels) {
+    idx_t last = index_->id_map.empty() ? -1 : seqOf(index_->id_map.back());
+    for (idx_t label : labels) {
+      if (label <= last) sorted_ = false;
+      last = label;
+    }
+  }
+
+  // The position of `seq` among the labels, or -1.
+  long Find(idx_t seq) const {
+    const auto& map = index_->id_map;
+    if (sorted_) {
+      size_t lo = 0, hi = map.size();
+      while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (seqOf(map[mid]) < seq) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo < map.size() && seqOf(map[lo]) == seq ? static_cast<long>(lo) : -1;
+    }
+    for (size_t i = 0; i < map.size(); i++)
+      if (seqOf(map[i]) == seq) return static_cast<long>(i);
+    return -1;
+  }
+
+  faiss::IndexHNSW* hnsw() const { return static_cast<faiss::IndexHNSW*>(index_->index); }
+  bool compressed() const { return dynamic_cast<faiss::IndexPQ*>(hnsw()->storage) != nullptr; }
+
+  void Check(Napi::Env env, bool mutating) {
+    if (!index_) throw Napi::Error::New(env, "face index used after release");
+    if (mutating_ || (mutating && reading_ > 0)) throw Napi::Error::New(env, "face index busy with a background operation");
+  }
+
+  // Runs `work` on the thread pool, resolving with `done()`'s value (or rejecting with FAISS's message).
+  Napi::Value Background(Napi::Env env, bool mutating, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done = nullptr) {
+    class Job : public Napi::AsyncWorker {
+     public:
+      Job(Napi::Env env, FacePqIndex* self, bool mutating, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done)
+          : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), self_(self), mutating_(mutating), work_(std::move(work)), done_(std::move(done)) {
+        self_->Ref();
+        if (mutating_) self_->mutating_ = true;
+        else self_->reading_++;
+      }
+      void Finish() {
+        if (mutating_) self_->mutating_ = false;
+        else self_->reading_--;
+        self_->Unref();
+      }
+      void Execute() override {
+        try {
+          work_();
+        } catch (const std::exception& e) {
+          SetError(e.what());
+        }
+      }
+      void OnOK() override {
+        Finish();
+        deferred_.Resolve(done_ ? done_(Env()) : Env().Undefined());
+      }
+      void OnError(const Napi::Error& e) override {
+        Finish();
+        deferred_.Reject(e.Value());
+      }
+      Napi::Promise::Deferred deferred_;
+
+     private:
+      FacePqIndex* self_;
+      bool mutating_;
+      std::function<void()> work_;
+      std::function<Napi::Value(Napi::Env)> done_;
+    };
+    auto* job = new Job(env, this, mutating, std::move(work), std::move(done));
+    Napi::Promise promise = job->deferred_.Promise();
+    job->Queue();
+    return promise;
+  }
+
+  static std::vector<idx_t> Labels(const Napi::Value& value) {
+    auto seqs = value.As<Napi::Float64Array>();
+    std::vector<idx_t> out(seqs.ElementLength());
+    for (size_t i = 0; i < out.size(); i++) out[i] = static_cast<idx_t>(seqs[i]);
+    return out;
+  }
+
+  std::vector<float> Vectors(Napi::Env env, const Napi::Value& value, size_t count) {
+    auto vectors = value.As<Napi::Float32Array>();
+    if (vectors.ElementLength() != count * static_cast<size_t>(dimensions_)) throw Napi::Error::New(env, "vectors do not match the sequence numbers");
+    return std::vector<float>(vectors.Data(), vectors.Data() + vectors.ElementLength());
+  }
+
+  // addExact(seqs: Float64Array, vectors: Float32Array): Promise<void>. Building phase only: links on exact distances.
+  Napi::Value AddExact(const Napi::CallbackInfo& info) {
+    Check(info.Env(), true);
+    if (compressed()) throw Napi::Error::New(info.Env(), "addExact after compress");
+    auto labels = Labels(info[0]);
+    auto vectors = Vectors(info.Env(), info[1], labels.size());
+    NoteAdded(labels);
+    return Background(info.Env(), true, [this, labels = std::move(labels), vectors = std::move(vectors)]() {
+      index_->add_with_ids(labels.size(), vectors.data(), labels.data());
+    });
+  }
+
+  // compress(subQuantizers: number, trainingCount: number): Promise<void>. Trains PQ (8 bits per sub-quantizer)
+  // on up to trainingCount of the exact vectors (spread evenly), encodes them all, keeps the graph, drops floats.
+  Napi::Value Compress(const Napi::CallbackInfo& info) {
+    Check(info.Env(), true);
+    if (compressed()) throw Napi::Error::New(info.Env(), "already compressed");
+    int subQuantizers = info[0].As<Napi::Number>().Int32Value();
+    size_t training = info[1].As<Napi::Number>().Int64Value();
+    return Background(info.Env(), true, [this, subQuantizers, training]() {
+      auto* flatHnsw = hnsw();
+      auto* flat = dynamic_cast<faiss::IndexFlat*>(flatHnsw->storage);
+      size_t n = flat->ntotal;
+      const float* x = reinterpret_cast<const float*>(flat->codes.data());
+      size_t take = std::min(n, training);
+      std::vector<float> sample(take * dimensions_);
+      for (size_t i = 0; i < take; i++) std::memcpy(&sample[i * dimensions_], x + (i * n / take) * dimensions_, sizeof(float) * dimensions_);
+      // An IndexHNSWPQ (so write_index and read_index know it) whose graph is the exact one.
+      auto* compressedHnsw = new faiss::IndexHNSWPQ(dimensions_, subQuantizers, flatHnsw->hnsw.nb_neighbors(1));
+      // The caller decides how few faces are enough (PQ_MIN_FACES); FAISS would print a warning per sub-quantizer.
+      dynamic_cast<faiss::IndexPQ*>(compressedHnsw->storage)->pq.cp.min_points_per_centroid = 1;
+      compressedHnsw->storage->train(take, sample.data());
+      compressedHnsw->storage->add(n, x);
+      compressedHnsw->hnsw = flatHnsw->hnsw;
+      compressedHnsw->ntotal = n;
+      compressedHnsw->is_trained = true;
+      index_->index = compressedHnsw;
+      delete flatHnsw;
+    });
+  }
+
+  // add(seqs, vectors): Promise<void>. After compress: links chosen on PQ distances to the stored faces.
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Check(info.Env(), true);
+    auto labels = Labels(info[0]);
+    auto vectors = Vectors(info.Env(), info[1], labels.size());
+    NoteAdded(labels);
+    return Background(info.Env(), true, [this, labels = std::move(labels), vectors = std::move(vectors)]() {
+      index_->add_with_ids(labels.size(), vectors.data(), labels.data());
+    });
+  }
+
+  // search(query: Float32Array, k, efSearch): { labels: Float64Array, distances: Float32Array } (squared L2,
+  // nearest first; labels < 0 are removed faces or no result). Synchronous: about a millisecond at 10^6 faces.
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    Check(info.Env(), false);  // beside a save: both only read
+    auto query = info[0].As<Napi::Float32Array>();
+    if (query.ElementLength() != static_cast<size_t>(dimensions_)) throw Napi::Error::New(info.Env(), "query has the wrong dimensions");
+    idx_t k = std::max<idx_t>(1, std::min<idx_t>(info[1].As<Napi::Number>().Int64Value(), index_->ntotal));
+    faiss::SearchParametersHNSW params;
+    params.efSearch = std::max<int>(info[2].As<Napi::Number>().Int32Value(), static_cast<int>(k));
+    std::vector<float> distances(k);
+    std::vector<idx_t> labels(k);
+    if (index_->ntotal > 0) {
+      // IndexIDMap refuses search parameters (FAISS 1.7.3): the HNSW index is searched and its labels mapped here.
+      try {
+        hnsw()->search(1, query.Data(), k, distances.data(), labels.data(), &params);
+      } catch (const std::exception& e) {
+        throw Napi::Error::New(info.Env(), e.what());
+      }
+      for (idx_t i = 0; i < k; i++) labels[i] = labels[i] < 0 ? -1 : index_->id_map[labels[i]];
+    } else {
+      k = 0;
+    }
+    auto outLabels = Napi::Float64Array::New(info.Env(), k);
+    auto outDistances = Napi::Float32Array::New(info.Env(), k);
+    for (idx_t i = 0; i < k; i++) {
+      outLabels[static_cast<size_t>(i)] = static_cast<double>(labels[i]);
+      outDistances[static_cast<size_t>(i)] = distances[i];
+    }
+    auto out = Napi::Object::New(info.Env());
+    out.Set("labels", outLabels);
+    out.Set("distances", outDistances);
+    return out;
+  }
+
+  // remove(seqs: Float64Array): number. Marks each held face removed (its label negated) and overwrites its
+  // stored code or vector with random bytes, so nothing of it survives in memory or in a later save.
+  Napi::Value Remove(const Napi::CallbackInfo& info) {
+    Check(info.Env(), true);
+    auto seqs = Labels(info[0]);
+    auto* storage = dynamic_cast<faiss::IndexFlatCodes*>(hnsw()->storage);
+    std::mt19937_64 random(std::random_device{}());
+    size_t removed = 0;
+    for (idx_t seq : seqs) {
+      long found = Find(seq);
+      if (found >= 0 && index_->id_map[found] == seq) {
+        size_t i = static_cast<size_t>(found);
+        index_->id_map[i] = removedLabel(seq);
+        uint8_t* code = storage->codes.data() + i * storage->code_size;
+        for (size_t b = 0; b < storage->code_size; b++) code[b] = static_cast<uint8_t>(random());
+        if (!compressed()) {
+          // Random bytes are no float vector: a random unit vector instead (stands for nobody).
+          std::normal_distribution<float> gaussian;
+          float* v = reinterpret_cast<float*>(code);
+          float norm = 0;
+          for (int d = 0; d < dimensions_; d++) norm += (v[d] = gaussian(random)) * v[d];
+          for (int d = 0; d < dimensions_; d++) v[d] /= std::sqrt(norm);
+        }
+        removed++;
+      }
+    }
+    return Napi::Number::New(info.Env(), static_cast<double>(removed));
+  }
+
+  Napi::Value Has(const Napi::CallbackInfo& info) {
+    Check(info.Env(), false);
+    idx_t seq = static_cast<idx_t>(info[0].As<Napi::Number>().DoubleValue());
+    long found = Find(seq);
+    return Napi::Boolean::New(info.Env(), found >= 0 && index_->id_map[found] == seq);
+  }
+
+  // save(path): Promise<void>.
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Check(info.Env(), false);
+    std::string path = info[0].As<Napi::String>();
+    return Background(info.Env(), false, [this, path]() { faiss::write_index(index_.get(), path.c_str()); });
+  }
+
+  // FacePqIndex.load(path): Promise<FacePqIndex> (read whole into memory; FAISS cannot map an HNSW index).
+  static Napi::Value Load(const Napi::CallbackInfo& info) {
+    Napi::Object wrapper = constructor_->New({});
+    FacePqIndex* self = FacePqIndex::Unwrap(wrapper);
+    std::string path = info[0].As<Napi::String>();
+    auto* loaded = new std::unique_ptr<faiss::IndexIDMap>();
+    return self->Background(
+        info.Env(), true,
+        [loaded, path]() {
+          std::unique_ptr<faiss::Index> read(faiss::read_index(path.c_str()));
+          auto* map = dynamic_cast<faiss::IndexIDMap*>(read.get());
+          if (!map || !dynamic_cast<faiss::IndexHNSW*>(map->index)) throw std::runtime_error(path + " is not a face index (IDMap over HNSW)");
+          read.release();
+          loaded->reset(map);
+        },
+        [self, loaded, held = std::make_shared<Napi::ObjectReference>(Napi::Persistent(wrapper))](Napi::Env) -> Napi::Value {
+          self->index_ = std::move(*loaded);
+          delete loaded;
+          self->dimensions_ = self->index_->d;
+          idx_t last = -1;
+          for (idx_t label : self->index_->id_map) {
+            if (seqOf(label) <= last) self->sorted_ = false;
+            last = seqOf(label);
+          }
+          return held->Value();
+        });
+  }
+
+  // release(): frees the native memory now.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (mutating_ || reading_ > 0) throw Napi::Error::New(info.Env(), "face index busy with a background operation");
+    index_.reset();
+    return info.Env().Undefined();
+  }
+
+  // stats(): { total, removed, dimensions, compressed, codeSize } (total includes removed faces).
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    auto out = Napi::Object::New(info.Env());
+    if (!index_) return out;
+    size_t removed = 0;
+    for (idx_t label : index_->id_map) removed += label < 0;
+    out.Set("total", static_cast<double>(index_->ntotal));
+    out.Set("removed", static_cast<double>(removed));
+    out.Set("dimensions", dimensions_);
+    out.Set("compressed", compressed());
+    out.Set("codeSize", static_cast<double>(dynamic_cast<faiss::IndexFlatCodes*>(hnsw()->storage)->code_size));
+    return out;
+  }
+};
+
+Napi::FunctionReference* FacePqIndex::constructor_ = nullptr;
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) { return FacePqIndex::Init(env, exports); }
+
+}  // namespace
+
+NODE_API_MODULE(faiss_face_index, Init)
