@@ -62,7 +62,11 @@ async function main(): Promise<void> {
     results.push(found.matches.map((match) => match.faceId));
     checked.push(found.checked);
   }
-  // The same queries at other search widths (FACE_INDEX_SEARCH_WIDTH), on the same loaded index.
+  // What a serving worker holds: every page its searches touched is mapped now (the queries above).
+  global.gc?.();
+  const memServing = residentMemory();
+  // The same queries at other search widths (FACE_INDEX_SEARCH_WIDTH), on the same loaded index: after the
+  // memory reading, which is of a worker that answered the queries once, whichever worker runs the widths.
   const byWidth: Record<string, { times: number[]; results: string[][] }> = {};
   const defaultWidth = options.searchWidth;
   for (const width of (process.env.BENCH_WIDTHS ?? '').split(',').filter(Boolean).map(Number)) {
@@ -77,9 +81,6 @@ async function main(): Promise<void> {
     byWidth[width] = run;
   }
   options.searchWidth = defaultWidth;
-  // What a serving worker holds: every page its searches touched is mapped now (the queries above).
-  global.gc?.();
-  const memServing = residentMemory();
   const beforeSave = index.describe(tenant);
   let snapshotMs: number | undefined;
   let copyPrivateBytes: number | undefined;

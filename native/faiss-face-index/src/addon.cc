@@ -66,6 +66,8 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
   std::atomic<int> reading_{0};
   // Labels in ascending order of sequence number (faces are added in log order): lookups by binary search.
   bool sorted_ = true;
+  // Faces removed (negative labels), kept so stats() costs nothing per search.
+  size_t removed_ = 0;
 
   void NoteAdded(const std::vector<idx_t>& labels) {
     idx_t last = index_->id_map.empty() ? -1 : seqOf(index_->id_map.back());
@@ -256,6 +258,7 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
       if (found >= 0 && index_->id_map[found] == seq) {
         size_t i = static_cast<size_t>(found);
         index_->id_map[i] = removedLabel(seq);
+        removed_++;
         uint8_t* code = storage->codes.data() + i * storage->code_size;
         for (size_t b = 0; b < storage->code_size; b++) code[b] = static_cast<uint8_t>(random());
         if (!compressed()) {
@@ -309,6 +312,7 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
           for (idx_t label : self->index_->id_map) {
             if (seqOf(label) <= last) self->sorted_ = false;
             last = seqOf(label);
+            self->removed_ += label < 0;
           }
           return held->Value();
         });
@@ -325,10 +329,9 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     auto out = Napi::Object::New(info.Env());
     if (!index_) return out;
-    size_t removed = 0;
-    for (idx_t label : index_->id_map) removed += label < 0;
+    Check(info.Env(), false);
     out.Set("total", static_cast<double>(index_->ntotal));
-    out.Set("removed", static_cast<double>(removed));
+    out.Set("removed", static_cast<double>(removed_));
     out.Set("dimensions", dimensions_);
     out.Set("compressed", compressed());
     out.Set("codeSize", static_cast<double>(dynamic_cast<faiss::IndexFlatCodes*>(hnsw()->storage)->code_size));

@@ -1,0 +1,128 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../../../bench/face-identities';
+import { CompressedFaceIndex } from './compressed-face-index';
+import { dotProduct } from './face-matrix';
+
+const FACES = 2000;
+const THRESHOLD = 0.45;
+const row = (vectors: Float32Array, i: number) => vectors.subarray(i * DIMENSIONS, (i + 1) * DIMENSIONS);
+
+// CI installs libfaiss-dev (.ci/run), so there the binding is always built and this suite always runs.
+const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
+
+withBinding('CompressedFaceIndex (FAISS HNSW, links on exact distances, PQ storage)', () => {
+  const set = clusteredFaces(FACES, 10, 21);
+  const seqs = Array.from({ length: FACES }, (_, i) => i + 1);
+  let dir: string;
+  let index: CompressedFaceIndex;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'iiq-pq-'));
+    index = CompressedFaceIndex.create(DIMENSIONS);
+    for (let start = 0; start < FACES; start += 500) await index.addExact(seqs.slice(start, start + 500), set.vectors.subarray(start * DIMENSIONS, (start + 500) * DIMENSIONS));
+    await index.compress();
+  }, 60_000);
+  afterAll(() => {
+    index?.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('builds on the thread pool: the event loop runs while a batch is linked, and the index refuses use meanwhile', async () => {
+    const other = CompressedFaceIndex.create(DIMENSIONS);
+    let turns = 0;
+    let pending = true;
+    const spin = () => {
+      turns++;
+      if (pending) setImmediate(spin);
+    };
+    const adding = other.addExact(seqs.slice(0, 400), set.vectors.subarray(0, 400 * DIMENSIONS));
+    try {
+      setImmediate(spin);
+      expect(() => other.searchAbove(row(set.vectors, 0), 0.5, Infinity, 16)).toThrow(/busy/);
+      await adding;
+      pending = false;
+      expect(turns).toBeGreaterThan(1);
+      expect(other.size).toBe(400);
+    } finally {
+      pending = false;
+      await adding.catch(() => undefined);
+      other.release();
+    }
+  });
+
+  it('offers every exact match above the threshold as a candidate (PQ similarity within the margin of the exact one)', () => {
+    const random = new Xorshift(5);
+    let expected = 0;
+    let offered = 0;
+    for (let q = 0; q < 60; q++) {
+      const query = newView(set, Math.floor(random.next() * (FACES / 10)), random);
+      const candidates = new Map(index.searchAbove(query, THRESHOLD - index.rerankMargin, Infinity, 64).candidates.map((c) => [c.seq, c.similarity]));
+      for (let i = 0; i < FACES; i++) {
+        const exact = dotProduct(set.vectors, i * DIMENSIONS, query, DIMENSIONS);
+        if (exact < THRESHOLD) continue;
+        expected++;
+        const similarity = candidates.get(i + 1);
+        if (similarity === undefined) continue;
+        offered++;
+        expect(Math.abs(similarity - exact)).toBeLessThan(index.rerankMargin);
+      }
+    }
+    expect(expected).toBeGreaterThan(100);
+    // HNSW is approximate; on this toy set the exact graph reaches (nearly) all of them.
+    expect(offered / expected).toBeGreaterThanOrEqual(0.98);
+  });
+
+  it('removes a face for good: never offered, its code overwritten, and so in a saved and reloaded copy; faces added later are found', async () => {
+    const copy = await index.copy(join(dir, 'copy.faiss'));
+    try {
+      const victim = 137;
+      const face = row(set.vectors, victim - 1);
+      const before = copy.nearestNodes(face, 64).find((n) => n.label === victim);
+      expect(before?.similarity).toBeGreaterThan(0.9);
+      expect(copy.remove([victim, 999_999])).toBe(1);
+      expect(copy.has(victim)).toBe(false);
+      expect(copy.has(victim + 1)).toBe(true);
+      expect(copy.size).toBe(FACES - 1);
+      expect(copy.searchAbove(face, 0.3, Infinity, 64).candidates.map((c) => c.seq)).not.toContain(victim);
+      const scrubbed = copy.nearestNodes(face, FACES).find((n) => n.label === -1 - victim);
+      expect(scrubbed === undefined || scrubbed.similarity < 0.6).toBe(true);
+
+      const later = newView(set, 3, new Xorshift(77));
+      await copy.add([FACES + 10], later);
+      const path = join(dir, 'saved.faiss');
+      // A save only reads: searches go on beside it, changes are refused until it is done.
+      const saving = copy.save(path);
+      expect(copy.searchAbove(later, 0.9, Infinity, 16).candidates[0]?.seq).toBe(FACES + 10);
+      expect(() => copy.remove([1])).toThrow(/busy/);
+      await saving;
+      // Per face: 32-byte code, level-0 links (32 × 4 bytes), label, level; plus the codebooks (256 × 128 floats) once.
+      expect((statSync(path).size - 256 * DIMENSIONS * 4) / FACES).toBeLessThan(200);
+
+      const loaded = await CompressedFaceIndex.load(path, DIMENSIONS);
+      try {
+        expect(loaded.size).toBe(FACES);
+        expect(loaded.has(victim)).toBe(false);
+        expect(loaded.searchAbove(face, 0.3, Infinity, 64).candidates.map((c) => c.seq)).not.toContain(victim);
+        expect(loaded.searchAbove(later, 0.9, Infinity, 16).candidates[0]?.seq).toBe(FACES + 10);
+        // Only faces numbered below beforeSeq.
+        expect(loaded.searchAbove(later, 0.9, FACES + 10, 16).candidates.map((c) => c.seq)).not.toContain(FACES + 10);
+      } finally {
+        loaded.release();
+      }
+    } finally {
+      copy.release();
+    }
+    expect(index.has(137)).toBe(true); // the copy was separate
+  });
+
+  it('refuses a file that is not a face index, and any use after release', async () => {
+    const bogus = join(dir, 'bogus.faiss');
+    writeFileSync(bogus, 'not an index');
+    await expect(CompressedFaceIndex.load(bogus, DIMENSIONS)).rejects.toThrow();
+    const gone = await index.copy(join(dir, 'gone.faiss'));
+    gone.release();
+    expect(() => gone.searchAbove(row(set.vectors, 0), 0.5, Infinity, 16)).toThrow(/release/);
+  });
+});
