@@ -240,11 +240,12 @@ export class FaceIndex {
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
-      if (this.options.storage === 'pq' && faces.indexedSize >= (this.options.pqMinFaces ?? PQ_MIN_FACES) && needsExactBuild(faces)) {
+      if (this.options.storage === 'pq' && faces.indexedSize >= this.pqMinFaces && needsExactBuild(faces)) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
         giveBack = await this.snapshots.lease(tenant, EXACT_BUILD_LEASE_MS);
         if (!giveBack) return undefined;
         exact = await buildExact(faces, readLog);
+        if (!exact) return undefined;
         await catchUp(exact, faces, readLog);
       } else if (faces.base) {
         // The long part (the base copied, every delta face inserted again) outside the snapshot lock, which
@@ -479,6 +480,11 @@ export class FaceIndex {
         this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; trying an older one or the log');
       }
     }
+    let builtExact = false;
+    if (!faces && this.options.storage === 'pq' && head >= this.pqMinFaces) {
+      faces = await this.buildColdBase(tenant, head);
+      builtExact = faces !== undefined;
+    }
     faces ??= new TenantFaces(DIMENSIONS);
     const fromSeq = faces.lastSeq;
     const loadedMs = performance.now() - started;
@@ -498,6 +504,7 @@ export class FaceIndex {
         indexed: faces.indexedSize,
         tail: faces.tail.size,
         snapshot,
+        builtExact,
         replayed: faces.lastSeq - fromSeq,
         snapshotMs: Math.round(loadedMs),
         ms: Math.round(performance.now() - started),
@@ -505,6 +512,24 @@ export class FaceIndex {
       "a tenant's face index loaded",
     );
     return faces;
+  }
+
+  private get pqMinFaces(): number {
+    return this.options.pqMinFaces ?? PQ_MIN_FACES;
+  }
+
+  /**
+   * A tenant with no usable snapshot and a log of at least pqMinFaces entries, under FACE_INDEX_STORAGE=pq: its
+   * index is built from exact vectors straight away (buildExact, every live face up to `head`) and held as the
+   * tenant's base, not first as an int8 index that the first snapshot would build again. The base has no file
+   * yet (`path` ''), so the first snapshot is due at once (a copy of it). Undefined when fewer live faces than
+   * pqMinFaces remain (tombstones): the tenant then loads as before.
+   */
+  private async buildColdBase(tenant: TenantId, head: number): Promise<TenantFaces | undefined> {
+    const readLog = async (afterSeq: number) => (await this.store.readLog(tenant, afterSeq)).entries;
+    const build = await buildExact({ dimensions: DIMENSIONS, indexedUpTo: head, lastSeq: head }, readLog, this.pqMinFaces);
+    if (!build) return undefined;
+    return TenantFaces.fromSnapshot(build.index, { path: '', indexedUpTo: build.coveredUpTo, appliedUpTo: build.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: 0 });
   }
 
   /**

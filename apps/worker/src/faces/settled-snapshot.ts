@@ -168,10 +168,10 @@ export interface ExactBuild {
  * tenant's view had indexed (live log entries up to its indexedUpTo, read page by page) is linked on exact
  * float32 distances (CompressedFaceIndex.addExact, on libuv's thread pool: the event loop runs meanwhile), then
  * compressed to PQ codes. Long: about 1–3 ms a face on 2 cores (tens of minutes at 10⁶), one worker at a time
- * (the lease). Transient cost: 512 bytes of float32 plus the graph per face until compress. The caller
- * releases `index`.
+ * (the lease). Transient cost: 512 bytes of float32 plus the graph per face until compress. Undefined (nothing
+ * kept) when fewer than `minFaces` live faces were found. The caller releases `index`.
  */
-export async function buildExact(faces: TenantFaces, readLog: LogPageReader): Promise<ExactBuild> {
+export async function buildExact(faces: Pick<TenantFaces, 'dimensions' | 'indexedUpTo' | 'lastSeq'>, readLog: LogPageReader, minFaces = 1): Promise<ExactBuild | undefined> {
   const before = residentMemory().private;
   const coveredUpTo = faces.indexedUpTo;
   const appliedUpTo = faces.lastSeq;
@@ -197,6 +197,10 @@ export async function buildExact(faces: TenantFaces, readLog: LogPageReader): Pr
       after = entries[entries.length - 1].seq;
     }
     await flush();
+    if (index.size < minFaces) {
+      index.release();
+      return undefined;
+    }
     await index.compress();
   } catch (error) {
     index.release();
