@@ -95,6 +95,11 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     // Worker 1 builds the index from the log and saves a snapshot.
     const first = await open(storageDir, storage, tenant);
     expect(first.describe(tenant)).toMatchObject({ tail: 0, indexed: 800 });
+    if (storage === 'pq') {
+      // Built from exact vectors straight into a PQ base with no file, whose first snapshot is due at once: let
+      // that background save happen first, so it cannot land after the deletions below.
+      await until(() => first.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 60_000, "the cold-built PQ base's first snapshot");
+    }
     const saved = await first.saveSnapshot(tenant);
     expect(saved).toBeDefined();
     expect(saved!.endsWith(storage === 'pq' ? '.faiss' : '.usearch')).toBe(true);

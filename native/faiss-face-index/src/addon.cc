@@ -207,6 +207,11 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
     auto vectors = Vectors(info.Env(), info[1], labels.size());
     NoteAdded(labels);
     return Background(info.Env(), true, [this, labels = std::move(labels), vectors = std::move(vectors)]() {
+      // Linking compares stored codes with each other (symmetric distances): FAISS needs the table of centroid
+      // distances (sub-quantizers × 256 × 256 floats, 8 MB), which it neither saves nor rebuilds on load, and an
+      // exception inside its OpenMP loop would abort the process. Made here, so an index only searched never
+      // holds it (IndexHNSWPQ::train makes it the same way).
+      if (auto* pq = dynamic_cast<faiss::IndexPQ*>(hnsw()->storage); pq && pq->pq.sdc_table.empty()) pq->pq.compute_sdc_table();
       index_->add_with_ids(labels.size(), vectors.data(), labels.data());
     });
   }
@@ -302,6 +307,9 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
           auto* map = dynamic_cast<faiss::IndexIDMap*>(read.get());
           if (!map || !dynamic_cast<faiss::IndexHNSW*>(map->index)) throw std::runtime_error(path + " is not a face index (IDMap over HNSW)");
           read.release();
+          // read_index makes the 8 MB table of symmetric distances for an IndexHNSWPQ; only add() uses it (and
+          // makes it again when needed), so an index loaded to be searched does not keep it.
+          if (auto* pq = dynamic_cast<faiss::IndexPQ*>(static_cast<faiss::IndexHNSW*>(map->index)->storage)) std::vector<float>().swap(pq->pq.sdc_table);
           loaded->reset(map);
         },
         [self, loaded, held = std::make_shared<Napi::ObjectReference>(Napi::Persistent(wrapper))](Napi::Env) -> Napi::Value {

@@ -213,7 +213,7 @@ describe('TenantFaces on a viewed snapshot: base + delta + tail', () => {
     const path = join(dir, 'second.usearch');
     const written = await writeSettled(faces, path, log.readFaces, copy);
     copy.index.release();
-    expect(written.content).toEqual({ indexedUpTo: last.seq, appliedUpTo: last.seq, sentinels: 2 });
+    expect(written.content).toEqual({ indexedUpTo: last.seq, appliedUpTo: last.seq, sentinels: 2, format: 'usearch', pqLinked: 0 });
     expect(written.copyPrivateBytes).toEqual(expect.any(Number));
     const swapped = TenantFaces.fromSnapshot(ApproximateFaceIndex.view(path, D, written.content.sentinels), { path, ...written.content });
     swapped.apply(log.after(written.content.indexedUpTo), 10_000);
