@@ -150,6 +150,7 @@ export class FaceIndex {
 
   /** Loads every tenant known to have faces, so the first job of each pays no load; then starts the background loop. */
   async onModuleInit(): Promise<void> {
+    this.logger.info({ action: 'faces.index_storage', storage: this.options.storage, pqMinFaces: this.pqMinFaces }, `face-index snapshots: ${this.options.storage === 'pq' ? 'PQ codes (FAISS)' : 'int8 vectors (usearch)'}`);
     for (const tenant of await this.store.tenants()) await this.tenantFaces(tenant);
     this.loop = this.maintain();
   }
