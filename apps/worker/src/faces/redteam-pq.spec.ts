@@ -1,0 +1,65 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusteredFaces, DIMENSIONS } from '../../../../bench/face-identities';
+import { CompressedFaceIndex } from './compressed-face-index';
+import { loadFaissBinding } from './faiss-binding';
+import { TenantFaces } from './tenant-faces';
+
+const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
+
+withBinding('FacePqIndex binding under hostile use (red team)', () => {
+  const set = clusteredFaces(600, 10, 4);
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'iiq-pq-rt-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const exactIndex = async (count: number) => {
+    const index = CompressedFaceIndex.create(DIMENSIONS);
+    await index.addExact(
+      Array.from({ length: count }, (_, i) => i + 1),
+      set.vectors.subarray(0, count * DIMENSIONS),
+    );
+    return index;
+  };
+
+  it('release() while a save runs on the thread pool does not throw (a replaced view is released from a timer): the memory goes when the save ends', async () => {
+    const index = await exactIndex(300);
+    const saving = index.save(join(dir, 'while-release.faiss'));
+    expect(() => index.release()).not.toThrow();
+    await saving;
+    expect(index.size).toBe(0);
+    expect(() => index.searchAbove(set.vectors.subarray(0, DIMENSIONS), 0.5, Infinity, 16)).toThrow(/release/);
+  });
+
+  it("a TenantFaces view whose PQ base is being copied can be released (FaceIndex's RELEASE_AFTER_SWAP_MS timer) without an uncaught exception", async () => {
+    const base = await exactIndex(300);
+    const faces = TenantFaces.fromSnapshot(base, { path: '', indexedUpTo: 300, appliedUpTo: 300, sentinels: 0, format: 'faiss', pqLinked: 0 });
+    const copying = base.copy(join(dir, 'copy.faiss'));
+    expect(() => faces.release()).not.toThrow();
+    (await copying).release();
+  });
+
+  it('the native release() after a save frees the index even when release was asked for during it (stats empty)', async () => {
+    const native = new (loadFaissBinding()!.FacePqIndex)(DIMENSIONS, 16, 40);
+    await native.addExact(Float64Array.from([1, 2, 3]), set.vectors.slice(0, 3 * DIMENSIONS));
+    const saving = native.save(join(dir, 'native.faiss'));
+    native.release();
+    expect(() => native.has(1)).toThrow(/release/);
+    await saving;
+    expect(native.stats()).toEqual({});
+  });
+
+  it('remove() scrubs every node of a sequence number, also one added twice', async () => {
+    const native = new (loadFaissBinding()!.FacePqIndex)(DIMENSIONS, 16, 40);
+    await native.addExact(Float64Array.from([5, 6]), set.vectors.slice(0, 2 * DIMENSIONS));
+    await native.addExact(Float64Array.from([5]), set.vectors.slice(0, DIMENSIONS));
+    expect(native.remove(Float64Array.from([5]))).toBe(1);
+    expect(native.has(5)).toBe(false);
+    const found = native.search(set.vectors.slice(0, DIMENSIONS), 3, 16);
+    expect(Array.from(found.labels)).not.toContain(5);
+    native.release();
+  });
+});
