@@ -68,6 +68,16 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
   bool sorted_ = true;
   // Faces removed (negative labels), kept so stats() costs nothing per search.
   size_t removed_ = 0;
+  // release() asked for while a background call ran: the index is freed when the last one finishes, and
+  // every call meanwhile is refused as after a release (a replaced view is released from a timer: no throw).
+  bool releasePending_ = false;
+
+  void ReleaseIfDue() {
+    if (releasePending_ && !mutating_ && reading_ == 0) {
+      index_.reset();
+      releasePending_ = false;
+    }
+  }
 
   void NoteAdded(const std::vector<idx_t>& labels) {
     idx_t last = index_->id_map.empty() ? -1 : seqOf(index_->id_map.back());
@@ -98,7 +108,7 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
   bool compressed() const { return dynamic_cast<faiss::IndexPQ*>(hnsw()->storage) != nullptr; }
 
   void Check(Napi::Env env, bool mutating) {
-    if (!index_) throw Napi::Error::New(env, "face index used after release");
+    if (!index_ || releasePending_) throw Napi::Error::New(env, "face index used after release");
     if (mutating_ || (mutating && reading_ > 0)) throw Napi::Error::New(env, "face index busy with a background operation");
   }
 
@@ -115,6 +125,7 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
       void Finish() {
         if (mutating_) self_->mutating_ = false;
         else self_->reading_--;
+        self_->ReleaseIfDue();
         self_->Unref();
       }
       void Execute() override {
@@ -258,10 +269,18 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
     auto* storage = dynamic_cast<faiss::IndexFlatCodes*>(hnsw()->storage);
     std::mt19937_64 random(std::random_device{}());
     size_t removed = 0;
+    auto& map = index_->id_map;
     for (idx_t seq : seqs) {
-      long found = Find(seq);
-      if (found >= 0 && index_->id_map[found] == seq) {
-        size_t i = static_cast<size_t>(found);
+      long first = Find(seq);
+      if (first < 0) continue;
+      bool held = false;
+      // Every node of this number (a face added twice has two): sorted, they follow the first; else scan on.
+      for (size_t i = static_cast<size_t>(first); i < map.size(); i++) {
+        if (seqOf(map[i]) != seq) {
+          if (sorted_) break;
+          continue;
+        }
+        if (map[i] != seq) continue;  // already removed
         index_->id_map[i] = removedLabel(seq);
         removed_++;
         uint8_t* code = storage->codes.data() + i * storage->code_size;
@@ -274,8 +293,9 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
           for (int d = 0; d < dimensions_; d++) norm += (v[d] = gaussian(random)) * v[d];
           for (int d = 0; d < dimensions_; d++) v[d] /= std::sqrt(norm);
         }
-        removed++;
+        held = true;
       }
+      removed += held;
     }
     return Napi::Number::New(info.Env(), static_cast<double>(removed));
   }
@@ -284,7 +304,13 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
     Check(info.Env(), false);
     idx_t seq = static_cast<idx_t>(info[0].As<Napi::Number>().DoubleValue());
     long found = Find(seq);
-    return Napi::Boolean::New(info.Env(), found >= 0 && index_->id_map[found] == seq);
+    if (found < 0) return Napi::Boolean::New(info.Env(), false);
+    const auto& map = index_->id_map;
+    for (size_t i = static_cast<size_t>(found); i < map.size(); i++) {
+      if (map[i] == seq) return Napi::Boolean::New(info.Env(), true);
+      if (sorted_ && seqOf(map[i]) != seq) break;
+    }
+    return Napi::Boolean::New(info.Env(), false);
   }
 
   // save(path): Promise<void>.
@@ -328,15 +354,15 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
 
   // release(): frees the native memory now.
   Napi::Value Release(const Napi::CallbackInfo& info) {
-    if (mutating_ || reading_ > 0) throw Napi::Error::New(info.Env(), "face index busy with a background operation");
-    index_.reset();
+    releasePending_ = index_ != nullptr;
+    ReleaseIfDue();
     return info.Env().Undefined();
   }
 
   // stats(): { total, removed, dimensions, compressed, codeSize } (total includes removed faces).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     auto out = Napi::Object::New(info.Env());
-    if (!index_) return out;
+    if (!index_ || releasePending_) return out;
     Check(info.Env(), false);
     out.Set("total", static_cast<double>(index_->ntotal));
     out.Set("removed", static_cast<double>(removed_));
