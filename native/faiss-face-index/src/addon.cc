@@ -198,15 +198,17 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
       std::vector<float> sample(take * dimensions_);
       for (size_t i = 0; i < take; i++) std::memcpy(&sample[i * dimensions_], x + (i * n / take) * dimensions_, sizeof(float) * dimensions_);
       // An IndexHNSWPQ (so write_index and read_index know it) whose graph is the exact one.
-      auto* compressedHnsw = new faiss::IndexHNSWPQ(dimensions_, subQuantizers, flatHnsw->hnsw.nb_neighbors(1));
+      // Owned here until it replaces the flat one: a training that throws (too few faces) leaks nothing.
+      std::unique_ptr<faiss::IndexHNSWPQ> compressedHnsw(new faiss::IndexHNSWPQ(dimensions_, subQuantizers, flatHnsw->hnsw.nb_neighbors(1)));
       // The caller decides how few faces are enough (PQ_MIN_FACES); FAISS would print a warning per sub-quantizer.
       dynamic_cast<faiss::IndexPQ*>(compressedHnsw->storage)->pq.cp.min_points_per_centroid = 1;
       compressedHnsw->storage->train(take, sample.data());
       compressedHnsw->storage->add(n, x);
-      compressedHnsw->hnsw = flatHnsw->hnsw;
+      // Moved, not copied: at 10^6 faces the graph is ~150 MB, held twice at the peak of the build otherwise.
+      compressedHnsw->hnsw = std::move(flatHnsw->hnsw);
       compressedHnsw->ntotal = n;
       compressedHnsw->is_trained = true;
-      index_->index = compressedHnsw;
+      index_->index = compressedHnsw.release();
       delete flatHnsw;
     });
   }
