@@ -1,0 +1,37 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RedisKeys, TenantId } from '@app/contracts';
+import { CompressedFaceIndex } from '../../apps/worker/src/faces/compressed-face-index';
+import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
+import { faceIndexOnRedis } from '../support/face-index-on-redis';
+import { until } from '../support/load';
+import { storeFace } from '../support/stored-face';
+
+const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
+
+withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
+  const keys = new RedisKeys('iiq');
+  const onRedis = faceIndexOnRedis(keys);
+
+  it('pq → int8: a worker restarted with int8 on a tenant whose newest snapshot is a .faiss file writes an int8 (.usearch) snapshot, not PQ again', async () => {
+    const tenant = 'switch-pq-int8' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-switch-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 8);
+    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+
+    const pq = await onRedis.open(storageDir, 200, undefined, 'pq', 200);
+    await until(() => pq.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 30_000, "the cold-built PQ base's first snapshot");
+    await pq.onModuleDestroy();
+
+    const int8 = await onRedis.open(storageDir, 200, undefined, 'int8', 200);
+    expect(int8.describe(tenant)?.snapshot?.endsWith('.faiss')).toBe(true);
+    const saved = await int8.saveSnapshot(tenant);
+    expect(saved?.endsWith('.usearch')).toBe(true);
+    expect(readdirSync(join(storageDir, tenant, '.face-index')).filter((name) => name.endsWith('.faiss'))).toEqual([]);
+    expect(int8.describe(tenant)).toMatchObject({ indexed: 300, tail: 0 });
+    expect((await int8.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99)).matches.length).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
