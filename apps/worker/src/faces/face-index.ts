@@ -241,11 +241,14 @@ export class FaceIndex {
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
-      if (this.options.storage === 'pq' && faces.indexedSize >= this.pqMinFaces && needsExactBuild(faces)) {
+      // Under int8, a PQ base (a file written before FACE_INDEX_STORAGE changed) holds no vectors to copy: the
+      // int8 snapshot is built from the log's float32 entries the same way.
+      const rebuild = this.options.storage === 'pq' ? faces.indexedSize >= this.pqMinFaces && needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
+      if (rebuild) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
         giveBack = await this.snapshots.lease(tenant, EXACT_BUILD_LEASE_MS);
         if (!giveBack) return undefined;
-        exact = await buildExact(faces, readLog);
+        exact = await buildExact(faces, readLog, 1, this.options.storage);
         if (!exact) return undefined;
         await catchUp(exact, faces, readLog);
       } else if (faces.base) {
@@ -266,7 +269,9 @@ export class FaceIndex {
           await catchUp(exact, faces, readLog);
           await exact.index.save(tempPath);
           copyPrivateBytes = exact.privateBytes;
-          return { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: exact.pqLinked };
+          return exact.index instanceof CompressedFaceIndex
+            ? { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: exact.pqLinked }
+            : { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: exact.index.sentinelCount, format: 'usearch', pqLinked: 0 };
         }
         const written = await writeSettled(faces, tempPath, read, copy);
         copyPrivateBytes = written.copyPrivateBytes;

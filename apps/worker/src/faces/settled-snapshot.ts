@@ -151,9 +151,13 @@ export function needsExactBuild(faces: TenantFaces): boolean {
   return linked > PQ_REBUILD_SHARE * Math.max(1, faces.base.size);
 }
 
-/** A PQ index built from exact vectors, as the tenant's view stood when it was started, caught up since by catchUp. */
+/**
+ * A PQ index built from exact vectors, as the tenant's view stood when it was started, caught up since by catchUp;
+ * or, under FACE_INDEX_STORAGE=int8 for a tenant whose base is a PQ file (written before the setting changed),
+ * an int8 index built the same way (a PQ base holds no vectors to copy into an int8 file).
+ */
 export interface ExactBuild {
-  index: CompressedFaceIndex;
+  index: BaseIndex;
   /** Every live face up to here was in the view's indexes and is in `index`. */
   coveredUpTo: number;
   /** Tombstones up to here are applied to `index`. */
@@ -171,17 +175,22 @@ export interface ExactBuild {
  * (the lease). Transient cost: 512 bytes of float32 plus the graph per face until compress. Undefined (nothing
  * kept) when fewer than `minFaces` live faces were found. The caller releases `index`.
  */
-export async function buildExact(faces: Pick<TenantFaces, 'dimensions' | 'indexedUpTo' | 'lastSeq'>, readLog: LogPageReader, minFaces = 1): Promise<ExactBuild | undefined> {
+export async function buildExact(faces: Pick<TenantFaces, 'dimensions' | 'indexedUpTo' | 'lastSeq'>, readLog: LogPageReader, minFaces = 1, storage: FaceIndexStorage = 'pq'): Promise<ExactBuild | undefined> {
   const before = residentMemory().private;
   const coveredUpTo = faces.indexedUpTo;
   const appliedUpTo = faces.lastSeq;
-  const index = CompressedFaceIndex.create(faces.dimensions);
+  const index: BaseIndex = storage === 'pq' ? CompressedFaceIndex.create(faces.dimensions) : ApproximateFaceIndex.create(faces.dimensions);
   try {
     let seqs: number[] = [];
     let vectors = new Float32Array(EXACT_BATCH * faces.dimensions);
     const flush = async () => {
       if (seqs.length === 0) return;
-      await index.addExact(seqs, vectors.subarray(0, seqs.length * faces.dimensions));
+      const batch = vectors.subarray(0, seqs.length * faces.dimensions);
+      if (index instanceof CompressedFaceIndex) await index.addExact(seqs, batch);
+      else {
+        index.add(seqs, batch);
+        await yieldToLoop();
+      }
       seqs = [];
       vectors = new Float32Array(EXACT_BATCH * faces.dimensions);
     };
@@ -201,7 +210,7 @@ export async function buildExact(faces: Pick<TenantFaces, 'dimensions' | 'indexe
       index.release();
       return undefined;
     }
-    await index.compress();
+    if (index instanceof CompressedFaceIndex) await index.compress();
   } catch (error) {
     index.release();
     throw error;
@@ -238,7 +247,7 @@ export async function catchUp(build: ExactBuild, faces: TenantFaces, readLog: Lo
       vectors,
     );
   }
-  build.pqLinked += adds.length;
+  if (build.index instanceof CompressedFaceIndex) build.pqLinked += adds.length;
   build.coveredUpTo = Math.max(build.coveredUpTo, indexedUpTo);
   build.appliedUpTo = Math.max(build.appliedUpTo, appliedUpTo);
 }
