@@ -34,4 +34,35 @@ withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
     expect(int8.describe(tenant)).toMatchObject({ indexed: 300, tail: 0 });
     expect((await int8.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99)).matches.length).toBeGreaterThanOrEqual(1);
   }, 60_000);
+
+  it('pq → a machine without the binding (int8): the .faiss file it cannot open is not retried at every snapshot check (one failed load at start, no swap attempts)', async () => {
+    const tenant = 'switch-no-binding' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-switch-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 9);
+    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+    const pq = await onRedis.open(storageDir, 200, undefined, 'pq', 200);
+    await until(() => pq.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 30_000, "the cold-built PQ base's first snapshot");
+    await pq.onModuleDestroy();
+
+    // This worker's machine has no FAISS binding: it cannot load the .faiss file.
+    const available = jest.spyOn(CompressedFaceIndex, 'available', 'get').mockReturnValue(false);
+    const load = jest.spyOn(CompressedFaceIndex, 'load').mockRejectedValue(new Error('the FAISS face index is not built on this machine'));
+    try {
+      const int8 = await onRedis.open(storageDir, 200, undefined, 'int8', 200);
+      expect(int8.describe(tenant)).toMatchObject({ snapshot: undefined });
+      expect(int8.describe(tenant)!.indexed + int8.describe(tenant)!.tail).toBe(300);
+      const loadsAtStart = load.mock.calls.length;
+      const internals = int8 as unknown as { snapshotIfDue(t: TenantId, f: unknown): Promise<void>; tenants: Map<TenantId, unknown>; snapshotChecked: Map<TenantId, number> };
+      for (let check = 0; check < 3; check++) {
+        internals.snapshotChecked.delete(tenant);
+        await internals.snapshotIfDue(tenant, internals.tenants.get(tenant));
+      }
+      expect(load.mock.calls.length).toBe(loadsAtStart);
+    } finally {
+      available.mockRestore();
+      load.mockRestore();
+    }
+  }, 60_000);
 });
