@@ -625,7 +625,9 @@ export class FaceIndex {
     // Checked now: the next check comes after SNAPSHOT_CHECK_MS, also when the save below cannot happen yet
     // (a minute since this worker's last one, or another worker holds the lease and will write it).
     faces.settledSinceSnapshot = 0;
-    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path));
+    // A .faiss file on a machine without the FAISS binding (FACE_INDEX_STORAGE was pq where it was written) can
+    // never be viewed here: counted as no file, so an int8 one becomes due instead of a failed swap every check.
+    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
       await this.saveSnapshot(tenant);
