@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { clusteredFaces, DIMENSIONS } from '../../../../bench/face-identities';
 import { CompressedFaceIndex } from './compressed-face-index';
 import { loadFaissBinding } from './faiss-binding';
+import { needsExactBuild, PQ_REBUILD_SHARE } from './settled-snapshot';
 import { TenantFaces } from './tenant-faces';
 
 const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
@@ -61,5 +62,23 @@ withBinding('FacePqIndex binding under hostile use (red team)', () => {
     const found = native.search(set.vectors.slice(0, DIMENSIONS), 3, 16);
     expect(Array.from(found.labels)).not.toContain(5);
     native.release();
+  });
+
+  it('asks for an exact build once removed faces (scrubbed nodes kept in the graph, copied into every later snapshot) pass PQ_REBUILD_SHARE of the base', async () => {
+    const base = await exactIndex(400);
+    await base.compress();
+    try {
+      const live = (n: number) => n; // readability
+      const file = { path: '', indexedUpTo: 400, appliedUpTo: 400, sentinels: 0, format: 'faiss' as const, pqLinked: 0 };
+      expect(needsExactBuild(TenantFaces.fromSnapshot(base, file))).toBe(false);
+      // A shrinking tenant: 60 % of its faces erased, nothing added. The copies keep every scrubbed node (random
+      // codes the search still walks through) and never rebuild, however many are removed.
+      base.remove(Array.from({ length: 240 }, (_, i) => i + 1));
+      expect(live(base.size)).toBe(160);
+      expect(240).toBeGreaterThan(PQ_REBUILD_SHARE * 160);
+      expect(needsExactBuild(TenantFaces.fromSnapshot(base, file))).toBe(true);
+    } finally {
+      base.release();
+    }
   });
 });
