@@ -102,6 +102,12 @@ export class CompressedFaceIndex {
     return stats.total - stats.removed;
   }
 
+  /** Removed faces still stored as scrubbed nodes (random codes the graph still links through); 0 after release. */
+  get removedNodes(): number {
+    if (this.released) return 0;
+    return this.native.stats().removed;
+  }
+
   /** Faces stored, removed ones included (the search's k is bounded by it). */
   private get total(): number {
     this.assertLive();

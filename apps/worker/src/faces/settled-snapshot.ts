@@ -17,7 +17,8 @@ export type FaceIndexStorage = 'pq' | 'int8';
 
 /**
  * A PQ snapshot is built again from exact vectors (buildExact) once the faces linked on PQ distances (added to
- * a copy of the base, snapshot after snapshot) would pass this share of its faces. At 1,000,000 faces, 5 % so
+ * a copy of the base, snapshot after snapshot), together with the removed faces it still holds as scrubbed nodes,
+ * would pass this share of its faces. At 1,000,000 faces, 5 % so
  * linked kept recall (README "Face matching at scale"); a graph built wholly on PQ distances lost 3 % of the
  * pairs at width 512. Rebuilding when the base has grown by a quarter costs, summed over a tenant's growth,
  * about four exact builds of its final size.
@@ -148,7 +149,10 @@ async function addFromLog(index: BaseIndex, seqs: number[], dimensions: number, 
 export function needsExactBuild(faces: TenantFaces): boolean {
   if (!(faces.base instanceof CompressedFaceIndex)) return true;
   const linked = (faces.baseFile?.pqLinked ?? 0) + (faces.deltaSeqs?.size ?? 0);
-  return linked > PQ_REBUILD_SHARE * Math.max(1, faces.base.size);
+  // Removed faces stay as scrubbed nodes in every copy (only an exact build drops them): a tenant that mostly
+  // shrinks would otherwise keep walking ever more random codes (recall falls) and keep their graph links.
+  const scrubbed = faces.base.removedNodes + faces.baseRemoved.size;
+  return linked + scrubbed > PQ_REBUILD_SHARE * Math.max(1, faces.base.size - faces.baseRemoved.size);
 }
 
 /**
