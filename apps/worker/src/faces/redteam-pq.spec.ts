@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { clusteredFaces, DIMENSIONS } from '../../../../bench/face-identities';
 import { CompressedFaceIndex } from './compressed-face-index';
 import { loadFaissBinding } from './faiss-binding';
-import { needsExactBuild, PQ_REBUILD_SHARE } from './settled-snapshot';
+import type { FaceLogEntry } from '@app/storage';
+import { buildExact, catchUp, needsExactBuild, PQ_REBUILD_SHARE } from './settled-snapshot';
 import { TenantFaces } from './tenant-faces';
 
 const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
@@ -79,6 +80,43 @@ withBinding('FacePqIndex binding under hostile use (red team)', () => {
       expect(needsExactBuild(TenantFaces.fromSnapshot(base, file))).toBe(true);
     } finally {
       base.release();
+    }
+  });
+
+  it('buildExact + catchUp over pages of 3 entries (every boundary): erasures during and between catch-ups, adds past coveredUpTo; each live face once, no erased one', async () => {
+    const vectors = clusteredFaces(400, 10, 12).vectors;
+    const entries: FaceLogEntry[] = [];
+    let head = 0;
+    const add = () => {
+      const row = head;
+      entries.push({ op: 'add', seq: ++head, faceId: `f${row}`, imageHash: `i${row}`, embedding: vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS) });
+    };
+    const erase = (seqs: number[]) => {
+      for (const seq of seqs) entries.splice(entries.findIndex((e) => e.seq === seq), 1);
+      entries.push({ op: 'del', seq: ++head, removedSeqs: seqs });
+    };
+    const read = async (after: number) => entries.filter((e) => e.seq > after).slice(0, 3);
+    for (let i = 0; i < 300; i++) add();
+    erase([7]); // 301, before the build: its entry is gone
+    const build = (await buildExact({ dimensions: DIMENSIONS, indexedUpTo: 280, lastSeq: 301 }, read))!;
+    try {
+      erase([5, 290]); // 302: one built face, one still in the tail
+      for (let i = 0; i < 8; i++) add(); // 303..310
+      const view = (indexedUpTo: number) => ({ dimensions: DIMENSIONS, indexedUpTo, lastSeq: head }) as TenantFaces;
+      await catchUp(build, view(305), read);
+      erase([304, 1]); // 311
+      add(); // 312
+      await catchUp(build, view(312), read);
+      await catchUp(build, view(312), read); // again, nothing new: harmless
+      const erased = new Set([1, 5, 7, 290, 304]);
+      const live = entries.filter((e) => e.op === 'add').map((e) => e.seq);
+      expect(live.filter((seq) => erased.has(seq) || seq === 301 || seq === 302 || seq === 311)).toEqual([]);
+      for (const seq of live) expect([seq, build.index.has(seq)]).toEqual([seq, true]);
+      for (const seq of erased) expect([seq, build.index.has(seq)]).toEqual([seq, false]);
+      expect(build.index.size).toBe(live.length);
+      expect(build).toMatchObject({ coveredUpTo: 312, appliedUpTo: 312 });
+    } finally {
+      build.index.release();
     }
   });
 });
