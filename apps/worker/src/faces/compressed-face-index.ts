@@ -61,9 +61,10 @@ export class CompressedFaceIndex {
   static async load(path: string, dimensions: number): Promise<CompressedFaceIndex> {
     const native = await binding().FacePqIndex.load(path);
     const index = new CompressedFaceIndex(native, dimensions);
-    if (native.stats().dimensions !== dimensions) {
+    const held = native.stats().dimensions;
+    if (held !== dimensions) {
       native.release();
-      throw new Error(`face index ${path} has ${native.stats().dimensions} dimensions, expected ${dimensions}`);
+      throw new Error(`face index ${path} has ${held} dimensions, expected ${dimensions}`);
     }
     return index;
   }
