@@ -14,6 +14,8 @@
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 
+#include <omp.h>
+
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -377,7 +379,12 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
 
 Napi::FunctionReference* FacePqIndex::constructor_ = nullptr;
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) { return FacePqIndex::Init(env, exports); }
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // OpenMP's thread count is a per-thread setting: the JS thread, which only runs single-query searches, gets
+  // one (FAISS otherwise wakes a team of every core for each query); builds on libuv's threads keep all cores.
+  omp_set_num_threads(1);
+  return FacePqIndex::Init(env, exports);
+}
 
 }  // namespace
 
