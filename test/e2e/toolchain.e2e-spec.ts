@@ -53,6 +53,8 @@ describe('Dockerfile build stage', () => {
       expect(existsSync(join(dist, entry)) ? entry : `missing dist/${entry}`).toBe(entry);
     }
     expect(readdirSync(dist).sort()).toEqual(['apps', 'libs']);
+    // The face index's FAISS binding, built by the same command from what the stage copied (native/).
+    expect(existsSync(join(context, 'native/faiss-face-index/build/faiss_face_index.node'))).toBe(true);
     const specs = (readdirSync(dist, { recursive: true }) as string[]).filter((file) => /\.spec\.js$/.test(file));
     expect(specs).toEqual([]);
   });
@@ -62,7 +64,11 @@ describe('Dockerfile build stage', () => {
     expect(instructions(runtime, 'COPY').filter((copy) => copy.startsWith('--from=build'))).toEqual([
       '--from=build /app/node_modules ./node_modules',
       '--from=build /app/dist ./dist',
+      '--from=build /app/native/faiss-face-index/build ./native/faiss-face-index/build',
     ]);
+    // The binding is compiled against Debian's static libfaiss and links BLAS, LAPACK and OpenMP at run time.
+    expect(instructions(stages[0], 'RUN').join(' ')).toMatch(/apt-get install[^&]*\bg\+\+[^&]*\blibfaiss-dev\b/);
+    expect(instructions(runtime, 'RUN').join(' ')).toMatch(/apt-get install[^&]*\blibblas3\b[^&]*\bliblapack3\b[^&]*\blibgomp1\b/);
     const entrypoint = readFileSync(join(REPO_ROOT, 'docker/entrypoint.sh'), 'utf8');
     expect(entrypoint).toContain('exec node dist/apps/api/src/main.js');
     expect(entrypoint).toContain('exec node dist/apps/worker/src/main.js');
