@@ -14,17 +14,23 @@ withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
   const keys = new RedisKeys('iiq');
   const onRedis = faceIndexOnRedis(keys);
 
-  it('pq → int8: a worker restarted with int8 on a tenant whose newest snapshot is a .faiss file writes an int8 (.usearch) snapshot, not PQ again', async () => {
-    const tenant = 'switch-pq-int8' as TenantId;
+  /** 300 faces of `tenant` stored, and a worker under pq that wrote their first (.faiss) snapshot, then stopped. */
+  const pqSnapshotWritten = async (tenant: TenantId, seed: number) => {
     const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-switch-'));
     onRedis.dirs.push(storageDir);
     await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 8);
+    const set = clusteredFaces(300, 10, seed);
     for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
-
     const pq = await onRedis.open(storageDir, 200, undefined, 'pq', 200);
     await until(() => pq.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 30_000, "the cold-built PQ base's first snapshot");
     await pq.onModuleDestroy();
+    return { storageDir, set };
+  };
+
+  it('pq → int8: a worker restarted with int8 on a tenant whose newest snapshot is a .faiss file writes an int8 (.usearch) snapshot, not PQ again', async () => {
+    const tenant = 'switch-pq-int8' as TenantId;
+    const { storageDir, set } = await pqSnapshotWritten(tenant, 8);
+
 
     const int8 = await onRedis.open(storageDir, 200, undefined, 'int8', 200);
     expect(int8.describe(tenant)?.snapshot?.endsWith('.faiss')).toBe(true);
@@ -37,14 +43,7 @@ withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
 
   it('pq → a machine without the binding (int8): the .faiss file it cannot open is not retried at every snapshot check (one failed load at start, no swap attempts)', async () => {
     const tenant = 'switch-no-binding' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-switch-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 9);
-    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
-    const pq = await onRedis.open(storageDir, 200, undefined, 'pq', 200);
-    await until(() => pq.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 30_000, "the cold-built PQ base's first snapshot");
-    await pq.onModuleDestroy();
+    const { storageDir } = await pqSnapshotWritten(tenant, 9);
 
     // This worker's machine has no FAISS binding: it cannot load the .faiss file.
     const available = jest.spyOn(CompressedFaceIndex, 'available', 'get').mockReturnValue(false);

@@ -10,7 +10,7 @@ import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, needsExactBuild, writeSettled } from './settled-snapshot';
+import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, snapshotContent, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -235,7 +235,7 @@ export class FaceIndex {
     if (faces.indexedSize === 0 && !faces.base) return undefined;
     const started = performance.now();
     const read = (seqs: number[]) => this.store.readFaces(tenant, seqs);
-    const readLog = async (afterSeq: number) => (await this.store.readLog(tenant, afterSeq)).entries;
+    const readLog = this.logPages(tenant);
     let copy: BaseCopy | undefined;
     let exact: ExactBuild | undefined;
     let giveBack: (() => Promise<void>) | undefined;
@@ -269,9 +269,7 @@ export class FaceIndex {
           await catchUp(exact, faces, readLog);
           await exact.index.save(tempPath);
           copyPrivateBytes = exact.privateBytes;
-          return exact.index instanceof CompressedFaceIndex
-            ? { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: exact.pqLinked }
-            : { indexedUpTo: exact.coveredUpTo, appliedUpTo: exact.appliedUpTo, sentinels: exact.index.sentinelCount, format: 'usearch', pqLinked: 0 };
+          return snapshotContent(exact.index, exact.coveredUpTo, exact.appliedUpTo, exact.pqLinked);
         }
         const written = await writeSettled(faces, tempPath, read, copy);
         copyPrivateBytes = written.copyPrivateBytes;
@@ -520,6 +518,11 @@ export class FaceIndex {
     return faces;
   }
 
+  /** The tenant's log a page at a time (FaceStore.readLog's entries), for exact builds and their catch-up. */
+  private logPages(tenant: TenantId): LogPageReader {
+    return async (afterSeq) => (await this.store.readLog(tenant, afterSeq)).entries;
+  }
+
   private get pqMinFaces(): number {
     return this.options.pqMinFaces ?? PQ_MIN_FACES;
   }
@@ -532,7 +535,7 @@ export class FaceIndex {
    * pqMinFaces remain (tombstones): the tenant then loads as before.
    */
   private async buildColdBase(tenant: TenantId, head: number): Promise<TenantFaces | undefined> {
-    const readLog = async (afterSeq: number) => (await this.store.readLog(tenant, afterSeq)).entries;
+    const readLog = this.logPages(tenant);
     const build = await buildExact({ dimensions: DIMENSIONS, indexedUpTo: head, lastSeq: head }, readLog, this.pqMinFaces);
     if (!build) return undefined;
     return TenantFaces.fromSnapshot(build.index, { path: '', indexedUpTo: build.coveredUpTo, appliedUpTo: build.appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: 0 });

@@ -96,7 +96,7 @@ export async function writeSettled(faces: TenantFaces, path: string, readSettled
   if (!faces.base) {
     if (!faces.settled) throw new Error('nothing settled to save');
     faces.settled.save(path);
-    return { content: { indexedUpTo, appliedUpTo, sentinels: faces.settled.sentinelCount, format: 'usearch', pqLinked: 0 } };
+    return { content: snapshotContent(faces.settled, indexedUpTo, appliedUpTo, 0) };
   }
   // The state the file stands for, taken before anything awaits (faces keep changing meanwhile).
   const removed = new Set(faces.baseRemoved);
@@ -114,14 +114,30 @@ export async function writeSettled(faces: TenantFaces, path: string, readSettled
       readSettled,
     );
     await copy.index.save(path);
-    const compressed = copy.index instanceof CompressedFaceIndex;
-    const content: SnapshotContent = compressed
-      ? { indexedUpTo, appliedUpTo, sentinels: 0, format: 'faiss', pqLinked: copy.pqLinked + added }
-      : { indexedUpTo, appliedUpTo, sentinels: copy.index.sentinelCount, format: 'usearch', pqLinked: 0 };
-    return { content, copyPrivateBytes: copy.privateBytes };
+    return { content: snapshotContent(copy.index, indexedUpTo, appliedUpTo, copy.pqLinked + added), copyPrivateBytes: copy.privateBytes };
   } finally {
     made?.index.release();
   }
+}
+
+/** Adds log entries' faces to `index` (one add call: a usearch insert or a FAISS thread-pool trip). */
+async function addEntries(index: BaseIndex, entries: Extract<FaceLogEntry, { op: 'add' }>[], dimensions: number): Promise<void> {
+  const vectors = new Float32Array(entries.length * dimensions);
+  entries.forEach((entry, i) => vectors.set(entry.embedding, i * dimensions));
+  await index.add(
+    entries.map((entry) => entry.seq),
+    vectors,
+  );
+}
+
+/**
+ * What a snapshot file written from `index` says of itself: its format, and the third number of its name
+ * (usearch's scrub sentinels, or the faces a PQ index linked on PQ distances).
+ */
+export function snapshotContent(index: BaseIndex, indexedUpTo: number, appliedUpTo: number, pqLinked: number): SnapshotContent {
+  return index instanceof CompressedFaceIndex
+    ? { indexedUpTo, appliedUpTo, sentinels: 0, format: 'faiss', pqLinked }
+    : { indexedUpTo, appliedUpTo, sentinels: index.sentinelCount, format: 'usearch', pqLinked: 0 };
 }
 
 /** Adds the faces numbered `seqs` from their log entries (those gone meanwhile are left out); returns how many. */
@@ -130,12 +146,7 @@ async function addFromLog(index: BaseIndex, seqs: number[], dimensions: number, 
   let added = 0;
   for (let start = 0; start < seqs.length; start += COPY_BATCH) {
     const entries = [...(await readSettled(seqs.slice(start, start + COPY_BATCH))).values()].sort((a, b) => a.seq - b.seq);
-    const vectors = new Float32Array(entries.length * dimensions);
-    entries.forEach((entry, i) => vectors.set(entry.embedding, i * dimensions));
-    await index.add(
-      entries.map((entry) => entry.seq),
-      vectors,
-    );
+    await addEntries(index, entries, dimensions);
     added += entries.length;
     await yieldToLoop();
   }
@@ -243,15 +254,7 @@ export async function catchUp(build: ExactBuild, faces: TenantFaces, readLog: Lo
     }
     after = entries[entries.length - 1].seq;
   }
-  for (let start = 0; start < adds.length; start += COPY_BATCH) {
-    const batch = adds.slice(start, start + COPY_BATCH);
-    const vectors = new Float32Array(batch.length * faces.dimensions);
-    batch.forEach((entry, i) => vectors.set(entry.embedding, i * faces.dimensions));
-    await build.index.add(
-      batch.map((entry) => entry.seq),
-      vectors,
-    );
-  }
+  for (let start = 0; start < adds.length; start += COPY_BATCH) await addEntries(build.index, adds.slice(start, start + COPY_BATCH), faces.dimensions);
   if (build.index instanceof CompressedFaceIndex) build.pqLinked += adds.length;
   build.coveredUpTo = Math.max(build.coveredUpTo, indexedUpTo);
   build.appliedUpTo = Math.max(build.appliedUpTo, appliedUpTo);
