@@ -1,5 +1,5 @@
 /**
- * npm run bench -- faces [--faces N] [--queries Q] [--crossover]
+ * npm run bench -- faces [--faces N] [--queries Q] [--crossover] [--keep DIR]
  *
  * One tenant of N synthetic faces (clustered identities, bench/face-identities.ts) written into a Redis log of
  * the bench's own, exactly as workers write it; then, each in a fresh process (bench/faces-worker.ts):
@@ -13,9 +13,12 @@
  * recall of its matches above the threshold, and false matches (faces returned that the exact scan does not
  * return). The real fixture faces are embedded by the real pipeline first, and their similarity spread is
  * printed beside the synthetic one. Writes bench/results/faces-latest.json.
+ * --keep DIR (an empty or new folder) keeps the work: the snapshots and queries in DIR, the log in an append-only
+ * Redis in DIR/redis (left stopped), so a later experiment can start one worker on 10^6 faces without the
+ * hour-long cold build (`redis-server --port P --appendonly yes --dir DIR/redis`, then bench/faces-worker.js).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -43,7 +46,8 @@ const THRESHOLD = 0.45;
 const VIEWS = 10;
 
 export async function benchFaces(argv: string[]): Promise<Record<string, unknown>> {
-  const flags = new CliFlags(argv, ['faces', 'queries', 'crossover']);
+  const flags = new CliFlags(argv, ['faces', 'queries', 'crossover', 'keep']);
+  const keep = flags.get('keep');
   const stored = Math.round(flags.positive('faces', 100_000));
   const queryCount = Math.round(flags.positive('queries', 300));
   const wall = performance.now();
@@ -62,9 +66,10 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
   const queries = new Float32Array(queryCount * DIMENSIONS);
   for (let i = 0; i < queryCount; i++) queries.set(i % 6 === 5 ? stranger(random) : newView(set, Math.floor(random.next() * identities), random), i * DIMENSIONS);
 
-  const redis = await TestRedis.start();
+  const work = keep ?? mkdtempSync(join(tmpdir(), 'iiq-bench-faces-'));
+  if (keep) mkdirSync(join(keep, 'redis'), { recursive: true });
+  const redis = await TestRedis.start(undefined, keep ? { appendOnlyDir: join(keep, 'redis') } : {});
   const client = redis.client();
-  const work = mkdtempSync(join(tmpdir(), 'iiq-bench-faces-'));
   try {
     log('writing the log into Redis');
     const keys = new RedisKeys('iiq');
@@ -163,7 +168,7 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
   } finally {
     client.disconnect();
     await redis.stop();
-    rmSync(work, { recursive: true, force: true });
+    if (!keep) rmSync(work, { recursive: true, force: true });
   }
 }
 
