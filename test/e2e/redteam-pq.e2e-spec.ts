@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,21 @@ withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
     expect(readdirSync(join(storageDir, tenant, '.face-index')).filter((name) => name.endsWith('.faiss'))).toEqual([]);
     expect(int8.describe(tenant)).toMatchObject({ indexed: 300, tail: 0 });
     expect((await int8.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99)).matches.length).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it('a PQ tenant that shrinks below the PQ line gets an int8 (.usearch) snapshot built from the log, and the removed faces never return', async () => {
+    const tenant = 'shrinks-below-pq' as TenantId;
+    const { storageDir, set } = await pqSnapshotWritten(tenant, 10);
+    // 200 of the 300 faces deleted: 100 are left, under pqMinFaces (200) and a scrubbed share far past PQ_REBUILD_SHARE.
+    for (let row = 0; row < 200; row++) await onRedis.store.deleteImageFaces(tenant, createHash('sha256').update(`img-${row}`).digest('hex'));
+
+    const pq = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
+    expect(pq.describe(tenant)?.snapshot?.endsWith('.faiss')).toBe(true);
+    const saved = await pq.saveSnapshot(tenant);
+    expect(saved?.endsWith('.usearch')).toBe(true);
+    expect(pq.describe(tenant)).toMatchObject({ indexed: 100, tail: 0 });
+    for (const row of [0, 150, 199]) expect((await pq.match(tenant, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS), 0.99)).matches).toEqual([]);
+    expect((await pq.match(tenant, set.vectors.slice(250 * DIMENSIONS, 251 * DIMENSIONS), 0.99)).matches.length).toBe(1);
   }, 60_000);
 
   it('pq → a machine without the binding (int8): the .faiss file it cannot open is not retried at every snapshot check (one failed load at start, no swap attempts)', async () => {

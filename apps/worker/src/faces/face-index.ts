@@ -241,14 +241,15 @@ export class FaceIndex {
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
-      // Under int8, a PQ base (a file written before FACE_INDEX_STORAGE changed) holds no vectors to copy: the
-      // int8 snapshot is built from the log's float32 entries the same way.
-      const rebuild = this.options.storage === 'pq' ? faces.indexedSize >= this.pqMinFaces && needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
+      const format = this.snapshotFormat(faces);
+      // An int8 snapshot over a PQ base (FACE_INDEX_STORAGE changed, or the tenant shrank) cannot copy it (no
+      // vectors in it): it is built from the log's float32 entries the same way as a PQ one.
+      const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
       if (rebuild) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
         giveBack = await this.snapshots.lease(tenant, EXACT_BUILD_LEASE_MS);
         if (!giveBack) return undefined;
-        exact = await buildExact(faces, readLog, 1, this.options.storage);
+        exact = await buildExact(faces, readLog, 1, format);
         if (!exact) return undefined;
         await catchUp(exact, faces, readLog);
       } else if (faces.base) {
@@ -521,6 +522,18 @@ export class FaceIndex {
   /** The tenant's log a page at a time (FaceStore.readLog's entries), for exact builds and their catch-up. */
   private logPages(tenant: TenantId): LogPageReader {
     return async (afterSeq) => (await this.store.readLog(tenant, afterSeq)).entries;
+  }
+
+  /**
+   * The format of the tenant's next snapshot: pq (FACE_INDEX_STORAGE resolved to pq) from pqMinFaces indexed
+   * faces on. A tenant already on a PQ base keeps it while copies suffice down to half that, so a tenant near
+   * the line is not rebuilt at every snapshot; one that shrinks further, or whose rebuild falls due below the
+   * line, goes back to int8 (FAISS trains 256 centroids per sub-quantizer on its faces: too few for fewer).
+   */
+  private snapshotFormat(faces: TenantFaces): FaceIndexStorage {
+    if (this.options.storage !== 'pq') return 'int8';
+    const keepsPq = faces.base instanceof CompressedFaceIndex && !needsExactBuild(faces);
+    return faces.indexedSize >= (keepsPq ? this.pqMinFaces / 2 : this.pqMinFaces) ? 'pq' : 'int8';
   }
 
   private get pqMinFaces(): number {
