@@ -32,7 +32,7 @@ import { RERANK_MARGIN } from '../apps/worker/src/faces/tenant-faces';
 import { resolveFaceIndexStorage } from '../apps/worker/src/faces/face-index';
 import { parseEnv } from '@app/config/env.schema';
 import type { ResidentMemory } from '../apps/worker/src/faces/process-memory';
-import { REPO_ROOT } from '../test/support/app-process';
+import { jemallocEnv, REPO_ROOT } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
 import { clusteredFaces, DIMENSIONS, FaceSet, newView, similaritySpread, stranger, summary, Xorshift } from './face-identities';
@@ -123,6 +123,8 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       queries: queryCount,
       threshold: THRESHOLD,
       storage,
+      // The worker processes' allocator: the image's (jemalloc) where this machine has it, else glibc's malloc.
+      allocator: workerAllocator().LD_PRELOAD ? 'jemalloc' : 'glibc',
       // int8: the cold worker's in-memory index; pq: the warm worker's loaded PQ snapshot (+ the replayed faces' exact tail).
       searchMsP50: round(percentile(served.run.times, 50), 3),
       searchMsP99: round(percentile(served.run.times, 99), 3),
@@ -208,10 +210,16 @@ interface WorkerReport {
 
 async function worker(queriesPath: string, outPath: string, env: Record<string, string>, flags: string[]): Promise<WorkerReport> {
   await promisify(execFile)(process.execPath, ['--expose-gc', join(REPO_ROOT, 'dist', 'bench', 'faces-worker.js'), queriesPath, outPath, ...flags], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    // As the image runs a worker (Dockerfile): V8's young generation capped, and jemalloc where installed.
+    env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: '--max-semi-space-size=2', ...workerAllocator(), ...env },
     maxBuffer: 16 * 1024 * 1024,
   });
   return JSON.parse(readFileSync(outPath, 'utf8')) as WorkerReport;
+}
+
+/** The image's allocator where installed; `LD_PRELOAD= npm run bench -- faces` measures glibc's malloc instead. */
+function workerAllocator(): Record<string, string> {
+  return process.env.LD_PRELOAD === undefined ? jemallocEnv() : { LD_PRELOAD: process.env.LD_PRELOAD };
 }
 
 /** Resident bytes per face gained between two readings: private, file-backed, and both together. */
