@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../../../bench/face-identities';
@@ -115,6 +116,29 @@ withBinding('CompressedFaceIndex (FAISS HNSW, links on exact distances, PQ stora
       copy.release();
     }
     expect(index.has(137)).toBe(true); // the copy was separate
+  });
+
+  it('refuses a FAISS-readable file whose graph links point outside the index (bits flipped on disk), where a search would read far outside it and kill the worker', async () => {
+    const path = join(dir, 'corrupt.faiss');
+    await index.save(path);
+    const bytes = readFileSync(path);
+    // FAISS writes the graph's neighbour ids, then 5 int32 (entry point, max level, ef construction, ef search,
+    // upper beam), then the storage ("IxPq"): the last 400 neighbour ids are overwritten with a huge id.
+    const storageAt = bytes.indexOf('IxPq', bytes.indexOf('IHNp'));
+    expect(storageAt).toBeGreaterThan(0);
+    for (let k = 1; k <= 400; k++) bytes.writeInt32LE(0x7ffffff0, storageAt - 20 - 4 * k);
+    writeFileSync(path, bytes);
+    // In a process of its own: without the check, the search below is a segmentation fault.
+    const script = `
+      const { CompressedFaceIndex } = require(${JSON.stringify(require.resolve('./compressed-face-index'))});
+      CompressedFaceIndex.load(${JSON.stringify(path)}, ${DIMENSIONS}).then((loaded) => {
+        const query = new Float32Array(${DIMENSIONS}).fill(1 / Math.sqrt(${DIMENSIONS}));
+        for (let i = 0; i < 50; i++) loaded.searchAbove(query, -1, Infinity, 512);
+        console.log('searched');
+      }, (error) => console.log('refused: ' + error.message));`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect({ status: run.status, signal: run.signal }).toEqual({ status: 0, signal: null });
+    expect(run.stdout).toMatch(/refused: .*corrupt\.faiss is corrupt: a link points outside the index/);
   });
 
   it('refuses a file that is not a face index, and any use after release', async () => {
