@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { clusteredFaces, DIMENSIONS, newView, Xorshift } from '../../../../bench/face-identities';
 import { CompressedFaceIndex } from './compressed-face-index';
 import { dotProduct } from './face-matrix';
+import { saveScrubbed } from './settled-snapshot';
 
 const FACES = 2000;
 const THRESHOLD = 0.45;
@@ -38,14 +39,16 @@ withBinding('CompressedFaceIndex (FAISS HNSW, links on exact distances, PQ stora
       turns++;
       if (pending) setImmediate(spin);
     };
-    const adding = other.addExact(seqs.slice(0, 400), set.vectors.subarray(0, 400 * DIMENSIONS));
+    // All 2,000 faces in one call (about a second of linking): long enough that the event loop turns while it
+    // runs even on a loaded machine (400 faces were once linked before the loop's second turn there).
+    const adding = other.addExact(seqs, set.vectors);
     try {
       setImmediate(spin);
       expect(() => other.searchAbove(row(set.vectors, 0), 0.5, Infinity, 16)).toThrow(/busy/);
       await adding;
       pending = false;
       expect(turns).toBeGreaterThan(1);
-      expect(other.size).toBe(400);
+      expect(other.size).toBe(FACES);
     } finally {
       pending = false;
       await adding.catch(() => undefined);
@@ -116,6 +119,34 @@ withBinding('CompressedFaceIndex (FAISS HNSW, links on exact distances, PQ stora
       copy.release();
     }
     expect(index.has(137)).toBe(true); // the copy was separate
+  });
+
+  it("clears a removed face's graph links, out and in, before a snapshot is saved: the file keeps none, and live faces are still found", async () => {
+    const copy = await index.copy(join(dir, 'unlink.faiss'));
+    try {
+      // Every 10th face removed, and the node searches start from.
+      const entry = copy.entryLabel;
+      const removed = seqs.filter((seq) => seq % 10 === 0 || seq === entry);
+      expect(copy.remove(removed)).toBe(removed.length);
+      expect(await copy.unlinkRemoved()).toBeGreaterThan(removed.length * 16);
+      expect(copy.entryLabel).toBeGreaterThan(0); // a live face took its place
+      expect(await copy.unlinkRemoved()).toBe(0);
+      const path = join(dir, 'unlinked.faiss');
+      await saveScrubbed(copy, path);
+      const loaded = await CompressedFaceIndex.load(path, DIMENSIONS);
+      try {
+        expect(await loaded.unlinkRemoved()).toBe(0); // nothing in the file links to or from a removed face
+        const live = seqs.filter((seq) => !removed.includes(seq));
+        let found = 0;
+        for (const seq of live.slice(0, 400)) found += loaded.searchAbove(row(set.vectors, seq - 1), 0.8, Infinity, 64).candidates.some((c) => c.seq === seq) ? 1 : 0;
+        expect(found / 400).toBeGreaterThanOrEqual(0.99);
+        for (const seq of removed.slice(0, 50)) expect(loaded.searchAbove(row(set.vectors, seq - 1), 0.3, Infinity, 64).candidates.map((c) => c.seq)).not.toContain(seq);
+      } finally {
+        loaded.release();
+      }
+    } finally {
+      copy.release();
+    }
   });
 
   it('refuses a FAISS-readable file whose graph links point outside the index (bits flipped on disk), where a search would read far outside it and kill the worker', async () => {

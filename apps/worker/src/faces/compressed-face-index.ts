@@ -112,6 +112,12 @@ export class CompressedFaceIndex {
     return this.native.stats().removed;
   }
 
+  /** The label of the node every search starts from (a sequence number; −1 − seq once removed): for checks. */
+  get entryLabel(): number {
+    this.assertLive();
+    return this.native.stats().entryLabel;
+  }
+
   /** Faces stored, removed ones included (the search's k is bounded by it). */
   private get total(): number {
     this.assertLive();
@@ -162,6 +168,17 @@ export class CompressedFaceIndex {
   nearestNodes(query: Float32Array, k: number): { label: number; similarity: number }[] {
     const found = this.native.search(query, k, k);
     return Array.from(found.labels, (label, i) => ({ label, similarity: 1 - found.distances[i] / 2 }));
+  }
+
+  /**
+   * Clears every graph link to and from removed faces (their codes are scrubbed already), on the thread pool;
+   * resolves with the links cleared (0 when none were left). A snapshot is saved after it, so no file keeps an
+   * erased face's neighbourhood, from which its embedding could be estimated (cosine ~0.87, addon.cc). It
+   * changes the graph: only for a copy or a build that nothing searches (searches throw busy while it runs).
+   */
+  unlinkRemoved(): Promise<number> {
+    this.assertLive();
+    return this.native.unlinkRemoved();
   }
 
   /** Writes the index (graph, codebooks, codes, labels) to `path`. */

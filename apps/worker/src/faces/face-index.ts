@@ -10,7 +10,7 @@ import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, snapshotContent, writeSettled } from './settled-snapshot';
+import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -268,7 +268,7 @@ export class FaceIndex {
         await this.sync(tenant, faces, Infinity);
         if (exact) {
           await catchUp(exact, faces, readLog);
-          await exact.index.save(tempPath);
+          await saveScrubbed(exact.index, tempPath);
           copyPrivateBytes = exact.privateBytes;
           return snapshotContent(exact.index, exact.coveredUpTo, exact.appliedUpTo, exact.pqLinked);
         }

@@ -11,9 +11,11 @@ export interface NativeFacePqIndex {
   remove(seqs: Float64Array): number;
   has(seq: number): boolean;
   save(path: string): Promise<void>;
+  /** Clears every link to and from removed faces' nodes; resolves with how many links it cleared. */
+  unlinkRemoved(): Promise<number>;
   release(): void;
   /** Empty after release. */
-  stats(): { total: number; removed: number; dimensions: number; compressed: boolean; codeSize: number };
+  stats(): { total: number; removed: number; dimensions: number; compressed: boolean; codeSize: number; entryLabel: number };
 }
 
 export interface FaissBinding {

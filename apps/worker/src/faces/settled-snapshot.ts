@@ -113,11 +113,21 @@ export async function writeSettled(faces: TenantFaces, path: string, readSettled
       faces.dimensions,
       readSettled,
     );
-    await copy.index.save(path);
+    await saveScrubbed(copy.index, path);
     return { content: snapshotContent(copy.index, indexedUpTo, appliedUpTo, copy.pqLinked + added), copyPrivateBytes: copy.privateBytes };
   } finally {
     made?.index.release();
   }
+}
+
+/**
+ * Saves an index that nothing searches (a copy or an exact build) as a snapshot file: a PQ one first loses its
+ * removed faces' graph links (CompressedFaceIndex.unlinkRemoved), so the file keeps nothing of an erased face.
+ * usearch keeps a removed node's links (its vector is scrubbed all the same); it offers no way to clear them.
+ */
+export async function saveScrubbed(index: BaseIndex, path: string): Promise<void> {
+  if (index instanceof CompressedFaceIndex) await index.unlinkRemoved();
+  await index.save(path);
 }
 
 /** Adds log entries' faces to `index` (one add call: a usearch insert or a FAISS thread-pool trip). */
