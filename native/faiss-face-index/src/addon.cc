@@ -366,6 +366,9 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
       if (neighbour < -1 || neighbour >= static_cast<faiss::HNSW::storage_idx_t>(n)) fail("a link points outside the index");
     if (graph.entry_point < 0 || static_cast<size_t>(graph.entry_point) >= n || graph.levels[graph.entry_point] != graph.max_level + 1)
       fail("its entry point is out of range");
+    // FAISS always writes 1 (greedy descent of the upper levels); any other value sizes a search's buffers
+    // (a huge one throws bad_alloc inside FAISS's OpenMP region, an abort; 0 reads outside them).
+    if (graph.upper_beam != 1) fail("its graph's upper beam is not 1");
   }
 
   // Throws unless the file is laid out as save() writes it (FAISS 1.7.3: IxMp over IHNp/IHNf over IxPq/IxF2, then

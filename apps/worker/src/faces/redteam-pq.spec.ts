@@ -154,6 +154,31 @@ withBinding('FacePqIndex.load on a file whose sizes were corrupted (red team 2)'
     return JSON.parse(run.stdout) as { refused: string; peakMb: number };
   };
 
+  it("refuses a file whose graph's upper_beam was corrupted: a search sized a buffer by it (huge: bad_alloc inside FAISS's OpenMP region, an abort; 0: a segmentation fault)", () => {
+    for (const [name, beam] of [
+      ['beam-huge.faiss', 0x40000000],
+      ['beam-zero.faiss', 0],
+    ] as const) {
+      const bytes = Buffer.from(saved);
+      // The graph ends with 5 int32 (entry point, max level, ef construction, ef search, upper beam) before "IxPq".
+      const beamAt = bytes.indexOf('IxPq', bytes.indexOf('IHNp')) - 4;
+      expect(bytes.readInt32LE(beamAt)).toBe(1);
+      bytes.writeInt32LE(beam, beamAt);
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const script = `
+        const { CompressedFaceIndex } = require(${JSON.stringify(require.resolve('./compressed-face-index'))});
+        CompressedFaceIndex.load(${JSON.stringify(path)}, ${DIMENSIONS}).then((loaded) => {
+          loaded.searchAbove(new Float32Array(${DIMENSIONS}).fill(1 / Math.sqrt(${DIMENSIONS})), -1, Infinity, 64);
+          console.log('searched');
+        }, (error) => console.log('refused: ' + error.message));`;
+      // Address space capped (3 GB), so a huge allocation fails at once instead of taking the machine's memory.
+      const run = spawnSync('/bin/sh', ['-c', `ulimit -v 3000000; exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
+      expect({ name, status: run.status, signal: run.signal }).toEqual({ name, status: 0, signal: null });
+      expect(run.stdout).toMatch(/refused: .* is corrupt: its graph's upper beam/);
+    }
+  });
+
   it("refuses a file whose graph table length was corrupted (one size field) before FAISS allocates it: it read the length and zero-filled that much memory (up to 2^40 entries: tens of GB, an OOM kill at every start)", () => {
     const bytes = Buffer.from(saved);
     // IxMp header (37 bytes), IHNp header (37), then the graph: assign_probas (count + doubles),
