@@ -7,7 +7,7 @@ import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
 import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
-import { ApproximateFaceIndex } from './approximate-face-index';
+import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
 import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, snapshotContent, writeSettled } from './settled-snapshot';
@@ -41,9 +41,14 @@ export function resolveFaceIndexStorage(setting: 'auto' | FaceIndexStorage): Fac
   return 'int8';
 }
 
-/** Opens a snapshot file as a tenant's base: an int8 file memory-mapped (usearch view), a PQ file loaded. */
+/**
+ * Opens a snapshot file as a tenant's base: an int8 file memory-mapped (usearch view) once its graph is checked
+ * (checkGraph: a corrupt link would crash a search), a PQ file loaded (the binding checks it). Rejects on a bad file.
+ */
 async function openBase(file: FaceSnapshotFile): Promise<BaseIndex> {
-  return file.format === 'faiss' ? CompressedFaceIndex.load(file.path, DIMENSIONS) : ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels);
+  if (file.format === 'faiss') return CompressedFaceIndex.load(file.path, DIMENSIONS);
+  await checkGraph(file.path, DIMENSIONS);
+  return ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels);
 }
 
 export interface MatchedFace {
