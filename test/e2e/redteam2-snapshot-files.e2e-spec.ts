@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { RedisKeys, TenantId } from '@app/contracts';
 import { checkGraph } from '../../apps/worker/src/faces/approximate-face-index';
 import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
@@ -93,5 +94,32 @@ describe('snapshot files damaged on disk (red team 2)', () => {
     const run = workerMatches(storageDir, tenant, query, -1, 64);
     expect({ status: run.status, signal: run.signal }).toEqual({ status: 0, signal: null });
     expect(run.matched).toHaveLength(stored.length);
+  }, 120_000);
+  it('a worker that found the newest snapshot file unusable (corrupt) does not open it again at every snapshot check (each a full read: about 1 s at 10^6 faces, and a warning every 15 s)', async () => {
+    const tenant = 'corrupt-not-retried' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-usearch-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 33);
+    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `r-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+    const int8 = await onRedis.open(storageDir, 50);
+    const saved = (await int8.saveSnapshot(tenant))!;
+    await int8.onModuleDestroy();
+    // A torn file: its last byte gone.
+    const bytes = readFileSync(saved);
+    writeFileSync(saved, bytes.subarray(0, bytes.length - 1));
+
+    const lines: { action?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const worker = await onRedis.open(storageDir, 50, logger);
+    expect(worker.describe(tenant)).toMatchObject({ snapshot: undefined });
+    const unreadable = () => lines.filter((line) => line.action === 'faces.snapshot_unreadable').length;
+    expect(unreadable()).toBe(1);
+    const internals = worker as unknown as { snapshotIfDue(t: TenantId, f: unknown): Promise<void>; tenants: Map<TenantId, unknown>; snapshotChecked: Map<TenantId, number> };
+    for (let check = 0; check < 3; check++) {
+      internals.snapshotChecked.delete(tenant);
+      await internals.snapshotIfDue(tenant, internals.tenants.get(tenant));
+    }
+    expect(unreadable()).toBe(1);
   }, 120_000);
 });

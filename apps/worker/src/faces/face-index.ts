@@ -143,6 +143,12 @@ export class FaceIndex {
   private readonly logChecked = new Map<TenantId, number>();
   /** Snapshot files found beyond their tenant's log, never viewed again (deleted, unless that failed). */
   private readonly discarded = new Set<string>();
+  /**
+   * Snapshot files this worker failed to open (corrupt, torn, unreadable): never tried again, and counted as no
+   * file by the snapshot check, so a new snapshot becomes due instead of a full read and a warning every
+   * SNAPSHOT_CHECK_MS (the next snapshot written deletes them).
+   */
+  private readonly unusable = new Set<string>();
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
 
@@ -399,6 +405,7 @@ export class FaceIndex {
     try {
       fresh = TenantFaces.fromSnapshot(await openBase(file), file);
     } catch (error) {
+      this.unusable.add(file.path);
       this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; keeping the current view');
       return false;
     }
@@ -482,11 +489,13 @@ export class FaceIndex {
       );
     }
     for (const file of files) {
+      if (this.unusable.has(file.path)) continue;
       try {
         faces = TenantFaces.fromSnapshot(await openBase(file), file);
         snapshot = file.path;
         break;
       } catch (error) {
+        this.unusable.add(file.path);
         this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; trying an older one or the log');
       }
     }
@@ -648,7 +657,8 @@ export class FaceIndex {
     faces.settledSinceSnapshot = 0;
     // A .faiss file on a machine without the FAISS binding (FACE_INDEX_STORAGE was pq where it was written) can
     // never be viewed here: counted as no file, so an int8 one becomes due instead of a failed swap every check.
-    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
+    // A file this worker failed to open (unusable) likewise.
+    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && !this.unusable.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
       await this.saveSnapshot(tenant);
