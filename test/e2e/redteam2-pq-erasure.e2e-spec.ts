@@ -106,4 +106,22 @@ withBinding('erasure racing PQ snapshot writers (red team 2)', () => {
   it('erasures while a worker builds its PQ snapshot from exact vectors (delta past PQ_REBUILD_SHARE), and between two workers\' snapshots: no file left holds an erased face, no worker returns one', async () => {
     await raceErasures('erasure-races-exact' as TenantId, 120, 'readLog');
   }, 120_000);
+  it("a tenant whose log holds one non-finite embedding (a model that returned NaN) loads under pq and gets PQ snapshots, that face left out (it matches nothing); FAISS's training refused the whole cold build, so the load threw, and with it the worker's start (onModuleInit loads every tenant)", async () => {
+    const tenant = 'nan-in-log' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-nan-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 43);
+    const stored = [];
+    for (let row = 0; row < 300; row++) {
+      const embedding = set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS);
+      if (row === 17) embedding.fill(NaN);
+      stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `n-${row}`, embedding));
+    }
+    const worker = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
+    expect(worker.describe(tenant)).toMatchObject({ indexed: 299, tail: 0 });
+    expect(await worker.saveSnapshot(tenant)).toMatch(/\.faiss$/);
+    const found = await worker.match(tenant, set.vectors.slice(5 * DIMENSIONS, 6 * DIMENSIONS), 0.99);
+    expect(found.matches.map((m) => m.faceId)).toContain(stored[5].faceId);
+  }, 120_000);
 });
