@@ -85,6 +85,8 @@ const LOG_CHECK_MS = 15_000;
  * cores, so an hour covers 10⁶ faces; another worker starts its own only after that.
  */
 const EXACT_BUILD_LEASE_MS = 3_600_000;
+/** How often a lease that could not be given back (Redis away) is tried again (giveBackLease). */
+const LEASE_RETURN_RETRY_MS = 2_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
 const LOAD_ATTEMPTS = 3;
 
@@ -309,7 +311,26 @@ export class FaceIndex {
     } finally {
       copy?.index.release();
       exact?.index.release();
-      await giveBack?.().catch(() => undefined);
+      if (giveBack) await this.giveBackLease(giveBack);
+    }
+  }
+
+  /**
+   * Gives a snapshot lease back (FaceSnapshots.lease); when Redis cannot be reached (the attempt failed because it
+   * went away), again every LEASE_RETURN_RETRY_MS in the background until it can, for as long as the lease could
+   * last. Dropped, an exact build's lease outlived a Redis restart with its data: no worker could write the
+   * tenant's snapshot for an hour.
+   */
+  private async giveBackLease(giveBack: () => Promise<void>): Promise<void> {
+    try {
+      await giveBack();
+    } catch {
+      const deadline = Date.now() + EXACT_BUILD_LEASE_MS;
+      const retry = () => {
+        if (this.stopping.signal.aborted || Date.now() > deadline) return;
+        giveBack().catch(() => setTimeout(retry, LEASE_RETURN_RETRY_MS).unref());
+      };
+      setTimeout(retry, LEASE_RETURN_RETRY_MS).unref();
     }
   }
 
