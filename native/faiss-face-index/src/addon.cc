@@ -17,6 +17,8 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -409,6 +411,91 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
       if (neighbour < -1 || neighbour >= static_cast<faiss::HNSW::storage_idx_t>(n)) fail("a link points outside the index");
     if (graph.entry_point < 0 || static_cast<size_t>(graph.entry_point) >= n || graph.levels[graph.entry_point] != graph.max_level + 1)
       fail("its entry point is out of range");
+    // FAISS always writes 1 (greedy descent of the upper levels); any other value sizes a search's buffers
+    // (a huge one throws bad_alloc inside FAISS's OpenMP region, an abort; 0 reads outside them).
+    if (graph.upper_beam != 1) fail("its graph's upper beam is not 1");
+  }
+
+  // Throws unless the file is laid out as save() writes it (FAISS 1.7.3: IxMp over IHNp/IHNf over IxPq/IxF2, then
+  // the labels) with every length it declares fitting in the bytes left, and a product quantizer of 8-bit codes of
+  // at most MAX_DIMENSIONS dimensions in at most MAX_SUB_QUANTIZERS parts. Run before read_index, which believes
+  // each length it reads (up to 2^40 entries) and zero-fills that much memory before finding the file too short,
+  // and sizes the codebooks (dimensions × 2^bits floats) and the symmetric-distance table from the quantizer's
+  // numbers: one flipped byte in a size field made a load take tens of GB (an OOM kill, at every start, since
+  // workers load the newest file). Reads only the headers and the length fields, seeking past the data.
+  static constexpr uint64_t MAX_DIMENSIONS = 4096;
+  static constexpr uint64_t MAX_SUB_QUANTIZERS = 256;
+
+  static void CheckLayout(const std::string& path) {
+    auto fail = [&path](const std::string& what) { throw std::runtime_error(path + " is corrupt: " + what); };
+    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!file) throw std::runtime_error(path + ": " + std::strerror(errno));
+    if (std::fseek(file.get(), 0, SEEK_END) != 0) fail("it cannot be sized");
+    const long size = std::ftell(file.get());
+    if (size < 0 || std::fseek(file.get(), 0, SEEK_SET) != 0) fail("it cannot be sized");
+    uint64_t at = 0;
+    auto read = [&](void* into, size_t bytes) {
+      if (std::fread(into, 1, bytes, file.get()) != bytes) fail("it ends early");
+      at += bytes;
+    };
+    auto fourcc = [&]() {
+      char tag[5] = {0};
+      read(tag, 4);
+      return std::string(tag);
+    };
+    // d (int32), ntotal (int64), two unused int64, is_trained (byte), metric (int32; a float follows above 1).
+    auto header = [&]() {
+      int32_t d;
+      read(&d, sizeof d);
+      if (d <= 0 || static_cast<uint64_t>(d) > MAX_DIMENSIONS) fail("its dimensions are out of range");
+      char skip[8 * 3 + 1];
+      read(skip, sizeof skip);
+      int32_t metric;
+      read(&metric, sizeof metric);
+      if (metric > 1) {
+        float arg;
+        read(&arg, sizeof arg);
+      }
+      return static_cast<uint64_t>(d);
+    };
+    // A length-prefixed vector of `element`-byte entries: its length must fit in what is left; the data is skipped.
+    auto vector = [&](uint64_t element) {
+      uint64_t count;
+      read(&count, sizeof count);
+      if (count > (static_cast<uint64_t>(size) - at) / element) fail("a table is longer than the file");
+      if (std::fseek(file.get(), static_cast<long>(count * element), SEEK_CUR) != 0) fail("it ends early");
+      at += count * element;
+      return count;
+    };
+    if (fourcc() != "IxMp") fail("it is not a face index (IDMap)");
+    const uint64_t d = header();
+    const std::string graph = fourcc();
+    if (graph != "IHNp" && graph != "IHNf") fail("it is not a face index (HNSW)");
+    if (header() != d) fail("its dimensions disagree");
+    vector(sizeof(double));   // assign_probas
+    vector(sizeof(int));      // cum_nneighbor_per_level
+    vector(sizeof(int));      // levels
+    vector(sizeof(size_t));   // offsets
+    vector(sizeof(int32_t));  // neighbors
+    char graphTail[5 * 4];    // entry point, max level, ef construction, ef search, upper beam
+    read(graphTail, sizeof graphTail);
+    const std::string storage = fourcc();
+    if (graph == "IHNp") {
+      if (storage != "IxPq" || header() != d) fail("its storage is not the PQ codes it should be");
+      uint64_t pq[3];  // d, M, nbits
+      read(pq, sizeof pq);
+      if (pq[0] != d || pq[2] != 8 || pq[1] == 0 || pq[1] > MAX_SUB_QUANTIZERS || d % pq[1] != 0) fail("its product quantizer is inconsistent");
+      if (d * 256 * sizeof(float) > static_cast<uint64_t>(size) - at) fail("its product quantizer is longer than the file");
+      vector(sizeof(float));  // centroids
+      vector(1);              // codes
+      char pqTail[4 + 1 + 4];  // search type, encode signs, polysemous threshold
+      read(pqTail, sizeof pqTail);
+    } else {
+      if (storage != "IxF2" || header() != d) fail("its storage is not the float vectors it should be");
+      vector(sizeof(float));  // the vectors, counted in floats
+    }
+    vector(sizeof(idx_t));  // labels
+    if (at != static_cast<uint64_t>(size)) fail("it has bytes after its labels");
   }
 
   // FacePqIndex.load(path): Promise<FacePqIndex> (read whole into memory; FAISS cannot map an HNSW index).
@@ -420,6 +507,7 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
     return self->Background(
         info.Env(), true,
         [loaded, path]() {
+          CheckLayout(path);
           std::unique_ptr<faiss::Index> read(faiss::read_index(path.c_str()));
           auto* map = dynamic_cast<faiss::IndexIDMap*>(read.get());
           if (!map || !dynamic_cast<faiss::IndexHNSW*>(map->index)) throw std::runtime_error(path + " is not a face index (IDMap over HNSW)");

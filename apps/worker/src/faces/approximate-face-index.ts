@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Index, MetricKind, ScalarKind } from 'usearch';
@@ -252,4 +253,107 @@ function randomUnit(dimensions: number): Float32Array {
   norm = Math.sqrt(norm);
   for (let i = 0; i < dimensions; i++) v[i] /= norm;
   return v;
+}
+
+/** Bytes read per step while a file's graph is checked (checkGraph): the file is never held whole. */
+const CHECK_CHUNK = 1 << 20;
+/** Largest connectivity and level a file may declare (ours: 16 and 32 links, a dozen levels at 10^6 faces). */
+const CHECK_MAX_LINKS = 1024;
+const CHECK_MAX_LEVEL = 64;
+/** usearch's metric_kind_t::cos_k ('c') and scalar_kind_t::i8_k, as its file head stores them. */
+const USEARCH_COSINE = 0x63;
+const USEARCH_INT8 = 23;
+
+/**
+ * Resolves when the usearch file at `path` holds int8 cosine vectors of `dimensions` and every link of it (as
+ * save() writes it: u32 rows and columns, the int8 vectors, a 64-byte head, then the graph: five u64 (size,
+ * connectivity, base connectivity, max level, entry slot), an i16 level per node, and per node its key (u64),
+ * level (i16) and one list per level of a u32 count
+ * and the slots) names a node of the file, each count is within its list, each node's level within the graph's
+ * and the entry point on the top level; rejects ("… is corrupt: …") otherwise. usearch's view() checks only
+ * that the nodes fit in the file: one flipped byte in a link made a search read outside the mapping (a
+ * segmentation fault), at every start since workers view the newest file. Call before view(). Reads the file a
+ * CHECK_CHUNK at a time (asynchronously; each chunk is parsed in a few ms, the event loop runs between them):
+ * about 1 µs a face, so about 1 s at 10^6 faces; the pages it reads are the ones the view maps.
+ */
+export async function checkGraph(path: string, dimensions: number): Promise<void> {
+  const fail = (what: string): never => {
+    throw new Error(`${path} is corrupt: ${what}`);
+  };
+  const file = await open(path, 'r');
+  try {
+    const size = (await file.stat()).size;
+    const buffer = Buffer.alloc(CHECK_CHUNK);
+    let start = 0; // file offset of buffer[0]
+    let filled = 0;
+    let at = 0; // file offset of the next byte to parse
+    /** Makes the `bytes` from `at` readable at buffer[at - start] (bytes <= CHECK_CHUNK). */
+    const need = async (bytes: number) => {
+      if (at + bytes > size) fail('it ends early');
+      if (at >= start && at + bytes <= start + filled) return;
+      start = at;
+      filled = (await file.read(buffer, 0, Math.min(buffer.length, size - at), at)).bytesRead;
+      if (filled < bytes) fail('it ends early');
+    };
+    const u32 = () => {
+      const value = buffer.readUInt32LE(at - start);
+      at += 4;
+      return value;
+    };
+    const u64 = () => {
+      const value = buffer.readBigUInt64LE(at - start);
+      at += 8;
+      return value > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(value);
+    };
+    await need(8);
+    const rows = u32();
+    const columns = u32();
+    if (columns !== dimensions) fail(`its vectors are ${columns} bytes, expected ${dimensions}`);
+    at += rows * columns;
+    // The head: "usearch", three u16 versions, then one byte each: metric, scalar, key and slot kinds, then u64
+    // counts (present, deleted) and dimensions. usearch's view() takes the metric and the scalar kind from it:
+    // another scalar kind than int8 (one byte flipped) made every distance read past the vectors (a segfault).
+    await need(64);
+    const head = buffer.subarray(at - start, at - start + 64);
+    if (head.toString('latin1', 0, 7) !== 'usearch') fail('it is not a usearch index');
+    if (head[13] !== USEARCH_COSINE || head[14] !== USEARCH_INT8 || Number(head.readBigUInt64LE(33)) !== dimensions) fail('its head is not the int8 cosine index of these dimensions');
+    at += 64;
+    await need(40);
+    const nodes = u64();
+    const links = u64();
+    const baseLinks = u64();
+    const maxLevel = u64();
+    const entry = u64();
+    if (nodes === 0) return;
+    if (nodes !== rows) fail('its node and vector counts disagree');
+    if (!(links >= 1 && links <= CHECK_MAX_LINKS && baseLinks >= 1 && baseLinks <= CHECK_MAX_LINKS) || maxLevel > CHECK_MAX_LEVEL) fail('its graph parameters are out of range');
+    if (nodes > (size - at) / 2) fail('it ends early');
+    const levels = new Int16Array(nodes);
+    for (let i = 0; i < nodes; i++) {
+      if (i % 4096 === 0) await need(2 * Math.min(4096, nodes - i));
+      levels[i] = buffer.readInt16LE(at - start);
+      at += 2;
+    }
+    if (entry >= nodes || levels[entry] !== maxLevel) fail('its entry point is out of range');
+    const list = (capacity: number) => {
+      const count = u32();
+      if (count > capacity) fail('a link list is longer than its room');
+      for (let k = 0; k < count; k++) if (buffer.readUInt32LE(at - start + 4 * k) >= nodes) fail('a link points outside the index');
+      at += 4 * capacity;
+    };
+    for (let i = 0; i < nodes; i++) {
+      const level = levels[i];
+      if (level < 0 || level > maxLevel) fail("a node's level is out of range");
+      // The whole tape: key (u64), level (i16), the base list, one list per upper level.
+      await need(10 + 4 + 4 * baseLinks + level * (4 + 4 * links));
+      at += 8;
+      if (buffer.readInt16LE(at - start) !== level) fail("a node's level is out of range");
+      at += 2;
+      list(baseLinks);
+      for (let l = 1; l <= level; l++) list(links);
+    }
+    if (at !== size) fail('it has bytes after its graph');
+  } finally {
+    await file.close();
+  }
 }

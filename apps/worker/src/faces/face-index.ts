@@ -7,7 +7,7 @@ import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
 import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
-import { ApproximateFaceIndex } from './approximate-face-index';
+import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
 import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
@@ -41,9 +41,14 @@ export function resolveFaceIndexStorage(setting: 'auto' | FaceIndexStorage): Fac
   return 'int8';
 }
 
-/** Opens a snapshot file as a tenant's base: an int8 file memory-mapped (usearch view), a PQ file loaded. */
+/**
+ * Opens a snapshot file as a tenant's base: an int8 file memory-mapped (usearch view) once its graph is checked
+ * (checkGraph: a corrupt link would crash a search), a PQ file loaded (the binding checks it). Rejects on a bad file.
+ */
 async function openBase(file: FaceSnapshotFile): Promise<BaseIndex> {
-  return file.format === 'faiss' ? CompressedFaceIndex.load(file.path, DIMENSIONS) : ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels);
+  if (file.format === 'faiss') return CompressedFaceIndex.load(file.path, DIMENSIONS);
+  await checkGraph(file.path, DIMENSIONS);
+  return ApproximateFaceIndex.view(file.path, DIMENSIONS, file.sentinels);
 }
 
 export interface MatchedFace {
@@ -80,6 +85,8 @@ const LOG_CHECK_MS = 15_000;
  * cores, so an hour covers 10⁶ faces; another worker starts its own only after that.
  */
 const EXACT_BUILD_LEASE_MS = 3_600_000;
+/** How often a lease that could not be given back (Redis away) is tried again (giveBackLease). */
+const LEASE_RETURN_RETRY_MS = 2_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
 const LOAD_ATTEMPTS = 3;
 
@@ -138,6 +145,12 @@ export class FaceIndex {
   private readonly logChecked = new Map<TenantId, number>();
   /** Snapshot files found beyond their tenant's log, never viewed again (deleted, unless that failed). */
   private readonly discarded = new Set<string>();
+  /**
+   * Snapshot files this worker failed to open (corrupt, torn, unreadable): never tried again, and counted as no
+   * file by the snapshot check, so a new snapshot becomes due instead of a full read and a warning every
+   * SNAPSHOT_CHECK_MS (the next snapshot written deletes them).
+   */
+  private readonly unusable = new Set<string>();
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
 
@@ -298,7 +311,26 @@ export class FaceIndex {
     } finally {
       copy?.index.release();
       exact?.index.release();
-      await giveBack?.().catch(() => undefined);
+      if (giveBack) await this.giveBackLease(giveBack);
+    }
+  }
+
+  /**
+   * Gives a snapshot lease back (FaceSnapshots.lease); when Redis cannot be reached (the attempt failed because it
+   * went away), again every LEASE_RETURN_RETRY_MS in the background until it can, for as long as the lease could
+   * last. Dropped, an exact build's lease outlived a Redis restart with its data: no worker could write the
+   * tenant's snapshot for an hour.
+   */
+  private async giveBackLease(giveBack: () => Promise<void>): Promise<void> {
+    try {
+      await giveBack();
+    } catch {
+      const deadline = Date.now() + EXACT_BUILD_LEASE_MS;
+      const retry = () => {
+        if (this.stopping.signal.aborted || Date.now() > deadline) return;
+        giveBack().catch(() => setTimeout(retry, LEASE_RETURN_RETRY_MS).unref());
+      };
+      setTimeout(retry, LEASE_RETURN_RETRY_MS).unref();
     }
   }
 
@@ -394,6 +426,7 @@ export class FaceIndex {
     try {
       fresh = TenantFaces.fromSnapshot(await openBase(file), file);
     } catch (error) {
+      this.unusable.add(file.path);
       this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; keeping the current view');
       return false;
     }
@@ -477,11 +510,13 @@ export class FaceIndex {
       );
     }
     for (const file of files) {
+      if (this.unusable.has(file.path)) continue;
       try {
         faces = TenantFaces.fromSnapshot(await openBase(file), file);
         snapshot = file.path;
         break;
       } catch (error) {
+        this.unusable.add(file.path);
         this.logger.warn({ action: 'faces.snapshot_unreadable', tenant, path: file.path, err: error }, 'face index snapshot not usable; trying an older one or the log');
       }
     }
@@ -643,7 +678,8 @@ export class FaceIndex {
     faces.settledSinceSnapshot = 0;
     // A .faiss file on a machine without the FAISS binding (FACE_INDEX_STORAGE was pq where it was written) can
     // never be viewed here: counted as no file, so an int8 one becomes due instead of a failed swap every check.
-    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
+    // A file this worker failed to open (unusable) likewise.
+    const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && !this.unusable.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
       await this.saveSnapshot(tenant);

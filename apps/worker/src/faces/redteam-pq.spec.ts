@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clusteredFaces, DIMENSIONS } from '../../../../bench/face-identities';
@@ -118,5 +119,87 @@ withBinding('FacePqIndex binding under hostile use (red team)', () => {
     } finally {
       build.index.release();
     }
+  });
+});
+
+withBinding('FacePqIndex.load on a file whose sizes were corrupted (red team 2)', () => {
+  const set = clusteredFaces(300, 10, 5);
+  let dir: string;
+  let saved: Buffer;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'iiq-pq-rt2-'));
+    const index = CompressedFaceIndex.create(DIMENSIONS);
+    await index.addExact(
+      Array.from({ length: 300 }, (_, i) => i + 1),
+      set.vectors,
+    );
+    await index.compress();
+    await index.save(join(dir, 'good.faiss'));
+    index.release();
+    saved = readFileSync(join(dir, 'good.faiss'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Loads `bytes` in a process of its own; says whether it was refused and the child's peak resident memory (MB). */
+  const loadApart = (name: string, bytes: Buffer) => {
+    const path = join(dir, name);
+    writeFileSync(path, bytes);
+    const script = `
+      const { CompressedFaceIndex } = require(${JSON.stringify(require.resolve('./compressed-face-index'))});
+      CompressedFaceIndex.load(${JSON.stringify(path)}, ${DIMENSIONS}).then(
+        (loaded) => { loaded.release(); console.log(JSON.stringify({ refused: '', peakMb: process.resourceUsage().maxRSS / 1024 })); },
+        (error) => console.log(JSON.stringify({ refused: error.message, peakMb: process.resourceUsage().maxRSS / 1024 })));`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect({ status: run.status, signal: run.signal }).toEqual({ status: 0, signal: null });
+    return JSON.parse(run.stdout) as { refused: string; peakMb: number };
+  };
+
+  it("refuses a file whose graph's upper_beam was corrupted: a search sized a buffer by it (huge: bad_alloc inside FAISS's OpenMP region, an abort; 0: a segmentation fault)", () => {
+    for (const [name, beam] of [
+      ['beam-huge.faiss', 0x40000000],
+      ['beam-zero.faiss', 0],
+    ] as const) {
+      const bytes = Buffer.from(saved);
+      // The graph ends with 5 int32 (entry point, max level, ef construction, ef search, upper beam) before "IxPq".
+      const beamAt = bytes.indexOf('IxPq', bytes.indexOf('IHNp')) - 4;
+      expect(bytes.readInt32LE(beamAt)).toBe(1);
+      bytes.writeInt32LE(beam, beamAt);
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const script = `
+        const { CompressedFaceIndex } = require(${JSON.stringify(require.resolve('./compressed-face-index'))});
+        CompressedFaceIndex.load(${JSON.stringify(path)}, ${DIMENSIONS}).then((loaded) => {
+          loaded.searchAbove(new Float32Array(${DIMENSIONS}).fill(1 / Math.sqrt(${DIMENSIONS})), -1, Infinity, 64);
+          console.log('searched');
+        }, (error) => console.log('refused: ' + error.message));`;
+      // Address space capped (3 GB), so a huge allocation fails at once instead of taking the machine's memory.
+      const run = spawnSync('/bin/sh', ['-c', `ulimit -v 3000000; exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
+      expect({ name, status: run.status, signal: run.signal }).toEqual({ name, status: 0, signal: null });
+      expect(run.stdout).toMatch(/refused: .* is corrupt: its graph's upper beam/);
+    }
+  });
+
+  it("refuses a file whose graph table length was corrupted (one size field) before FAISS allocates it: it read the length and zero-filled that much memory (up to 2^40 entries: tens of GB, an OOM kill at every start)", () => {
+    const bytes = Buffer.from(saved);
+    // IxMp header (37 bytes), IHNp header (37), then the graph: assign_probas (count + doubles),
+    // cum_nneighbor_per_level (count + int32), levels (count + int32), ...
+    let at = bytes.indexOf('IHNp') + 37;
+    at += 8 + 8 * Number(bytes.readBigUInt64LE(at));
+    at += 8 + 4 * Number(bytes.readBigUInt64LE(at));
+    expect(Number(bytes.readBigUInt64LE(at))).toBe(300); // levels: one per face
+    bytes.writeBigUInt64LE(2n ** 28n, at); // 1 GiB of int32
+    const found = loadApart('levels.faiss', bytes);
+    expect(found.refused).toMatch(/levels\.faiss is corrupt/);
+    expect(found.peakMb).toBeLessThan(400);
+  });
+
+  it('refuses a file whose product quantizer says 20 bits a code before FAISS sizes its codebooks from it (128 × 2^20 floats: 512 MB)', () => {
+    const bytes = Buffer.from(saved);
+    const pq = bytes.indexOf('IxPq', bytes.indexOf('IHNp')) + 37; // then d, M, nbits (8 bytes each)
+    expect(Number(bytes.readBigUInt64LE(pq + 16))).toBe(8);
+    bytes.writeBigUInt64LE(20n, pq + 16);
+    const found = loadApart('nbits.faiss', bytes);
+    expect(found.refused).toMatch(/nbits\.faiss is corrupt/);
+    expect(found.peakMb).toBeLessThan(400);
   });
 });

@@ -130,8 +130,20 @@ export async function saveScrubbed(index: BaseIndex, path: string): Promise<void
   await index.save(path);
 }
 
-/** Adds log entries' faces to `index` (one add call: a usearch insert or a FAISS thread-pool trip). */
-async function addEntries(index: BaseIndex, entries: Extract<FaceLogEntry, { op: 'add' }>[], dimensions: number): Promise<void> {
+/**
+ * Whether every component of `embedding` is a finite number. A face whose embedding is not (a model that returned
+ * NaN) matches nothing (every similarity with it is NaN), and FAISS's PQ training refuses the whole build for
+ * one (a cold load under pq then threw, and the worker's start with it): such faces are left out of the indexes
+ * built and copied here.
+ */
+function finite(embedding: Float32Array): boolean {
+  for (const value of embedding) if (!Number.isFinite(value)) return false;
+  return true;
+}
+
+/** Adds log entries' faces to `index` (one add call: a usearch insert or a FAISS thread-pool trip); non-finite ones are left out. */
+async function addEntries(index: BaseIndex, all: Extract<FaceLogEntry, { op: 'add' }>[], dimensions: number): Promise<void> {
+  const entries = all.filter((entry) => finite(entry.embedding));
   const vectors = new Float32Array(entries.length * dimensions);
   entries.forEach((entry, i) => vectors.set(entry.embedding, i * dimensions));
   await index.add(
@@ -224,7 +236,7 @@ export async function buildExact(faces: Pick<TenantFaces, 'dimensions' | 'indexe
       const entries = await readLog(after);
       if (entries.length === 0) break;
       for (const entry of entries) {
-        if (entry.op !== 'add' || entry.seq > coveredUpTo) continue;
+        if (entry.op !== 'add' || entry.seq > coveredUpTo || !finite(entry.embedding)) continue;
         vectors.set(entry.embedding, seqs.length * faces.dimensions);
         seqs.push(entry.seq);
         if (seqs.length === EXACT_BATCH) await flush();

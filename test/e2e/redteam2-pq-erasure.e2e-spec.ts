@@ -1,0 +1,127 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RedisKeys, TenantId } from '@app/contracts';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
+import { ApproximateFaceIndex } from '../../apps/worker/src/faces/approximate-face-index';
+import { CompressedFaceIndex } from '../../apps/worker/src/faces/compressed-face-index';
+import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
+import { faceIndexOnRedis } from '../support/face-index-on-redis';
+import { storeFace } from '../support/stored-face';
+
+const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
+
+withBinding('erasure racing PQ snapshot writers (red team 2)', () => {
+  const keys = new RedisKeys('iiq');
+  const onRedis = faceIndexOnRedis(keys);
+
+  /** Sequence numbers of `seqs` that a snapshot file in the folder still holds, per file. */
+  const heldInFiles = async (folder: string, seqs: number[]) => {
+    const held: Record<string, number[]> = {};
+    for (const name of readdirSync(folder)) {
+      const path = join(folder, name);
+      if (name.endsWith('.faiss')) {
+        const index = await CompressedFaceIndex.load(path, DIMENSIONS);
+        held[name] = seqs.filter((seq) => index.has(seq));
+        index.release();
+      } else if (name.endsWith('.usearch')) {
+        const index = ApproximateFaceIndex.view(path, DIMENSIONS, 0);
+        held[name] = seqs.filter((seq) => index.has(seq));
+        index.release();
+      } else held[name] = [-1]; // a temporary file left behind
+    }
+    return held;
+  };
+
+  /**
+   * Two pq workers on one Redis and folder, 300 faces and a first (.faiss) snapshot, then `extra` more faces; worker
+   * one's next snapshot runs with three faces erased (and purged) as soon as `spied` first reads many entries
+   * (outside the lock), then more erasures between snapshots of both workers. No file holds an erased face after.
+   */
+  const raceErasures = async (tenant: TenantId, extra: number, spied: 'readFaces' | 'readLog') => {
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-erase-'));
+    onRedis.dirs.push(storageDir);
+    const folder = join(storageDir, tenant, '.face-index');
+    const snapshots = new FaceSnapshots(storageDir, onRedis.client, keys);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300 + extra, 12, 41);
+    const stored: { hash: string; faceId: string; seq: number }[] = [];
+    const store = async (row: number) => stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `e-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS)));
+    for (let row = 0; row < 300; row++) await store(row);
+    const erase = async (row: number) => {
+      const { tombstoneSeq } = await onRedis.store.deleteImageFaces(tenant, createHash('sha256').update(`e-${row}`).digest('hex'));
+      await snapshots.purgeBefore(tenant, tombstoneSeq);
+    };
+
+    const one = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
+    const two = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
+    expect(await one.saveSnapshot(tenant)).toMatch(/\.faiss$/);
+    for (let row = 300; row < 300 + extra; row++) await store(row);
+    await one.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99);
+    await two.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99);
+
+    // A base face, a delta face, the last face.
+    const erased = [5, 310, 299 + extra];
+    let fired = false;
+    const original = onRedis.store[spied].bind(onRedis.store) as (...args: unknown[]) => Promise<unknown>;
+    const spy = jest.spyOn(onRedis.store, spied).mockImplementation((async (...args: unknown[]) => {
+      const found = await original(...args);
+      const many = spied === 'readFaces' ? (args[1] as number[]).length >= 5 : ((found as { entries: unknown[] }).entries.length > 40);
+      if (!fired && args[0] === tenant && many) {
+        fired = true;
+        for (const row of erased) await erase(row);
+      }
+      return found;
+    }) as never);
+    let path: string | undefined;
+    try {
+      path = await one.saveSnapshot(tenant);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(fired).toBe(true);
+    expect(path).toMatch(/\.faiss$/);
+    await erase(7);
+    await two.saveSnapshot(tenant);
+    await erase(311);
+    await one.saveSnapshot(tenant);
+
+    const rows = [...erased, 7, 311];
+    const held = await heldInFiles(folder, rows.map((row) => stored[row].seq));
+    expect(Object.keys(held).length).toBeGreaterThan(0);
+    for (const name of Object.keys(held)) expect([name, held[name]]).toEqual([name, []]);
+    for (const index of [one, two])
+      for (const row of rows) {
+        const found = await index.match(tenant, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS), 0.99);
+        expect(found.matches.map((m) => m.faceId)).not.toContain(stored[row].faceId);
+      }
+    return { one, describe: one.describe(tenant) };
+  };
+
+  it('erasures while a worker copies its PQ base and adds its delta (outside the lock), and between two workers\' snapshots: no file left holds an erased face, no worker returns one', async () => {
+    await raceErasures('erasure-races-copy' as TenantId, 60, 'readFaces');
+  }, 120_000);
+
+  it('erasures while a worker builds its PQ snapshot from exact vectors (delta past PQ_REBUILD_SHARE), and between two workers\' snapshots: no file left holds an erased face, no worker returns one', async () => {
+    await raceErasures('erasure-races-exact' as TenantId, 120, 'readLog');
+  }, 120_000);
+  it("a tenant whose log holds one non-finite embedding (a model that returned NaN) loads under pq and gets PQ snapshots, that face left out (it matches nothing); FAISS's training refused the whole cold build, so the load threw, and with it the worker's start (onModuleInit loads every tenant)", async () => {
+    const tenant = 'nan-in-log' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-nan-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 43);
+    const stored = [];
+    for (let row = 0; row < 300; row++) {
+      const embedding = set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS);
+      if (row === 17) embedding.fill(NaN);
+      stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `n-${row}`, embedding));
+    }
+    const worker = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
+    expect(worker.describe(tenant)).toMatchObject({ indexed: 299, tail: 0 });
+    expect(await worker.saveSnapshot(tenant)).toMatch(/\.faiss$/);
+    const found = await worker.match(tenant, set.vectors.slice(5 * DIMENSIONS, 6 * DIMENSIONS), 0.99);
+    expect(found.matches.map((m) => m.faceId)).toContain(stored[5].faceId);
+  }, 120_000);
+});
