@@ -241,6 +241,22 @@ describe('face index: snapshot + log replay, deletions and erasure (FaceIndex on
     expect(await lost).toBeUndefined();
     expect((await snapshots.list(other)).map((file) => file.appliedUpTo)).toEqual([31]);
   });
+
+  it('a snapshot lease is renewed while its holder works (an exact build outlasts any fixed TTL), refuses others meanwhile, and is free once given back', async () => {
+    const snapshots = new FaceSnapshots(tmpdir(), onRedis.client, keys);
+    const tenant = 'lease-renewed' as TenantId;
+    const giveBack = await snapshots.lease(tenant, 300);
+    expect(giveBack).toBeDefined();
+    await sleep(1_000); // more than three times its time to live
+    expect(await onRedis.client.pttl(keys.tenant(tenant).faceSnapshotLease())).toBeGreaterThan(0);
+    expect(await snapshots.lease(tenant, 300)).toBeUndefined();
+    await giveBack!();
+    await sleep(400); // no renewal after it was given back
+    expect(await onRedis.client.exists(keys.tenant(tenant).faceSnapshotLease())).toBe(0);
+    const next = await snapshots.lease(tenant, 300);
+    expect(next).toBeDefined();
+    await next!();
+  });
 });
 
 /**

@@ -34,14 +34,21 @@ export type SnapshotContent = Omit<FaceSnapshotFile, 'path'>;
 export const SNAPSHOT_LOCK_MS = 20_000;
 
 /**
- * Longest one worker may spend preparing a snapshot outside the lock (FaceSnapshots.lease): copying a viewed
- * base and inserting the faces settled since (about 0.8 ms a face at 10⁶ faces on 2 busy cores, bench: 20,000
- * faces, FACE_SNAPSHOT_EVERY's default, take about 16 s). Past this another worker may start its own.
+ * Time to live of a snapshot lease (FaceSnapshots.lease), renewed every third of it while its holder works: a
+ * worker that dies mid-work frees the lease within a minute, and work of any length (an exact PQ build takes
+ * most of an hour at 10⁶ faces) keeps it. A holder whose event loop stalls past it only lets a second worker
+ * start the same work: the snapshot lock alone keeps erasure safe.
  */
-export const SNAPSHOT_LEASE_MS = 120_000;
+export const SNAPSHOT_LEASE_MS = 60_000;
 
 const NAME = /^faces-(\d+)-(\d+)-(\d+)\.(usearch|faiss)$/;
 const TEMP = /^\.tmp-/;
+
+/** Extends the lease only if it is still ours (ARGV[2] ms); 1 when it was. */
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
 
 /** Releases the lock only if it is still ours; 1 when it was. */
 const RELEASE = `
@@ -85,16 +92,21 @@ export class FaceSnapshots {
   }
 
   /**
-   * Claims the preparation of the tenant's next snapshot for this worker (SET NX PX SNAPSHOT_LEASE_MS on
-   * `<snapshot-lock>:lease`), so that the workers that all find a snapshot due at the same moment do not all
-   * copy the index (for `leaseMs`, SNAPSHOT_LEASE_MS unless the work is longer): returns a function that gives the lease back, or undefined when another worker holds it.
-   * Only spares work; the snapshot lock alone keeps erasure safe.
+   * Claims the preparation of the tenant's next snapshot for this worker (SET NX PX `leaseMs` on
+   * `<snapshot-lock>:lease`, renewed every third of it until given back), so that the workers that all find a
+   * snapshot due at the same moment do not all copy or build the index: returns a function that gives the
+   * lease back (and stops renewing it, even when Redis cannot be reached), or undefined when another worker
+   * holds it. Only spares work; the snapshot lock alone keeps erasure safe.
    */
   async lease(tenant: TenantId, leaseMs = SNAPSHOT_LEASE_MS): Promise<(() => Promise<void>) | undefined> {
     const key = this.keys.tenant(tenant).faceSnapshotLease();
     const token = randomBytes(12).toString('hex');
     if ((await this.redis.set(key, token, 'PX', leaseMs, 'NX')) !== 'OK') return undefined;
+    // A renewal that fails (Redis away) is tried again at the next tick; the lease lapses by itself if none lands.
+    const renewing = setInterval(() => void this.redis.eval(RENEW, 1, key, token, leaseMs).catch(() => undefined), Math.max(1, Math.floor(leaseMs / 3)));
+    renewing.unref();
     return async () => {
+      clearInterval(renewing);
       await this.redis.eval(RELEASE, 1, key, token);
     };
   }

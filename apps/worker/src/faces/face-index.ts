@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { LogThrottle } from '@app/logging/log-throttle';
 import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
-import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
+import { FaceSnapshotFile, FaceSnapshots, SNAPSHOT_LEASE_MS } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
@@ -80,11 +80,6 @@ const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
 const RELEASE_AFTER_SWAP_MS = 10_000;
 /** An idle tenant's view is synced with its log this often (one pipelined read), which also finds a log gone back. */
 const LOG_CHECK_MS = 15_000;
-/**
- * The lease of a worker building a PQ snapshot from exact vectors (buildExact): about 1–3 ms a face on 2 busy
- * cores, so an hour covers 10⁶ faces; another worker starts its own only after that.
- */
-const EXACT_BUILD_LEASE_MS = 3_600_000;
 /** How often a lease that could not be given back (Redis away) is tried again (giveBackLease). */
 const LEASE_RETURN_RETRY_MS = 2_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
@@ -260,7 +255,7 @@ export class FaceIndex {
       const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
       if (rebuild) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
-        giveBack = await this.snapshots.lease(tenant, EXACT_BUILD_LEASE_MS);
+        giveBack = await this.snapshots.lease(tenant);
         if (!giveBack) return undefined;
         exact = await buildExact(faces, readLog, 1, format);
         if (!exact) return undefined;
@@ -325,7 +320,7 @@ export class FaceIndex {
     try {
       await giveBack();
     } catch {
-      const deadline = Date.now() + EXACT_BUILD_LEASE_MS;
+      const deadline = Date.now() + SNAPSHOT_LEASE_MS;
       const retry = () => {
         if (this.stopping.signal.aborted || Date.now() > deadline) return;
         giveBack().catch(() => setTimeout(retry, LEASE_RETURN_RETRY_MS).unref());
