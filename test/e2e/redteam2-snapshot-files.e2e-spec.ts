@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { RedisKeys, TenantId } from '@app/contracts';
+import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { checkGraph } from '../../apps/worker/src/faces/approximate-face-index';
 import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
 import { faceIndexOnRedis } from '../support/face-index-on-redis';
@@ -121,5 +122,32 @@ describe('snapshot files damaged on disk (red team 2)', () => {
       await internals.snapshotIfDue(tenant, internals.tenants.get(tenant));
     }
     expect(unreadable()).toBe(1);
+  }, 120_000);
+
+  it('a snapshot that fails to be written (a full disk) is not attempted again at every check: the next waits a minute, doubling per failure in a row (an attempt may be an hour-long exact build)', async () => {
+    const tenant = 'write-fails' as TenantId;
+    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-full-'));
+    onRedis.dirs.push(storageDir);
+    await onRedis.client.sadd(keys.faceTenants(), tenant);
+    const set = clusteredFaces(300, 10, 34);
+    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `w-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+    const worker = await onRedis.open(storageDir, 50);
+    const saved = (await worker.saveSnapshot(tenant))!;
+    // Its file gone (a purge): a snapshot is due at every check from now on, and every write fails.
+    rmSync(saved);
+    const write = jest.spyOn(FaceSnapshots.prototype, 'write').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    try {
+      const internals = worker as unknown as { snapshotIfDue(t: TenantId, f: unknown): Promise<void>; tenants: Map<TenantId, unknown>; snapshotChecked: Map<TenantId, number>; snapshotSaved: Map<TenantId, number> };
+      internals.snapshotSaved.delete(tenant); // its last save was a minute ago
+      const failures: unknown[] = [];
+      for (let check = 0; check < 3; check++) {
+        internals.snapshotChecked.delete(tenant);
+        await internals.snapshotIfDue(tenant, internals.tenants.get(tenant)).catch((error) => failures.push(error));
+      }
+      expect(failures).toHaveLength(1);
+      expect(write).toHaveBeenCalledTimes(1);
+    } finally {
+      write.mockRestore();
+    }
   }, 120_000);
 });

@@ -73,6 +73,12 @@ const IDLE_MS = 1000;
 const SNAPSHOT_CHECK_MS = 15_000;
 const SNAPSHOT_MIN_INTERVAL_MS = 60_000;
 /**
+ * After a snapshot attempt of a tenant fails (a full disk, an unwritable folder, Redis away), the next waits
+ * SNAPSHOT_MIN_INTERVAL_MS, doubling with each failure in a row up to this: a failure that persists must not
+ * repeat the attempt's work (an exact PQ build is most of an hour at 10⁶ faces) every SNAPSHOT_CHECK_MS.
+ */
+const SNAPSHOT_RETRY_MAX_MS = 30 * 60_000;
+/**
  * A replaced view is freed this long after the swap, not at once: a job that took the tenant's view just
  * before the swap may still search it for its other faces (each search is synchronous, a job's few faces take
  * milliseconds). A search after the release throws (the job is retried), it never silently misses faces.
@@ -135,6 +141,8 @@ export class FaceIndex {
   private readonly loading = new Map<TenantId, Promise<TenantFaces>>();
   private readonly snapshotChecked = new Map<TenantId, number>();
   private readonly snapshotSaved = new Map<TenantId, number>();
+  /** Per tenant: snapshot attempts failed in a row, and when the next may start (SNAPSHOT_RETRY_MAX_MS). */
+  private readonly snapshotFailures = new Map<TenantId, { failures: number; retryAt: number }>();
   /** Per tenant: the snapshot write or swap in progress (one at a time). */
   private readonly exclusive = new Map<TenantId, Promise<unknown>>();
   private readonly logChecked = new Map<TenantId, number>();
@@ -676,8 +684,16 @@ export class FaceIndex {
     // A file this worker failed to open (unusable) likewise.
     const newest = (await this.snapshots.list(tenant)).find((file) => !this.discarded.has(file.path) && !this.unusable.has(file.path) && (file.format !== 'faiss' || CompressedFaceIndex.available));
     const due = newest ? faces.indexedUpTo - newest.indexedUpTo >= every : faces.indexedSize >= every || faces.base !== undefined;
-    if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS) {
-      await this.saveSnapshot(tenant);
+    const failed = this.snapshotFailures.get(tenant);
+    if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS && now >= (failed?.retryAt ?? 0)) {
+      try {
+        await this.saveSnapshot(tenant);
+        this.snapshotFailures.delete(tenant);
+      } catch (error) {
+        const failures = (failed?.failures ?? 0) + 1;
+        this.snapshotFailures.set(tenant, { failures, retryAt: Date.now() + Math.min(SNAPSHOT_RETRY_MAX_MS, SNAPSHOT_MIN_INTERVAL_MS * 2 ** (failures - 1)) });
+        throw error;
+      }
       return;
     }
     if (newest && newest.path !== faces.baseFile?.path && newest.appliedUpTo > (faces.baseFile?.appliedUpTo ?? -1)) {
