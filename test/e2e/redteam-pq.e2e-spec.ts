@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { RedisKeys, TenantId } from '@app/contracts';
 import { CompressedFaceIndex } from '../../apps/worker/src/faces/compressed-face-index';
-import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
+import { DIMENSIONS } from '../../bench/face-identities';
 import { faceIndexOnRedis } from '../support/face-index-on-redis';
 import { until } from '../support/load';
-import { storeFace } from '../support/stored-face';
 
 const withBinding = CompressedFaceIndex.available || process.env.CI === 'true' ? describe : describe.skip;
 
@@ -17,11 +15,7 @@ withBinding('FACE_INDEX_STORAGE changed across restarts (red team)', () => {
 
   /** 300 faces of `tenant` stored, and a worker under pq that wrote their first (.faiss) snapshot, then stopped. */
   const pqSnapshotWritten = async (tenant: TenantId, seed: number) => {
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-switch-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, seed);
-    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `img-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+    const { storageDir, set } = await onRedis.storedTenant(tenant, 300, seed, 'img');
     const pq = await onRedis.open(storageDir, 200, undefined, 'pq', 200);
     await until(() => pq.describe(tenant)?.snapshot?.endsWith('.faiss') === true, 30_000, "the cold-built PQ base's first snapshot");
     await pq.onModuleDestroy();

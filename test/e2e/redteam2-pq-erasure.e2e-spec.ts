@@ -108,16 +108,7 @@ withBinding('erasure racing PQ snapshot writers (red team 2)', () => {
   }, 120_000);
   it("a tenant whose log holds one non-finite embedding (a model that returned NaN) loads under pq and gets PQ snapshots, that face left out (it matches nothing); FAISS's training refused the whole cold build, so the load threw, and with it the worker's start (onModuleInit loads every tenant)", async () => {
     const tenant = 'nan-in-log' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-nan-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 43);
-    const stored = [];
-    for (let row = 0; row < 300; row++) {
-      const embedding = set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS);
-      if (row === 17) embedding.fill(NaN);
-      stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `n-${row}`, embedding));
-    }
+    const { storageDir, set, stored } = await onRedis.storedTenant(tenant, 300, 43, 'n', (row, embedding) => row === 17 && embedding.fill(NaN));
     const worker = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
     expect(worker.describe(tenant)).toMatchObject({ indexed: 299, tail: 0 });
     expect(await worker.saveSnapshot(tenant)).toMatch(/\.faiss$/);

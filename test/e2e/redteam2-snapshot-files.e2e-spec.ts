@@ -1,14 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { RedisKeys, TenantId } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { checkGraph } from '../../apps/worker/src/faces/approximate-face-index';
-import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
+import { DIMENSIONS } from '../../bench/face-identities';
 import { faceIndexOnRedis } from '../support/face-index-on-redis';
-import { storeFace } from '../support/stored-face';
 
 describe('snapshot files damaged on disk (red team 2)', () => {
   const keys = new RedisKeys('iiq');
@@ -41,17 +39,18 @@ describe('snapshot files damaged on disk (red team 2)', () => {
     return { status: run.status, signal: run.signal, matched: run.status === 0 ? (JSON.parse(run.stdout.trim().split('\n').pop()!) as string[]) : run.stderr.slice(-300) };
   };
 
-  it("a worker starting on a tenant whose newest .usearch file has one link flipped (bits on disk) refuses the file and loads from the log; usearch's view mapped it and the first search segfaulted, at every start", async () => {
-    const tenant = 'corrupt-usearch' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-usearch-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 31);
-    const stored = [];
-    for (let row = 0; row < 300; row++) stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `u-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS)));
-    const int8 = await onRedis.open(storageDir, 50);
+  /** A tenant of 300 stored faces (onRedis.storedTenant) and the int8 snapshot a worker saved of it, then stopped. */
+  const int8SnapshotSaved = async (tenant: TenantId, seed: number, prefix: string) => {
+    const stored = await onRedis.storedTenant(tenant, 300, seed, prefix);
+    const int8 = await onRedis.open(stored.storageDir, 50);
     const saved = (await int8.saveSnapshot(tenant))!;
     await int8.onModuleDestroy();
+    return { ...stored, saved };
+  };
+
+  it("a worker starting on a tenant whose newest .usearch file has one link flipped (bits on disk) refuses the file and loads from the log; usearch's view mapped it and the first search segfaulted, at every start", async () => {
+    const tenant = 'corrupt-usearch' as TenantId;
+    const { storageDir, set, stored, saved } = await int8SnapshotSaved(tenant, 31, 'u');
     expect(saved.endsWith('.usearch')).toBe(true);
     expect(readdirSync(join(storageDir, tenant, '.face-index')).filter((name) => name.startsWith('faces-'))).toHaveLength(1);
 
@@ -73,15 +72,7 @@ describe('snapshot files damaged on disk (red team 2)', () => {
   }, 120_000);
   it("a .usearch file whose head's scalar kind was flipped (int8 → int32) is refused before it is viewed (usearch takes the kind from the head: a raw view + search of such a file segfaulted in a probe), and a worker starting on it serves every face from the log", async () => {
     const tenant = 'corrupt-usearch-head' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-usearch-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 32);
-    const stored = [];
-    for (let row = 0; row < 300; row++) stored.push(await storeFace(onRedis.client, onRedis.store, keys, tenant, `h-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS)));
-    const int8 = await onRedis.open(storageDir, 50);
-    const saved = (await int8.saveSnapshot(tenant))!;
-    await int8.onModuleDestroy();
+    const { storageDir, set, stored, saved } = await int8SnapshotSaved(tenant, 32, 'h');
     // The 64-byte head after the vectors: "usearch", three u16 versions, then the metric and scalar kinds (int8: 23).
     const bytes = readFileSync(saved);
     const headAt = 8 + bytes.readUInt32LE(0) * bytes.readUInt32LE(4);
@@ -98,14 +89,7 @@ describe('snapshot files damaged on disk (red team 2)', () => {
   }, 120_000);
   it('a worker that found the newest snapshot file unusable (corrupt) does not open it again at every snapshot check (each a full read: about 1 s at 10^6 faces, and a warning every 15 s)', async () => {
     const tenant = 'corrupt-not-retried' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-usearch-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 33);
-    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `r-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
-    const int8 = await onRedis.open(storageDir, 50);
-    const saved = (await int8.saveSnapshot(tenant))!;
-    await int8.onModuleDestroy();
+    const { storageDir, saved } = await int8SnapshotSaved(tenant, 33, 'r');
     // A torn file: its last byte gone.
     const bytes = readFileSync(saved);
     writeFileSync(saved, bytes.subarray(0, bytes.length - 1));
@@ -126,11 +110,7 @@ describe('snapshot files damaged on disk (red team 2)', () => {
 
   it('a snapshot that fails to be written (a full disk) is not attempted again at every check: the next waits a minute, doubling per failure in a row (an attempt may be an hour-long exact build)', async () => {
     const tenant = 'write-fails' as TenantId;
-    const storageDir = mkdtempSync(join(tmpdir(), 'iiq-rt2-full-'));
-    onRedis.dirs.push(storageDir);
-    await onRedis.client.sadd(keys.faceTenants(), tenant);
-    const set = clusteredFaces(300, 10, 34);
-    for (let row = 0; row < 300; row++) await storeFace(onRedis.client, onRedis.store, keys, tenant, `w-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
+    const { storageDir } = await onRedis.storedTenant(tenant, 300, 34, 'w');
     const worker = await onRedis.open(storageDir, 50);
     const saved = (await worker.saveSnapshot(tenant))!;
     // Its file gone (a purge): a snapshot is due at every check from now on, and every write fails.

@@ -1,11 +1,15 @@
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type Redis from 'ioredis';
 import pino, { Logger } from 'pino';
-import { RedisKeys } from '@app/contracts';
+import { RedisKeys, TenantId } from '@app/contracts';
 import { FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore } from '@app/storage/face-store';
 import { FaceIndex } from '../../apps/worker/src/faces/face-index';
 import type { FaceIndexStorage } from '../../apps/worker/src/faces/settled-snapshot';
+import { clusteredFaces, DIMENSIONS } from '../../bench/face-identities';
+import { storeFace } from './stored-face';
 import { TestRedis } from './test-redis';
 
 /**
@@ -30,6 +34,24 @@ export function faceIndexOnRedis(keys: RedisKeys) {
       indexes.push(index);
       await index.onModuleInit();
       return index;
+    },
+    /**
+     * A tenant of `count` clustered faces (bench/face-identities, `seed`; images named `<prefix>-<row>`) stored and
+     * listed among the face tenants, and a fresh folder for its snapshots (deleted after the block). `edit` may
+     * change a row's embedding before it is stored.
+     */
+    async storedTenant(tenant: TenantId, count: number, seed: number, prefix: string, edit?: (row: number, embedding: Float32Array) => void) {
+      const storageDir = mkdtempSync(join(tmpdir(), 'iiq-face-tenant-'));
+      harness.dirs.push(storageDir);
+      await harness.client.sadd(keys.faceTenants(), tenant);
+      const set = clusteredFaces(count, 10, seed);
+      const stored: { hash: string; faceId: string; seq: number }[] = [];
+      for (let row = 0; row < count; row++) {
+        const embedding = set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS);
+        edit?.(row, embedding);
+        stored.push(await storeFace(harness.client, harness.store, keys, tenant, `${prefix}-${row}`, embedding));
+      }
+      return { storageDir, set, stored };
     },
   };
 
