@@ -25,7 +25,7 @@ export const PQ_TRAINING_FACES = 65_536;
 export const PQ_RERANK_MARGIN = 0.1;
 
 /**
- * The settled faces of one tenant as a FAISS HNSW graph with PQ storage (faiss-binding): about 190 bytes a face
+ * The settled faces of one tenant as a FAISS HNSW graph with PQ storage (faiss-binding): about 185 bytes a face
  * in memory at connectivity 16 (level-0 links 128, code 32, label 8, level and offset 12), against usearch's
  * 277 file + ~100 private. FAISS cannot memory-map an HNSW index, so a snapshot is loaded: private memory.
  *
