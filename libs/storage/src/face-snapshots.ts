@@ -40,6 +40,8 @@ export const SNAPSHOT_LOCK_MS = 20_000;
  * start the same work: the snapshot lock alone keeps erasure safe.
  */
 export const SNAPSHOT_LEASE_MS = 60_000;
+/** How often a lease that could not be given back (Redis away) is tried again, until its time to live has passed. */
+const LEASE_RELEASE_RETRY_MS = 2_000;
 
 const NAME = /^faces-(\d+)-(\d+)-(\d+)\.(usearch|faiss)$/;
 const TEMP = /^\.tmp-/;
@@ -95,8 +97,8 @@ export class FaceSnapshots {
    * Claims the preparation of the tenant's next snapshot for this worker (SET NX PX `leaseMs` on
    * `<snapshot-lock>:lease`, renewed every third of it until given back), so that the workers that all find a
    * snapshot due at the same moment do not all copy or build the index: returns a function that gives the
-   * lease back (and stops renewing it, even when Redis cannot be reached), or undefined when another worker
-   * holds it. Only spares work; the snapshot lock alone keeps erasure safe.
+   * lease back (and stops renewing it; when Redis cannot be reached it rejects and keeps trying in the
+   * background while the lease could last), or undefined when another worker holds it. Only spares work; the snapshot lock alone keeps erasure safe.
    */
   async lease(tenant: TenantId, leaseMs = SNAPSHOT_LEASE_MS): Promise<(() => Promise<void>) | undefined> {
     const key = this.keys.tenant(tenant).faceSnapshotLease();
@@ -105,9 +107,21 @@ export class FaceSnapshots {
     // A renewal that fails (Redis away) is tried again at the next tick; the lease lapses by itself if none lands.
     const renewing = setInterval(() => void this.redis.eval(RENEW, 1, key, token, leaseMs).catch(() => undefined), Math.max(1, Math.floor(leaseMs / 3)));
     renewing.unref();
+    const release = () => this.redis.eval(RELEASE, 1, key, token);
     return async () => {
       clearInterval(renewing);
-      await this.redis.eval(RELEASE, 1, key, token);
+      try {
+        await release();
+      } catch (error) {
+        // Redis away (a restart keeps the key with its data): tried again in the background until it lapses,
+        // so the next attempt need not wait out the lease. The caller still learns this attempt failed.
+        const deadline = Date.now() + leaseMs;
+        const retry = () => {
+          if (Date.now() < deadline) release().catch(() => setTimeout(retry, LEASE_RELEASE_RETRY_MS).unref());
+        };
+        setTimeout(retry, LEASE_RELEASE_RETRY_MS).unref();
+        throw error;
+      }
     };
   }
 

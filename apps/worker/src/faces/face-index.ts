@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { LogThrottle } from '@app/logging/log-throttle';
 import type { Env } from '@app/config/env.schema';
 import { FaceMatch, TenantId } from '@app/contracts';
-import { FaceSnapshotFile, FaceSnapshots, SNAPSHOT_LEASE_MS } from '@app/storage/face-snapshots';
+import { FaceSnapshotFile, FaceSnapshots } from '@app/storage/face-snapshots';
 import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
@@ -86,8 +86,6 @@ const SNAPSHOT_RETRY_MAX_MS = 30 * 60_000;
 const RELEASE_AFTER_SWAP_MS = 10_000;
 /** An idle tenant's view is synced with its log this often (one pipelined read), which also finds a log gone back. */
 const LOG_CHECK_MS = 15_000;
-/** How often a lease that could not be given back (Redis away) is tried again (giveBackLease). */
-const LEASE_RETURN_RETRY_MS = 2_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
 const LOAD_ATTEMPTS = 3;
 
@@ -314,26 +312,7 @@ export class FaceIndex {
     } finally {
       copy?.index.release();
       exact?.index.release();
-      if (giveBack) await this.giveBackLease(giveBack);
-    }
-  }
-
-  /**
-   * Gives a snapshot lease back (FaceSnapshots.lease); when Redis cannot be reached (the attempt failed because it
-   * went away), again every LEASE_RETURN_RETRY_MS in the background until it can, for as long as the lease could
-   * last. Dropped, an exact build's lease outlived a Redis restart with its data: no worker could write the
-   * tenant's snapshot for an hour.
-   */
-  private async giveBackLease(giveBack: () => Promise<void>): Promise<void> {
-    try {
-      await giveBack();
-    } catch {
-      const deadline = Date.now() + SNAPSHOT_LEASE_MS;
-      const retry = () => {
-        if (this.stopping.signal.aborted || Date.now() > deadline) return;
-        giveBack().catch(() => setTimeout(retry, LEASE_RETURN_RETRY_MS).unref());
-      };
-      setTimeout(retry, LEASE_RETURN_RETRY_MS).unref();
+      await giveBack?.().catch(() => undefined); // FaceSnapshots.lease retries it while Redis is away
     }
   }
 
