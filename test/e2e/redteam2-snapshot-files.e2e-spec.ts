@@ -85,7 +85,10 @@ describe('snapshot files damaged on disk (red team 2)', () => {
     const query = new Float32Array(DIMENSIONS).fill(1 / Math.sqrt(DIMENSIONS));
     const run = workerMatches(storageDir, tenant, query, -1, 64);
     expect({ status: run.status, signal: run.signal }).toEqual({ status: 0, signal: null });
-    expect(run.matched).toHaveLength(stored.length);
+    // From the log, in a new HNSW graph: every face a candidate, all but the rare node the graph does not reach
+    // (EXHAUSTIVE_FACTOR's note; CI once saw 299 of 300). A worker that kept no face, or only a part, fails.
+    expect(new Set(run.matched).size).toBeGreaterThanOrEqual(Math.ceil(0.99 * stored.length));
+    expect(stored.map((face) => face.faceId)).toEqual(expect.arrayContaining(run.matched as string[]));
   }, 120_000);
   it('a worker that found the newest snapshot file unusable (corrupt) does not open it again at every snapshot check (each a full read: about 1 s at 10^6 faces, and a warning every 15 s)', async () => {
     const tenant = 'corrupt-not-retried' as TenantId;
