@@ -1,3 +1,4 @@
+import { clusteredFaces } from '../../../../bench/face-identities';
 import { FaceMatrix } from './face-matrix';
 
 const unit = (values: number[]) => {
@@ -49,5 +50,30 @@ describe('FaceMatrix', () => {
     // and the limit per call holds
     m.add(7, 'f7', 'img7', unit([1, 7]), 0);
     expect(Array.from(m.takeOldest(Infinity, 0, 1)!.seqs)).toEqual([6]);
+  });
+
+  it("answers exactly as the scalar scan, to the bit: faces near the threshold, more matches than the pre-filter's first k (widened), removed faces, beforeSeq, a threshold at or below 0, a non-finite entry", () => {
+    // 2,000 faces of 20 identities (100 views each): a query matches far more than 64 faces, and many sit near 0.45.
+    const set = clusteredFaces(2000, 100, 7);
+    const simd = new FaceMatrix(128);
+    const scalar = new FaceMatrix(128, 1024, { scalar: true });
+    for (let i = 0; i < 2000; i++) {
+      const embedding = set.vectors.slice(i * 128, (i + 1) * 128);
+      if (i === 1500) embedding[3] = Number.NaN;
+      for (const m of [simd, scalar]) m.add(i + 1, `f${i + 1}`, `img${i % 300}`, embedding);
+    }
+    const removed = Array.from({ length: 200 }, (_, i) => 1 + i * 7);
+    expect(simd.remove(removed)).toBe(scalar.remove(removed));
+    let compared = 0;
+    for (const [query, beforeSeq, threshold] of [
+      [0, Infinity, 0.45], [1, Infinity, 0.3], [2, 1200, 0.45], [3, Infinity, 0.6], [4, Infinity, 0], [5, 900, -1], [6, Infinity, 0.9999],
+    ] as const) {
+      const q = set.vectors.slice(query * 128, (query + 1) * 128);
+      const expected = scalar.search(q, beforeSeq, 'img7', threshold);
+      expect(simd.search(q, beforeSeq, 'img7', threshold)).toEqual(expected);
+      compared += expected.length;
+    }
+    // Widening was needed: several queries had well over 64 answers.
+    expect(compared).toBeGreaterThan(1000);
   });
 });
