@@ -139,6 +139,8 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
       // int8: the cold worker's in-memory index; pq: the warm worker's loaded PQ snapshot (+ the replayed faces' exact tail).
       searchMsP50: round(percentile(served.run.times, 50), 3),
       searchMsP99: round(percentile(served.run.times, 99), 3),
+      // The same worker's CPU time a query (mean, all its threads; Redis's own time not included).
+      searchCpuMs: round(served.run.cpuMsPerQuery, 3),
       recall: served.score.recall,
       falseMatches: served.score.falseMatches,
       exactMatches: served.score.expected,
@@ -207,6 +209,8 @@ async function writeLog(client: Redis, keys: RedisKeys, firstSeq: number, vector
 
 interface WorkerReport {
   loadMs: number;
+  /** The worker process's CPU time (all threads) over the measured queries, per query. */
+  cpuMsPerQuery: number;
   readyMs: number;
   memBefore: ResidentMemory;
   memLoaded: ResidentMemory;
