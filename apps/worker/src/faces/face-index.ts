@@ -666,8 +666,10 @@ export class FaceIndex {
     const failed = this.snapshotFailures.get(tenant);
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS && now >= (failed?.retryAt ?? 0)) {
       try {
-        await this.saveSnapshot(tenant);
-        this.snapshotFailures.delete(tenant);
+        // Only a snapshot saved ends the failures in a row: undefined is no attempt (another worker holds the
+        // lease or the lock), and ending the run there let two workers whose writes fail alike take turns
+        // starting the work again at once, each failure waiting a minute (the doubling never reached).
+        if ((await this.saveSnapshot(tenant)) !== undefined) this.snapshotFailures.delete(tenant);
       } catch (error) {
         const failures = (failed?.failures ?? 0) + 1;
         this.snapshotFailures.set(tenant, { failures, retryAt: Date.now() + Math.min(SNAPSHOT_RETRY_MAX_MS, SNAPSHOT_MIN_INTERVAL_MS * 2 ** (failures - 1)) });
@@ -677,7 +679,8 @@ export class FaceIndex {
     }
     if (newest && newest.path !== faces.baseFile?.path && newest.appliedUpTo > (faces.baseFile?.appliedUpTo ?? -1)) {
       await this.alone(tenant, async () => {
-        if (this.tenants.get(tenant)?.baseFile?.path !== newest.path) await this.swap(tenant, newest);
+        // A snapshot another worker saved: this tenant's snapshots are being written again.
+        if (this.tenants.get(tenant)?.baseFile?.path !== newest.path && (await this.swap(tenant, newest))) this.snapshotFailures.delete(tenant);
       });
     }
   }
