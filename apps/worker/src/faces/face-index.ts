@@ -255,6 +255,11 @@ export class FaceIndex {
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
+      // The format is decided on the log as it is now: a view not synced since an erasure (up to LOG_CHECK_MS for an
+      // idle tenant) counted the erased faces, chose PQ for a tenant that had fallen below the line and built
+      // it from the faces left (FAISS refused fewer than 256: the snapshot failed), or copied a PQ base most of
+      // whose faces were gone (instead of the int8 rebuild).
+      await this.sync(tenant, faces, Infinity);
       const format = this.snapshotFormat(faces);
       // An int8 snapshot over a PQ base (FACE_INDEX_STORAGE changed, or the tenant shrank) cannot copy it (no
       // vectors in it): it is built from the log's float32 entries the same way as a PQ one.
