@@ -10,7 +10,7 @@ import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
+import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, needsInt8Rebuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -263,7 +263,8 @@ export class FaceIndex {
       const format = this.snapshotFormat(faces);
       // An int8 snapshot over a PQ base (FACE_INDEX_STORAGE changed, or the tenant shrank) cannot copy it (no
       // vectors in it): it is built from the log's float32 entries the same way as a PQ one.
-      const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
+      // An int8 base whose scrub sentinels pass the rebuild share is built again too (needsInt8Rebuild).
+      const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex || needsInt8Rebuild(faces);
       if (rebuild) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
         giveBack = await this.snapshots.lease(tenant);
