@@ -60,7 +60,10 @@ describe('snapshot files damaged on disk (red team 2)', () => {
     const bytes = readFileSync(saved);
     const graphAt = 8 + bytes.readUInt32LE(0) * bytes.readUInt32LE(4) + 64;
     const nodes = Number(bytes.readBigUInt64LE(graphAt));
-    expect(nodes).toBe(300);
+    // The settled faces: 250 to 300 (the 50 of the tail are in the file only if the background loop settled them
+    // before the save; either way the worker replays the rest from the log).
+    expect(nodes).toBeGreaterThanOrEqual(250);
+    expect(nodes).toBeLessThanOrEqual(300);
     const firstList = graphAt + 40 + 2 * nodes + 10;
     expect(bytes.readUInt32LE(firstList)).toBeGreaterThan(0);
     for (let k = 1; k <= bytes.readUInt32LE(firstList); k++) bytes.writeUInt32LE(0x7ffffff0, firstList + 4 * k);

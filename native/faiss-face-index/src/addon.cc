@@ -311,7 +311,8 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
   // centroid of a node's neighbours has cosine ~0.87 with its own vector (measured, 20,000 clustered faces,
   // connectivity 16), so links alone would let a saved file rebuild an erased face's embedding. Each list is
   // compacted (FAISS stops at the first -1). A removed entry point is replaced by the live node of highest
-  // level. Live faces lose the removed ones as routes, as after any removal; PQ_REBUILD_SHARE bounds that.
+  // level. Live faces lose the removed ones as routes (PQ_REBUILD_SHARE bounds that), and Reconnect then makes
+  // every live face reachable at level 0 again.
   Napi::Value UnlinkRemoved(const Napi::CallbackInfo& info) {
     Check(info.Env(), true);
     auto cleared = std::make_shared<size_t>(0);
@@ -346,8 +347,116 @@ class FacePqIndex : public Napi::ObjectWrap<FacePqIndex> {
               std::fill(kept, end, -1);
             }
           }
+          Reconnect(gone);
         },
         [cleared](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*cleared)); });
+  }
+
+  // After unlinkRemoved cleared the removed faces' links: makes every live face reachable again at level 0, where
+  // a search's beam runs (it starts from the node the greedy descent of the upper levels ends on, any live node).
+  // Without it a live face whose only routes ran through removed ones was never found again, even by a search
+  // asking for every face (a tenant that shrank to a few faces lost most of them; the next snapshot copied the
+  // loss). Level 0 is made strongly connected among live faces: each face the entry point does not reach gets a
+  // link from a reached face near it (found by a search) with a free slot; each face that does not reach the entry
+  // point gets a link to a face that does (its own free slot, else its last one), until both hold.
+  void Reconnect(const std::vector<bool>& gone) {
+    faiss::HNSW& graph = hnsw()->hnsw;
+    const size_t n = gone.size();
+    if (graph.entry_point < 0 || gone[graph.entry_point]) return;  // no live face
+    const auto width = static_cast<size_t>(graph.cum_nneighbor_per_level[1]);
+    auto links = [&](size_t i) { return graph.neighbors.data() + graph.offsets[i]; };
+    auto freeSlot = [&](size_t i) -> faiss::HNSW::storage_idx_t* {
+      auto* begin = links(i);
+      for (size_t j = 0; j < width; j++)
+        if (begin[j] < 0) return begin + j;
+      return nullptr;
+    };
+    auto linked = [&](size_t from, size_t to) {
+      auto* begin = links(from);
+      for (size_t j = 0; j < width && begin[j] >= 0; j++)
+        if (static_cast<size_t>(begin[j]) == to) return true;
+      return false;
+    };
+    // Live faces near `u` (nearest first), by a search from the entry point: all reached from it.
+    std::vector<float> vector(dimensions_);
+    auto near = [&](size_t u) {
+      hnsw()->storage->reconstruct(static_cast<idx_t>(u), vector.data());
+      const idx_t k = std::min<idx_t>(64, static_cast<idx_t>(n));
+      std::vector<float> distances(k);
+      std::vector<idx_t> found(k);
+      faiss::SearchParametersHNSW params;
+      params.efSearch = 128;
+      hnsw()->search(1, vector.data(), k, distances.data(), found.data(), &params);
+      std::vector<size_t> out;
+      for (idx_t id : found)
+        if (id >= 0 && static_cast<size_t>(id) != u && !gone[id]) out.push_back(static_cast<size_t>(id));
+      return out;
+    };
+    for (int round = 0; round < 8; round++) {
+      bool changed = false;
+      // Forward: faces the entry point reaches.
+      std::vector<bool> reached(n);
+      std::vector<size_t> queue{static_cast<size_t>(graph.entry_point)};
+      reached[graph.entry_point] = true;
+      for (size_t head = 0; head < queue.size(); head++) {
+        auto* begin = links(queue[head]);
+        for (size_t j = 0; j < width && begin[j] >= 0; j++)
+          if (!reached[begin[j]]) reached[begin[j]] = true, queue.push_back(begin[j]);
+      }
+      for (size_t u = 0; u < n; u++) {
+        if (gone[u] || reached[u]) continue;
+        faiss::HNSW::storage_idx_t* slot = nullptr;
+        for (size_t v : near(u))
+          if (reached[v] && (slot = freeSlot(v))) break;
+        for (size_t v = 0; !slot && v < n; v++)
+          if (reached[v] && !gone[v]) slot = freeSlot(v);
+        if (!slot) slot = links(graph.entry_point) + width - 1;  // every reached face full: the entry point's last
+        *slot = static_cast<faiss::HNSW::storage_idx_t>(u);
+        changed = true;
+        // What u reaches is reached now too.
+        std::vector<size_t> more{u};
+        reached[u] = true;
+        for (size_t head = 0; head < more.size(); head++) {
+          auto* begin = links(more[head]);
+          for (size_t j = 0; j < width && begin[j] >= 0; j++)
+            if (!reached[begin[j]]) reached[begin[j]] = true, more.push_back(begin[j]);
+        }
+      }
+      // Backward: faces that reach the entry point (repeated sweeps until nothing changes).
+      std::vector<bool> reaches(n);
+      reaches[graph.entry_point] = true;
+      for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < n; i++) {
+          if (gone[i] || reaches[i]) continue;
+          auto* begin = links(i);
+          for (size_t j = 0; j < width && begin[j] >= 0; j++)
+            if (reaches[begin[j]]) {
+              reaches[i] = grew = true;
+              break;
+            }
+        }
+      }
+      for (size_t u = 0; u < n; u++) {
+        if (gone[u] || reaches[u]) continue;
+        auto* own = links(u);
+        for (size_t j = 0; j < width && own[j] >= 0 && !reaches[u]; j++) reaches[u] = reaches[own[j]];  // through a face linked meanwhile
+        if (reaches[u]) continue;
+        size_t target = static_cast<size_t>(graph.entry_point);
+        for (size_t v : near(u))
+          if (reaches[v]) {
+            target = v;
+            break;
+          }
+        if (linked(u, target)) continue;
+        auto* slot = freeSlot(u);
+        if (!slot) slot = links(u) + width - 1;
+        *slot = static_cast<faiss::HNSW::storage_idx_t>(target);
+        reaches[u] = true;
+        changed = true;
+      }
+      if (!changed) return;
+    }
   }
 
   Napi::Value Has(const Napi::CallbackInfo& info) {

@@ -128,4 +128,28 @@ describe('ApproximateFaceIndex (usearch HNSW, int8)', () => {
     expect(() => view.searchAbove(far(20), 0.99, Infinity, 16)).toThrow(/after release/);
     expect(() => copy.add([62], far(62))).toThrow(/after release/);
   });
+
+  it('takes a batch after a single face that grew it (settle moves 1 face, then 64): usearch sized its thread slots to the single insert, and the batch threw "Reserve capacity ahead of insertions!" (the faces taken off the tail were lost)', () => {
+    const batch = (from: number, count: number) => {
+      const vectors = new Float32Array(count * D);
+      for (let i = 0; i < count; i++) vectors.set(far(from + i), i * D);
+      return { seqs: Array.from({ length: count }, (_, i) => from + i), vectors };
+    };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const index = ApproximateFaceIndex.create(D);
+      try {
+        const first = batch(1, 256); // capacity 256
+        index.add(first.seqs, first.vectors);
+        index.add([257], far(257)); // grows it to 512, reserved for one thread
+        const next = batch(258, 200); // fits: no reserve, inserted by every core
+        expect(() => index.add(next.seqs, next.vectors)).not.toThrow();
+        index.remove([5]); // a sentinel: one more single insert
+        const last = batch(458, 40);
+        expect(() => index.add(last.seqs, last.vectors)).not.toThrow();
+        expect(index.size).toBe(496);
+      } finally {
+        index.release();
+      }
+    }
+  });
 });

@@ -178,7 +178,17 @@ export class ApproximateFaceIndex {
     if (vectors.length !== seqs.length * this.dimensions) throw new Error(`${seqs.length} faces need ${seqs.length * this.dimensions} values, got ${vectors.length}`);
     const keys = new BigUint64Array(seqs.length);
     for (let i = 0; i < seqs.length; i++) keys[i] = BigInt(seqs[i]);
-    this.index.add(keys, vectors, seqs.length > 1 ? availableParallelism() : 1);
+    this.index.add(keys, vectors, this.insertThreads(seqs.length));
+  }
+
+  /**
+   * Threads for an insert of `count` faces: one for a single face, every core for a batch, and every core for any
+   * insert that makes usearch grow the index (size + count >= capacity): usearch sizes its per-thread slots at
+   * each growth to the threads of the insert that caused it, so a growth made by a single face left one slot and
+   * every later batch that fitted threw "Reserve capacity ahead of insertions!" (settle's faces were then lost).
+   */
+  private insertThreads(count: number): number {
+    return count > 1 || this.index.size() + count >= this.index.capacity() ? availableParallelism() : 1;
   }
 
   /** Removes the faces with these sequence numbers (absent ones are ignored) and scrubs their vectors; returns how many were held. */
@@ -188,7 +198,7 @@ export class ApproximateFaceIndex {
     for (const seq of seqs) {
       if ((this.index.remove(BigInt(seq)) as number) === 0) continue;
       removed++;
-      this.index.add(sentinelKey(), randomUnit(this.dimensions), 1);
+      this.index.add(sentinelKey(), randomUnit(this.dimensions), this.insertThreads(1));
       this.sentinels++;
     }
     return removed;

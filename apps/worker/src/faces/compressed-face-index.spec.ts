@@ -149,6 +149,35 @@ withBinding('CompressedFaceIndex (FAISS HNSW, links on exact distances, PQ stora
     }
   });
 
+  it('leaves no live face unreachable after unlinkRemoved, also when nearly every face was removed (their routes gone)', async () => {
+    const copy = await index.copy(join(dir, 'unlink-most.faiss'));
+    try {
+      const entry = copy.entryLabel;
+      // 10 faces stay (the entry point not among them): every route between them ran through removed faces.
+      const live = seqs.filter((seq) => seq % 200 === 17 && seq !== entry);
+      const removed = seqs.filter((seq) => !live.includes(seq));
+      expect(copy.remove(removed)).toBe(removed.length);
+      await copy.unlinkRemoved();
+      expect(live).toContain(copy.entryLabel);
+      const path = join(dir, 'unlinked-most.faiss');
+      await saveScrubbed(copy, path);
+      const loaded = await CompressedFaceIndex.load(path, DIMENSIONS);
+      try {
+        expect(await loaded.unlinkRemoved()).toBe(0);
+        for (const seq of live) {
+          // A search that asks for every node reaches every live face, and nothing removed comes back.
+          const labels = loaded.nearestNodes(row(set.vectors, seq - 1), FACES).map((node) => node.label);
+          expect(live.filter((other) => !labels.includes(other))).toEqual([]);
+          expect(loaded.searchAbove(row(set.vectors, seq - 1), 0.8, Infinity, 64).candidates.map((c) => c.seq)).toEqual([seq]);
+        }
+      } finally {
+        loaded.release();
+      }
+    } finally {
+      copy.release();
+    }
+  });
+
   it('refuses a FAISS-readable file whose graph links point outside the index (bits flipped on disk), where a search would read far outside it and kill the worker', async () => {
     const path = join(dir, 'corrupt.faiss');
     await index.save(path);

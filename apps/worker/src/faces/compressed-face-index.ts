@@ -173,7 +173,8 @@ export class CompressedFaceIndex {
   /**
    * Clears every graph link to and from removed faces (their codes are scrubbed already), on the thread pool;
    * resolves with the links cleared (0 when none were left). A snapshot is saved after it, so no file keeps an
-   * erased face's neighbourhood, from which its embedding could be estimated (cosine ~0.87, addon.cc). It
+   * erased face's neighbourhood, from which its embedding could be estimated (cosine ~0.87, addon.cc); then links
+   * live faces whose only routes ran through removed ones again (level 0 strongly connected among live faces). It
    * changes the graph: only for a copy or a build that nothing searches (searches throw busy while it runs).
    */
   unlinkRemoved(): Promise<number> {

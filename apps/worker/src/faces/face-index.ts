@@ -10,7 +10,7 @@ import { FaceStore, NewFace } from '@app/storage/face-store';
 import { ApproximateFaceIndex, checkGraph } from './approximate-face-index';
 import { CompressedFaceIndex, PQ_MIN_FACES } from './compressed-face-index';
 import { BaseIndex, SettlePolicy, TenantFaces, TenantMatch } from './tenant-faces';
-import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
+import { BaseCopy, buildExact, catchUp, copyBase, ExactBuild, FaceIndexStorage, LogPageReader, needsExactBuild, needsInt8Rebuild, saveScrubbed, snapshotContent, writeSettled } from './settled-snapshot';
 
 /** FACE_INDEX_MIN_FACES, FACE_TAIL_SETTLE_MS, FACE_SNAPSHOT_EVERY and FACE_INDEX_SEARCH_WIDTH (libs/config env.schema). */
 export interface FaceIndexOptions {
@@ -255,10 +255,16 @@ export class FaceIndex {
     let giveBack: (() => Promise<void>) | undefined;
     let copyPrivateBytes: number | undefined;
     try {
+      // The format is decided on the log as it is now: a view not synced since an erasure (up to LOG_CHECK_MS for an
+      // idle tenant) counted the erased faces, chose PQ for a tenant that had fallen below the line and built
+      // it from the faces left (FAISS refused fewer than 256: the snapshot failed), or copied a PQ base most of
+      // whose faces were gone (instead of the int8 rebuild).
+      await this.sync(tenant, faces, Infinity);
       const format = this.snapshotFormat(faces);
       // An int8 snapshot over a PQ base (FACE_INDEX_STORAGE changed, or the tenant shrank) cannot copy it (no
       // vectors in it): it is built from the log's float32 entries the same way as a PQ one.
-      const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex;
+      // An int8 base whose scrub sentinels pass the rebuild share is built again too (needsInt8Rebuild).
+      const rebuild = format === 'pq' ? needsExactBuild(faces) : faces.base instanceof CompressedFaceIndex || needsInt8Rebuild(faces);
       if (rebuild) {
         // Links chosen on exact distances, from the log; long (minutes at 10⁵ faces): outside the lock, under the lease.
         giveBack = await this.snapshots.lease(tenant);
@@ -666,8 +672,10 @@ export class FaceIndex {
     const failed = this.snapshotFailures.get(tenant);
     if (due && now - (this.snapshotSaved.get(tenant) ?? 0) >= SNAPSHOT_MIN_INTERVAL_MS && now >= (failed?.retryAt ?? 0)) {
       try {
-        await this.saveSnapshot(tenant);
-        this.snapshotFailures.delete(tenant);
+        // Only a snapshot saved ends the failures in a row: undefined is no attempt (another worker holds the
+        // lease or the lock), and ending the run there let two workers whose writes fail alike take turns
+        // starting the work again at once, each failure waiting a minute (the doubling never reached).
+        if ((await this.saveSnapshot(tenant)) !== undefined) this.snapshotFailures.delete(tenant);
       } catch (error) {
         const failures = (failed?.failures ?? 0) + 1;
         this.snapshotFailures.set(tenant, { failures, retryAt: Date.now() + Math.min(SNAPSHOT_RETRY_MAX_MS, SNAPSHOT_MIN_INTERVAL_MS * 2 ** (failures - 1)) });
@@ -677,7 +685,8 @@ export class FaceIndex {
     }
     if (newest && newest.path !== faces.baseFile?.path && newest.appliedUpTo > (faces.baseFile?.appliedUpTo ?? -1)) {
       await this.alone(tenant, async () => {
-        if (this.tenants.get(tenant)?.baseFile?.path !== newest.path) await this.swap(tenant, newest);
+        // A snapshot another worker saved: this tenant's snapshots are being written again.
+        if (this.tenants.get(tenant)?.baseFile?.path !== newest.path && (await this.swap(tenant, newest))) this.snapshotFailures.delete(tenant);
       });
     }
   }

@@ -76,4 +76,33 @@ describe('FaceMatrix', () => {
     // Widening was needed: several queries had well over 64 answers.
     expect(compared).toBeGreaterThan(1000);
   });
+
+  it('answers as the scalar scan for vectors far from unit length and for a query with an Infinity (the pre-filter is not trusted then)', () => {
+    // Deterministic pseudo-random vectors of norm ~1000: usearch's float32 distance (1 − dot) is off by ~0.06 there.
+    let seed = 12345;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
+    const big = () => Float32Array.from({ length: 128 }, () => random() * 300);
+    const simd = new FaceMatrix(128);
+    const scalar = new FaceMatrix(128, 1024, { scalar: true });
+    const rows = Array.from({ length: 200 }, big);
+    rows.forEach((row, i) => [simd, scalar].forEach((m) => m.add(i + 1, `f${i + 1}`, `img${i + 1}`, row)));
+    const q = big();
+    // Thresholds exactly at each row's exact similarity: the scalar scan returns that row (>=).
+    for (const row of rows.slice(0, 50)) {
+      const threshold = scalar.search(q, Infinity, '', -Infinity).find((m) => m.faceId === `f${rows.indexOf(row) + 1}`)!.similarity;
+      expect(simd.search(q, Infinity, '', threshold)).toEqual(scalar.search(q, Infinity, '', threshold));
+    }
+    // A query with an Infinity: rows with a 0 there give NaN (0·∞), the others ±Infinity.
+    const flat = new FaceMatrix(8);
+    const flatScalar = new FaceMatrix(8, 1024, { scalar: true });
+    for (let i = 0; i < 200; i++) {
+      const row = Float32Array.from({ length: 8 }, (_, k) => (k === 0 ? (i % 3 === 0 ? 0 : 1) : 0.1));
+      for (const m of [flat, flatScalar]) m.add(i + 1, `f${i + 1}`, `img${i + 1}`, row);
+    }
+    const infinite = new Float32Array(8);
+    infinite[0] = Infinity;
+    const expected = flatScalar.search(infinite, Infinity, '', 0.5);
+    expect(expected.length).toBeGreaterThan(100);
+    expect(flat.search(infinite, Infinity, '', 0.5)).toEqual(expected);
+  });
 });

@@ -8,6 +8,15 @@ import { exactSearch, MetricKind } from 'usearch';
 const PREFILTER_MARGIN = 1e-3;
 /** The pre-filter's first k: a face rarely has more matches among its tenant's recent faces (widened 4× at a time). */
 const PREFILTER_FIRST_K = 64;
+/**
+ * Largest |row|·|query| for which the pre-filter is trusted. usearch returns the distance 1 − dot as a float32, and
+ * its kernels may sum in float32: the error grows with the norms (about (d + 1)·2⁻²⁴·|row|·|query|), so for
+ * vectors far from unit length (norm 1000: error ~0.06) it missed rows the exact sum puts at the threshold, and
+ * a non-finite query (an Infinity: 0·∞ = NaN distances) broke its partial sort. Beyond this bound (and for any
+ * non-finite query) the search is the scalar scan. 8 keeps the error below a tenth of PREFILTER_MARGIN at 128
+ * dimensions (half of it at 1024); real faces are unit vectors (norm product ~1).
+ */
+const PREFILTER_MAX_NORM_PRODUCT = 8;
 
 /**
  * Faces compared exactly: their float32 embeddings in one contiguous Float32Array, in sequence order. It holds a
@@ -25,6 +34,8 @@ export class FaceMatrix {
   private imageHashes: string[] = [];
   private rows = 0;
   private live = 0;
+  /** The largest norm of any row ever added (never lowered: removals only zero rows). */
+  private maxRowNorm = 0;
 
   constructor(
     readonly dimensions = 128,
@@ -57,6 +68,7 @@ export class FaceMatrix {
     // A non-finite value (a log entry written wrong) is held as zeros: it matched nothing either way, and a NaN
     // would break the order the SIMD pre-filter sorts by (then any row might be left out of its top k).
     if (!embedding.every(Number.isFinite)) this.data.fill(0, row * this.dimensions, (row + 1) * this.dimensions);
+    else this.maxRowNorm = Math.max(this.maxRowNorm, Math.sqrt(dotProduct(this.data, row * this.dimensions, embedding, this.dimensions)));
     this.seqs[row] = seq;
     this.seenAt[row] = seenAt;
     this.alive[row] = 1;
@@ -96,7 +108,10 @@ export class FaceMatrix {
       const dot = dotProduct(this.data, row * d, q, d);
       if (dot >= threshold && this.imageHashes[row] !== excludeImage) found.push({ faceId: this.faceIds[row], imageHash: this.imageHashes[row], similarity: dot });
     };
-    if (this.options.scalar) for (let row = 0; row < limit; row++) check(row);
+    const qNorm = Math.sqrt(dotProduct(q, 0, q, d));
+    // Not `>`: a NaN (non-finite query) must take the scalar scan too.
+    const trusted = qNorm * this.maxRowNorm <= PREFILTER_MAX_NORM_PRODUCT;
+    if (this.options.scalar || !trusted) for (let row = 0; row < limit; row++) check(row);
     else for (const row of this.rowsNear(q, limit, threshold - PREFILTER_MARGIN)) check(row);
     return found;
   }

@@ -190,6 +190,20 @@ export function needsExactBuild(faces: TenantFaces): boolean {
 }
 
 /**
+ * Whether the tenant's next int8 snapshot must be built again from the log (buildExact with int8) rather than
+ * copied from its int8 base: a copy keeps every scrub sentinel of the base (a random vector in a removed face's
+ * slot, linked into the graph) and adds one per face removed since, so a tenant whose faces are erased and
+ * replaced grew its file without bound (800 sentinels beside 300 faces after 8 rounds of 100) and its live faces
+ * were walked past ever more random nodes (a live face no search reached, seen at 287 sentinels beside 180
+ * faces). Rebuilt past the same share as PQ's scrubbed nodes (PQ_REBUILD_SHARE).
+ */
+export function needsInt8Rebuild(faces: TenantFaces): boolean {
+  if (!(faces.base instanceof ApproximateFaceIndex)) return false;
+  const scrubbed = faces.base.sentinelCount + faces.baseRemoved.size;
+  return scrubbed > PQ_REBUILD_SHARE * Math.max(1, faces.base.size - faces.baseRemoved.size);
+}
+
+/**
  * A PQ index built from exact vectors, as the tenant's view stood when it was started, caught up since by catchUp;
  * or, under FACE_INDEX_STORAGE=int8 for a tenant whose base is a PQ file (written before the setting changed),
  * an int8 index built the same way (a PQ base holds no vectors to copy into an int8 file).
