@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,10 +57,28 @@ withBinding('erasure racing PQ snapshot writers (red team 2)', () => {
 
     const one = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
     const two = await onRedis.open(storageDir, 50, undefined, 'pq', 200);
-    expect(await one.saveSnapshot(tenant)).toMatch(/\.faiss$/);
+    // Both loaded the tenant as a PQ base without a file, so each one's background loop found a first snapshot
+    // due at once: a save answers undefined while the other holds the lease. Each writes its own here, so each views
+    // a file and nothing is due until the erasures below purge the files: the spied save further down then runs
+    // the exact build every time (two's loop, left to itself, saved between the two saves here now and then).
+    const saved = async (worker: typeof one) => {
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const written = await worker.saveSnapshot(tenant);
+        if (written) return written;
+        await sleep(100);
+      }
+      return undefined;
+    };
+    expect(await saved(one)).toMatch(/\.faiss$/);
+    expect(await saved(two)).toMatch(/\.faiss$/);
     for (let row = 300; row < 300 + extra; row++) await store(row);
     await one.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99);
     await two.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99);
+    // Every new face settled into worker one's delta (a sync leaves up to minFaces in the tail, its loop settles
+    // the rest): with part of the 120 still in the tail the delta stayed under PQ_REBUILD_SHARE, and the save
+    // below copied the base instead of the exact build this test races.
+    for (let attempt = 0; attempt < 200 && (one.describe(tenant)?.tail ?? 0) > 0; attempt++) await sleep(50);
+    expect(one.describe(tenant)?.tail).toBe(0);
 
     // A base face, a delta face, the last face.
     const erased = [5, 310, 299 + extra];
