@@ -64,8 +64,14 @@ export class TestRedis {
     return calls;
   }
 
+  /** SIGTERM, then SIGKILL after 15 s: a teardown never waits for ever (a CI run once hung 180 s in an afterAll). */
   async stop(): Promise<void> {
-    await this.kill('SIGTERM');
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), 15_000);
+    try {
+      await this.kill('SIGTERM');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Sends `signal` (SIGKILL: a crash, nothing flushed) and resolves once the server has exited. */

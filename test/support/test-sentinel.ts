@@ -158,7 +158,14 @@ export class TestSentinels {
   async stop(): Promise<void> {
     await Promise.all(
       this.sentinels.map(({ process }) =>
-        process.exitCode !== null || process.signalCode !== null ? undefined : new Promise((resolve) => (process.once('exit', resolve), process.kill('SIGTERM')))),
+        process.exitCode !== null || process.signalCode !== null
+          ? undefined
+          : new Promise((resolve) => {
+              // SIGKILL after 15 s: a teardown never waits for ever (a CI run once hung 180 s in an afterAll).
+              const timer = setTimeout(() => process.kill('SIGKILL'), 15_000);
+              process.once('exit', () => resolve(clearTimeout(timer)));
+              process.kill('SIGTERM');
+            })),
     );
     await Promise.all([...this.nodes.values()].map((node) => node.stop()));
     rmSync(this.dir, { recursive: true, force: true });
