@@ -64,14 +64,8 @@ export class TestRedis {
     return calls;
   }
 
-  /** SIGTERM, then SIGKILL after 15 s: a teardown never waits for ever (a CI run once hung 180 s in an afterAll). */
   async stop(): Promise<void> {
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), 15_000);
-    try {
-      await this.kill('SIGTERM');
-    } finally {
-      clearTimeout(timer);
-    }
+    await stopChild(this.process);
   }
 
   /** Sends `signal` (SIGKILL: a crash, nothing flushed) and resolves once the server has exited. */
@@ -81,4 +75,17 @@ export class TestRedis {
     this.process.kill(signal);
     await exited;
   }
+}
+
+/**
+ * SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited (at once if it already had). A
+ * teardown never waits for ever: a CI run once hung 180 s in an afterAll on a server that did not exit.
+ */
+export async function stopChild(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  child.kill('SIGTERM');
+  await exited;
+  clearTimeout(timer);
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Redis from 'ioredis';
 import { freePort } from './free-port';
-import { TestRedis } from './test-redis';
+import { stopChild, TestRedis } from './test-redis';
 
 /** The name the sentinels monitor. */
 export const SENTINEL_MASTER = 'mymaster';
@@ -156,17 +156,7 @@ export class TestSentinels {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(
-      this.sentinels.map(({ process }) =>
-        process.exitCode !== null || process.signalCode !== null
-          ? undefined
-          : new Promise((resolve) => {
-              // SIGKILL after 15 s: a teardown never waits for ever (a CI run once hung 180 s in an afterAll).
-              const timer = setTimeout(() => process.kill('SIGKILL'), 15_000);
-              process.once('exit', () => resolve(clearTimeout(timer)));
-              process.kill('SIGTERM');
-            })),
-    );
+    await Promise.all(this.sentinels.map(({ process }) => stopChild(process)));
     await Promise.all([...this.nodes.values()].map((node) => node.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
