@@ -34,9 +34,8 @@ describe('int8 snapshots of a tenant with many erasures (red team 3)', () => {
       missing.push(lost);
     }
     // The sentinels in each file stay within the rebuild share of its faces (PQ_REBUILD_SHARE, as for PQ's scrubbed
-    // nodes) plus one round's erasures, and live faces are found. Not "none missed": usearch's two-thread inserts
-    // leave about 1 node in 1,000 unreached even by a search asking for every face (red team 3), so a round may
-    // miss 3 of its 300 at most.
-    expect({ sentinels, missing }).toEqual({ sentinels: sentinels.map((n) => Math.min(n, 0.25 * 300 + 100)), missing: missing.map((n) => Math.min(n, 3)) });
+    // nodes) plus one round's erasures, and every live face is found (a CI run missed 5 of 300 in one round before
+    // multi-threaded inserts relinked the nodes usearch left unreached: ApproximateFaceIndex.relinkUnreached).
+    expect({ sentinels, missing }).toEqual({ sentinels: sentinels.map((n) => Math.min(n, 0.25 * 300 + 100)), missing: missing.map(() => 0) });
   }, 300_000);
 });

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { clusteredFaces, DIMENSIONS } from '../../../../bench/face-identities';
 import { ApproximateFaceIndex } from './approximate-face-index';
 
 const D = 32;
@@ -51,6 +52,22 @@ describe('ApproximateFaceIndex (usearch HNSW, int8)', () => {
     const before101 = index.searchAbove(query, 0.9, 101, 16).candidates.map((c) => c.seq);
     expect(before101.every((seq) => seq <= 100)).toBe(true);
     expect(before101.length).toBeGreaterThanOrEqual(90);
+  });
+
+  it('a multi-threaded insert leaves no face unreached: a search asking for every face returns every face', () => {
+    // usearch 2.26's concurrent add() left 16 of 10,000 nodes unreached in ten 1,000-face graphs of clustered
+    // identities on 2 threads (unum-cloud/USearch#735); add() now relinks them (relinkUnreached). On one core the
+    // insert is single-threaded and nothing is left unreached either way.
+    let unreached = 0;
+    for (let seed = 1; seed <= 6; seed++) {
+      const set = clusteredFaces(1000, 10, seed);
+      const index = ApproximateFaceIndex.create(DIMENSIONS);
+      index.add(Array.from({ length: 1000 }, (_, i) => i + 1), set.vectors);
+      const { candidates } = index.searchAbove(set.vectors.subarray(0, DIMENSIONS), -1, Infinity, 1000);
+      unreached += 1000 - new Set(candidates.map((c) => c.seq)).size;
+      index.release();
+    }
+    expect(unreached).toBe(0);
   });
 
   it('scrubs a removed face: a file saved afterwards no longer holds its vector, and a reload keeps the rest', () => {

@@ -3,7 +3,7 @@ import { unlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Index, MetricKind, ScalarKind } from 'usearch';
+import { BatchMatches, Index, MetricKind, ScalarKind } from 'usearch';
 
 /**
  * HNSW parameters, measured by `npm run bench -- faces` on clustered identities (README "Face matching at
@@ -22,9 +22,9 @@ export const HNSW = { connectivity: 16, expansionAdd: 256 } as const;
 export const MAX_NEIGHBOURS = 8192;
 /**
  * An index of at most 4 × searchWidth faces is asked for all its faces (k = its size): about the cost of one
- * widened search. Still approximate: a node the graph does not reach is not returned (HNSW on clustered 128-d
- * faces leaves about 1 in 1,000 true pairs unreached at k = 512 of 1,600 faces, and a few even at k = size).
- * Tenants that small use the exact scan in production anyway (FACE_INDEX_MIN_FACES).
+ * widened search. Still approximate: the beam may miss a face (HNSW on clustered 128-d faces missed about 1 in
+ * 1,000 true pairs at k = 512 of 1,600 faces), though add() leaves none unlinked (relinkUnreached). Tenants
+ * that small use the exact scan in production anyway (FACE_INDEX_MIN_FACES).
  */
 export const EXHAUSTIVE_FACTOR = 4;
 
@@ -33,6 +33,12 @@ export const EXHAUSTIVE_FACTOR = 4;
  * rounding moves a 128-d cosine by at most about ±0.01 (the bench reports the largest difference seen).
  */
 export const RERANK_MARGIN = 0.03;
+
+/**
+ * Neighbours asked for when a just-inserted face looks for itself (relinkUnreached): a linked node is its own
+ * nearest neighbour, so it is first unless up to this many near-duplicates tie with it.
+ */
+const RELINK_CHECK_WIDTH = 16;
 
 /** Keys at or above this are scrub sentinels, never faces (sequence numbers stay far below 2^53). */
 const SENTINEL_BIT = 1n << 63n;
@@ -178,7 +184,31 @@ export class ApproximateFaceIndex {
     if (vectors.length !== seqs.length * this.dimensions) throw new Error(`${seqs.length} faces need ${seqs.length * this.dimensions} values, got ${vectors.length}`);
     const keys = new BigUint64Array(seqs.length);
     for (let i = 0; i < seqs.length; i++) keys[i] = BigInt(seqs[i]);
-    this.index.add(keys, vectors, this.insertThreads(seqs.length));
+    const threads = this.insertThreads(seqs.length);
+    this.index.add(keys, vectors, threads);
+    if (threads > 1 && keys.length > 1) this.relinkUnreached(keys, vectors);
+  }
+
+  /**
+   * Inserts again, on one thread, every face of a multi-threaded insert that a search for its own vector does not
+   * return; returns how many. usearch 2.26's concurrent add() can leave a node stored but linked from nowhere, so
+   * no search ever returns it, not even one asking for every face (unum-cloud/USearch#735, fix pending in #772):
+   * measured here on clustered faces, 57 of 43,000 nodes in graphs of 300–3,000 and 1 in 5,000 at 20,000, none
+   * with one thread. One-thread inserts would avoid it at twice the wall time of every batch; this check costs
+   * one k-NN search per face (on every core) and left no node unreached in the same graphs. remove() frees the
+   * node's slot and the next add reuses it, so the node is linked again from a fresh descent.
+   */
+  private relinkUnreached(keys: BigUint64Array, vectors: Float32Array): number {
+    const found = this.index.search(vectors, RELINK_CHECK_WIDTH, availableParallelism()) as BatchMatches;
+    let relinked = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const from = i * RELINK_CHECK_WIDTH;
+      if (found.keys.subarray(from, from + Number(found.counts[i])).includes(keys[i])) continue;
+      this.index.remove(keys[i]);
+      this.index.add(keys[i], vectors.subarray(i * this.dimensions, (i + 1) * this.dimensions), 1);
+      relinked++;
+    }
+    return relinked;
   }
 
   /**
