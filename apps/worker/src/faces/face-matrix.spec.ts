@@ -1,4 +1,4 @@
-import { clusteredFaces } from '../../../../bench/face-identities';
+import { clusteredFaces, Xorshift } from '../../../../bench/face-identities';
 import { FaceMatrix } from './face-matrix';
 
 const unit = (values: number[]) => {
@@ -79,9 +79,8 @@ describe('FaceMatrix', () => {
 
   it('answers as the scalar scan for vectors far from unit length and for a query with an Infinity (the pre-filter is not trusted then)', () => {
     // Deterministic pseudo-random vectors of norm ~1000: usearch's float32 distance (1 − dot) is off by ~0.06 there.
-    let seed = 12345;
-    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
-    const big = () => Float32Array.from({ length: 128 }, () => random() * 300);
+    const random = new Xorshift(12345);
+    const big = () => Float32Array.from({ length: 128 }, () => (random.next() - 0.5) * 300);
     const simd = new FaceMatrix(128);
     const scalar = new FaceMatrix(128, 1024, { scalar: true });
     const rows = Array.from({ length: 200 }, big);
