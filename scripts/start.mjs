@@ -81,7 +81,8 @@ if (env.REDIS_SENTINELS) {
   const url = `redis://127.0.0.1:${port}`;
   if (await redisAnswers('127.0.0.1', port)) {
     env.REDIS_URL = url;
-    say('redis.found', `using the Redis already running at ${url}`);
+    // Said plainly: the product's keys (under QUEUE_PREFIX) go into a Redis something else started.
+    say('redis.found', `using the Redis already running at ${url}, keys under the prefix ${env.QUEUE_PREFIX || '{iiq}'} (LOCAL_REDIS_PORT=<another port> starts a Redis of its own instead)`);
   } else {
     if (spawnSync('redis-server', ['--version']).error) {
       console.error(

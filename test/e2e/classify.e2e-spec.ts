@@ -217,6 +217,26 @@ describe('POST /v1/classify (real Redis, real models)', () => {
       });
     }
 
+    it('answers a newcomer\'s wrong body and a hostile URL in the API\'s error shape, saying what to send and never echoing the request back', async () => {
+      // curl --data-binary without -H sends a form: the answer says so (it said "JSON body needs …").
+      const form = await request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: castle });
+      expect([form.status, form.body.error.code]).toEqual([400, 'IMAGE_MISSING']);
+      expect(form.body.error.message).toMatch(/a raw body \(content-type image\/jpeg.*this body is a form/);
+      const xml = await request(url('/v1/classify'), { method: 'POST', headers: { 'content-type': 'application/xml' }, body: '<a/>' });
+      expect(xml.body.error.message).toMatch(/multipart\/form-data.*application\/octet-stream/);
+      // A malformed %-escape and an over-long path segment never reach a route: Fastify's own answers (its error
+      // shape, no request id, the 5 KB URL quoted back) are replaced.
+      for (const [path, status] of [['/v1/images/%zz', 400], [`/v1/jobs/${'a'.repeat(5000)}`, 414]] as const) {
+        const refused = await request(url(path));
+        expect([refused.status, refused.body.error?.code, refused.headers.get('x-request-id')?.length]).toEqual([status, 'BAD_REQUEST', expect.any(Number)]);
+        expect(JSON.stringify(refused.body).length).toBeLessThan(200);
+      }
+      const longModel = await request(url(`/v1/classify?model=${'x'.repeat(7000)}`), { method: 'POST', headers: jpeg, body: castle });
+      expect([longModel.status, longModel.body.error.code]).toEqual([400, 'UNKNOWN_MODEL']);
+      expect(longModel.body.error.message).toContain('(7000 characters)');
+      expect(JSON.stringify(longModel.body).length).toBeLessThan(600);
+    });
+
     it('the processes are still up after all of it', () => {
       expect(api.exited).toBe(false);
       expect(worker.exited).toBe(false);

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,7 +105,12 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     // Two different keys in one request act for neither (Authorization used to win over x-api-key).
     const both = await call(KEYS.bob, `/v1/images/${aliceOnly.castle}`, { headers: { authorization: `Bearer ${KEYS.alice}` } });
     expect(both.status).toBe(401);
-    expect(both.body.error.message).toContain('two different API keys');
+    expect(both.body.error.message).toContain('more than one API key');
+    // Authorization twice: Node kept the first and dropped the second, so the order of the headers chose the caller.
+    for (const order of [[KEYS.bob, KEYS.alice], [KEYS.alice, KEYS.bob]]) {
+      const twice = await withRawHeaders(`${apis[0].url}/v1/images/${aliceOnly.castle}`, ['Host', new URL(apis[0].url).host, ...order.flatMap((key) => ['Authorization', `Bearer ${key}`])]);
+      expect(twice).toEqual({ status: 401, message: expect.stringContaining('more than one API key') });
+    }
     expect((await call(KEYS.alice, `/v1/images/${aliceOnly.castle}`, { headers: { authorization: `Bearer ${KEYS.alice}` } })).status).toBe(200);
     expect((await call(KEYS.alice2, `/v1/jobs/${aliceJobId}`)).body.result.predictions[0].label).toBe('castle');
     for (const key of [KEYS.bob, KEYS.lonely]) {
@@ -337,3 +343,24 @@ describe('tenants: every record belongs to the caller, and another tenant’s re
     expect((await call(KEYS.alice, `/v1/images/${hash}`)).status).toBe(404);
   });
 });
+
+/** A GET with headers in raw form (name, value, …; Host included: Node adds none then), so a header can be sent twice, which fetch cannot. */
+function withRawHeaders(url: string, headers: string[]): Promise<{ status: number; message: string }> {
+  return new Promise((resolve, reject) => {
+    const sent = httpRequest(url, { headers }, (response) => {
+      let text = '';
+      response.on('data', (chunk) => (text += chunk));
+      response.on('end', () => {
+        let message = text;
+        try {
+          message = JSON.parse(text).error?.message ?? text;
+        } catch {
+          // not JSON: the text itself
+        }
+        resolve({ status: response.statusCode!, message });
+      });
+    });
+    sent.on('error', reject);
+    sent.end();
+  });
+}

@@ -18,7 +18,7 @@ import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { REDIS_CLIENT, RedisConnection, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
 import { MULTIPART_MAX_FIELDS } from './common/api-exception.filter';
-import { clientErrorHandler } from './common/client-error';
+import { clientErrorHandler, frameworkErrorHandler } from './common/client-error';
 import { clientRequestIdOf, generateRequestId } from './common/request-id';
 import { ApiMetrics } from './ops/api-metrics';
 import { mountQueueDashboard } from './ops/queue-dashboard';
@@ -50,6 +50,7 @@ async function bootstrap(): Promise<void> {
     genReqId: generateRequestId,
     requestIdHeader: false,
     clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler(logger),
     requestTimeout: limits.requestTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
     http: nodeServerOptions(limits),

@@ -1,4 +1,5 @@
 import { INestApplication } from '@nestjs/common';
+import type { FastifyInstance } from 'fastify';
 import { DocumentBuilder, getSchemaPath, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { ErrorResponseDto } from './common/error.dto';
 import { PUBLIC_EXTENSION } from './auth/api-keys';
@@ -20,7 +21,7 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion('0.1.0')
     .setLicense('MIT', 'https://opensource.org/licenses/MIT')
     .addServer('/', 'this server')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key (API_KEYS), as a bearer token' })
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'opaque API key', description: 'an API key (API_KEYS), as a bearer token (not a JWT)' })
     .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, 'api-key')
     .addSecurityRequirements('api-key')
     .addSecurityRequirements('bearer')
@@ -43,7 +44,18 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
   return document;
 }
 
-/** Swagger UI at /docs and the OpenAPI JSON at /docs/json. */
+/**
+ * Swagger UI at /docs and the OpenAPI JSON at /docs/json. `/docs/` is sent to `/docs`: the page's relative asset
+ * links resolve against the trailing slash to /docs/docs/…, which answer 404 (a blank page; newcomer, stop 32).
+ */
 export function setupSwagger(app: INestApplication): void {
+  const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.addHook('onRequest', (request, reply, done) => {
+    if (request.url === '/docs/' || request.url.startsWith('/docs/?')) {
+      void reply.redirect(`/docs${request.url.slice('/docs/'.length)}`, 301);
+      return;
+    }
+    done();
+  });
   SwaggerModule.setup('docs', app, createOpenApiDocument(app), { jsonDocumentUrl: 'docs/json' });
 }

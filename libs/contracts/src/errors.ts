@@ -88,6 +88,14 @@ export function isImageFault(code: string): boolean {
   return IMAGE_FAULTS.has(code);
 }
 
+/**
+ * A caller's value quoted for an error message, cut to `max` characters (with its full length said), so that an
+ * answer never echoes a request's kilobytes back (red team: a 7 KB `?model=` came back whole in UNKNOWN_MODEL).
+ */
+export function echoed(value: string, max = 64): string {
+  return value.length <= max ? `"${value}"` : `"${value.slice(0, max)}…" (${value.length} characters)`;
+}
+
 /** An error that carries a stable code; thrown by services in both apps. */
 export class AppError extends Error {
   constructor(

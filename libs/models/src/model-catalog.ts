@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AppError, ErrorCode } from '@app/contracts';
+import { AppError, echoed, ErrorCode } from '@app/contracts';
 import { ManifestEntry, manifestSchema, ModelTask } from './manifest';
 import { readLabels } from './labels';
 
@@ -75,7 +75,7 @@ export class ModelCatalog {
   get(name: string, task?: ModelTask): CatalogModel {
     const model = this.byName.get(name);
     if (!model) {
-      throw new AppError(ErrorCode.UnknownModel, `unknown model "${name}"; valid models: ${this.namesFor(task).join(', ')}`, {
+      throw new AppError(ErrorCode.UnknownModel, `unknown model ${echoed(name)}; valid models: ${this.namesFor(task).join(', ')}`, {
         validModels: this.namesFor(task),
       });
     }

@@ -53,7 +53,7 @@ export async function redisUnreachable(target: string | RedisConnection, timeout
     }
     return (
       `cannot reach Redis at ${connection.describe()} (${reason}): set REDIS_URL to a Redis that answers, ` +
-      'or unset it and install redis-server (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) for npm start to run one'
+      'or unset it and install redis-server (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) for npm start to use the one at 127.0.0.1:6379 or start one (LOCAL_REDIS_PORT=<port> for one of its own)'
     );
   } finally {
     client.disconnect();

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, ErrorCode, TenantId } from '@app/contracts';
+import { AppError, echoed, ErrorCode, TenantId } from '@app/contracts';
 import { inspectImage, ImageInfo } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
 import { AnalysisStore, CONTENT_STORE, ContentStore, ImageLocks } from '@app/storage';
@@ -112,8 +112,8 @@ export class AnalysisService {
     const unknown = names.filter((name) => !this.isAnalysable(name));
     const valid = this.analysableModels();
     if (unknown.length > 0) {
-      throw new AppError(ErrorCode.UnknownModel, `unknown model${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')}; valid models: ${valid.join(', ')}`, {
-        unknownModels: unknown,
+      throw new AppError(ErrorCode.UnknownModel, `unknown model${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 8).map((n) => echoed(n)).join(', ')}${unknown.length > 8 ? ` and ${unknown.length - 8} more` : ''}; valid models: ${valid.join(', ')}`, {
+        unknownModels: unknown.slice(0, 8).map((n) => n.slice(0, 64)),
         validModels: valid,
       });
     }

@@ -23,13 +23,28 @@ declare module 'fastify' {
 /**
  * The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`. Both headers naming different
  * keys present none that counts (CONFLICTING_KEYS): acting for either would be a guess (red-team: Authorization won).
+ * So does either header sent twice: Node keeps the first `Authorization` and drops the rest (a proxy that reads
+ * the last one would disagree about the caller; red team, stop 32) and joins two `x-api-key` with ", ".
  */
 export function presentedKey(request: FastifyRequest): string | undefined {
+  if (repeatsKeyHeader(request.raw.rawHeaders)) return CONFLICTING_KEYS;
   const header = request.headers.authorization;
   const bearer = typeof header === 'string' && header.toLowerCase().startsWith('bearer ') ? header.slice(7).trim() : undefined;
   const apiKey = typeof request.headers['x-api-key'] === 'string' ? request.headers['x-api-key'].trim() : undefined;
   if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) return CONFLICTING_KEYS;
   return bearer ?? apiKey;
+}
+
+/** Whether `Authorization` or `x-api-key` occurs more than once among the raw headers (name, value, name, …). */
+function repeatsKeyHeader(rawHeaders: string[]): boolean {
+  let authorization = 0;
+  let apiKey = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (name === 'authorization') authorization++;
+    else if (name === 'x-api-key') apiKey++;
+  }
+  return authorization > 1 || apiKey > 1;
 }
 
 /** What presentedKey answers for two different keys: never a configured key (API_KEYS entries cannot hold a NUL). */
@@ -86,7 +101,7 @@ export class TenantResolver {
   refusal(request: FastifyRequest): AppError | null {
     if (this.resolve(request)) return null;
     if (!presentedKey(request)) return new AppError(ErrorCode.Unauthorized, 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"');
-    if (presentedKey(request) === CONFLICTING_KEYS) return new AppError(ErrorCode.Unauthorized, 'two different API keys were sent (Authorization and x-api-key): send one');
+    if (presentedKey(request) === CONFLICTING_KEYS) return new AppError(ErrorCode.Unauthorized, 'more than one API key was sent (Authorization and x-api-key naming different keys, or either header twice): send one');
     return new AppError(ErrorCode.Unauthorized, 'the API key is not valid');
   }
 }

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { AppConfig } from '@app/config';
-import { AppError, classifyItemId, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
+import { AppError, classifyItemId, echoed, ClassifyJobResult, ErrorBody, ErrorCode, TenantId, TOPK_DEFAULT, TOPK_MAX, TOPK_MIN } from '@app/contracts';
 import { APP_LOGGER } from '@app/logging';
 import { PoisonImages } from '@app/storage';
 import { InferenceQueue } from '../jobs/inference-queue';
@@ -202,7 +202,7 @@ export function parseTopK(value: string | number | undefined): number {
   if (value === undefined || value === '') return TOPK_DEFAULT;
   const topk = typeof value === 'number' ? value : Number(value);
   if (!Number.isInteger(topk) || topk < TOPK_MIN || topk > TOPK_MAX) {
-    throw new AppError(ErrorCode.InvalidParameter, `topk must be a whole number from ${TOPK_MIN} to ${TOPK_MAX}, got "${value}"`);
+    throw new AppError(ErrorCode.InvalidParameter, `topk must be a whole number from ${TOPK_MIN} to ${TOPK_MAX}, got ${echoed(String(value))}`);
   }
   return topk;
 }

@@ -24,11 +24,19 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number; message?:
   FST_PARTS_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: (l) => `the multipart body has too many parts: at most ${l.MAX_IMAGES_PER_REQUEST} files (MAX_IMAGES_PER_REQUEST) and ${MULTIPART_MAX_FIELDS} form fields` },
   FST_FILES_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: (l) => `too many files in one request: at most ${l.MAX_IMAGES_PER_REQUEST} (MAX_IMAGES_PER_REQUEST)` },
   FST_FIELDS_LIMIT: { code: ErrorCode.PayloadTooLarge, status: 413, message: () => `too many form fields in one request: at most ${MULTIPART_MAX_FIELDS} (the multipart fields limit)` },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: ErrorCode.UnsupportedMediaType, status: 415 },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: ErrorCode.UnsupportedMediaType,
+    status: 415,
+    message: () => UNREAD_CONTENT_TYPE,
+  },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: ErrorCode.ImageMissing, status: 400 },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: ErrorCode.BadRequest, status: 400 },
   FST_INVALID_MULTIPART_CONTENT_TYPE: { code: ErrorCode.BadRequest, status: 400 },
 };
+
+/** The 415 for a body without a content-type or with one no parser reads (it said only "Unsupported Media Type"). */
+const UNREAD_CONTENT_TYPE =
+  'the body has no content-type or one this API does not read: send an image as multipart/form-data, as a raw body with content-type image/jpeg, image/png, image/webp, image/heic, … or application/octet-stream, or as JSON (application/json)';
 
 function mb(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${+(bytes / (1024 * 1024)).toFixed(1)} MB` : `${bytes} bytes`;
@@ -107,7 +115,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const response = exception.getResponse();
-      const message = typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
+      const message = status === 415 ? UNREAD_CONTENT_TYPE : typeof response === 'object' && response && 'message' in response ? String((response as { message: unknown }).message) : exception.message;
       return { status, body: { code: STATUS_CODES[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.BadRequest), message } };
     }
     const tryLater = retryHintOf(exception);

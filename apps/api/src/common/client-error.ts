@@ -1,5 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { ErrorCode } from '@app/contracts';
 
 /** Node's parser errors that have an answer of their own; anything else malformed is 400. */
@@ -21,4 +23,23 @@ export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket)
     socket.write(`HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
+}
+
+/** Fastify's default path-parameter limit (maxParamLength): a longer segment never reaches a route. */
+const MAX_PATH_PARAMETER = 100;
+
+/**
+ * Fastify's frameworkErrors: a URL its router refuses before any route or hook runs (a malformed %-escape:
+ * FST_ERR_BAD_URL; a path segment over MAX_PATH_PARAMETER characters: FST_ERR_MAX_PARAM_LENGTH). Answered in
+ * the API's error shape with the request id, without echoing the URL (Fastify's own answer quoted it whole: a
+ * 5 KB path came back as a 5 KB body; red team, stop 32).
+ */
+export function frameworkErrorHandler(logger: Logger): (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
+  return (error, request, reply) => {
+    const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+    const status = tooLong ? 414 : 400;
+    const message = tooLong ? `a path segment is longer than ${MAX_PATH_PARAMETER} characters` : 'the URL path is not valid (a malformed %-escape)';
+    logger.info({ action: 'http.rejected', requestId: request.id, status, code: ErrorCode.BadRequest, method: request.method, fastifyCode: error.code }, message);
+    void reply.code(status).header('x-request-id', request.id).send({ error: { code: ErrorCode.BadRequest, message } });
+  };
 }

@@ -17,10 +17,24 @@ export interface ImageUpload {
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/** The request's parsed JSON object, or undefined for multipart, raw image bodies (Buffers) and no body. */
+/**
+ * The request's parsed JSON object, or undefined for multipart, raw image bodies (Buffers), no body, and a form
+ * (application/x-www-form-urlencoded, which the framework parses into an object too: an image sent with
+ * `curl --data-binary` and no content-type was answered "JSON body needs …" although no JSON was sent).
+ */
 export function jsonObjectBody(request: FastifyRequest): Record<string, unknown> | undefined {
   const body = request.body as unknown;
+  if (isFormBody(request)) return undefined;
   return body && typeof body === 'object' && !Buffer.isBuffer(body) ? (body as Record<string, unknown>) : undefined;
+}
+
+function isFormBody(request: FastifyRequest): boolean {
+  return (request.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded');
+}
+
+/** What an ImageMissing answer adds for a form body: how it came to be one, and how to send the image instead. */
+function formBodyHint(request: FastifyRequest): string {
+  return isFormBody(request) ? ` (this body is a form, application/x-www-form-urlencoded: curl sends that for --data-binary unless told otherwise, e.g. -H 'content-type: image/jpeg')` : '';
 }
 const DATA_URL_PREFIX = /^data:image\/[a-z0-9.+-]+;base64,/i;
 
@@ -72,7 +86,7 @@ export class ImageUploadReader {
     if (Buffer.isBuffer(request.body)) return { bytes: request.body, fields: {} };
     const json = jsonObjectBody(request);
     if (json) return this.readJson(json, fieldName);
-    throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw body (content-type image/jpeg, image/png, image/webp, image/heic, … or application/octet-stream), or JSON {"${fieldName}": "<base64>"}`);
+    throw new AppError(ErrorCode.ImageMissing, `send the image as multipart field "${fieldName}", a raw body (content-type image/jpeg, image/png, image/webp, image/heic, … or application/octet-stream), or JSON {"${fieldName}": "<base64>"}${formBodyHint(request)}`);
   }
 
   /**
@@ -87,7 +101,7 @@ export class ImageUploadReader {
     const fields: Record<string, string[]> = {};
     if (request.isMultipart()) return { images: this.multipartImages(request, tenant, fieldName, fields), fields };
     const body = jsonObjectBody(request);
-    if (!body) throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}`);
+    if (!body) throw new AppError(ErrorCode.ImageMissing, `send multipart files in field "${fieldName}", or JSON {"${fieldName}": ["<base64>", ...]}${formBodyHint(request)}`);
     const list = body[fieldName];
     if (!Array.isArray(list) || list.length === 0 || list.some((item) => typeof item !== 'string')) {
       throw new AppError(ErrorCode.ImageMissing, `JSON body needs "${fieldName}": a non-empty array of base64 strings`);
