@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { bareKeyTenant, parseApiKeys } from './api-keys';
+import { bareKeyTenant, namedLikeBareKeys, parseApiKeys } from './api-keys';
 import { parseEnv } from './env.schema';
 
 describe('API_KEYS', () => {
@@ -32,5 +32,12 @@ describe('API_KEYS', () => {
       expect(() => parseEnv({ API_KEYS: value })).toThrow(/API_KEYS/);
     }
     expect(parseApiKeys('')).toEqual([]);
+  });
+
+  it("names the tenants given a bare key's form of name without that bare key (a name copied from the logs would take over its data)", () => {
+    const copied = bareKeyTenant('old-bare-key');
+    expect(namedLikeBareKeys(parseApiKeys(`${copied}:new-key,alice:k1`))).toEqual([copied]);
+    // Beside its own bare key (a second key for that tenant), or a name that only starts with "key-": nothing to say.
+    expect(namedLikeBareKeys(parseApiKeys(`old-bare-key,${copied}:new-key,key-holder:k2`))).toEqual([]);
   });
 });

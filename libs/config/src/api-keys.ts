@@ -5,6 +5,22 @@ import { asTenantId, TenantId } from '@app/contracts';
 export interface TenantKey {
   tenant: TenantId;
   digest: Buffer;
+  /** Given without a tenant name (its tenant is bareKeyTenant's). */
+  bare: boolean;
+}
+
+/** The form of bareKeyTenant's names. */
+export const BARE_KEY_TENANT = /^key-[0-9a-f]{16}$/;
+
+/**
+ * Tenants named in API_KEYS in the form of a bare key's tenant (`key-<16 hex>`) that no bare key in the list
+ * derives. Allowed, since that is how a bare key's tenant gets another key or a new one, and it holds that bare
+ * key's data; but a name copied from the logs for a new customer would hand it someone else's images (red team,
+ * stop 32), so the API warns about each at start.
+ */
+export function namedLikeBareKeys(keys: TenantKey[]): TenantId[] {
+  const derived = new Set(keys.filter((key) => key.bare).map((key) => key.tenant));
+  return [...new Set(keys.filter((key) => !key.bare && BARE_KEY_TENANT.test(key.tenant) && !derived.has(key.tenant)).map((key) => key.tenant))];
 }
 
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
@@ -47,7 +63,7 @@ export function parseApiKeys(setting: string): TenantKey[] {
     const tenant = asTenantId(colon < 0 ? bareKeyTenant(key) : entry.slice(0, colon).trim());
     const seen = byDigest.get(digest.toString('hex'));
     if (seen && seen.tenant !== tenant) throw new Error(`API_KEYS gives one key to two tenants (${seen.tenant} and ${tenant})`);
-    byDigest.set(digest.toString('hex'), { tenant, digest });
+    byDigest.set(digest.toString('hex'), { tenant, digest, bare: colon < 0 });
   }
   const keys = [...byDigest.values()];
   // Each tenant's images live in STORAGE_DIR/<tenant>/: on a disk that ignores case (macOS, SMB, some bind

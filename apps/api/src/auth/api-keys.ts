@@ -5,7 +5,7 @@ import { APP_LOGGER } from '@app/logging';
 import { ApiExtension } from '@nestjs/swagger';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { AppConfig, parseApiKeys, sha256, TenantKey } from '@app/config';
+import { AppConfig, namedLikeBareKeys, parseApiKeys, sha256, TenantKey } from '@app/config';
 import { AppError, DEFAULT_TENANT, ErrorCode, TenantId } from '@app/contracts';
 
 /** Marks a controller or route as open without an API key (health, metrics); the OpenAPI document says so too. */
@@ -63,6 +63,9 @@ export class TenantResolver {
     this.keys = parseApiKeys(config.values.API_KEYS);
     const keysPerTenant = new Map<string, number>();
     for (const { tenant } of this.keys) keysPerTenant.set(tenant, (keysPerTenant.get(tenant) ?? 0) + 1);
+    for (const tenant of namedLikeBareKeys(this.keys)) {
+      logger.warn({ action: 'auth.bare_key_tenant_named', tenant }, `API_KEYS names tenant ${tenant}, the form of a bare key's tenant, without that bare key: its keys act for the data that bare key stored (intended when a bare key's tenant gets a new key; not for a new customer)`);
+    }
     logger.info(
       { action: 'auth.tenants', tenants: Object.fromEntries(keysPerTenant) },
       this.enabled ? `${keysPerTenant.size} tenants, ${this.keys.length} API keys` : `no API_KEYS: one tenant (${DEFAULT_TENANT}), no key needed`,
