@@ -77,7 +77,20 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     await client.sadd(keys.faceTenants(), TENANT);
     const queriesPath = join(work, 'queries.f32');
     writeFileSync(queriesPath, Buffer.from(queries.buffer));
-    const env = { REDIS_URL: redis.url, STORAGE_DIR: join(work, 'images'), FACE_MATCH_THRESHOLD: String(THRESHOLD), BENCH_TENANT: TENANT, FACE_INDEX_STORAGE: process.env.FACE_INDEX_STORAGE ?? 'auto' };
+    // Below FACE_INDEX_MIN_FACES a worker keeps the exact scan and never settles a face, so the cold worker's
+    // --settle-all waited forever for any --faces under 20,000 (red team, stop 32): the bench lowers it to half
+    // the tenant, says so, and measures the index path a larger tenant would take.
+    const minFaces = parseEnv(process.env).FACE_INDEX_MIN_FACES;
+    const indexMinFaces = Math.min(minFaces, Math.max(1, Math.floor(stored / 2)));
+    if (indexMinFaces < minFaces) log(`${stored} faces is below FACE_INDEX_MIN_FACES (${minFaces}), where a worker keeps the exact scan: the bench's workers use ${indexMinFaces} to measure the index`);
+    const env = {
+      REDIS_URL: redis.url,
+      STORAGE_DIR: join(work, 'images'),
+      FACE_MATCH_THRESHOLD: String(THRESHOLD),
+      BENCH_TENANT: TENANT,
+      FACE_INDEX_STORAGE: process.env.FACE_INDEX_STORAGE ?? 'auto',
+      FACE_INDEX_MIN_FACES: String(indexMinFaces),
+    };
     // pq (FAISS, where built): the cold worker answers from its in-memory int8 index, and the snapshot it saves
     // is the PQ one, so the headline figures and the widths are the warm worker's (PQ base + exact tail).
     const storage = resolveFaceIndexStorage(parseEnv(process.env).FACE_INDEX_STORAGE);

@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   const index = new FaceIndex(new FaceStore(redis, keys), new FaceSnapshots(env.STORAGE_DIR, redis, keys), options, logger);
   const loadStarted = performance.now();
   await index.onModuleInit();
+  await index.loaded();
   const loadMs = performance.now() - loadStarted;
   // performance.now() counts from this process's start: Node's own start-up and module loading included.
   const readyMs = performance.now();

@@ -41,6 +41,7 @@ withBinding('Redis restarted during a PQ exact build (red team 2)', () => {
     for (let row = 0; row < 300; row++) await storeFace(client, store, keys, tenant, `r-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
     index = new FaceIndex(store, new FaceSnapshots(storageDir, client, keys), { minFaces: 50, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256, storage: 'pq', pqMinFaces: 200 }, pino({ level: 'silent' }));
     await index.onModuleInit();
+    await index.loaded();
     expect(await index.saveSnapshot(tenant)).toMatch(/\.faiss$/);
     for (let row = 300; row < 500; row++) await storeFace(client, store, keys, tenant, `r-${row}`, set.vectors.slice(row * DIMENSIONS, (row + 1) * DIMENSIONS));
     await index.match(tenant, set.vectors.slice(0, DIMENSIONS), 0.99);

@@ -30,6 +30,7 @@ describe('snapshot files damaged on disk (red team 2)', () => {
         const index = new FaceIndex(new FaceStore(client, keys), new FaceSnapshots(${JSON.stringify(storageDir)}, client, keys),
           { minFaces: 50, settleMs: 0, snapshotEvery: 1000000, searchWidth: ${searchWidth}, storage: 'int8' }, pino({ level: 'silent' }));
         await index.onModuleInit();
+        await index.loaded();
         const found = await index.match(${JSON.stringify(tenant)}, Float32Array.from(${JSON.stringify(Array.from(query))}), ${threshold});
         console.log(JSON.stringify(found.matches.map((m) => m.faceId)));
         await index.onModuleDestroy();

@@ -33,6 +33,7 @@ export function faceIndexOnRedis(keys: RedisKeys) {
       const index = new FaceIndex(harness.store, new FaceSnapshots(storageDir, harness.client, keys), { minFaces, settleMs: 0, snapshotEvery: 1_000_000, searchWidth: 256, storage, pqMinFaces }, logger);
       indexes.push(index);
       await index.onModuleInit();
+      await index.loaded();
       return index;
     },
     /**

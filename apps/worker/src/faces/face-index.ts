@@ -154,6 +154,7 @@ export class FaceIndex {
   private readonly unusable = new Set<string>();
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
+  private warming: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: FaceStore,
@@ -162,13 +163,40 @@ export class FaceIndex {
     private readonly logger: Logger,
   ) {}
 
-  /** Loads every tenant known to have faces, so the first job of each pays no load; then starts the background loop. */
+  /**
+   * Starts loading every tenant known to have faces, one at a time in the background (so the first job of each
+   * pays no load), and the background loop; returns at once. A load can take long: a tenant without a usable
+   * snapshot is built again from its log (minutes to an hour at 10⁶ faces). Awaited here, it held the worker's
+   * start, its health port and every other tenant's and model's jobs for that long, and Kubernetes' liveness
+   * probe restarted the pod, which started the build again (red team, stop 32). A job for a tenant still
+   * loading waits for that tenant's load only.
+   */
   async onModuleInit(): Promise<void> {
     this.logger.info({ action: 'faces.index_storage', storage: this.options.storage, pqMinFaces: this.pqMinFaces }, `face-index snapshots: ${this.options.storage === 'pq' ? 'PQ codes (FAISS)' : 'int8 vectors (usearch)'}`);
-    for (const tenant of await this.store.tenants()) await this.tenantFaces(tenant);
+    this.warming = this.warmUp();
     this.loop = this.maintain();
   }
 
+  /** Resolves once every tenant known at start is loaded or has failed to (for the bench and tests; never rejects). */
+  loaded(): Promise<void> {
+    return this.warming;
+  }
+
+  private async warmUp(): Promise<void> {
+    try {
+      for (const tenant of await this.store.tenants()) {
+        if (this.stopping.signal.aborted) return;
+        await this.tenantFaces(tenant).catch((error: unknown) => {
+          // The tenant's first job loads it again (and answers the error, if it stays).
+          if (!this.stopping.signal.aborted) this.logger.warn({ action: 'faces.index_load_failed', tenant, err: error }, "a tenant's face index could not be loaded at start; its next job tries again");
+        });
+      }
+    } catch (error) {
+      if (!this.stopping.signal.aborted) this.logger.warn({ action: 'faces.index_load_failed', err: error }, 'the tenants with faces could not be listed at start; each loads with its first job');
+    }
+  }
+
+  /** Stops the background loop and any further start-up loads (a load under way is not waited for: it can take an hour). */
   async onModuleDestroy(): Promise<void> {
     this.stopping.abort();
     await this.loop;
