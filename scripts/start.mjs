@@ -3,11 +3,12 @@
 // `redis-server` from PATH with its data under ./data/redis. Ctrl-C / SIGTERM stops the apps first and a
 // Redis started here last, so the apps close their connections cleanly (no ioredis error traces).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { withAppRuntime } from './app-env.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const say = (action, msg, extra = {}) =>
@@ -110,15 +111,9 @@ if (env.REDIS_SENTINELS) {
   }
 }
 
-// The same V8 setting as the container image (Dockerfile, NODE_OPTIONS), unless NODE_OPTIONS says otherwise.
-env.NODE_OPTIONS ??= '--max-semi-space-size=2';
-// And the same allocator (Dockerfile: jemalloc, README "Memory allocator") when this machine has it and LD_PRELOAD
-// is not set (LD_PRELOAD= turns it off). test/support/app-process.ts does the same for tests and benches.
-const jemalloc = ['/usr/local/lib/libjemalloc.so.2', '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2'].find((path) => existsSync(path));
-if (jemalloc && env.LD_PRELOAD === undefined) {
-  env.LD_PRELOAD = jemalloc;
-  env.MALLOC_CONF ??= 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0';
-}
+// The same V8 setting and allocator as the container image, unless NODE_OPTIONS / LD_PRELOAD say otherwise
+// (LD_PRELOAD= turns jemalloc off). test/support/app-process.ts does the same for tests and benches.
+withAppRuntime(env);
 for (const name of ['worker', 'api']) {
   // The API's output goes through here: the address is announced only once it is really listening.
   const child = track(spawn(process.execPath, [join(root, `dist/apps/${name}/src/main.js`)], { env, stdio: ['inherit', name === 'api' ? 'pipe' : 'inherit', 'inherit'] }));

@@ -86,7 +86,8 @@ describe('the memory allocator', () => {
     const run = instructions(runtime, 'RUN').join(' ');
     expect(run).toMatch(/apt-get install[^&]*\blibjemalloc2\b/);
     expect(run).toContain(`ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" ${preload}`);
-    const start = readFileSync(join(REPO_ROOT, 'scripts', 'start.mjs'), 'utf8');
+    // npm start and npm run start:api / start:worker take it from scripts/app-env.mjs.
+    const start = readFileSync(join(REPO_ROOT, 'scripts', 'app-env.mjs'), 'utf8');
     expect(start).toContain(`'${conf}'`);
     expect(start).toContain(`'${preload}'`);
     // The harness that runs every e2e and bench app process: the same setting where the library is installed.

@@ -55,6 +55,15 @@ export class RedisKeys {
     return `${this.prefix}:faces:tenants`;
   }
 
+  /**
+   * Erasures whose snapshot files could not all be deleted yet: tenant → the highest tombstone sequence number
+   * waiting (zset). Workers retry (FaceSnapshots.retryDeferredPurges); a tenant's entry goes once a purge at or
+   * above its number succeeds, so it holds at most one entry per tenant.
+   */
+  facePurgesPending(): string {
+    return `${this.prefix}:faces:purges-pending`;
+  }
+
   /** Failed admin (dashboard) logins of one client address (counter with the throttle window's expiry). */
   adminFailures(client: string): string {
     return `${this.prefix}:admin-failures:${client}`;

@@ -3,6 +3,7 @@ import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
+import type { Logger } from 'pino';
 import { asTenantId, RedisKeys, TenantId } from '@app/contracts';
 
 /** One saved approximate face index of a tenant, named by what it covers. */
@@ -32,6 +33,17 @@ export type SnapshotContent = Omit<FaceSnapshotFile, 'path'>;
  * Below the 30 s of the image lock an erasure holds while it waits (ImageLocks).
  */
 export const SNAPSHOT_LOCK_MS = 20_000;
+
+/** ZREM of a tenant's deferred purge when its number is at most ARGV[2] (a purge up to there deleted its files). */
+const CLEAR_IF_COVERED = `local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0`;
+
+/** A file system's refusal (EPERM, EACCES, EROFS, EIO, EBUSY…), not Redis trouble. */
+function isFileError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code) && (error as NodeJS.ErrnoException).syscall !== undefined;
+}
 
 /**
  * Time to live of a snapshot lease (FaceSnapshots.lease), renewed every third of it while its holder works: a
@@ -179,6 +191,53 @@ export class FaceSnapshots {
   }
 
   /**
+   * purgeBefore for an erasure that has already happened in Redis: a file that cannot be deleted now (a read-only
+   * folder, EPERM, EIO) does not fail the erasure (its faces are no longer returned; answering 500 left the
+   * client a 404 on retry and the vectors on disk for good: red team, stop 32). The tenant's tombstone number is
+   * recorded instead (RedisKeys.facePurgesPending) and workers retry until the files are gone.
+   * @returns files deleted now, and the error that deferred the rest (undefined when nothing is left)
+   * @throws only when Redis cannot record the deferral (the caller answers "try later")
+   */
+  async purgeOrDefer(tenant: TenantId, tombstoneSeq: number): Promise<{ removed: number; deferred?: Error }> {
+    try {
+      const removed = await this.purgeBefore(tenant, tombstoneSeq);
+      await this.clearPending(tenant, tombstoneSeq);
+      return { removed };
+    } catch (error) {
+      if (!isFileError(error)) throw error;
+      await this.redis.zadd(this.keys.facePurgesPending(), 'GT', tombstoneSeq, tenant);
+      return { removed: 0, deferred: error as Error };
+    }
+  }
+
+  /**
+   * Runs every deferred purge (purgeOrDefer) again, at most `limit` tenants; each one that succeeds is cleared.
+   * @returns the tenants purged, and those still failing with their errors
+   */
+  async retryDeferredPurges(limit = 100): Promise<{ purged: TenantId[]; failed: { tenant: TenantId; error: unknown }[] }> {
+    const pending = await this.redis.zrange(this.keys.facePurgesPending(), '0', String(limit - 1), 'WITHSCORES');
+    const purged: TenantId[] = [];
+    const failed: { tenant: TenantId; error: unknown }[] = [];
+    for (let i = 0; i < pending.length; i += 2) {
+      const tenant = asTenantId(pending[i]);
+      const tombstoneSeq = Number(pending[i + 1]);
+      try {
+        await this.purgeBefore(tenant, tombstoneSeq);
+        await this.clearPending(tenant, tombstoneSeq);
+        purged.push(tenant);
+      } catch (error) {
+        failed.push({ tenant, error });
+      }
+    }
+    return { purged, failed };
+  }
+
+  /** Clears the tenant's deferred purge if a purge up to `tombstoneSeq` covers it (a later erasure's stays). */
+  private async clearPending(tenant: TenantId, tombstoneSeq: number): Promise<void> {
+    await this.redis.eval(CLEAR_IF_COVERED, 1, this.keys.facePurgesPending(), tenant, tombstoneSeq);
+  }
+
+  /**
    * After a tombstone with sequence number `tombstoneSeq`: waits while a writer holds the tenant's lock (at
    * most SNAPSHOT_LOCK_MS), then deletes every snapshot saved before that tombstone was applied, and any
    * temporary file a dead writer left. Returns how many files were deleted.
@@ -201,4 +260,12 @@ export class FaceSnapshots {
     }
     return removed;
   }
+}
+
+/** The one error line of an erasure whose snapshot purge was deferred (FaceSnapshots.purgeOrDefer). */
+export function logPurgeDeferred(logger: Logger, subject: { tenant: TenantId; imageHash: string; requestId?: string }, error: Error): void {
+  logger.error(
+    { action: 'faces.snapshot_purge_deferred', ...subject, err: error },
+    "face-index snapshot files that may hold the erased faces could not be deleted now: workers retry until they are (the faces are no longer returned)",
+  );
 }

@@ -46,7 +46,15 @@ export interface ErasureReport {
   removedBytes: boolean;
   /** Face-index snapshot files deleted because they could hold the erased faces' vectors. */
   removedSnapshots: number;
+  /**
+   * Some of those files could not be deleted now (FaceSnapshots.purgeOrDefer): workers retry until they are.
+   * The faces are no longer returned either way.
+   */
+  snapshotPurgePending: boolean;
 }
+
+/** Why the snapshot purge was deferred (for the caller's log line; not part of the answer). */
+export type ErasureOutcome = ErasureReport & { purgeDeferredBy?: Error };
 
 /**
  * Erases everything one tenant holds of one image: its Redis records (ERASE_IMAGE), its copy of the bytes,
@@ -65,7 +73,7 @@ export class ImageErasure {
     private readonly snapshots: FaceSnapshots,
   ) {}
 
-  async erase(tenant: TenantId, imageHash: string): Promise<ErasureReport> {
+  async erase(tenant: TenantId, imageHash: string): Promise<ErasureOutcome> {
     const k = this.keys.tenant(tenant);
     const stem = faceIdStem(tenant, imageHash);
     const [models, faceKeys] = await Promise.all([this.redis.smembers(k.imageModels(imageHash)), keysToForget(this.redis, k, stem, imageHash)]);
@@ -73,7 +81,17 @@ export class ImageErasure {
     const fixed = [k.faceSeq(), k.faceLog(), k.image(imageHash), k.imageModels(imageHash), k.imageCrashes(imageHash)];
     const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq, removedCrashes] = await runDeclared(this.redis, ERASE_IMAGE, fixed, found, [k.prefix, imageHash, stem]);
     const removedBytes = await this.content.remove(tenant, imageHash);
-    const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
-    return { existed: existed === 1, removedFaces, updatedImages, removedResults, removedCrashRecord: removedCrashes === 1, removedBytes, removedSnapshots };
+    const purge = tombstoneSeq > 0 ? await this.snapshots.purgeOrDefer(tenant, tombstoneSeq) : { removed: 0 };
+    return {
+      existed: existed === 1,
+      removedFaces,
+      updatedImages,
+      removedResults,
+      removedCrashRecord: removedCrashes === 1,
+      removedBytes,
+      removedSnapshots: purge.removed,
+      snapshotPurgePending: purge.deferred !== undefined,
+      ...(purge.deferred ? { purgeDeferredBy: purge.deferred } : {}),
+    };
   }
 }

@@ -70,7 +70,7 @@ export class FacesController {
 
   @Delete('v1/images/:hash/faces')
   @ApiOperation({ summary: "Forget an image's faces: out of the caller's index and out of every other image's match set" })
-  @ApiOkResponse({ description: '{ imageHash, removedFaces, updatedImages }' })
+  @ApiOkResponse({ description: '{ imageHash, removedFaces, updatedImages, removedSnapshots, snapshotPurgePending } (as DELETE /v1/images/:hash)' })
   @ApiNotFoundResponse({ type: ErrorResponseDto })
   forget(@CallerTenant() tenant: TenantId, @Param('hash') hash: string) {
     return this.faces.forget(tenant, hash);

@@ -5,7 +5,7 @@ import { AppConfig } from '@app/config';
 import { AppError, decodeJobError, ErrorCode, FacesView, InferenceJobName, JobPriority, MatchFacesJobData, matchFacesJobId, TenantId } from '@app/contracts';
 import { inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
-import { AnalysisStore, CONTENT_STORE, ContentStore, FACES_CRASH_SUBJECT, FaceSnapshots, FaceStore, ImageLocks, PoisonImages } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, FACES_CRASH_SUBJECT, FaceSnapshots, FaceStore, ImageLocks, logPurgeDeferred, PoisonImages } from '@app/storage';
 import { requireImageHash } from '../common/image-hash';
 import { InferenceQueue } from '../jobs/inference-queue';
 import { JobWaiter } from '../jobs/job-waiter';
@@ -118,14 +118,17 @@ export class FacesService {
     return this.faces.view(tenant, imageHash, this.config.values.FACE_MATCHES_MAX);
   }
 
-  async forget(tenant: TenantId, imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number }> {
+  async forget(tenant: TenantId, imageHash: string): Promise<{ imageHash: string; removedFaces: number; updatedImages: number; removedSnapshots: number; snapshotPurgePending: boolean }> {
     requireImageHash(imageHash);
     if (!(await this.faces.hasImageFaces(tenant, imageHash))) throw noFaceData(imageHash);
     const { removedFaces, updatedImages, tombstoneSeq } = await this.faces.deleteImageFaces(tenant, imageHash);
-    // Saved face indexes from before the tombstone may hold these faces' vectors: they go too.
-    const removedSnapshots = tombstoneSeq > 0 ? await this.snapshots.purgeBefore(tenant, tombstoneSeq) : 0;
-    this.logger.info({ action: 'faces.forgotten', tenant, imageHash, removedFaces, updatedImages, removedSnapshots }, 'image faces removed from the index and every match set');
-    return { imageHash, removedFaces, updatedImages };
+    // Saved face indexes from before the tombstone may hold these faces' vectors: they go too (or, when the disk
+    // refuses now, as soon as a worker's retry can: FaceSnapshots.purgeOrDefer).
+    const purge = tombstoneSeq > 0 ? await this.snapshots.purgeOrDefer(tenant, tombstoneSeq) : { removed: 0, deferred: undefined };
+    if (purge.deferred) logPurgeDeferred(this.logger, { tenant, imageHash }, purge.deferred);
+    const answer = { imageHash, removedFaces, updatedImages, removedSnapshots: purge.removed, snapshotPurgePending: purge.deferred !== undefined };
+    this.logger.info({ action: 'faces.forgotten', tenant, ...answer }, 'image faces removed from the index and every match set');
+    return answer;
   }
 }
 

@@ -34,7 +34,7 @@ export class ImagesController {
 
   @Delete(':hash')
   @ApiOperation({ summary: "Erase the caller's image: metadata, results, faces and match entries on both sides, its crash record, queued jobs, and the stored bytes" })
-  @ApiOkResponse({ description: '{ imageHash, existed, removedFaces, updatedImages, removedResults, removedCrashRecord, removedBytes, removedSnapshots, removedJobs }' })
+  @ApiOkResponse({ description: '{ imageHash, existed, removedFaces, updatedImages, removedResults, removedCrashRecord, removedBytes, removedSnapshots, snapshotPurgePending, removedJobs } (snapshotPurgePending: some face-index snapshot files could not be deleted yet; workers retry, the faces are no longer returned)' })
   @ApiBadRequestResponse({ type: ErrorResponseDto })
   @ApiNotFoundResponse({ type: ErrorResponseDto, description: 'NOT_FOUND: the caller has no such image' })
   erase(@CallerTenant() tenant: TenantId, @Param('hash') hash: string, @Req() request: FastifyRequest) {

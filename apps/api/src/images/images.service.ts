@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type Redis from 'ioredis';
 import { entriesNamingJobs, REDIS_CLIENT, StreamEntry } from '@app/redis';
 import { AnalysisRecord, AnalysisState, analyzeJobId, AppError, ErrorCode, ImageMetadata, INFERENCE_QUEUE, matchFacesJobId, RedisKeys, TenantId } from '@app/contracts';
-import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks, PoisonImages } from '@app/storage';
+import { AnalysisStore, CONTENT_STORE, ContentStore, ErasureReport, ImageErasure, ImageLocks, logPurgeDeferred, PoisonImages } from '@app/storage';
 import { createHash } from 'node:crypto';
 import { detectImageFormat, inspectImage } from '@app/imaging';
 import { APP_LOGGER } from '@app/logging';
@@ -229,7 +229,8 @@ export class ImagesService {
       // and writes nothing back.
       const jobIds = [matchFacesJobId(tenant, hash), ...models.map((model) => analyzeJobId(tenant, hash, model))];
       const removedJobs = await this.removeJobs(jobIds);
-      const report = await this.erasure.erase(tenant, hash);
+      const { purgeDeferredBy, ...report } = await this.erasure.erase(tenant, hash);
+      if (purgeDeferredBy) logPurgeDeferred(this.logger, { requestId, tenant, imageHash: hash }, purgeDeferredBy);
       if (!report.existed && !report.removedBytes && !report.removedCrashRecord) throw notFound(hash);
       // Again now the record is gone: a running job that completed between the two steps added its event after
       // the first sweep (and a job completing from now on sees no image: the worker forgets it itself).

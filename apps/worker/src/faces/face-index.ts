@@ -86,6 +86,8 @@ const SNAPSHOT_RETRY_MAX_MS = 30 * 60_000;
 const RELEASE_AFTER_SWAP_MS = 10_000;
 /** An idle tenant's view is synced with its log this often (one pipelined read), which also finds a log gone back. */
 const LOG_CHECK_MS = 15_000;
+/** How often the loop retries the snapshot purges erasures had to defer (FaceSnapshots.retryDeferredPurges): one ZRANGE when none. */
+const PURGE_RETRY_MS = 15_000;
 /** Loads of a tenant retried when its log goes back again while it loads. */
 const LOAD_ATTEMPTS = 3;
 
@@ -653,11 +655,30 @@ export class FaceIndex {
     if (suppressed !== undefined) this.logger.error({ action: 'faces.maintenance_failed', tenant, err: error, suppressed }, 'face index maintenance failed; will retry');
   }
 
+  /**
+   * Deletes the snapshot files an erasure could not (the API deferred them: FaceSnapshots.purgeOrDefer). Once
+   * gone, the tenant has no file older than its tombstone and the next check writes a clean one.
+   */
+  private async retryDeferredPurges(): Promise<void> {
+    try {
+      const { purged, failed } = await this.snapshots.retryDeferredPurges();
+      for (const tenant of purged) this.logger.info({ action: 'faces.snapshot_purge_completed', tenant }, 'snapshot files an erasure could not delete are deleted now');
+      for (const { tenant, error } of failed) this.reportMaintenanceFailure(tenant, error);
+    } catch (error) {
+      this.reportMaintenanceFailure('*' as TenantId, error);
+    }
+  }
+
   /** Background: settle faces whose time has come, a small batch at a time, and save snapshots when due. */
   private async maintain(): Promise<void> {
     const { signal } = this.stopping;
+    let purgesRetried = 0;
     while (!signal.aborted) {
       let busy = false;
+      if (Date.now() - purgesRetried >= PURGE_RETRY_MS) {
+        purgesRetried = Date.now();
+        await this.retryDeferredPurges();
+      }
       for (const [tenant, faces] of this.tenants) {
         if (signal.aborted) break;
         try {
