@@ -90,7 +90,7 @@ describe('fault: a full Redis (OOM under noeviction) still serves reads and eras
 
     // Forgetting an image's faces: out of its own record and its match's.
     const forgotten = await call(`/v1/images/${hash2}/faces`, { method: 'DELETE' });
-    expect(`${forgotten.status} ${JSON.stringify(forgotten.body)}`).toBe(`200 ${JSON.stringify({ imageHash: hash2, removedFaces: 1, updatedImages: 1 })}`);
+    expect(`${forgotten.status} ${JSON.stringify(forgotten.body)}`).toBe(`200 ${JSON.stringify({ imageHash: hash2, removedFaces: 1, updatedImages: 1, removedSnapshots: 0, snapshotPurgePending: false })}`);
     expect((await call(`/v1/images/${hash2}/matches`)).status).toBe(404);
     const left = await call(`/v1/images/${hash1}/matches`);
     expect(left.status).toBe(200);
