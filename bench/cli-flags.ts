@@ -19,10 +19,10 @@ export class CliFlags {
       const next = argv[i + 1];
       this.values.set(key.slice(2), next === undefined || next.startsWith('--') ? 'true' : argv[++i]);
     }
-    const takenByNpm = (allowed ?? []).filter((name) => !this.values.has(name) && env[`npm_config_${name.replaceAll('-', '_')}`] !== undefined);
     const valueless: string[] = [];
-    for (const name of takenByNpm) {
-      const value = env[`npm_config_${name.replaceAll('-', '_')}`]!;
+    for (const name of allowed ?? []) {
+      const value = env[`npm_config_${name.replaceAll('-', '_')}`];
+      if (this.values.has(name) || value === undefined) continue;
       if (value === 'true') valueless.push(name);
       else this.values.set(name, value);
     }

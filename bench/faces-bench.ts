@@ -80,7 +80,8 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     // Below FACE_INDEX_MIN_FACES a worker keeps the exact scan and never settles a face, so the cold worker's
     // --settle-all waited forever for any --faces under 20,000 (red team, stop 32): the bench lowers it to half
     // the tenant, says so, and measures the index path a larger tenant would take.
-    const minFaces = parseEnv(process.env).FACE_INDEX_MIN_FACES;
+    const settings = parseEnv(process.env);
+    const minFaces = settings.FACE_INDEX_MIN_FACES;
     const indexMinFaces = Math.min(minFaces, Math.max(1, Math.floor(stored / 2)));
     if (indexMinFaces < minFaces) log(`${stored} faces is below FACE_INDEX_MIN_FACES (${minFaces}), where a worker keeps the exact scan: the bench's workers use ${indexMinFaces} to measure the index`);
     const env = {
@@ -93,7 +94,7 @@ export async function benchFaces(argv: string[]): Promise<Record<string, unknown
     };
     // pq (FAISS, where built): the cold worker answers from its in-memory int8 index, and the snapshot it saves
     // is the PQ one, so the headline figures and the widths are the warm worker's (PQ base + exact tail).
-    const storage = resolveFaceIndexStorage(parseEnv(process.env).FACE_INDEX_STORAGE);
+    const storage = resolveFaceIndexStorage(settings.FACE_INDEX_STORAGE);
     const widthsOn = storage === 'pq' ? 'warm' : 'cold';
 
     log('cold worker: building the index from the log');

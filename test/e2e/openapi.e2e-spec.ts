@@ -47,6 +47,12 @@ describe('OpenAPI document: a contract tools can trust', () => {
     await redis?.stop();
   });
 
+  it('Swagger UI answers at /docs, and /docs/ (whose relative asset links 404) sends there', async () => {
+    expect((await request(`${api.url}/docs`)).status).toBe(200);
+    const slash = await fetch(`${api.url}/docs/?x=1`, { redirect: 'manual' });
+    expect([slash.status, slash.headers.get('location')]).toEqual([301, '/docs?x=1']);
+  });
+
   it('every route the server answers is documented, and every documented operation is served', async () => {
     const served = (api.logsWith('api.routes')[0].routes as string[])
       // Not API operations: the web page's static files, Swagger UI itself, the admin dashboard.

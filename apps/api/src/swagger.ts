@@ -1,5 +1,5 @@
 import { INestApplication } from '@nestjs/common';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { DocumentBuilder, getSchemaPath, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import { ErrorResponseDto } from './common/error.dto';
 import { PUBLIC_EXTENSION } from './auth/api-keys';
@@ -49,13 +49,12 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
  * links resolve against the trailing slash to /docs/docs/…, which answer 404 (a blank page; newcomer, stop 32).
  */
 export function setupSwagger(app: INestApplication): void {
+  // A hook of that one route (registered by SwaggerModule below), not of every request.
   const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
-  fastify.addHook('onRequest', (request, reply, done) => {
-    if (request.url === '/docs/' || request.url.startsWith('/docs/?')) {
-      void reply.redirect(`/docs${request.url.slice('/docs/'.length)}`, 301);
-      return;
-    }
-    done();
+  fastify.addHook('onRoute', (route) => {
+    if (route.url !== '/docs/') return;
+    const redirect: onRequestHookHandler = (request, reply) => void reply.redirect(`/docs${request.url.slice('/docs/'.length)}`, 301);
+    route.onRequest = [redirect, ...[route.onRequest ?? []].flat()];
   });
   SwaggerModule.setup('docs', app, createOpenApiDocument(app), { jsonDocumentUrl: 'docs/json' });
 }

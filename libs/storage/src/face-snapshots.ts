@@ -195,10 +195,13 @@ export class FaceSnapshots {
    * folder, EPERM, EIO) does not fail the erasure (its faces are no longer returned; answering 500 left the
    * client a 404 on retry and the vectors on disk for good: red team, stop 32). The tenant's tombstone number is
    * recorded instead (RedisKeys.facePurgesPending) and workers retry until the files are gone.
+   * @param tombstoneSeq the erasure's tombstone number, 0 when it removed no face (nothing to purge)
    * @returns files deleted now, and the error that deferred the rest (undefined when nothing is left)
    * @throws only when Redis cannot record the deferral (the caller answers "try later")
    */
   async purgeOrDefer(tenant: TenantId, tombstoneSeq: number): Promise<{ removed: number; deferred?: Error }> {
+    // 0: the erasure removed no face (no tombstone), so no file can hold one of them.
+    if (tombstoneSeq <= 0) return { removed: 0 };
     try {
       const removed = await this.purgeBefore(tenant, tombstoneSeq);
       await this.clearPending(tenant, tombstoneSeq);

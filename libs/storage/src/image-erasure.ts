@@ -81,7 +81,7 @@ export class ImageErasure {
     const fixed = [k.faceSeq(), k.faceLog(), k.image(imageHash), k.imageModels(imageHash), k.imageCrashes(imageHash)];
     const [removedFaces, updatedImages, removedResults, existed, tombstoneSeq, removedCrashes] = await runDeclared(this.redis, ERASE_IMAGE, fixed, found, [k.prefix, imageHash, stem]);
     const removedBytes = await this.content.remove(tenant, imageHash);
-    const purge = tombstoneSeq > 0 ? await this.snapshots.purgeOrDefer(tenant, tombstoneSeq) : { removed: 0 };
+    const purge = await this.snapshots.purgeOrDefer(tenant, tombstoneSeq);
     return {
       existed: existed === 1,
       removedFaces,

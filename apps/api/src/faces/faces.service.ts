@@ -124,7 +124,7 @@ export class FacesService {
     const { removedFaces, updatedImages, tombstoneSeq } = await this.faces.deleteImageFaces(tenant, imageHash);
     // Saved face indexes from before the tombstone may hold these faces' vectors: they go too (or, when the disk
     // refuses now, as soon as a worker's retry can: FaceSnapshots.purgeOrDefer).
-    const purge = tombstoneSeq > 0 ? await this.snapshots.purgeOrDefer(tenant, tombstoneSeq) : { removed: 0, deferred: undefined };
+    const purge = await this.snapshots.purgeOrDefer(tenant, tombstoneSeq);
     if (purge.deferred) logPurgeDeferred(this.logger, { tenant, imageHash }, purge.deferred);
     const answer = { imageHash, removedFaces, updatedImages, removedSnapshots: purge.removed, snapshotPurgePending: purge.deferred !== undefined };
     this.logger.info({ action: 'faces.forgotten', tenant, ...answer }, 'image faces removed from the index and every match set');
