@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -316,7 +316,8 @@ describe('face index in the running service (2 APIs, 2 workers, an indexed tenan
 
   it('loads the stored faces into an index at start and saves a snapshot beside the content store', async () => {
     for (const worker of workers) expect((await worker.waitForLog((line) => line.action === 'faces.index_loaded')).faces).toBe(3000);
-    await until(() => snapshotFiles(storageDir, 'default').length > 0, 30_000, 'a snapshot file');
+    // The folder appears with the first snapshot (loads run in the background, so possibly after the log line).
+    await until(() => existsSync(join(storageDir, 'default', '.face-index')) && snapshotFiles(storageDir, 'default').length > 0, 30_000, 'a snapshot file');
   });
 
   it('a face added on one worker is matched by a query on the other as soon as it is in the log, and once settled, through its index', async () => {
