@@ -1,5 +1,6 @@
 import { AppError, ErrorCode } from '@app/contracts';
 import { readImageHeader } from './image-format';
+import { quickHeader } from './quick-header';
 import { assertImageShape } from './image-shape';
 
 export interface ImageInfo {
@@ -28,8 +29,9 @@ export interface ImageFile {
 }
 
 /**
- * Cheap checks the API runs before queueing: size, format (libvips' loader choice; for HEIF, the codec libheif
- * reads from the file's items), and the header's pixel and frame counts. Reads the header only (from memory, or
+ * Cheap checks the API runs before queueing: size, format (JPEG and PNG in memory: image-size, see quickHeader;
+ * others: libvips' loader choice, and for HEIF the codec libheif reads from the file's items), and the header's
+ * pixel and frame counts. Reads the header only (from memory, or
  * from the file of an upload streamed to disk); the full decode happens in the worker.
  */
 export async function inspectImage(input: Buffer | ImageFile, limits: ImageLimits): Promise<ImageInfo> {
@@ -38,7 +40,7 @@ export async function inspectImage(input: Buffer | ImageFile, limits: ImageLimit
   if (size > limits.maxBytes) {
     throw new AppError(ErrorCode.ImageTooLarge, `the image is ${size} bytes; the limit is ${limits.maxBytes} bytes`);
   }
-  const { format, width, height, frames } = await readImageHeader(Buffer.isBuffer(input) ? input : input.path, limits);
+  const { format, width, height, frames } = (Buffer.isBuffer(input) ? quickHeader(input) : undefined) ?? (await readImageHeader(Buffer.isBuffer(input) ? input : input.path, limits));
   assertImageShape(width, height, limits);
   if (frames > limits.maxFrames) {
     throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
