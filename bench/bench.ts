@@ -368,7 +368,7 @@ async function main(): Promise<void> {
     // next 159, with the service at 99–101 in both): the reference is measured again right after the service, with
     // the best of the same two settings as before, and the ratio uses the mean of the two bests.
     console.error('bench: in-process again, after the service…');
-    inprocess.throughputBefore = inprocess.throughput;
+    inprocess.throughputBefore = round(inprocess.throughput);
     const quietAfter = await inProcessThroughputAgain(false, inprocessQuiet.bestBatch);
     inprocess.throughputAfter = Math.max(quietAfter, await inProcessThroughputAgain(true, inprocessSpinning.bestBatch));
     inprocess.throughput = round((inprocess.throughputBefore + inprocess.throughputAfter) / 2);
