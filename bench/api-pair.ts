@@ -3,7 +3,7 @@
  * own dist/). Per round it starts two whole stacks at once, each with its own redis-server, a worker that does no
  * work (bench/stub-worker.ts) and the API of its checkout, and loads both for the same seconds with the same
  * closed-loop clients. Both sides share the machine at the same moments, so its drift (tens of percent over minutes
- * on a shared host, more than most changes buy) moves both alike: an A/A run reads within ±4 %. Prints each round's
+ * on a shared host, more than most changes buy) moves both alike: A/A rounds read within ±5 %. Prints each round's
  * API, stub-worker and Redis CPU ms per request (/proc) and B ÷ A for the API, then the medians.
  * PAIR_ROUNDS (4), PAIR_SECONDS (10), PAIR_CLIENTS (16 a side); PAIR_ENV_A / PAIR_ENV_B: JSON env for one side.
  * Loopback only; nothing is left running.
