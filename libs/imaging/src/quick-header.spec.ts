@@ -72,6 +72,13 @@ describe('quickHeader', () => {
     expect(compared).toBeGreaterThan(200);
   });
 
+  it('leaves a PNG with an EXIF orientation to libvips, which turns it as it turns a JPEG', async () => {
+    const castle = readFileSync(join(FIXTURES, 'castle_image.jpg'));
+    const turned = await sharp(castle).withMetadata({ orientation: 6 }).png().toBuffer();
+    expect(quickHeader(turned)).toBeUndefined();
+    expect(await libvipsHeader(turned)).toMatchObject({ width: 480, height: 800 });
+  });
+
   it('leaves everything else to libvips: other formats, broken PNG chunks, JPEG segments that do not chain', async () => {
     const castle = readFileSync(join(FIXTURES, 'castle_image.jpg'));
     expect(quickHeader(await sharp(castle).webp().toBuffer())).toBeUndefined();

@@ -59,16 +59,29 @@ function jpegSegmentsReachFrame(bytes: Buffer): boolean {
   return false;
 }
 
-/** True when every PNG chunk from IHDR up to the first IDAT is whole and its CRC-32 (ISO 15948, 5.3) matches. */
+/**
+ * True when every PNG chunk from IHDR up to the first IDAT is whole and its CRC-32 (ISO 15948, 5.3) matches, and no
+ * chunk of the file is an eXIf: libvips turns a PNG by its EXIF orientation as it does a JPEG, and image-size does
+ * not read it, so such a PNG is left to libvips (the chunks after the image data are only walked, by their lengths).
+ */
 function pngChunksIntact(bytes: Buffer): boolean {
   let offset = 8;
+  let imageData = false;
   while (offset + 12 <= bytes.length) {
     const length = bytes.readUInt32BE(offset);
     const type = bytes.toString('latin1', offset + 4, offset + 8);
-    if (type === 'IDAT') return offset > 8;
     const end = offset + 12 + length;
-    if (end > bytes.length || crc32(bytes.subarray(offset + 4, end - 4)) !== bytes.readUInt32BE(end - 4)) return false;
+    if (type === 'eXIf') return false;
+    if (type === 'IDAT') {
+      if (offset === 8) return false;
+      imageData = true;
+    } else if (type === 'IEND') {
+      return imageData;
+    } else if (!imageData && (end > bytes.length || crc32(bytes.subarray(offset + 4, end - 4)) !== bytes.readUInt32BE(end - 4))) {
+      return false;
+    }
     offset = end;
   }
-  return false;
+  // A file cut short (no IEND): taken when its image data had begun, as libvips' header read takes it.
+  return imageData;
 }
