@@ -72,6 +72,23 @@ describe('quickHeader', () => {
     expect(compared).toBeGreaterThan(200);
   });
 
+  it('leaves to libvips a JPEG with two EXIF blocks, or an EXIF block without an orientation image-size reads', async () => {
+    const castle = readFileSync(join(FIXTURES, 'castle_image.jpg'));
+    const turned = await sharp(castle).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    // The APP1 segment right after SOI (sharp writes EXIF first), copied in once more.
+    expect(turned.toString('latin1', 6, 12)).toBe('Exif\0\0');
+    const app1 = turned.subarray(2, 4 + turned.readUInt16BE(4));
+    const twice = Buffer.concat([turned.subarray(0, 2), app1, turned.subarray(2)]);
+    expect(quickHeader(turned)).toMatchObject({ width: 480, height: 800 });
+    expect(quickHeader(twice)).toBeUndefined();
+    // The same EXIF block with its orientation entry renamed (tag 0x0112 → 0x0113), in either byte order.
+    const noOrientation = Buffer.from(turned);
+    const entry = [Buffer.from([0x01, 0x12, 0x00, 0x03]), Buffer.from([0x12, 0x01, 0x03, 0x00])].map((bytes) => noOrientation.indexOf(bytes, 12)).find((at) => at > 0 && at < app1.length)!;
+    expect(entry).toBeGreaterThan(0);
+    noOrientation[entry + (noOrientation[entry] === 0x01 ? 1 : 0)] = 0x13;
+    expect(quickHeader(noOrientation)).toBeUndefined();
+  });
+
   it('leaves a PNG with an EXIF orientation to libvips, which turns it as it turns a JPEG', async () => {
     const castle = readFileSync(join(FIXTURES, 'castle_image.jpg'));
     const turned = await sharp(castle).withMetadata({ orientation: 6 }).png().toBuffer();

@@ -21,10 +21,13 @@ export function quickHeader(bytes: Buffer): ImageHeader | undefined {
   const jpeg = bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
   // A standard PNG's first chunk is IHDR (CgBI files put theirs first, and libvips does not decode them).
   const png = bytes.length >= 33 && bytes.subarray(0, 8).equals(PNG_SIGNATURE) && bytes.toString('latin1', 12, 16) === 'IHDR';
+  if (!jpeg && !png) return undefined;
   // Checks libvips' header read makes and image-size does not: the CRC of every PNG chunk before the image data
   // (libspng's), and JPEG segments that follow each other exactly up to the frame header (image-size skips over a
   // broken length; libjpeg refuses the file).
-  if (png ? !pngChunksIntact(bytes) : !jpegSegmentsReachFrame(bytes)) return undefined;
+  const exifBlocks = jpeg ? jpegExifBlocksBeforeFrame(bytes) : pngChunksIntact(bytes) ? 0 : undefined;
+  // More than one EXIF block: which one libvips believes is its own business.
+  if (exifBlocks === undefined || exifBlocks > 1) return undefined;
   let size: ReturnType<typeof imageSize>;
   try {
     size = imageSize(bytes);
@@ -32,31 +35,36 @@ export function quickHeader(bytes: Buffer): ImageHeader | undefined {
     return undefined;
   }
   if (size.type !== (jpeg ? 'jpg' : 'png') || !(size.width > 0) || !(size.height > 0)) return undefined;
-  // EXIF orientation (tag 0x0112): 5–8 turn the image a quarter, so its display size swaps. Anything else is upright.
-  const orientation = jpeg && size.orientation !== undefined && size.orientation >= 1 && size.orientation <= 8 ? size.orientation : 1;
+  // EXIF orientation (tag 0x0112): 5–8 turn the image a quarter, so its display size swaps. An EXIF block whose
+  // orientation image-size does not read as a SHORT 1–8 in IFD0 is left to libvips, which may read it otherwise.
+  if (exifBlocks === 1 && !(size.orientation !== undefined && size.orientation >= 1 && size.orientation <= 8)) return undefined;
+  const orientation = exifBlocks === 1 ? size.orientation! : 1;
   const turned = orientation >= 5;
   return { format: jpeg ? 'jpeg' : 'png', width: turned ? size.height : size.width, height: turned ? size.width : size.height, frames: 1, heifOrientation: 1 };
 }
 
 /**
- * True when a JPEG's marker segments, from its SOI, follow each other exactly (0xFF, a marker, a 2-byte big-endian
- * length that counts itself) up to a baseline, extended or progressive frame header (SOF0–SOF2, ITU T.81 B.2), the
- * ones image-size reads. Fill bytes (0xFF) before a marker are allowed, as T.81 B.1.1.2 does.
+ * The number of EXIF blocks (APP1 segments that begin `Exif\0\0`) before the frame header when a JPEG's marker
+ * segments, from its SOI, follow each other exactly (0xFF, a marker, a 2-byte big-endian length that counts itself)
+ * up to a baseline, extended or progressive frame header (SOF0–SOF2, ITU T.81 B.2), the ones image-size reads;
+ * undefined otherwise. Fill bytes (0xFF) before a marker are allowed, as T.81 B.1.1.2 does.
  */
-function jpegSegmentsReachFrame(bytes: Buffer): boolean {
+function jpegExifBlocksBeforeFrame(bytes: Buffer): number | undefined {
   let offset = 2;
+  let exifBlocks = 0;
   while (offset + 4 <= bytes.length) {
-    if (bytes[offset] !== 0xff) return false;
+    if (bytes[offset] !== 0xff) return undefined;
     while (bytes[offset + 1] === 0xff && offset + 2 < bytes.length) offset++;
     const marker = bytes[offset + 1];
-    if (marker >= 0xc0 && marker <= 0xc2) return offset + 9 <= bytes.length;
-    // Other frame types (lossless, arithmetic), a scan before any frame, or the image's end: libvips decides.
-    if ((marker >= 0xc3 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) || marker === 0xda || marker === 0xd9 || marker === 0x00) return false;
+    if (marker >= 0xc0 && marker <= 0xc2) return offset + 9 <= bytes.length ? exifBlocks : undefined;
+    // Other frame types (lossless, arithmetic), a scan before any frame, the image's end, a stuffed zero: libvips decides.
+    if ((marker >= 0xc3 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) || marker === 0xda || marker === 0xd9 || marker === 0x00) return undefined;
     const length = bytes.readUInt16BE(offset + 2);
-    if (length < 2) return false;
+    if (length < 2) return undefined;
+    if (marker === 0xe1 && bytes.toString('latin1', offset + 4, offset + 10) === 'Exif\0\0') exifBlocks++;
     offset += 2 + length;
   }
-  return false;
+  return undefined;
 }
 
 /**
