@@ -6,18 +6,14 @@
  * round and the medians. The machine's other load moves each round; alternating spreads it over both sides.
  * AB_ROUNDS, AB_N1, AB_N32 change the amounts. Loopback only; own redis-server.
  */
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
-import { AppProcess, REPO_ROOT } from '../test/support/app-process';
+import { AppProcess } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { percentile, round, runConcurrently } from './stats';
+import { BENCH_IMAGES } from './bench-images';
 
-const IMAGES = ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name) => ({
-  bytes: readFileSync(join(REPO_ROOT, 'test', 'fixtures', name)),
-  type: name.endsWith('.png') ? 'image/png' : 'image/jpeg',
-}));
+const IMAGES = BENCH_IMAGES;
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 6);
 const N1 = Number(process.env.AB_N1 ?? 40);
 const N32 = Number(process.env.AB_N32 ?? 300);

@@ -9,18 +9,15 @@
  * Loopback only; nothing is left running.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { jemallocEnv, REPO_ROOT } from '../test/support/app-process';
 import { freePort } from '../test/support/free-port';
 import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { round } from './stats';
+import { BENCH_IMAGES } from './bench-images';
 
-const IMAGES = ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name) => ({
-  bytes: readFileSync(join(REPO_ROOT, 'test', 'fixtures', name)),
-  type: name.endsWith('.png') ? 'image/png' : 'image/jpeg',
-}));
+const IMAGES = BENCH_IMAGES;
 const ROUNDS = Number(process.env.PAIR_ROUNDS ?? 4);
 const SECONDS = Number(process.env.PAIR_SECONDS ?? 10);
 const CLIENTS = Number(process.env.PAIR_CLIENTS ?? 16);

@@ -8,7 +8,7 @@
  * redis-server, API and worker.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { prepareModelInput } from '@app/imaging';
@@ -23,13 +23,10 @@ import { benchMemory } from './memory-bench';
 import { CpuMeter } from './proc-stats';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
+import { BENCH_IMAGES } from './bench-images';
 
 const MODEL = 'mobilenet_v2';
-const IMAGES = ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name) => ({
-  name,
-  bytes: readFileSync(join(REPO_ROOT, 'test', 'fixtures', name)),
-  type: name.endsWith('.png') ? 'image/png' : 'image/jpeg',
-}));
+const IMAGES = BENCH_IMAGES;
 const quick = process.env.BENCH_QUICK === '1';
 const N = { latency1: quick ? 30 : 100, throughput: quick ? 200 : 600, seedLatency: quick ? 10 : 24, seedThroughput: quick ? 96 : 256 };
 const intraOpThreads = Math.max(1, cpus().length);

@@ -1,0 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../test/support/app-process';
+
+/** The classify benches' images, sent in turn: an 800×480 JPEG and two PNGs (224×224 and a photo), with their types. */
+export const BENCH_IMAGES = ['castle_image.jpg', 'cat_kitten_224.png', 'dog_beagle_jemma.png'].map((name) => ({
+  name,
+  bytes: readFileSync(join(REPO_ROOT, 'test', 'fixtures', name)),
+  type: name.endsWith('.png') ? 'image/png' : 'image/jpeg',
+}));
