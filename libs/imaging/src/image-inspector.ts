@@ -29,7 +29,7 @@ export interface ImageFile {
 }
 
 /**
- * Cheap checks the API runs before queueing: size, format (JPEG and PNG in memory: image-size, see quickHeader;
+ * Cheap checks the API runs before queueing: size, format (a well-formed JPEG or PNG in memory: quickHeader;
  * others: libvips' loader choice, and for HEIF the codec libheif reads from the file's items), and the header's
  * pixel and frame counts. Reads the header only (from memory, or
  * from the file of an upload streamed to disk); the full decode happens in the worker.

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { readImageHeader } from './image-format';
 import { quickHeader } from './quick-header';
@@ -72,7 +73,7 @@ describe('quickHeader', () => {
     expect(compared).toBeGreaterThan(200);
   });
 
-  it('leaves to libvips a JPEG with two EXIF blocks, or an EXIF block without an orientation image-size reads', async () => {
+  it('leaves to libvips a JPEG with two EXIF blocks or an orientation that is not a SHORT 1–8; no tag is upright', async () => {
     const castle = readFileSync(join(FIXTURES, 'castle_image.jpg'));
     const turned = await sharp(castle).withMetadata({ orientation: 6 }).jpeg().toBuffer();
     // The APP1 segment right after SOI (sharp writes EXIF first), copied in once more.
@@ -81,12 +82,53 @@ describe('quickHeader', () => {
     const twice = Buffer.concat([turned.subarray(0, 2), app1, turned.subarray(2)]);
     expect(quickHeader(turned)).toMatchObject({ width: 480, height: 800 });
     expect(quickHeader(twice)).toBeUndefined();
-    // The same EXIF block with its orientation entry renamed (tag 0x0112 → 0x0113), in either byte order.
-    const noOrientation = Buffer.from(turned);
-    const entry = [Buffer.from([0x01, 0x12, 0x00, 0x03]), Buffer.from([0x12, 0x01, 0x03, 0x00])].map((bytes) => noOrientation.indexOf(bytes, 12)).find((at) => at > 0 && at < app1.length)!;
-    expect(entry).toBeGreaterThan(0);
-    noOrientation[entry + (noOrientation[entry] === 0x01 ? 1 : 0)] = 0x13;
-    expect(quickHeader(noOrientation)).toBeUndefined();
+    // The orientation entry (tag 0x0112, type SHORT), in either byte order.
+    const entry = [Buffer.from([0x01, 0x12, 0x00, 0x03]), Buffer.from([0x12, 0x01, 0x03, 0x00])].map((bytes) => turned.indexOf(bytes, 12)).find((at) => at > 0 && at < app1.length)!;
+    const bigEndian = turned[entry] === 0x01;
+    const asLong = Buffer.from(turned);
+    asLong[entry + (bigEndian ? 3 : 2)] = 4;
+    expect(quickHeader(asLong)).toBeUndefined();
+    const renamed = Buffer.from(turned);
+    renamed[entry + (bigEndian ? 1 : 0)] = 0x13;
+    expect(quickHeader(renamed)).toMatchObject({ width: 800, height: 480 });
+    expect(quickHeader(renamed)).toMatchObject((await libvipsHeader(renamed))!);
+    const magic43 = Buffer.from(turned);
+    magic43[12 + (bigEndian ? 3 : 2)] = 43;
+    expect(quickHeader(magic43)).toBeUndefined();
+  });
+
+  it('reads the size and orientation libjpeg reads from files built to lead a lenient reader astray, or none', async () => {
+    const small = await sharp({ create: { width: 64, height: 40, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+    const exif = (await sharp(small).withMetadata({ orientation: 6 }).jpeg().toBuffer()).subarray(2);
+    const app1 = exif.subarray(0, 2 + exif.readUInt16BE(2));
+    const sof = small.indexOf(Buffer.from([0xff, 0xc0]));
+    const fakeFrame = Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08, 0x00, 0x07, 0x00, 0x05, 0x03, 0x01, 0x11, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+    const cases: Buffer[] = [
+      // The frame header first, and fake ones after the image's end.
+      Buffer.concat([small.subarray(0, 2), small.subarray(sof, sof + 2 + small.readUInt16BE(sof + 2)), small.subarray(2, sof), small.subarray(sof + 2 + small.readUInt16BE(sof + 2)), ...Array(50).fill(fakeFrame)]),
+      // A marker without a length (RST0) after SOI.
+      Buffer.concat([small.subarray(0, 2), Buffer.from([0xff, 0xd0]), small.subarray(2)]),
+      // EXIF data in an APP2 segment: libvips reads APP1 only.
+      Buffer.concat([small.subarray(0, 2), Buffer.from([0xff, 0xe2]), app1.subarray(2), small.subarray(2)]),
+      // The only EXIF block after the frame header: libjpeg keeps it.
+      Buffer.concat([small.subarray(0, sof), small.subarray(sof, sof + 2 + small.readUInt16BE(sof + 2)), app1, small.subarray(sof + 2 + small.readUInt16BE(sof + 2))]),
+    ];
+    const readings = await Promise.all(cases.map(async (bytes) => ({ quick: quickHeader(bytes), libvips: await libvipsHeader(bytes) })));
+    for (const { quick, libvips } of readings) if (quick) expect({ format: quick.format, width: quick.width, height: quick.height, frames: quick.frames }).toEqual(libvips);
+    expect(readings[1].quick).toBeUndefined();
+    expect(readings[3].quick).toMatchObject({ width: 40, height: 64 });
+  });
+
+  it('gives up on a crafted walk long before its end: thousands of JPEG segments or PNG chunks go to libvips', async () => {
+    const small = await sharp({ create: { width: 64, height: 40, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+    const comments = Buffer.concat([small.subarray(0, 2), Buffer.alloc(4 * 100_000, Buffer.from([0xff, 0xfe, 0x00, 0x02])), small.subarray(2)]);
+    expect(quickHeader(comments)).toBeUndefined();
+    const png = await sharp({ create: { width: 64, height: 40, channels: 3, background: '#808080' } }).png().toBuffer();
+    const chunk = Buffer.from([0, 0, 0, 0, 0x74, 0x45, 0x58, 0x74, 0, 0, 0, 0]);
+    chunk.writeUInt32BE(crc32(chunk.subarray(4, 8)), 8);
+    const chunks = Buffer.concat([png.subarray(0, 33), Buffer.concat(Array(10_000).fill(chunk)), png.subarray(33)]);
+    expect(await libvipsHeader(chunks)).toMatchObject({ width: 64, height: 40 });
+    expect(quickHeader(chunks)).toBeUndefined();
   });
 
   it('leaves a PNG with an EXIF orientation to libvips, which turns it as it turns a JPEG', async () => {
