@@ -92,6 +92,10 @@ describe('quickHeader', () => {
     renamed[entry + (bigEndian ? 1 : 0)] = 0x13;
     expect(quickHeader(renamed)).toMatchObject({ width: 800, height: 480 });
     expect(quickHeader(renamed)).toMatchObject((await libvipsHeader(renamed))!);
+    // A first APP1 that starts "Exif" without being an EXIF block: libvips takes it, and so applies no orientation.
+    const decoy = Buffer.concat([turned.subarray(0, 2), Buffer.from([0xff, 0xe1, 0x00, 0x07, 0x45, 0x78, 0x69, 0x66, 0x00]), turned.subarray(2)]);
+    expect(await libvipsHeader(decoy)).toMatchObject({ width: 800, height: 480 });
+    expect(quickHeader(decoy)).toBeUndefined();
     const magic43 = Buffer.from(turned);
     magic43[12 + (bigEndian ? 3 : 2)] = 43;
     expect(quickHeader(magic43)).toBeUndefined();
@@ -129,6 +133,13 @@ describe('quickHeader', () => {
     const chunks = Buffer.concat([png.subarray(0, 33), Buffer.concat(Array(10_000).fill(chunk)), png.subarray(33)]);
     expect(await libvipsHeader(chunks)).toMatchObject({ width: 64, height: 40 });
     expect(quickHeader(chunks)).toBeUndefined();
+    // One large text chunk before the data (its CRC would be read whole), and a long run of JPEG fill bytes.
+    const text = Buffer.alloc(12 + 300_000);
+    text.writeUInt32BE(300_000, 0);
+    text.write('tEXt', 4, 'latin1');
+    text.writeUInt32BE(crc32(text.subarray(4, 8 + 300_000)), 8 + 300_000);
+    expect(quickHeader(Buffer.concat([png.subarray(0, 33), text, png.subarray(33)]))).toBeUndefined();
+    expect(quickHeader(Buffer.concat([small.subarray(0, 2), Buffer.alloc(1000, 0xff), small.subarray(2)]))).toBeUndefined();
   });
 
   it('leaves a PNG with an EXIF orientation to libvips, which turns it as it turns a JPEG', async () => {

@@ -14,6 +14,10 @@ const MAX_PNG_CHUNKS_AFTER_DATA = 8192;
 const PNG_EXIF = 0x65584966; // 'eXIf'
 const PNG_IEND = 0x49454e44; // 'IEND'
 const MAX_EXIF_ENTRIES = 512;
+/** 0xFF fill bytes before one marker (T.81 B.1.1.2 allows any number; encoders write none or a few). */
+const MAX_FILL_BYTES = 16;
+/** Bytes of PNG chunks before the image data whose CRC is checked (text and ICC chunks of real photos: a few kB). */
+const MAX_PNG_BYTES_BEFORE_DATA = 256 * 1024;
 
 /**
  * The header of a JPEG or PNG (most uploads) read in JavaScript, without libvips: format, display size (JPEG:
@@ -26,11 +30,12 @@ const MAX_EXIF_ENTRIES = 512;
  * another size or orientation than libvips reads, and spent a second on a 10 MB one.
  * - JPEG (ITU T.81 B.2): segments from SOI must chain exactly (0xFF fill bytes allowed) up to the first scan; exactly
  *   one frame header, SOF0–SOF2 (others: libvips); no marker without a length before the scan.
- * - Its orientation: at most one APP1 `Exif\0\0` block (anywhere before the scan, as libjpeg keeps it), a TIFF
- *   header with magic 42 whose IFD0 offset and every entry lie inside the block; tag 0x0112 absent (upright) or a
+ * - Its orientation: at most one APP1 that starts `Exif`, and that one `Exif\0\0` (anywhere before the scan, as
+ *   libjpeg keeps it), a TIFF header with magic 42 whose IFD0 offset and every entry lie inside the block; tag 0x0112 absent (upright) or a
  *   SHORT with count 1 and value 1–8. Anything else: libvips.
  * - PNG (ISO 15948): IHDR first, 13 bytes, with valid depth/colour/method fields; the CRC of every chunk before the
- *   image data; no eXIf chunk anywhere (libvips turns a PNG by it, as it turns a JPEG).
+ *   image data (at most 256 kB of them); no eXIf chunk anywhere (libvips turns a PNG by it, as it turns a JPEG).
+ * - JPEG fill bytes: at most 16 before a marker.
  *
  * Why not libvips here: on the API, sharp's metadata() was a quarter of the CPU of a classify request (paired A/B,
  * bench/api-pair.ts). The API's check only decides what to queue: the worker reads the header with libvips again
@@ -50,7 +55,10 @@ function jpegHeader(bytes: Buffer): ImageHeader | undefined {
   let scan = false;
   for (let segments = 0; segments < MAX_JPEG_SEGMENTS; segments++) {
     if (offset + 4 > bytes.length || bytes[offset] !== 0xff) return undefined;
-    while (bytes[offset + 1] === 0xff && offset + 2 < bytes.length) offset++;
+    for (let fill = 0; bytes[offset + 1] === 0xff && offset + 2 < bytes.length; fill++) {
+      if (fill >= MAX_FILL_BYTES) return undefined;
+      offset++;
+    }
     const marker = bytes[offset + 1];
     if (marker === 0xda) {
       scan = true;
@@ -65,8 +73,10 @@ function jpegHeader(bytes: Buffer): ImageHeader | undefined {
       // A frame header: only one, and only the kinds libjpeg reads as everyone's photos (baseline, extended, progressive).
       if (frame || marker > 0xc2 || length < 8) return undefined;
       frame = { height: bytes.readUInt16BE(offset + 5), width: bytes.readUInt16BE(offset + 7) };
-    } else if (marker === 0xe1 && length >= 8 && bytes.toString('latin1', offset + 4, offset + 10) === 'Exif\0\0') {
-      if (exif) return undefined;
+    } else if (marker === 0xe1 && length >= 6 && bytes.toString('latin1', offset + 4, offset + 8) === 'Exif') {
+      // libvips takes the first APP1 that starts "Exif" as the EXIF block, whatever follows: with a header other than
+      // Exif\0\0, or a second such block, which orientation applies is libvips' call.
+      if (exif || length < 8 || bytes.toString('latin1', offset + 8, offset + 10) !== '\0\0') return undefined;
       exif = bytes.subarray(offset + 10, end);
     }
     offset = end;
@@ -114,12 +124,12 @@ function pngHeader(bytes: Buffer): ImageHeader | undefined {
   if (!PNG_DEPTHS[colour]?.includes(depth) || compression !== 0 || filter !== 0 || interlace > 1) return undefined;
   let offset = 8;
   for (let chunks = 0; ; chunks++) {
-    if (chunks >= MAX_PNG_CHUNKS_BEFORE_DATA || offset + 12 > bytes.length) return undefined;
+    if (chunks >= MAX_PNG_CHUNKS_BEFORE_DATA || offset > MAX_PNG_BYTES_BEFORE_DATA || offset + 12 > bytes.length) return undefined;
     const length = bytes.readUInt32BE(offset);
     const type = bytes.toString('latin1', offset + 4, offset + 8);
     if (type === 'IDAT') break;
     const end = offset + 12 + length;
-    if (type === 'eXIf' || (type === 'IHDR') !== (offset === 8) || end > bytes.length) return undefined;
+    if (type === 'eXIf' || (type === 'IHDR') !== (offset === 8) || end > bytes.length || end > MAX_PNG_BYTES_BEFORE_DATA) return undefined;
     if (crc32(bytes.subarray(offset + 4, end - 4)) !== bytes.readUInt32BE(end - 4)) return undefined;
     offset = end;
   }
