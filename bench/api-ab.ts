@@ -11,9 +11,8 @@ import { AppProcess } from '../test/support/app-process';
 import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { percentile, round, runConcurrently } from './stats';
-import { BENCH_IMAGES } from './bench-images';
+import { BENCH_IMAGES as IMAGES } from './bench-images';
 
-const IMAGES = BENCH_IMAGES;
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 6);
 const N1 = Number(process.env.AB_N1 ?? 40);
 const N32 = Number(process.env.AB_N32 ?? 300);

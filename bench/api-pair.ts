@@ -12,12 +12,12 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { jemallocEnv, REPO_ROOT } from '../test/support/app-process';
 import { freePort } from '../test/support/free-port';
+import { until } from '../test/support/load';
 import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { round } from './stats';
-import { BENCH_IMAGES } from './bench-images';
+import { BENCH_IMAGES as IMAGES } from './bench-images';
 
-const IMAGES = BENCH_IMAGES;
 const ROUNDS = Number(process.env.PAIR_ROUNDS ?? 4);
 const SECONDS = Number(process.env.PAIR_SECONDS ?? 10);
 const CLIENTS = Number(process.env.PAIR_CLIENTS ?? 16);
@@ -37,14 +37,6 @@ function start(command: string, args: string[], cwd: string, env: Record<string,
   return child;
 }
 
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let attempt = 0; attempt < 120; attempt++) {
-    if (await check().catch(() => false)) return;
-    await new Promise((done) => setTimeout(done, 250));
-  }
-  throw new Error(`${what} did not start within 30 s`);
-}
-
 /** redis-server, stub worker and the checkout's API (the image's runtime settings), ready to serve. */
 async function stack(checkout: string, env: Record<string, string>): Promise<Stack> {
   const redis = await TestRedis.start();
@@ -55,7 +47,7 @@ async function stack(checkout: string, env: Record<string, string>): Promise<Sta
   const port = await freePort();
   const api = start(process.execPath, [join(checkout, 'dist', 'apps', 'api', 'src', 'main.js')], checkout, { ...shared, PORT: String(port), HOST: '127.0.0.1' });
   const url = `http://127.0.0.1:${port}`;
-  await until(async () => (await fetch(`${url}/health/live`)).status === 200, `the API of ${checkout}`);
+  await until(() => fetch(`${url}/health/live`).then((response) => response.status === 200, () => false), 30_000, `the API of ${checkout}`, 250);
   return { url, pids: { api: api.pid!, worker: worker.pid!, redis: redis.pid } };
 }
 

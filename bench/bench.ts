@@ -23,10 +23,9 @@ import { benchMemory } from './memory-bench';
 import { CpuMeter } from './proc-stats';
 import { SeedModelServer, seedClassify } from './seed-protocol';
 import { percentile, round, runConcurrently } from './stats';
-import { BENCH_IMAGES } from './bench-images';
+import { BENCH_IMAGES as IMAGES } from './bench-images';
 
 const MODEL = 'mobilenet_v2';
-const IMAGES = BENCH_IMAGES;
 const quick = process.env.BENCH_QUICK === '1';
 const N = { latency1: quick ? 30 : 100, throughput: quick ? 200 : 600, seedLatency: quick ? 10 : 24, seedThroughput: quick ? 96 : 256 };
 const intraOpThreads = Math.max(1, cpus().length);

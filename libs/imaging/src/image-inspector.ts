@@ -40,7 +40,7 @@ export async function inspectImage(input: Buffer | ImageFile, limits: ImageLimit
   if (size > limits.maxBytes) {
     throw new AppError(ErrorCode.ImageTooLarge, `the image is ${size} bytes; the limit is ${limits.maxBytes} bytes`);
   }
-  const { format, width, height, frames } = (Buffer.isBuffer(input) ? quickHeader(input) : undefined) ?? (await readImageHeader(Buffer.isBuffer(input) ? input : input.path, limits));
+  const { format, width, height, frames } = Buffer.isBuffer(input) ? (quickHeader(input) ?? (await readImageHeader(input, limits))) : await readImageHeader(input.path, limits);
   assertImageShape(width, height, limits);
   if (frames > limits.maxFrames) {
     throw new AppError(ErrorCode.ImageTooManyFrames, `the image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is analysed)`);
