@@ -69,4 +69,24 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(first.logsWith('worker.closed')).toHaveLength(1);
     expect(second.logsWith('job.started').every((line) => line.attempt === 1)).toBe(true);
   });
+
+  it('SIGTERM while Redis is down: API and worker stop waiting on it and exit 1 before the grace period ends, naming the cause', async () => {
+    const lost = await TestRedis.start();
+    try {
+      const lostEnv = { ...env(), REDIS_URL: lost.url, QUEUE_PREFIX: 'sd-down' };
+      const [worker, api] = await Promise.all([AppProcess.start('worker', lostEnv), AppProcess.start('api', lostEnv)]);
+      apps.push(worker, api);
+      await lost.kill('SIGKILL');
+      await api.waitForLog((line) => line.action === 'redis.error');
+      await worker.waitForLog((line) => line.action === 'redis.error');
+      // SHUTDOWN_GRACE_MS is 20 s: an exit on its timeout would log shutdown.timeout instead.
+      expect(await Promise.all([api.stop('SIGTERM', 30_000), worker.stop('SIGTERM', 30_000)])).toEqual([1, 1]);
+      for (const app of [api, worker]) {
+        expect(app.logsWith('shutdown.redis_unreachable')).toHaveLength(1);
+        expect(app.logsWith('shutdown.timeout')).toHaveLength(0);
+      }
+    } finally {
+      await lost.stop();
+    }
+  });
 });

@@ -15,7 +15,7 @@ import { RedisThrottlerStorage } from './auth/redis-throttler-storage';
 import { INFERENCE_QUEUE, RAW_IMAGE_CONTENT_TYPES, RedisKeys } from '@app/contracts';
 import type Redis from 'ioredis';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
-import { REDIS_CLIENT, RedisConnection, redisUnreachable } from '@app/redis';
+import { REDIS_CLIENT, RedisConnection, reconnecting, redisUnreachable } from '@app/redis';
 import { ApiModule } from './api.module';
 import { MULTIPART_MAX_FIELDS } from './common/api-exception.filter';
 import { clientErrorHandler, frameworkErrorHandler } from './common/client-error';
@@ -120,9 +120,14 @@ async function bootstrap(): Promise<void> {
     if (closing) void reply.header('connection', 'close');
     done(null, payload);
   });
-  exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS, () => {
-    closing = true;
-    setInterval(() => fastify.server.closeIdleConnections(), 100).unref();
+  const redis = app.get<Redis>(REDIS_CLIENT);
+  exitGracefullyOnSignals(app, logger, {
+    graceMs: env.SHUTDOWN_GRACE_MS,
+    beforeClose: () => {
+      closing = true;
+      setInterval(() => fastify.server.closeIdleConnections(), 100).unref();
+    },
+    redisUnreachable: () => reconnecting(redis),
   });
   await app.listen(env.PORT, env.HOST);
   logger.info({ action: 'api.routes', routes }, `${routes.length} routes`);

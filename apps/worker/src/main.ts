@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { createLogger, exitGracefullyOnSignals } from '@app/logging';
 import { listenProblem, parseEnvOrExit } from '@app/config';
-import { RedisConnection, redisUnreachable } from '@app/redis';
+import type Redis from 'ioredis';
+import { REDIS_CLIENT, RedisConnection, reconnecting, redisUnreachable } from '@app/redis';
 import { NestPinoLogger } from '@app/logging/nest-pino-logger';
 import { WorkerModule } from './worker.module';
 
@@ -18,7 +19,8 @@ async function bootstrap(): Promise<void> {
   }
   // abortOnError false: a failed start (say, an evicting Redis) reaches the catch below: one fatal JSON line naming the cause, exit 1.
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(logger), { logger: new NestPinoLogger(logger), abortOnError: false });
-  exitGracefullyOnSignals(app, logger, env.SHUTDOWN_GRACE_MS);
+  const redis = app.get<Redis>(REDIS_CLIENT);
+  exitGracefullyOnSignals(app, logger, { graceMs: env.SHUTDOWN_GRACE_MS, redisUnreachable: () => reconnecting(redis) });
   logger.info({ action: 'worker.started' }, 'worker started');
 }
 

@@ -20,3 +20,11 @@ export function onConnectionLost(client: Redis, onLost: () => void): void {
     if (!closingOnPurpose.has(client)) onLost();
   });
 }
+
+/**
+ * True while `client` has lost Redis and is trying to reach it again. False when connected, and after it was closed
+ * (its status is then 'end'): a shutdown that has already quit the connection is not waiting on Redis.
+ */
+export function reconnecting(client: Redis): boolean {
+  return client.status === 'connecting' || client.status === 'reconnecting' || client.status === 'close';
+}
