@@ -12,6 +12,7 @@ import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { percentile, round, runConcurrently } from './stats';
 import { BENCH_IMAGES as IMAGES } from './bench-images';
+import { post } from './bench-client';
 
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 6);
 const N1 = Number(process.env.AB_N1 ?? 40);
@@ -30,9 +31,7 @@ async function load(url: string, connections: number, amount: number): Promise<{
   let failures = 0;
   const run = await runConcurrently(amount, connections, async (i) => {
     const image = IMAGES[i % IMAGES.length];
-    const response = await fetch(`${url}/v1/classify?model=mobilenet_v2`, { method: 'POST', headers: { 'content-type': image.type }, body: image.bytes });
-    await response.arrayBuffer();
-    if (response.status !== 200) failures++;
+    if ((await post(`${url}/v1/classify?model=mobilenet_v2`, image.type, image.bytes)) !== 200) failures++;
   });
   if (failures > 0) throw new Error(`${failures} of ${amount} requests failed`);
   return { rps: (amount / run.wallMs) * 1000, p50: percentile(run.latencies, 50) };

@@ -17,6 +17,7 @@ import { TestRedis } from '../test/support/test-redis';
 import { cpuMs } from './proc-stats';
 import { round } from './stats';
 import { BENCH_IMAGES as IMAGES } from './bench-images';
+import { post } from './bench-client';
 
 const ROUNDS = Number(process.env.PAIR_ROUNDS ?? 4);
 const SECONDS = Number(process.env.PAIR_SECONDS ?? 10);
@@ -58,9 +59,8 @@ async function load(url: string, clients: number, endAt: number): Promise<number
     Array.from({ length: clients }, async (_, client) => {
       for (let i = client; Date.now() < endAt; i++) {
         const image = IMAGES[i % IMAGES.length];
-        const response = await fetch(`${url}/v1/classify?model=mobilenet_v2`, { method: 'POST', headers: { 'content-type': image.type }, body: image.bytes });
-        await response.arrayBuffer();
-        if (response.status !== 200) throw new Error(`${url} answered ${response.status}`);
+        const status = await post(`${url}/v1/classify?model=mobilenet_v2`, image.type, image.bytes);
+        if (status !== 200) throw new Error(`${url} answered ${status}`);
         answered++;
       }
     }),

@@ -14,14 +14,13 @@ import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
 import { memory } from './proc-stats';
 import { round, runConcurrently } from './stats';
+import { post } from './bench-client';
 
 const MB = 1024 * 1024;
 const castle = readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'castle_image.jpg'));
 
 async function classify(url: string): Promise<number> {
-  const response = await fetch(`${url}/v1/classify?model=mobilenet_v2`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: castle });
-  await response.arrayBuffer();
-  return response.status;
+  return post(`${url}/v1/classify?model=mobilenet_v2`, 'image/jpeg', castle);
 }
 
 export async function benchMemory(argv: string[]) {
