@@ -3,7 +3,9 @@
  * the stack's floor (Fastify echo; Fastify + BullMQ round trip, bench/floor.ts), the real service (HTTP →
  * BullMQ → worker) with CPU ms per request per process and Redis commands per request, batching off, ORT
  * spinning on, an optional BENCH_VARIANT_ENV run, and the seed assignment's list-and-poll protocol; prints the
- * ratios, the bill (service − in-process − floor) and the targets, and writes bench/results/latest.json.
+ * ratios, the bill (service − in-process − floor) and the targets, and writes bench/results/latest.json. Every
+ * 32-client figure (throughput, CPU per request) is taken in a window at steady state (stats.ts steadyLoad: 1 s of
+ * load, then 4 s measured; 2 + 10 s without BENCH_QUICK), the same way for the reference and the service.
  * `npm run bench -- memory` measures RSS instead (memory-bench.ts). Loopback only: it starts its own
  * redis-server, API and worker.
  */
@@ -22,13 +24,15 @@ import { benchFacesQuality } from './faces-quality';
 import { benchMemory } from './memory-bench';
 import { CpuMeter } from './proc-stats';
 import { SeedModelServer, seedClassify } from './seed-protocol';
-import { percentile, round, runConcurrently } from './stats';
+import { percentile, round, runConcurrently, steadyLoad } from './stats';
 import { BENCH_IMAGES as IMAGES } from './bench-images';
 import { post } from './bench-client';
 
 const MODEL = 'mobilenet_v2';
 const quick = process.env.BENCH_QUICK === '1';
 const N = { latency1: quick ? 30 : 100, throughput: quick ? 200 : 600, seedLatency: quick ? 10 : 24, seedThroughput: quick ? 96 : 256 };
+/** Every 32-client throughput (the reference's and the service's): completions in a window at steady state (steadyLoad). */
+const STEADY = quick ? { warmMs: 1000, windowMs: 4000 } : { warmMs: 2000, windowMs: 10_000 };
 const intraOpThreads = Math.max(1, cpus().length);
 
 /** The worker's own decode → announce → batch path, minus Redis and the queue, warmed up. */
@@ -49,8 +53,7 @@ async function inProcessPipeline(allowSpinning: boolean, maxBatchSize: number) {
 async function inProcessThroughputAgain(allowSpinning: boolean, maxBatchSize: number): Promise<number> {
   const { runtime, pipeline } = await inProcessPipeline(allowSpinning, maxBatchSize);
   try {
-    const loaded = await runConcurrently(N.throughput, 32, pipeline);
-    return round((N.throughput / loaded.wallMs) * 1000);
+    return round((await steadyLoad(32, pipeline, STEADY)).throughput);
   } finally {
     await runtime.close();
   }
@@ -66,10 +69,9 @@ async function inProcess(allowSpinning: boolean) {
       results.cpuMsOneClient = meter.per(N.latency1).self;
       results.p50Batch1Ms = percentile(sequential.latencies, 50);
     }
-    const meter = new CpuMeter({ self: process.pid });
-    const loaded = await runConcurrently(N.throughput, 32, pipeline);
-    results[`cpuMsBatch${maxBatchSize}`] = meter.per(N.throughput).self;
-    results[`throughputBatch${maxBatchSize}`] = (N.throughput / loaded.wallMs) * 1000;
+    const loaded = await steadyLoadWithCpu(32, pipeline, { self: process.pid });
+    results[`cpuMsBatch${maxBatchSize}`] = loaded.cpuMs.self;
+    results[`throughputBatch${maxBatchSize}`] = loaded.throughput;
     // The model step alone: pre-decoded tensors, so decoding does not hide the batching effect.
     const tensors = await Promise.all(IMAGES.map((image) => prepareModelInput(image.bytes, model.preprocess, { maxPixels: 50_000_000, heic: true })));
     const modelOnly = await runConcurrently(N.throughput, 32, (i) => executor.run(MODEL, tensors[i % tensors.length].tensor));
@@ -89,6 +91,50 @@ async function inProcess(allowSpinning: boolean) {
     p50Batch1Ms: round(results.p50Batch1Ms, 2),
     modelStepBatch1: round(results.modelStepBatch1),
     modelStepBatch8: round(results.modelStepBatch8),
+  };
+}
+
+/**
+ * steadyLoad's hooks for CPU per request of each process in `pids` over the window; the result's `cpuMs` is filled
+ * in by the time steadyLoad returns (`withCpu`).
+ */
+function cpuWindow(pids: Record<string, number>) {
+  let meter: CpuMeter | undefined;
+  let used: Record<string, number> = {};
+  return {
+    open: () => void (meter = new CpuMeter(pids)),
+    close: () => void (used = meter!.per(1)),
+    perRequest: (completed: number) => Object.fromEntries(Object.entries(used).map(([name, ms]) => [name, ms / Math.max(1, completed)])),
+  };
+}
+
+/** steadyLoad with CPU ms per request of each process in `pids` over the same window. */
+async function steadyLoadWithCpu(concurrency: number, task: (i: number) => Promise<unknown>, pids: Record<string, number>, extra: { open?: () => unknown; close?: () => unknown } = {}) {
+  const cpu = cpuWindow(pids);
+  const hooks = { open: () => [cpu.open(), extra.open?.()][1], close: () => [cpu.close(), extra.close?.()][1] };
+  const window = await steadyLoad(concurrency, task, STEADY, hooks);
+  return { ...window, cpuMs: cpu.perRequest(window.completed) };
+}
+
+/** 32 closed-loop HTTP clients at steady state (steadyLoad): throughput, latency percentiles, CPU ms per request per process, and Redis commands per request when given `redis`. */
+async function serviceSteady(url: string, pids: Record<string, number>, redis?: TestRedis) {
+  let failures = 0;
+  let commandsAtOpen = 0;
+  let commandsAtClose = 0;
+  const window = await steadyLoadWithCpu(
+    32,
+    async (i) => {
+      const image = IMAGES[i % IMAGES.length];
+      if ((await post(`${url}/v1/classify?model=${MODEL}`, image.type, image.bytes)) !== 200) failures++;
+    },
+    pids,
+    redis ? { open: async () => (commandsAtOpen = await redisCommandCount(redis)), close: async () => (commandsAtClose = await redisCommandCount(redis)) } : {},
+  );
+  if (failures > 0) throw new Error(`${failures} service requests failed`);
+  return {
+    stats: { throughput: round(window.throughput), p50: round(percentile(window.latencies, 50), 1), p95: round(percentile(window.latencies, 95), 1), p99: round(percentile(window.latencies, 99), 1) },
+    cpuMs: window.cpuMs,
+    redisCommandsPerRequest: round((commandsAtClose - commandsAtOpen) / Math.max(1, window.completed), 1),
   };
 }
 
@@ -162,12 +208,11 @@ async function service(redis: TestRedis, env: Record<string, string>, prefix: st
       out.redisCommandsByName = commandsPerRequest(calls, await commandCalls(redis), N.latency1);
       out.oneClient = single;
     }
-    const meter = new CpuMeter(pids);
-    const commandsBefore32 = await redisCommandCount(redis);
     const enqueuedBefore32 = api.logsWith('job.enqueued').length;
-    out.clients32 = await serviceRun(api.url, 32, N.throughput);
-    out.cpuMsClients32 = roundAll(meter.per(N.throughput));
-    out.redisCommandsPerRequestClients32 = round(((await redisCommandCount(redis)) - commandsBefore32) / N.throughput, 1);
+    const steady = await serviceSteady(api.url, pids, redis);
+    out.clients32 = steady.stats;
+    out.cpuMsClients32 = roundAll(steady.cpuMs);
+    out.redisCommandsPerRequestClients32 = steady.redisCommandsPerRequest;
     // Classify coalescing (CLASSIFY_COALESCE_*): queue jobs per request at 32 clients (1: every request its own job).
     const enqueued32 = api.logsWith('job.enqueued').slice(enqueuedBefore32);
     out.queueJobsPerRequestClients32 = round(new Set(enqueued32.map((line) => String(line.batchJobId ?? line.jobId))).size / Math.max(1, enqueued32.length), 3);
@@ -225,9 +270,9 @@ async function floor(redis: TestRedis) {
     let meter = new CpuMeter({ api: echo.child.pid! });
     out.echoOneClient = await serviceRun(echo.url, 1, N.latency1);
     out.echoCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
-    meter = new CpuMeter({ api: echo.child.pid! });
-    out.echoClients32 = await serviceRun(echo.url, 32, N.throughput);
-    out.echoCpuMsClients32 = roundAll(meter.per(N.throughput), 3);
+    const steady = await serviceSteady(echo.url, { api: echo.child.pid! });
+    out.echoClients32 = steady.stats;
+    out.echoCpuMsClients32 = roundAll(steady.cpuMs, 3);
   } finally {
     await echo.stop();
   }
@@ -244,9 +289,9 @@ async function floor(redis: TestRedis) {
     out.queueCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
     out.queueRedisCommandsPerRequest = round(((await redisCommandCount(redis)) - before) / N.latency1, 1);
     out.queueRedisCommandsByName = commandsPerRequest(calls, await commandCalls(redis), N.latency1);
-    meter = new CpuMeter(pids);
-    out.queueClients32 = await serviceRun(api.url, 32, N.throughput);
-    out.queueCpuMsClients32 = roundAll(meter.per(N.throughput), 3);
+    const steady = await serviceSteady(api.url, pids);
+    out.queueClients32 = steady.stats;
+    out.queueCpuMsClients32 = roundAll(steady.cpuMs, 3);
   } finally {
     await Promise.all([api.stop(), worker.stop()]);
   }
