@@ -19,7 +19,11 @@ describe('fault: job locks are renewed on the LOCK_DURATION_MS schedule', () => 
     const redis = await stack.startRedis();
     const lock = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '1000' };
     const api = await stack.start('api', { REQUEST_WAIT_MS: '60000', MAX_QUEUE_DEPTH: '1000' }, redis);
-    const worker = await stack.start('worker', { ...lock, ORT_INTRA_OP_THREADS: '1' }, redis);
+    // WORKER_CONCURRENCY 128: a job is active while its items wait for the model behind every other active job's
+    // items, so the longest active time is about WORKER_CONCURRENCY × 8 items ÷ the worker's images per second,
+    // whatever the burst's size. With the default 32 a fast machine (~200 img/s on one ONNX thread) kept jobs
+    // active only 1.28 s, under the precondition below.
+    const worker = await stack.start('worker', { ...lock, ORT_INTRA_OP_THREADS: '1', WORKER_CONCURRENCY: '128' }, redis);
     // The burst must keep jobs active past the 1 s lock (1.5 s: three renewals due, each missed one a lost lock before
     // the fix), or it proves nothing. How long they stay active depends on this machine's speed (items wait for the
     // model behind each other), so the burst doubles until they were. (A fixed "the burst took > 3 s" failed in CI
