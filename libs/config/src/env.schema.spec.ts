@@ -9,7 +9,7 @@ describe('parseEnv', () => {
     expect(env.REQUEST_WAIT_MS).toBe(30_000);
     expect(env.QUEUE_EVENTS_ENABLED).toBe(true);
     expect(env.MODELS_DIR).toBe('models');
-    expect(env.API_HEAP_GROWING_PERCENT).toBe(50);
+    expect(env.API_HEAP_GROWING_PERCENT).toBe(100);
   });
 
   it('takes API_HEAP_GROWING_PERCENT from 0 (V8 decides) to 1000, nothing else', () => {

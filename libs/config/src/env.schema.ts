@@ -74,7 +74,7 @@ export const envSchema = z.object({
    * API only: how far V8's old generation may grow past what the last full GC left, percent (V8's
    * --heap-growing-percent); 0 leaves V8's own factor. apps/api/src/heap-growth.ts has the measurements.
    */
-  API_HEAP_GROWING_PERCENT: int(0, 1000, 50),
+  API_HEAP_GROWING_PERCENT: int(0, 1000, 100),
   MAX_UPLOAD_BYTES_IN_FLIGHT: int(1024 * 1024, 64 * 1024 * 1024 * 1024, 64 * 1024 * 1024),
   /** How long an image waits for room in that budget before the request gets 503 + Retry-After. */
   UPLOAD_BUDGET_WAIT_MS: int(0, 10 * 60_000, 10_000),
