@@ -94,26 +94,27 @@ async function inProcess(allowSpinning: boolean) {
   };
 }
 
-/**
- * steadyLoad's hooks for CPU per request of each process in `pids` over the window; the result's `cpuMs` is filled
- * in by the time steadyLoad returns (`withCpu`).
- */
-function cpuWindow(pids: Record<string, number>) {
+/** steadyLoad (STEADY) with CPU ms per request of each process in `pids` over the same window; `extra` hooks run beside. */
+async function steadyLoadWithCpu(concurrency: number, task: (i: number) => Promise<unknown>, pids: Record<string, number>, extra: { open?: () => unknown; close?: () => unknown } = {}) {
   let meter: CpuMeter | undefined;
   let used: Record<string, number> = {};
-  return {
-    open: () => void (meter = new CpuMeter(pids)),
-    close: () => void (used = meter!.per(1)),
-    perRequest: (completed: number) => Object.fromEntries(Object.entries(used).map(([name, ms]) => [name, ms / Math.max(1, completed)])),
-  };
+  const window = await steadyLoad(concurrency, task, STEADY, {
+    open: () => {
+      meter = new CpuMeter(pids);
+      return extra.open?.();
+    },
+    close: () => {
+      used = meter!.per(1);
+      return extra.close?.();
+    },
+  });
+  return { ...window, cpuMs: Object.fromEntries(Object.entries(used).map(([name, ms]) => [name, ms / Math.max(1, window.completed)])) };
 }
 
-/** steadyLoad with CPU ms per request of each process in `pids` over the same window. */
-async function steadyLoadWithCpu(concurrency: number, task: (i: number) => Promise<unknown>, pids: Record<string, number>, extra: { open?: () => unknown; close?: () => unknown } = {}) {
-  const cpu = cpuWindow(pids);
-  const hooks = { open: () => [cpu.open(), extra.open?.()][1], close: () => [cpu.close(), extra.close?.()][1] };
-  const window = await steadyLoad(concurrency, task, STEADY, hooks);
-  return { ...window, cpuMs: cpu.perRequest(window.completed) };
+/** One classify request with the i-th bench image (in turn); true when it was answered 200. */
+async function classifyImage(url: string, i: number): Promise<boolean> {
+  const image = IMAGES[i % IMAGES.length];
+  return (await post(`${url}/v1/classify?model=${MODEL}`, image.type, image.bytes)) === 200;
 }
 
 /** 32 closed-loop HTTP clients at steady state (steadyLoad): throughput, latency percentiles, CPU ms per request per process, and Redis commands per request when given `redis`. */
@@ -124,8 +125,7 @@ async function serviceSteady(url: string, pids: Record<string, number>, redis?: 
   const window = await steadyLoadWithCpu(
     32,
     async (i) => {
-      const image = IMAGES[i % IMAGES.length];
-      if ((await post(`${url}/v1/classify?model=${MODEL}`, image.type, image.bytes)) !== 200) failures++;
+      if (!(await classifyImage(url, i))) failures++;
     },
     pids,
     redis ? { open: async () => (commandsAtOpen = await redisCommandCount(redis)), close: async () => (commandsAtClose = await redisCommandCount(redis)) } : {},
@@ -142,8 +142,7 @@ async function serviceSteady(url: string, pids: Record<string, number>, redis?: 
 async function serviceRun(url: string, connections: number, amount: number) {
   let failures = 0;
   const run = await runConcurrently(amount, connections, async (i) => {
-    const image = IMAGES[i % IMAGES.length];
-    if ((await post(`${url}/v1/classify?model=${MODEL}`, image.type, image.bytes)) !== 200) failures++;
+    if (!(await classifyImage(url, i))) failures++;
   });
   if (failures > 0) throw new Error(`${failures} of ${amount} service requests failed`);
   return {
@@ -267,7 +266,7 @@ async function floor(redis: TestRedis) {
   const out: Record<string, any> = {};
   try {
     await warmUp(echo.url);
-    let meter = new CpuMeter({ api: echo.child.pid! });
+    const meter = new CpuMeter({ api: echo.child.pid! });
     out.echoOneClient = await serviceRun(echo.url, 1, N.latency1);
     out.echoCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
     const steady = await serviceSteady(echo.url, { api: echo.child.pid! });
@@ -284,7 +283,7 @@ async function floor(redis: TestRedis) {
     await warmUp(api.url);
     const before = await redisCommandCount(redis);
     const calls = await commandCalls(redis);
-    let meter = new CpuMeter(pids);
+    const meter = new CpuMeter(pids);
     out.queueOneClient = await serviceRun(api.url, 1, N.latency1);
     out.queueCpuMsOneClient = roundAll(meter.per(N.latency1), 3);
     out.queueRedisCommandsPerRequest = round(((await redisCommandCount(redis)) - before) / N.latency1, 1);

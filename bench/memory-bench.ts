@@ -7,9 +7,8 @@
  * targets are API peak ≤ 250 MB and worker growth ≤ 10 %. BENCH_MEMORY_ENV='{"NAME":"value"}' adds settings to both
  * apps (e.g. NODE_OPTIONS), to weigh a setting's memory against the default in back-to-back runs.
  */
-import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
-import { AppProcess, REPO_ROOT } from '../test/support/app-process';
+import { AppProcess } from '../test/support/app-process';
+import { fixture } from '../test/support/fixtures';
 import { TestRedis } from '../test/support/test-redis';
 import { CliFlags } from './cli-flags';
 import { memory } from './proc-stats';
@@ -17,7 +16,7 @@ import { round, runConcurrently } from './stats';
 import { post } from './bench-client';
 
 const MB = 1024 * 1024;
-const castle = readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'castle_image.jpg'));
+const castle = fixture('castle_image.jpg');
 
 async function classify(url: string): Promise<number> {
   return post(`${url}/v1/classify?model=mobilenet_v2`, 'image/jpeg', castle);
